@@ -1,0 +1,71 @@
+// Package abi is the guest-facing contract of Orloj, version 1: the import
+// module name, the host functions and their signatures, the memory protocol,
+// status codes, message types, limits and the canonical JSON form used for
+// hashing. Host and guest SDK both build on it; it imports only the standard
+// library, and an incompatible change gets a new module name (orloj_v2), never
+// an edit of this one. docs/abi.md is its prose form.
+package abi
+
+// ModuleName is the wasm import module every Orloj host function lives in.
+const ModuleName = "orloj_v1"
+
+// WASIModuleName is the only other import module a guest may use.
+const WASIModuleName = "wasi_snapshot_preview1"
+
+// Host function names in ModuleName. Every function takes and returns i32
+// values only; pointers and lengths are unsigned 32-bit offsets into the
+// guest's exported "memory". Each returns a Status.
+const (
+	// FuncInput copies the task input (JSON) into the guest.
+	//	input(buf_ptr, buf_cap, len_ptr) -> status
+	FuncInput = "input"
+	// FuncCall invokes a tool. The request is a CallRequest in JSON; the
+	// response body is the tool's result (status OK) or an ErrorBody.
+	//	call(req_ptr, req_len, buf_ptr, buf_cap, len_ptr) -> status
+	FuncCall = "call"
+	// FuncResponse copies the pending response body, kept after a call that
+	// returned StatusBufferTooSmall, and returns the status of that call.
+	//	response(buf_ptr, buf_cap, len_ptr) -> status
+	FuncResponse = "response"
+	// FuncOutput sets the task output (JSON). A later call replaces it.
+	//	output(ptr, len) -> status
+	FuncOutput = "output"
+	// FuncLog writes one log line at a LogLevel.
+	//	log(level, ptr, len) -> status
+	FuncLog = "log"
+	// FuncNow writes the recorded current time, as unsigned 64-bit little
+	// endian nanoseconds since the Unix epoch, at out_ptr (8 bytes).
+	//	now(out_ptr) -> status
+	FuncNow = "now"
+	// FuncEmit stages an outbox effect (an Effect in JSON), dispatched only
+	// after the task succeeds.
+	//	emit(req_ptr, req_len) -> status
+	FuncEmit = "emit"
+)
+
+// ExportStart is the export every guest module must provide: a WASI command
+// module's entry point.
+const ExportStart = "_start"
+
+// ExportMemory is the memory export every guest module must provide.
+const ExportMemory = "memory"
+
+// Exit codes a guest passes to proc_exit. Any other non-zero code is a
+// permanent failure of the attempt.
+const (
+	ExitOK = 0
+	// ExitTransient asks for the attempt to be retried under the task's
+	// backoff policy (sysexits EX_TEMPFAIL).
+	ExitTransient = 75
+)
+
+// Limits. The host refuses larger requests with StatusInvalidArgument and never
+// produces larger responses.
+const (
+	MaxRequestBytes  = 1 << 20 // a call or emit request, a log line is cut at MaxLogBytes
+	MaxResponseBytes = 4 << 20 // a tool result, an error body or the input
+	MaxOutputBytes   = 4 << 20 // the task output
+	MaxLogBytes      = 16 << 10
+	MaxToolNameBytes = 128
+	MaxKeyBytes      = 256
+)

@@ -1,0 +1,120 @@
+package abi
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"unicode/utf8"
+)
+
+// CallRequest is the JSON a guest passes to FuncCall:
+//
+//	{"tool": "ocr", "params": {...}, "key": "optional"}
+//
+// Key, when set, replaces the occurrence count in the call's identity, so a
+// guest can name a call that must stay the same across code changes.
+type CallRequest struct {
+	Tool   string          `json:"tool"`
+	Params json.RawMessage `json:"params,omitempty"`
+	Key    string          `json:"key,omitempty"`
+}
+
+// Effect is the JSON a guest passes to FuncEmit: a tool call deferred until the
+// task succeeds. It has the same shape as a CallRequest.
+type Effect = CallRequest
+
+// ErrorBody is the response body of a call that did not return StatusOK.
+type ErrorBody struct {
+	Status  string `json:"status"`
+	Message string `json:"message"`
+}
+
+// LogLevel is the first argument of FuncLog.
+type LogLevel int32
+
+const (
+	LogDebug LogLevel = iota
+	LogInfo
+	LogWarn
+	LogError
+)
+
+func (l LogLevel) String() string {
+	switch l {
+	case LogDebug:
+		return "debug"
+	case LogInfo:
+		return "info"
+	case LogWarn:
+		return "warn"
+	case LogError:
+		return "error"
+	}
+	return fmt.Sprintf("level(%d)", int32(l))
+}
+
+// DecodeCallRequest parses and validates a call or emit request. Errors carry
+// StatusInvalidArgument. Params are returned in canonical form (RFC 8785), so
+// two requests that differ only in spacing or key order are the same call.
+func DecodeCallRequest(b []byte) (CallRequest, error) {
+	var req CallRequest
+	if len(b) > MaxRequestBytes {
+		return req, Errorf(StatusInvalidArgument, "request is %d bytes, limit %d", len(b), MaxRequestBytes)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return CallRequest{}, Errorf(StatusInvalidArgument, "decode request: %v", err)
+	}
+	if dec.More() {
+		return CallRequest{}, Errorf(StatusInvalidArgument, "decode request: data after the JSON object")
+	}
+	if err := validateName(req.Tool); err != nil {
+		return CallRequest{}, err
+	}
+	if len(req.Key) > MaxKeyBytes || !utf8.ValidString(req.Key) {
+		return CallRequest{}, Errorf(StatusInvalidArgument, "key must be valid UTF-8 of at most %d bytes", MaxKeyBytes)
+	}
+	params := req.Params
+	if len(params) == 0 {
+		params = json.RawMessage("null")
+	}
+	canon, err := Canonicalize(params)
+	if err != nil {
+		return CallRequest{}, Errorf(StatusInvalidArgument, "params: %v", err)
+	}
+	req.Params = canon
+	return req, nil
+}
+
+func validateName(tool string) error {
+	if tool == "" {
+		return Errorf(StatusInvalidArgument, "tool name is empty")
+	}
+	if len(tool) > MaxToolNameBytes {
+		return Errorf(StatusInvalidArgument, "tool name is %d bytes, limit %d", len(tool), MaxToolNameBytes)
+	}
+	for _, r := range tool {
+		ok := r == '_' || r == '-' || r == '.' || r == '/' ||
+			(r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9')
+		if !ok {
+			return Errorf(StatusInvalidArgument, "tool name %q has %q; use letters, digits and _ - . /", tool, r)
+		}
+	}
+	return nil
+}
+
+// EncodeErrorBody is the response body the host returns with a non-OK status.
+func EncodeErrorBody(s Status, msg string) []byte {
+	b, _ := json.Marshal(ErrorBody{Status: s.String(), Message: msg}) // cannot fail: two strings
+	return b
+}
+
+// DecodeErrorBody turns a non-OK response back into an error carrying s.
+func DecodeErrorBody(s Status, body []byte) error {
+	var eb ErrorBody
+	if err := json.Unmarshal(body, &eb); err != nil || eb.Message == "" {
+		return s
+	}
+	return &Error{Status: s, Message: eb.Message}
+}
