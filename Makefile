@@ -1,0 +1,48 @@
+# Orloj build. Every target does its own set-up; nothing needs installing by hand
+# beyond Go (see README).
+
+GO        ?= go
+BIN       := bin
+AGENTS    := $(notdir $(wildcard examples/agents/*))
+BENCHSTAT := $(GO) run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
+COUNT     ?= 6
+
+.PHONY: all build agents test test-short bench check demo clean
+
+all: build agents
+
+build:
+	$(GO) build -o $(BIN)/orlojd ./cmd/orlojd
+
+agents: $(AGENTS:%=$(BIN)/agents/%.wasm)
+
+$(BIN)/agents/%.wasm: FORCE
+	@mkdir -p $(BIN)/agents
+	GOOS=wasip1 GOARCH=wasm $(GO) build -trimpath -o $@ ./examples/agents/$*
+
+FORCE:
+
+# The whole suite under the race detector. Fuzz targets run their seed corpus.
+test: build agents
+	$(GO) vet ./...
+	GOOS=wasip1 GOARCH=wasm $(GO) vet ./sdk/... ./examples/...
+	$(GO) test -race -timeout 20m ./...
+
+bench: build agents
+	@mkdir -p $(BIN)
+	$(GO) test -run '^$$' -bench . -benchmem -count $(COUNT) -timeout 60m ./... | tee $(BIN)/bench.txt
+	$(BENCHSTAT) $(BIN)/bench.txt
+
+# Fails when formatting, vet or go.mod would change anything.
+check:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
+	$(GO) vet ./...
+	GOOS=wasip1 GOARCH=wasm $(GO) vet ./sdk/... ./examples/...
+	$(GO) mod tidy
+	@git diff --exit-code -- go.mod go.sum || { echo "go mod tidy changed go.mod/go.sum"; exit 1; }
+
+demo: build agents
+	bash scripts/demo.sh
+
+clean:
+	rm -rf $(BIN)
