@@ -1,0 +1,483 @@
+package cluster
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strings"
+)
+
+// Claim is the response to a granted ClaimTask.
+type Claim struct {
+	Task  Task  `json:"task"`
+	Lease Lease `json:"lease"`
+}
+
+// SubmitResult is the response to SubmitTask.
+type SubmitResult struct {
+	Task     Task `json:"task"`
+	Existing bool `json:"existing"` // the idempotency key matched an earlier task
+}
+
+// applier applies one log entry. Every apply function validates before it
+// writes, so a rejected command leaves no trace but its response.
+type applier struct {
+	*tx
+	idx    uint64
+	events int
+}
+
+func (a *applier) apply(cmd Command) any {
+	switch c := cmd.(type) {
+	case *PutAgent:
+		return a.putAgent(c)
+	case *SubmitTask:
+		return a.submit(c)
+	case *ClaimTask:
+		return a.claim(c)
+	case *RenewLease:
+		return a.renew(c)
+	case *ExpireLease:
+		return a.expire(c)
+	case *ExtendLeases:
+		return a.extendLeases(c)
+	case *RecordIntent:
+		return a.intent(c)
+	case *RecordResult:
+		return a.result(c)
+	case *CompleteTask:
+		return a.complete(c)
+	case *FailAttempt:
+		return a.fail(c)
+	case *RetryDLQ:
+		return a.retryDLQ(c)
+	case *DiscardDLQ:
+		return a.discard(c)
+	case *CancelTask:
+		return a.cancel(c)
+	case *StageWrite:
+		return a.stage(c)
+	case *AppendJournal:
+		return a.appendJournal(c)
+	case *MarkEffectDone:
+		return a.effectDone(c)
+	}
+	return fmt.Errorf("%w: no handler for %T", ErrInvalidCmd, cmd)
+}
+
+func (a *applier) journal(taskID string, now int64, e Event) {
+	e.Seq = a.idx<<16 | uint64(a.events)
+	a.events++
+	if e.At == 0 {
+		e.At = now
+	}
+	a.put(journalKey(taskID, e.Seq), e)
+}
+
+func (a *applier) loadTask(id string) (*Task, error) {
+	var t Task
+	if !a.get(taskKey(id), &t) {
+		if a.err != nil {
+			return nil, a.err
+		}
+		return nil, fmt.Errorf("task %s: %w", id, ErrNotFound)
+	}
+	return &t, nil
+}
+
+// fenced loads a running task and checks the caller's fencing token.
+func (a *applier) fenced(id string, token uint64) (*Task, error) {
+	t, err := a.loadTask(id)
+	if err != nil {
+		return nil, err
+	}
+	if t.State != StateRunning || t.Lease == nil || t.Lease.Token != token {
+		var n uint64
+		if b, ok := a.getRaw(keyFenceRejects); ok {
+			n = u64(b)
+		}
+		a.putRaw(keyFenceRejects, putU64(n+1))
+		held := uint64(0)
+		if t.Lease != nil {
+			held = t.Lease.Token
+		}
+		return nil, fmt.Errorf("task %s: token %d, lease holds %d (state %s): %w", id, token, held, t.State, ErrStaleToken)
+	}
+	return t, nil
+}
+
+func (a *applier) putAgent(c *PutAgent) any {
+	ag := c.Agent
+	if ag.Name == "" || ag.Version == "" {
+		return fmt.Errorf("%w: agent name and version are required", ErrInvalidCmd)
+	}
+	sum := sha256.Sum256(c.Module)
+	digest := hex.EncodeToString(sum[:])
+	if ag.Digest != "" && ag.Digest != digest {
+		return fmt.Errorf("%w: agent %s@%s digest %s does not match its module (%s)", ErrInvalidCmd, ag.Name, ag.Version, ag.Digest, digest)
+	}
+	var old Agent
+	if a.get(agentKey(ag.Name, ag.Version), &old) {
+		if old.Digest == digest {
+			return old
+		}
+		return fmt.Errorf("agent %s version %s exists with another module: %w", ag.Name, ag.Version, ErrAlreadyExists)
+	}
+	ag.Digest, ag.Size, ag.CreatedAt = digest, len(c.Module), c.Now
+	if len(a.keys(modulePrefix(digest), 1)) == 0 {
+		for n, off := 0, 0; off < len(c.Module) || n == 0; n, off = n+1, off+moduleChunk {
+			a.putRaw(moduleKey(digest, n), c.Module[off:min(off+moduleChunk, len(c.Module))])
+		}
+	}
+	a.put(agentKey(ag.Name, ag.Version), ag)
+	return ag
+}
+
+func (a *applier) submit(c *SubmitTask) any {
+	t := c.Task
+	if t.ID == "" || t.Agent == "" || t.Version == "" {
+		return fmt.Errorf("%w: task id, agent and version are required", ErrInvalidCmd)
+	}
+	if t.IdempotencyKey != "" {
+		if b, ok := a.getRaw(idemKey(t.IdempotencyKey)); ok {
+			existing, err := a.loadTask(string(b))
+			if err != nil {
+				return err
+			}
+			return SubmitResult{Task: *existing, Existing: true}
+		}
+	}
+	if _, ok := a.getRaw(taskKey(t.ID)); ok {
+		return fmt.Errorf("task %s: %w", t.ID, ErrAlreadyExists)
+	}
+	var ag Agent
+	if !a.get(agentKey(t.Agent, t.Version), &ag) {
+		return fmt.Errorf("agent %s version %s: %w", t.Agent, t.Version, ErrUnknownAgent)
+	}
+	if len(t.Input) == 0 {
+		t.Input = []byte("null")
+	}
+	if t.Policy.MaxAttempts <= 0 && ag.Manifest.MaxAttempts > 0 {
+		t.Policy.MaxAttempts = ag.Manifest.MaxAttempts
+	}
+	t.Policy = t.Policy.withDefaults()
+	t.State, t.Seq, t.Attempts = StateQueued, a.idx, 0
+	t.CreatedAt, t.UpdatedAt, t.NextAt = c.Now, c.Now, c.Now
+	t.Lease, t.Output, t.Error, t.History = nil, nil, nil, nil
+	a.put(taskKey(t.ID), t)
+	a.putRaw(runqKey(t.NextAt, t.Seq, t.ID), nil)
+	if t.IdempotencyKey != "" {
+		a.putRaw(idemKey(t.IdempotencyKey), []byte(t.ID))
+	}
+	a.journal(t.ID, c.Now, Event{Type: "submitted", Message: t.Agent + "@" + t.Version})
+	return SubmitResult{Task: t}
+}
+
+func (a *applier) claim(c *ClaimTask) any {
+	if c.Node == "" || c.TTL <= 0 {
+		return fmt.Errorf("%w: claim needs a node and a positive TTL", ErrInvalidCmd)
+	}
+	ks := a.keys([]byte("rq/"), 1)
+	if len(ks) == 0 {
+		return nil
+	}
+	rest := strings.TrimPrefix(string(ks[0]), "rq/")
+	var nextAt uint64
+	if _, err := fmt.Sscanf(rest[:16], "%x", &nextAt); err != nil {
+		return fmt.Errorf("corrupt runnable index %q: %w", ks[0], err)
+	}
+	if int64(nextAt) > c.Now {
+		return nil
+	}
+	id := rest[33:]
+	t, err := a.loadTask(id)
+	if err != nil {
+		return err
+	}
+	t.Attempts++
+	l := Lease{TaskID: id, Token: a.idx, Node: c.Node, Attempt: t.Attempts, GrantedAt: c.Now, ExpiresAt: c.Now + int64(c.TTL), TTL: c.TTL}
+	t.State, t.Lease, t.LastToken, t.UpdatedAt, t.NextAt = StateRunning, &l, a.idx, c.Now, 0
+	t.History = append(t.History, AttemptRecord{N: t.Attempts, Node: c.Node, Token: a.idx, StartedAt: c.Now})
+	a.del(ks[0])
+	a.putRaw(leaseKey(l.ExpiresAt, id), nil)
+	a.put(taskKey(id), t)
+	a.journal(id, c.Now, Event{Type: "leased", Attempt: t.Attempts, Message: fmt.Sprintf("node %s, token %d", c.Node, a.idx)})
+	return &Claim{Task: *t, Lease: l}
+}
+
+func (a *applier) renew(c *RenewLease) any {
+	if c.TTL <= 0 {
+		return fmt.Errorf("%w: renew needs a positive TTL", ErrInvalidCmd)
+	}
+	t, err := a.fenced(c.TaskID, c.Token)
+	if err != nil {
+		return err
+	}
+	a.del(leaseKey(t.Lease.ExpiresAt, t.ID))
+	t.Lease.ExpiresAt, t.Lease.TTL, t.UpdatedAt = c.Now+int64(c.TTL), c.TTL, c.Now
+	a.putRaw(leaseKey(t.Lease.ExpiresAt, t.ID), nil)
+	a.put(taskKey(t.ID), t)
+	return *t.Lease
+}
+
+func (a *applier) expire(c *ExpireLease) any {
+	t, err := a.loadTask(c.TaskID)
+	if err != nil {
+		return err
+	}
+	if t.State != StateRunning || t.Lease == nil || t.Lease.Token != c.Token || t.Lease.ExpiresAt > c.Now {
+		return nil // renewed, finished or replaced since the leader looked
+	}
+	msg := fmt.Sprintf("lease expired: node %s held token %d past %d", t.Lease.Node, t.Lease.Token, t.Lease.ExpiresAt)
+	a.journal(t.ID, c.Now, Event{Type: "lease_expired", Attempt: t.Attempts, Message: msg})
+	a.endAttempt(t, TaskError{Class: ClassExpired, Message: msg}, c.Jitter, c.Now)
+	return *t
+}
+
+func (a *applier) extendLeases(c *ExtendLeases) any {
+	n := 0
+	for _, k := range a.keys([]byte("le/"), 0) {
+		id := string(k[len("le/")+17:])
+		t, err := a.loadTask(id)
+		if err != nil || t.Lease == nil {
+			continue
+		}
+		if until := c.Now + int64(t.Lease.TTL); until > t.Lease.ExpiresAt {
+			a.del(k)
+			t.Lease.ExpiresAt = until
+			a.putRaw(leaseKey(until, id), nil)
+			a.put(taskKey(id), t)
+			n++
+		}
+	}
+	return n
+}
+
+// endAttempt closes the running attempt of t with a failure and moves the task
+// to retry_pending or dead_letter.
+func (a *applier) endAttempt(t *Task, e TaskError, jitter uint64, now int64) {
+	if t.Lease != nil {
+		a.del(leaseKey(t.Lease.ExpiresAt, t.ID))
+	}
+	t.Lease, t.UpdatedAt = nil, now
+	h := a.lastAttempt(t)
+	if h != nil {
+		h.EndedAt, h.Outcome, h.Error = now, string(e.Class), e.Message
+	}
+	retryable := e.Class == ClassTransient || e.Class == ClassExpired
+	switch {
+	case retryable && t.Attempts < t.Policy.MaxAttempts:
+		delay := Backoff(t.Policy, t.Attempts, jitter)
+		if h != nil {
+			h.Delay = int64(delay)
+		}
+		t.State, t.NextAt, t.Error = StateRetryPending, now+int64(delay), &e
+		a.putRaw(runqKey(t.NextAt, t.Seq, t.ID), nil)
+		a.journal(t.ID, now, Event{Type: "retry_scheduled", Attempt: t.Attempts,
+			Message: fmt.Sprintf("%s: retry in %s", e.Class, delay)})
+	default:
+		if retryable {
+			e.Message = fmt.Sprintf("attempts exhausted (%d of %d); last: %s", t.Attempts, t.Policy.MaxAttempts, e.Message)
+			e.Class = ClassExhausted
+		}
+		t.State, t.Error, t.NextAt = StateDeadLetter, &e, 0
+		a.putRaw(dlqKey(t.ID), nil)
+		a.journal(t.ID, now, Event{Type: "dead_lettered", Attempt: t.Attempts, Message: string(e.Class) + ": " + e.Message})
+	}
+	a.put(taskKey(t.ID), t)
+}
+
+func (a *applier) lastAttempt(t *Task) *AttemptRecord {
+	if len(t.History) == 0 {
+		return nil
+	}
+	return &t.History[len(t.History)-1]
+}
+
+func (a *applier) intent(c *RecordIntent) any {
+	t, err := a.fenced(c.TaskID, c.Token)
+	if err != nil {
+		return err
+	}
+	var rec LedgerRecord
+	if a.get(ledgerKey(t.ID, c.CallID), &rec) && rec.HasResult {
+		return rec // already recorded: the caller replays it
+	}
+	if rec.CallID == "" {
+		rec = LedgerRecord{TaskID: t.ID, CallID: c.CallID, Tool: c.Tool, Seq: a.idx}
+	}
+	rec.Attempt, rec.Token, rec.IntentAt = t.Attempts, c.Token, c.Now
+	a.put(ledgerKey(t.ID, c.CallID), rec)
+	return rec
+}
+
+func (a *applier) result(c *RecordResult) any {
+	t, err := a.fenced(c.TaskID, c.Token)
+	if err != nil {
+		return err
+	}
+	var rec LedgerRecord
+	if !a.get(ledgerKey(t.ID, c.CallID), &rec) {
+		return fmt.Errorf("call %s of task %s has no intent: %w", c.CallID, t.ID, ErrInvalidState)
+	}
+	if rec.HasResult {
+		return rec
+	}
+	rec.HasResult, rec.Status, rec.Result, rec.Usage, rec.ResultAt = true, c.Status, c.Result, c.Usage, c.Now
+	rec.Attempt, rec.Token = t.Attempts, c.Token
+	a.put(ledgerKey(t.ID, c.CallID), rec)
+	if c.Event != nil {
+		a.journal(t.ID, c.Now, *c.Event)
+	}
+	return rec
+}
+
+func (a *applier) complete(c *CompleteTask) any {
+	t, err := a.fenced(c.TaskID, c.Token)
+	if err != nil {
+		return err
+	}
+	for _, e := range c.Journal {
+		a.journal(t.ID, c.Now, e)
+	}
+	a.del(leaseKey(t.Lease.ExpiresAt, t.ID))
+	if h := a.lastAttempt(t); h != nil {
+		h.EndedAt, h.Outcome = c.Now, string(StateSucceeded)
+	}
+	t.State, t.Lease, t.Output, t.Error, t.UpdatedAt = StateSucceeded, nil, c.Output, nil, c.Now
+	if len(t.Output) == 0 {
+		t.Output = []byte("null")
+	}
+	for _, k := range a.keys(stagePrefix(t.ID), 0) {
+		var w KVWrite
+		if a.get(k, &w) {
+			if w.Delete {
+				a.del(kvKey(w.Key))
+			} else {
+				a.putRaw(kvKey(w.Key), w.Value)
+			}
+		}
+		a.del(k)
+	}
+	for i, e := range c.Outbox {
+		e.TaskID, e.N, e.Done = t.ID, i, false
+		a.put(outboxKey(t.ID, i), e)
+	}
+	a.put(taskKey(t.ID), t)
+	a.journal(t.ID, c.Now, Event{Type: "succeeded", Attempt: t.Attempts})
+	return *t
+}
+
+func (a *applier) fail(c *FailAttempt) any {
+	switch c.Error.Class {
+	case ClassTransient, ClassPermanent, ClassPolicy, ClassInDoubt:
+	default:
+		return fmt.Errorf("%w: error class %q", ErrInvalidCmd, c.Error.Class)
+	}
+	t, err := a.fenced(c.TaskID, c.Token)
+	if err != nil {
+		return err
+	}
+	for _, e := range c.Journal {
+		a.journal(t.ID, c.Now, e)
+	}
+	a.journal(t.ID, c.Now, Event{Type: "attempt_failed", Attempt: t.Attempts, Message: string(c.Error.Class) + ": " + c.Error.Message})
+	a.endAttempt(t, c.Error, c.Jitter, c.Now)
+	return *t
+}
+
+func (a *applier) retryDLQ(c *RetryDLQ) any {
+	t, err := a.loadTask(c.TaskID)
+	if err != nil {
+		return err
+	}
+	if t.State != StateDeadLetter {
+		return fmt.Errorf("task %s is %s, not dead_letter: %w", t.ID, t.State, ErrInvalidState)
+	}
+	if c.Version != "" {
+		if _, ok := a.getRaw(agentKey(t.Agent, c.Version)); !ok {
+			return fmt.Errorf("agent %s version %s: %w", t.Agent, c.Version, ErrUnknownAgent)
+		}
+		t.Version = c.Version
+	}
+	a.del(dlqKey(t.ID))
+	t.State, t.Attempts, t.NextAt, t.UpdatedAt = StateQueued, 0, c.Now, c.Now
+	a.putRaw(runqKey(t.NextAt, t.Seq, t.ID), nil)
+	a.put(taskKey(t.ID), t)
+	a.journal(t.ID, c.Now, Event{Type: "dlq_retried", Message: t.Agent + "@" + t.Version})
+	return *t
+}
+
+func (a *applier) discard(c *DiscardDLQ) any {
+	t, err := a.loadTask(c.TaskID)
+	if err != nil {
+		return err
+	}
+	if t.State != StateDeadLetter {
+		return fmt.Errorf("task %s is %s, not dead_letter: %w", t.ID, t.State, ErrInvalidState)
+	}
+	if strings.TrimSpace(c.Reason) == "" {
+		return fmt.Errorf("%w: discard needs a reason", ErrInvalidCmd)
+	}
+	a.del(dlqKey(t.ID))
+	t.State, t.DiscardReason, t.UpdatedAt = StateDiscarded, c.Reason, c.Now
+	a.put(taskKey(t.ID), t)
+	a.journal(t.ID, c.Now, Event{Type: "discarded", Message: c.Reason})
+	return *t
+}
+
+func (a *applier) cancel(c *CancelTask) any {
+	t, err := a.loadTask(c.TaskID)
+	if err != nil {
+		return err
+	}
+	switch t.State {
+	case StateQueued, StateRetryPending:
+		a.del(runqKey(t.NextAt, t.Seq, t.ID))
+	case StateRunning:
+		a.del(leaseKey(t.Lease.ExpiresAt, t.ID))
+		if h := a.lastAttempt(t); h != nil {
+			h.EndedAt, h.Outcome = c.Now, string(StateCancelled)
+		}
+	case StateDeadLetter:
+		a.del(dlqKey(t.ID))
+	default:
+		return fmt.Errorf("task %s is %s: %w", t.ID, t.State, ErrInvalidState)
+	}
+	t.State, t.Lease, t.NextAt, t.UpdatedAt = StateCancelled, nil, 0, c.Now
+	a.put(taskKey(t.ID), t)
+	a.journal(t.ID, c.Now, Event{Type: "cancelled", Message: c.Reason})
+	return *t
+}
+
+func (a *applier) stage(c *StageWrite) any {
+	if c.Write.Key == "" {
+		return fmt.Errorf("%w: kv key is empty", ErrInvalidCmd)
+	}
+	t, err := a.fenced(c.TaskID, c.Token)
+	if err != nil {
+		return err
+	}
+	a.put(stageKey(t.ID, a.idx), c.Write)
+	return nil
+}
+
+func (a *applier) appendJournal(c *AppendJournal) any {
+	if _, err := a.loadTask(c.TaskID); err != nil {
+		return err
+	}
+	for _, e := range c.Events {
+		a.journal(c.TaskID, c.Now, e)
+	}
+	return nil
+}
+
+func (a *applier) effectDone(c *MarkEffectDone) any {
+	var e Effect
+	if !a.get(outboxKey(c.TaskID, c.N), &e) {
+		return fmt.Errorf("effect %d of task %s: %w", c.N, c.TaskID, ErrNotFound)
+	}
+	e.Done = true
+	a.put(outboxKey(c.TaskID, c.N), e)
+	return nil
+}

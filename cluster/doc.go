@@ -1,0 +1,14 @@
+// Package cluster owns Orloj's replicated state: a hashicorp/raft node and the
+// finite state machine it drives. The FSM keeps agents, tasks, leases, the retry
+// schedule, the idempotency ledger, the journal and the dead-letter queue in
+// Badger, and changes them only by applying commands from the Raft log.
+//
+// Apply is deterministic: it never reads the clock or a random source. Time and
+// jitter travel inside each command, chosen by the proposer, so every replica
+// that applies the same log ends with byte-identical state. The last applied
+// index is written in the same Badger transaction as the state it changes, and
+// entries at or below it are skipped, so a restart replays safely.
+//
+// cluster knows nothing of WebAssembly or tools; the host package drives it
+// through Node.Apply and the read methods of Node.
+package cluster

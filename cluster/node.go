@@ -1,0 +1,316 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+)
+
+// Config configures one node. DefaultConfig fills what a single node needs.
+type Config struct {
+	NodeID   string // unique and stable; defaults to the Raft address
+	DataDir  string // raft log, snapshots and FSM state live below it
+	RaftAddr string // host:port the Raft transport binds and advertises
+	// Bootstrap makes a fresh node (no Raft state on disk) the only member of
+	// a new cluster. A node that already has state ignores it.
+	Bootstrap bool
+
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+	CommitTimeout      time.Duration
+	SnapshotInterval   time.Duration
+	SnapshotThreshold  uint64
+	TrailingLogs       uint64
+
+	// ApplyTimeout bounds a proposal when the caller's context has no deadline.
+	ApplyTimeout time.Duration
+	// ExpiryInterval is how often the leader looks for expired leases.
+	ExpiryInterval time.Duration
+	// Clock supplies "now" for commands this node proposes itself.
+	Clock  func() time.Time
+	Logger hclog.Logger
+	// BadgerMemory keeps Badger's caches small (tests run many nodes).
+	BadgerMemTableSize int64
+}
+
+// DefaultConfig returns timeouts chosen for a loaded 2-core machine: a leader
+// loss is noticed within about a second without flapping under load.
+func DefaultConfig() Config {
+	return Config{
+		DataDir:            "orloj-data",
+		RaftAddr:           "127.0.0.1:7071",
+		HeartbeatTimeout:   500 * time.Millisecond,
+		ElectionTimeout:    500 * time.Millisecond,
+		LeaderLeaseTimeout: 250 * time.Millisecond,
+		CommitTimeout:      5 * time.Millisecond,
+		SnapshotInterval:   2 * time.Minute,
+		SnapshotThreshold:  8192,
+		TrailingLogs:       10240,
+		ApplyTimeout:       10 * time.Second,
+		ExpiryInterval:     200 * time.Millisecond,
+		Clock:              time.Now,
+		BadgerMemTableSize: 32 << 20,
+	}
+}
+
+// Validate reports the first bad field by name.
+func (c Config) Validate() error {
+	switch {
+	case c.DataDir == "":
+		return errors.New("cluster config: DataDir is empty")
+	case c.RaftAddr == "":
+		return errors.New("cluster config: RaftAddr is empty")
+	case c.HeartbeatTimeout < 5*time.Millisecond:
+		return fmt.Errorf("cluster config: HeartbeatTimeout %s is below 5ms", c.HeartbeatTimeout)
+	case c.ElectionTimeout < c.HeartbeatTimeout:
+		return fmt.Errorf("cluster config: ElectionTimeout %s is below HeartbeatTimeout %s", c.ElectionTimeout, c.HeartbeatTimeout)
+	case c.LeaderLeaseTimeout <= 0 || c.LeaderLeaseTimeout > c.HeartbeatTimeout:
+		return fmt.Errorf("cluster config: LeaderLeaseTimeout %s must be in (0, HeartbeatTimeout]", c.LeaderLeaseTimeout)
+	case c.ApplyTimeout <= 0:
+		return errors.New("cluster config: ApplyTimeout must be positive")
+	case c.ExpiryInterval <= 0:
+		return errors.New("cluster config: ExpiryInterval must be positive")
+	case c.Clock == nil:
+		return errors.New("cluster config: Clock is nil")
+	}
+	if _, _, err := net.SplitHostPort(c.RaftAddr); err != nil {
+		return fmt.Errorf("cluster config: RaftAddr %q: %w", c.RaftAddr, err)
+	}
+	return nil
+}
+
+// Node is one Raft member and its FSM.
+type Node struct {
+	cfg       Config
+	log       hclog.Logger
+	raft      *raft.Raft
+	fsm       *FSM
+	db        *badger.DB
+	logStore  *raftboltdb.BoltStore
+	transport *raft.NetworkTransport
+
+	leaderMu  sync.Mutex
+	leaderGen uint64 // bumped on each change, so waiters notice flaps
+	isLeader  bool
+	ready     chan struct{} // closed once this leader has extended live leases
+	stop      chan struct{}
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+}
+
+// Open starts a node: stores, FSM, transport and Raft.
+func Open(cfg Config) (*Node, error) {
+	if cfg.NodeID == "" {
+		cfg.NodeID = cfg.RaftAddr
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, log: cfg.Logger.Named("cluster"), stop: make(chan struct{}), ready: make(chan struct{})}
+	ok := false
+	defer func() {
+		if !ok {
+			n.closeStores()
+		}
+	}()
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	bopts := badger.DefaultOptions(filepath.Join(cfg.DataDir, "state")).
+		WithLogger(badgerLogger{cfg.Logger.Named("badger")}).
+		WithSyncWrites(false). // durability comes from the Raft log; see Snapshot
+		WithMemTableSize(cfg.BadgerMemTableSize).
+		WithBlockCacheSize(16 << 20).
+		WithNumCompactors(2)
+	var err error
+	if n.db, err = badger.Open(bopts); err != nil {
+		return nil, fmt.Errorf("open state store: %w", err)
+	}
+	if n.fsm, err = NewFSM(n.db, cfg.Logger); err != nil {
+		return nil, err
+	}
+	if n.logStore, err = raftboltdb.NewBoltStore(filepath.Join(cfg.DataDir, "raft.db")); err != nil {
+		return nil, fmt.Errorf("open raft log: %w", err)
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(cfg.DataDir, "snapshots"), 2, cfg.Logger.Named("snapshots"))
+	if err != nil {
+		return nil, fmt.Errorf("open snapshot store: %w", err)
+	}
+	addr, err := net.ResolveTCPAddr("tcp", cfg.RaftAddr)
+	if err != nil {
+		return nil, fmt.Errorf("resolve raft address: %w", err)
+	}
+	if n.transport, err = raft.NewTCPTransportWithLogger(cfg.RaftAddr, addr, 3, 10*time.Second, cfg.Logger.Named("transport")); err != nil {
+		return nil, fmt.Errorf("raft transport on %s: %w", cfg.RaftAddr, err)
+	}
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.NodeID)
+	rc.Logger = cfg.Logger.Named("raft")
+	rc.HeartbeatTimeout, rc.ElectionTimeout = cfg.HeartbeatTimeout, cfg.ElectionTimeout
+	rc.LeaderLeaseTimeout, rc.CommitTimeout = cfg.LeaderLeaseTimeout, cfg.CommitTimeout
+	rc.SnapshotInterval, rc.SnapshotThreshold = cfg.SnapshotInterval, cfg.SnapshotThreshold
+	rc.TrailingLogs = cfg.TrailingLogs
+	rc.BatchApplyCh = true
+	// FSM state is already in Badger at AppliedIndex; restoring the snapshot on
+	// every start would throw it away and rebuild it.
+	rc.NoSnapshotRestoreOnStart = true
+	notify := make(chan bool, 16)
+	rc.NotifyCh = notify
+
+	hasState, err := raft.HasExistingState(n.logStore, n.logStore, snaps)
+	if err != nil {
+		return nil, fmt.Errorf("inspect raft state: %w", err)
+	}
+	if n.raft, err = raft.NewRaft(rc, n.fsm, n.logStore, n.logStore, snaps, n.transport); err != nil {
+		return nil, fmt.Errorf("start raft: %w", err)
+	}
+	if cfg.Bootstrap && !hasState {
+		conf := raft.Configuration{Servers: []raft.Server{{ID: rc.LocalID, Address: n.transport.LocalAddr()}}}
+		if err := n.raft.BootstrapCluster(conf).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+			_ = n.raft.Shutdown().Error()
+			return nil, fmt.Errorf("bootstrap: %w", err)
+		}
+	}
+	ok = true
+	n.wg.Add(1)
+	go n.leaderLoop(notify)
+	return n, nil
+}
+
+// FSM returns the state machine, for local reads.
+func (n *Node) FSM() *FSM { return n.fsm }
+
+// ID is this node's Raft server ID.
+func (n *Node) ID() string { return n.cfg.NodeID }
+
+// Raft exposes the underlying raft for membership operations.
+func (n *Node) Raft() *raft.Raft { return n.raft }
+
+// Apply proposes a command and waits until this node has applied it. FSM
+// rejections come back as errors (ErrStaleToken, ErrNotFound, ...).
+func (n *Node) Apply(ctx context.Context, cmd Command) (any, error) {
+	data, err := Encode(cmd)
+	if err != nil {
+		return nil, err
+	}
+	timeout := n.cfg.ApplyTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+		if timeout <= 0 {
+			return nil, fmt.Errorf("apply %s: %w", cmd.messageType(), context.DeadlineExceeded)
+		}
+	}
+	f := n.raft.Apply(data, timeout)
+	if err := f.Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			return nil, fmt.Errorf("apply %s: %w (%v)", cmd.messageType(), ErrNotLeader, err)
+		}
+		return nil, fmt.Errorf("apply %s: %w", cmd.messageType(), err)
+	}
+	if err, ok := f.Response().(error); ok {
+		return nil, err
+	}
+	return f.Response(), nil
+}
+
+// IsLeader reports whether this node leads and has finished taking over (live
+// leases extended).
+func (n *Node) IsLeader() bool {
+	n.leaderMu.Lock()
+	defer n.leaderMu.Unlock()
+	if !n.isLeader {
+		return false
+	}
+	select {
+	case <-n.ready:
+		return true
+	default:
+		return false
+	}
+}
+
+// WaitLeader blocks until this node leads and is ready, or ctx ends.
+func (n *Node) WaitLeader(ctx context.Context) error {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for !n.IsLeader() {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for leadership: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+// Leader returns the current leader's Raft address and ID, if known.
+func (n *Node) Leader() (addr, id string) {
+	a, i := n.raft.LeaderWithID()
+	return string(a), string(i)
+}
+
+// Barrier waits until every entry committed before it is applied here.
+func (n *Node) Barrier(ctx context.Context) error {
+	timeout := n.cfg.ApplyTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+	}
+	return n.raft.Barrier(timeout).Error()
+}
+
+// Close stops Raft and closes the transport and stores (raft.Shutdown closes
+// neither). Safe to call twice.
+func (n *Node) Close() error {
+	var err error
+	n.closeOnce.Do(func() {
+		close(n.stop)
+		if n.raft != nil {
+			err = n.raft.Shutdown().Error()
+		}
+		n.wg.Wait()
+		if cerr := n.closeStores(); err == nil {
+			err = cerr
+		}
+	})
+	return err
+}
+
+func (n *Node) closeStores() error {
+	var errs []error
+	if n.transport != nil {
+		errs = append(errs, n.transport.Close())
+	}
+	if n.logStore != nil {
+		errs = append(errs, n.logStore.Close())
+	}
+	if n.db != nil {
+		errs = append(errs, n.db.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// badgerLogger routes Badger's printf logging into hclog.
+type badgerLogger struct{ l hclog.Logger }
+
+func (b badgerLogger) Errorf(f string, a ...any)   { b.l.Error(line(f, a)) }
+func (b badgerLogger) Warningf(f string, a ...any) { b.l.Warn(line(f, a)) }
+func (b badgerLogger) Infof(f string, a ...any)    { b.l.Debug(line(f, a)) }
+func (b badgerLogger) Debugf(f string, a ...any)   { b.l.Trace(line(f, a)) }
+
+func line(f string, a []any) string { return strings.TrimSpace(fmt.Sprintf(f, a...)) }

@@ -1,0 +1,342 @@
+package cluster
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// Reads serve from this replica's Badger. They see every entry applied here;
+// a caller that needs the leader's view confirms leadership (Node.Barrier)
+// first.
+
+func (f *FSM) view(fn func(t *tx) error) error {
+	return f.db.View(func(txn *badger.Txn) error {
+		t := &tx{txn: txn}
+		if err := fn(t); err != nil {
+			return err
+		}
+		return t.err
+	})
+}
+
+// Task returns one task.
+func (f *FSM) Task(id string) (Task, error) {
+	var t Task
+	err := f.view(func(tx *tx) error {
+		if !tx.get(taskKey(id), &t) && tx.err == nil {
+			return fmt.Errorf("task %s: %w", id, ErrNotFound)
+		}
+		return nil
+	})
+	return t, err
+}
+
+// TaskFilter selects tasks; zero fields match everything.
+type TaskFilter struct {
+	State TaskState
+	Agent string
+	Class ErrorClass // last error class (DLQ filters)
+	Limit int
+}
+
+func (fl TaskFilter) match(t *Task) bool {
+	if fl.State != "" && t.State != fl.State {
+		return false
+	}
+	if fl.Agent != "" && t.Agent != fl.Agent {
+		return false
+	}
+	if fl.Class != "" && (t.Error == nil || t.Error.Class != fl.Class) {
+		return false
+	}
+	return true
+}
+
+// Tasks lists tasks matching fl, oldest submission first.
+func (f *FSM) Tasks(fl TaskFilter) ([]Task, error) {
+	var out []Task
+	err := f.view(func(tx *tx) error {
+		return tx.each([]byte("t/"), func(_, v []byte) error {
+			var t Task
+			if err := json.Unmarshal(v, &t); err != nil {
+				return err
+			}
+			if fl.match(&t) {
+				out = append(out, t)
+			}
+			return nil
+		})
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].Seq < out[j].Seq })
+	if fl.Limit > 0 && len(out) > fl.Limit {
+		out = out[:fl.Limit]
+	}
+	return out, err
+}
+
+// DeadLetters lists the DLQ, filtered.
+func (f *FSM) DeadLetters(fl TaskFilter) ([]Task, error) {
+	fl.State = StateDeadLetter
+	return f.Tasks(fl)
+}
+
+// Agent returns one version of an agent; version "" means the newest.
+func (f *FSM) Agent(name, version string) (Agent, error) {
+	if version != "" {
+		var ag Agent
+		err := f.view(func(tx *tx) error {
+			if !tx.get(agentKey(name, version), &ag) && tx.err == nil {
+				return fmt.Errorf("agent %s version %s: %w", name, version, ErrUnknownAgent)
+			}
+			return nil
+		})
+		return ag, err
+	}
+	versions, err := f.AgentVersions(name)
+	if err != nil {
+		return Agent{}, err
+	}
+	if len(versions) == 0 {
+		return Agent{}, fmt.Errorf("agent %s: %w", name, ErrUnknownAgent)
+	}
+	return versions[len(versions)-1], nil
+}
+
+// AgentVersions lists an agent's versions, oldest registration first.
+func (f *FSM) AgentVersions(name string) ([]Agent, error) {
+	var out []Agent
+	err := f.view(func(tx *tx) error {
+		return tx.each(agentPrefix(name), func(_, v []byte) error {
+			var ag Agent
+			if err := json.Unmarshal(v, &ag); err != nil {
+				return err
+			}
+			out = append(out, ag)
+			return nil
+		})
+	})
+	sort.SliceStable(out, func(i, j int) bool { return out[i].CreatedAt < out[j].CreatedAt })
+	return out, err
+}
+
+// Agents lists the newest version of every agent, by name.
+func (f *FSM) Agents() ([]Agent, error) {
+	latest := map[string]Agent{}
+	err := f.view(func(tx *tx) error {
+		return tx.each([]byte("a/"), func(_, v []byte) error {
+			var ag Agent
+			if err := json.Unmarshal(v, &ag); err != nil {
+				return err
+			}
+			if cur, ok := latest[ag.Name]; !ok || ag.CreatedAt >= cur.CreatedAt {
+				latest[ag.Name] = ag
+			}
+			return nil
+		})
+	})
+	out := make([]Agent, 0, len(latest))
+	for _, ag := range latest {
+		out = append(out, ag)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, err
+}
+
+// Module returns the wasm bytes with the given digest.
+func (f *FSM) Module(digest string) ([]byte, error) {
+	var out []byte
+	err := f.view(func(tx *tx) error {
+		n := 0
+		err := tx.each(modulePrefix(digest), func(_, v []byte) error {
+			out = append(out, v...)
+			n++
+			return nil
+		})
+		if err == nil && n == 0 {
+			return fmt.Errorf("module %s: %w", digest, ErrNotFound)
+		}
+		return err
+	})
+	return out, err
+}
+
+// LedgerRecord returns the ledger entry for one call.
+func (f *FSM) LedgerRecord(taskID, callID string) (LedgerRecord, bool, error) {
+	var rec LedgerRecord
+	var ok bool
+	err := f.view(func(tx *tx) error {
+		ok = tx.get(ledgerKey(taskID, callID), &rec)
+		return nil
+	})
+	return rec, ok, err
+}
+
+// Calls lists a task's ledger in call order.
+func (f *FSM) Calls(taskID string) ([]LedgerRecord, error) {
+	var out []LedgerRecord
+	err := f.view(func(tx *tx) error {
+		return tx.each(ledgerPrefix(taskID), func(_, v []byte) error {
+			var rec LedgerRecord
+			if err := json.Unmarshal(v, &rec); err != nil {
+				return err
+			}
+			out = append(out, rec)
+			return nil
+		})
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].Seq < out[j].Seq })
+	return out, err
+}
+
+// Journal returns a task's events in order.
+func (f *FSM) Journal(taskID string) ([]Event, error) {
+	var out []Event
+	err := f.view(func(tx *tx) error {
+		return tx.each(journalPrefix(taskID), func(_, v []byte) error {
+			var e Event
+			if err := json.Unmarshal(v, &e); err != nil {
+				return err
+			}
+			out = append(out, e)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// Leases lists live leases, soonest expiry first.
+func (f *FSM) Leases() ([]Lease, error) {
+	var out []Lease
+	err := f.view(func(tx *tx) error {
+		for _, k := range tx.keys([]byte("le/"), 0) {
+			var t Task
+			if tx.get(taskKey(string(k[len("le/")+17:])), &t) && t.Lease != nil {
+				out = append(out, *t.Lease)
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// ExpiredLeases lists leases whose expiry is at or before now.
+func (f *FSM) ExpiredLeases(now int64) ([]Lease, error) {
+	all, err := f.Leases()
+	var out []Lease
+	for _, l := range all {
+		if l.ExpiresAt > now {
+			break
+		}
+		out = append(out, l)
+	}
+	return out, err
+}
+
+// NextRunnableAt is the NextAt of the oldest runnable task, or false if none.
+func (f *FSM) NextRunnableAt() (int64, bool) {
+	var at uint64
+	var ok bool
+	_ = f.view(func(tx *tx) error {
+		ks := tx.keys([]byte("rq/"), 1)
+		if len(ks) == 1 {
+			_, err := fmt.Sscanf(string(ks[0][3:19]), "%x", &at)
+			ok = err == nil
+		}
+		return nil
+	})
+	return int64(at), ok
+}
+
+// KV returns a committed kv value.
+func (f *FSM) KV(key string) (json.RawMessage, bool, error) {
+	var v []byte
+	var ok bool
+	err := f.view(func(tx *tx) error {
+		v, ok = tx.getRaw(kvKey(key))
+		return nil
+	})
+	return v, ok, err
+}
+
+// StagedKV returns the value a task's own staged writes give key, if any.
+func (f *FSM) StagedKV(taskID, key string) (val json.RawMessage, deleted, ok bool, err error) {
+	err = f.view(func(tx *tx) error {
+		return tx.each(stagePrefix(taskID), func(_, v []byte) error {
+			var w KVWrite
+			if err := json.Unmarshal(v, &w); err != nil {
+				return err
+			}
+			if w.Key == key {
+				val, deleted, ok = w.Value, w.Delete, true
+			}
+			return nil
+		})
+	})
+	return val, deleted, ok, err
+}
+
+// Outbox lists a task's outbox effects.
+func (f *FSM) Outbox(taskID string) ([]Effect, error) {
+	var out []Effect
+	err := f.view(func(tx *tx) error {
+		return tx.each(outboxPrefix(taskID), func(_, v []byte) error {
+			var e Effect
+			if err := json.Unmarshal(v, &e); err != nil {
+				return err
+			}
+			out = append(out, e)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// PendingEffects lists undispatched outbox effects of every task.
+func (f *FSM) PendingEffects() ([]Effect, error) {
+	var out []Effect
+	err := f.view(func(tx *tx) error {
+		return tx.each([]byte("ob/"), func(_, v []byte) error {
+			var e Effect
+			if err := json.Unmarshal(v, &e); err != nil {
+				return err
+			}
+			if !e.Done {
+				out = append(out, e)
+			}
+			return nil
+		})
+	})
+	return out, err
+}
+
+// FenceRejections counts writes refused for a stale fencing token.
+func (f *FSM) FenceRejections() uint64 {
+	var n uint64
+	_ = f.view(func(tx *tx) error {
+		b, _ := tx.getRaw(keyFenceRejects)
+		n = u64(b)
+		return nil
+	})
+	return n
+}
+
+func (t *tx) each(prefix []byte, fn func(k, v []byte) error) error {
+	if t.err != nil {
+		return t.err
+	}
+	opts := badger.DefaultIteratorOptions
+	opts.Prefix = prefix
+	it := t.txn.NewIterator(opts)
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		item := it.Item()
+		if err := item.Value(func(v []byte) error { return fn(item.Key(), v) }); err != nil {
+			return fmt.Errorf("read %s: %w", strings.TrimSuffix(string(prefix), "/"), err)
+		}
+	}
+	return nil
+}
