@@ -318,7 +318,10 @@ func (a *applier) result(c *RecordResult) any {
 	}
 	var rec LedgerRecord
 	if !a.get(ledgerKey(t.ID, c.CallID), &rec) {
-		return fmt.Errorf("call %s of task %s has no intent: %w", c.CallID, t.ID, ErrInvalidState)
+		if c.Tool == "" {
+			return fmt.Errorf("call %s of task %s has no intent: %w", c.CallID, t.ID, ErrInvalidState)
+		}
+		rec = LedgerRecord{TaskID: t.ID, CallID: c.CallID, Tool: c.Tool, IntentAt: c.Now, Seq: a.idx}
 	}
 	if rec.HasResult {
 		return rec

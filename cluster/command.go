@@ -109,11 +109,14 @@ type RecordIntent struct {
 	Now    int64  `json:"now"`
 }
 
-// RecordResult commits a tool call's result (or permanent error).
+// RecordResult commits a tool call's result (or permanent error). A call with
+// no effect to be in doubt about (a clock reading) may skip the intent by
+// naming its Tool here.
 type RecordResult struct {
 	TaskID string          `json:"task_id"`
 	Token  uint64          `json:"token"`
 	CallID string          `json:"call_id"`
+	Tool   string          `json:"tool,omitempty"`
 	Status string          `json:"status"`
 	Result json.RawMessage `json:"result"`
 	Usage  json.RawMessage `json:"usage,omitempty"`

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 
 	"github.com/dgraph-io/badger/v4"
@@ -23,6 +24,25 @@ type FSM struct {
 	applied atomic.Uint64
 	// onApply, if set, is told about each applied command (metrics, waiters).
 	onApply func(MessageType, any)
+
+	changedMu sync.Mutex
+	changed   chan struct{} // closed and replaced after every applied batch
+}
+
+// Changed returns a channel closed after the next batch of entries is
+// applied: workers wait on it for new runnable tasks, waiters for a task's
+// end, without polling.
+func (f *FSM) Changed() <-chan struct{} {
+	f.changedMu.Lock()
+	defer f.changedMu.Unlock()
+	return f.changed
+}
+
+func (f *FSM) broadcast() {
+	f.changedMu.Lock()
+	close(f.changed)
+	f.changed = make(chan struct{})
+	f.changedMu.Unlock()
 }
 
 var _ raft.BatchingFSM = (*FSM)(nil)
@@ -32,7 +52,7 @@ func NewFSM(db *badger.DB, logger hclog.Logger) (*FSM, error) {
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
-	f := &FSM{db: db, log: logger.Named("fsm")}
+	f := &FSM{db: db, log: logger.Named("fsm"), changed: make(chan struct{})}
 	err := db.View(func(txn *badger.Txn) error {
 		b, ok, err := getRaw(txn, keyApplied)
 		if ok {
@@ -75,6 +95,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 		}
 	}
 	f.commit(t, last)
+	f.broadcast()
 	return resps
 }
 

@@ -128,7 +128,9 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	if err := f.db.Sync(); err != nil {
 		return fmt.Errorf("restore: sync: %w", err)
 	}
-	return f.reloadApplied()
+	err := f.reloadApplied()
+	f.broadcast()
+	return err
 }
 
 func (f *FSM) reloadApplied() error {

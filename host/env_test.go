@@ -1,0 +1,279 @@
+package host
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/orloj/orloj/cluster"
+	"github.com/orloj/orloj/plugins"
+	"github.com/orloj/orloj/sandbox"
+)
+
+// Agents are built once per test binary.
+var (
+	buildOnce sync.Once
+	buildDir  string
+	buildErr  error
+)
+
+// agentPath builds (once) and returns the wasm of an agent: a directory under
+// examples/agents or host/testdata/agents, optionally with a variant.
+func agentPath(t testing.TB, name string) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		buildDir, buildErr = os.MkdirTemp("", "orloj-host-agents")
+		if buildErr != nil {
+			return
+		}
+		builds := []struct{ out, pkg, ldflags string }{
+			{"docpipeline", "../examples/agents/docpipeline", ""},
+			{"steps", "./testdata/agents/steps", ""},
+			{"steps-b", "./testdata/agents/steps", "-X main.variant=b"},
+		}
+		var wg sync.WaitGroup
+		errs := make([]error, len(builds))
+		for i, b := range builds {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				cmd := exec.Command("go", "build", "-ldflags", b.ldflags, "-o", filepath.Join(buildDir, b.out+".wasm"), b.pkg)
+				cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+				if out, err := cmd.CombinedOutput(); err != nil {
+					errs[i] = fmt.Errorf("build %s: %v\n%s", b.out, err, out)
+				}
+			}()
+		}
+		wg.Wait()
+		for _, err := range errs {
+			if err != nil && buildErr == nil {
+				buildErr = err
+			}
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	if name == "trap" {
+		return "testdata/trap_stderr.wasm"
+	}
+	return filepath.Join(buildDir, name+".wasm")
+}
+
+func TestMain(m *testing.M) {
+	if childMain() {
+		return
+	}
+	code := m.Run()
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
+	os.Exit(code)
+}
+
+var (
+	sharedRT     *sandbox.Runtime
+	sharedRTOnce sync.Once
+)
+
+// runtime is shared by every test in the binary, as it is in a process.
+func runtime(t testing.TB) *sandbox.Runtime {
+	sharedRTOnce.Do(func() {
+		dir, _ := os.UserCacheDir()
+		rt, err := sandbox.New(context.Background(), sandbox.Config{CacheDir: filepath.Join(dir, "orloj", "test-compile")})
+		if err != nil {
+			panic(err)
+		}
+		sharedRT = rt
+	})
+	return sharedRT
+}
+
+// env is one node with a worker pool, as orlojd serve would run it.
+type env struct {
+	t     testing.TB
+	dir   string
+	addr  string
+	node  *cluster.Node
+	tools *plugins.Registry
+	exec  *Executor
+	pool  *Pool
+	log   hclog.Logger
+	ttl   time.Duration
+
+	mu      sync.Mutex
+	reports []AttemptReport
+}
+
+type envOpt func(*env)
+
+func withTTL(d time.Duration) envOpt { return func(e *env) { e.ttl = d } }
+
+func testLogger(t testing.TB) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{Output: logWriter{t}, Level: hclog.Warn})
+}
+
+type logWriter struct{ t testing.TB }
+
+func (w logWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }
+
+func newEnv(t testing.TB, tools []plugins.Tool, opts ...envOpt) *env {
+	t.Helper()
+	reg, err := plugins.NewRegistry(tools...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, dir: t.TempDir(), addr: freeAddr(t), tools: reg, log: testLogger(t), ttl: 2 * time.Second}
+	for _, o := range opts {
+		o(e)
+	}
+	e.open(true)
+	t.Cleanup(e.close)
+	return e
+}
+
+func freeAddr(t testing.TB) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func nodeConfig(dir, addr string, log hclog.Logger) cluster.Config {
+	cfg := cluster.DefaultConfig()
+	cfg.DataDir, cfg.RaftAddr, cfg.NodeID, cfg.Bootstrap, cfg.Logger = dir, addr, "n1", true, log
+	cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = 100*time.Millisecond, 100*time.Millisecond, 50*time.Millisecond
+	cfg.ExpiryInterval = 20 * time.Millisecond
+	return cfg
+}
+
+// open starts the node (and, with workers, the pool) on e.dir.
+func (e *env) open(workers bool) {
+	e.t.Helper()
+	n, err := cluster.Open(nodeConfig(e.dir, e.addr, e.log))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.node = n
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := n.WaitLeader(ctx); err != nil {
+		e.t.Fatal(err)
+	}
+	e.exec = NewExecutor(n, runtime(e.t), e.tools, time.Now, e.log)
+	if !workers {
+		return
+	}
+	cfg := DefaultPoolConfig()
+	cfg.NodeID, cfg.Workers, cfg.LeaseTTL, cfg.Logger = "n1", 2, e.ttl, e.log
+	cfg.OnAttempt = func(r AttemptReport) {
+		e.mu.Lock()
+		e.reports = append(e.reports, r)
+		e.mu.Unlock()
+	}
+	p, err := NewPool(cfg, n, e.exec)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.pool = p
+	p.Start(context.Background())
+}
+
+func (e *env) close() {
+	if e.pool != nil {
+		e.pool.Stop(5 * time.Second)
+		e.pool = nil
+	}
+	if e.node != nil {
+		e.node.Close()
+		e.node = nil
+	}
+}
+
+func (e *env) apply(c cluster.Command) any {
+	e.t.Helper()
+	r, err := e.node.Apply(context.Background(), c)
+	if err != nil {
+		e.t.Fatalf("apply %T: %v", c, err)
+	}
+	return r
+}
+
+func (e *env) pushAgent(name, version, wasmPath string, tools ...string) cluster.Agent {
+	e.t.Helper()
+	wasm, err := os.ReadFile(wasmPath)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return e.apply(&cluster.PutAgent{Agent: cluster.Agent{Name: name, Version: version,
+		Manifest: cluster.AgentManifest{Tools: tools, Timeout: 20 * time.Second}}, Module: wasm, Now: time.Now().UnixNano()}).(cluster.Agent)
+}
+
+func (e *env) submit(id, agent, version string, input any, p cluster.RetryPolicy) {
+	e.t.Helper()
+	b, err := json.Marshal(input)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.apply(&cluster.SubmitTask{Task: cluster.Task{ID: id, Agent: agent, Version: version, Input: b, Policy: p}, Now: time.Now().UnixNano()})
+}
+
+// wait blocks until the task reaches one of states, without polling: it
+// wakes on every applied batch.
+func (e *env) wait(id string, timeout time.Duration, states ...cluster.TaskState) cluster.Task {
+	e.t.Helper()
+	deadline := time.After(timeout)
+	for {
+		changed := e.node.FSM().Changed()
+		tk, err := e.node.FSM().Task(id)
+		if err == nil {
+			for _, s := range states {
+				if tk.State == s {
+					return tk
+				}
+			}
+		}
+		select {
+		case <-changed:
+		case <-deadline:
+			e.t.Fatalf("task %s: state %s after %s, want one of %v (history %+v, error %+v)", id, tk.State, timeout, states, tk.History, tk.Error)
+		}
+	}
+}
+
+func (e *env) journal(id string) []cluster.Event {
+	e.t.Helper()
+	ev, err := e.node.FSM().Journal(id)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return ev
+}
+
+// callOutcomes counts "call" journal events by tool and outcome.
+func callOutcomes(events []cluster.Event) map[string]map[string]int {
+	out := map[string]map[string]int{}
+	for _, ev := range events {
+		if ev.Type != "call" {
+			continue
+		}
+		var d CallDetail
+		json.Unmarshal(ev.Detail, &d)
+		if out[ev.Tool] == nil {
+			out[ev.Tool] = map[string]int{}
+		}
+		out[ev.Tool][d.Outcome]++
+	}
+	return out
+}

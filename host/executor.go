@@ -1,0 +1,226 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/orloj/orloj/abi"
+	"github.com/orloj/orloj/cluster"
+	"github.com/orloj/orloj/plugins"
+	"github.com/orloj/orloj/sandbox"
+)
+
+// stderrTail is how much of an attempt's stderr a failure keeps.
+const stderrTail = 4 << 10
+
+// Executor runs one attempt of a claimed task: sandbox, ledger dispatcher,
+// lease renewal, and the completion or classified failure it reports.
+type Executor struct {
+	c       Cluster
+	rt      *sandbox.Runtime
+	tools   *plugins.Registry
+	clock   func() time.Time
+	log     hclog.Logger
+	modules sync.Map // digest → *sandbox.Module
+	// renewEvery overrides TTL/3 (tests).
+	renewEvery time.Duration
+}
+
+// NewExecutor builds an executor.
+func NewExecutor(c Cluster, rt *sandbox.Runtime, tools *plugins.Registry, clock func() time.Time, log hclog.Logger) *Executor {
+	if clock == nil {
+		clock = time.Now
+	}
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	return &Executor{c: c, rt: rt, tools: tools, clock: clock, log: log.Named("executor")}
+}
+
+// AttemptReport says how an attempt ended, for the worker's logs and tests.
+type AttemptReport struct {
+	TaskID    string
+	Attempt   int
+	Succeeded bool
+	Class     cluster.ErrorClass // when it failed
+	Err       error              // the failure, or why nothing could be reported
+	LeaseLost bool               // another worker owns the task; nothing was reported
+	Result    sandbox.Result
+}
+
+func (e *Executor) module(ctx context.Context, agent cluster.Agent) (*sandbox.Module, error) {
+	if m, ok := e.modules.Load(agent.Digest); ok {
+		return m.(*sandbox.Module), nil
+	}
+	wasm, err := e.c.FSM().Module(agent.Digest)
+	if err != nil {
+		return nil, fmt.Errorf("load module of %s@%s: %w", agent.Name, agent.Version, err)
+	}
+	m, err := e.rt.Compile(ctx, wasm)
+	if err != nil {
+		return nil, fmt.Errorf("compile %s@%s: %w", agent.Name, agent.Version, err)
+	}
+	e.modules.Store(agent.Digest, m)
+	return m, nil
+}
+
+// Run executes the attempt a claim grants and reports its end to the cluster.
+func (e *Executor) Run(ctx context.Context, claim *cluster.Claim) AttemptReport {
+	task, lease := claim.Task, claim.Lease
+	rep := AttemptReport{TaskID: task.ID, Attempt: lease.Attempt}
+	log := e.log.With("task", task.ID, "attempt", lease.Attempt, "token", lease.Token)
+
+	runCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		e.keepLease(runCtx, cancel, lease, log)
+	}()
+	stopRenew := func() { cancel(context.Canceled); wg.Wait() }
+
+	agent, err := e.c.FSM().Agent(task.Agent, task.Version)
+	var mod *sandbox.Module
+	if err == nil {
+		mod, err = e.module(runCtx, agent)
+	}
+	if err != nil {
+		stopRenew()
+		class := cluster.ClassTransient
+		if errors.Is(err, sandbox.ErrInvalidModule) || errors.Is(err, cluster.ErrUnknownAgent) {
+			class = cluster.ClassPermanent
+		}
+		return e.fail(ctx, rep, lease, cluster.TaskError{Class: class, Message: err.Error()}, nil, log)
+	}
+	d, err := newLedgerDispatcher(e.c, e.tools, claim, agent, e.clock, log)
+	if err != nil {
+		stopRenew()
+		return e.fail(ctx, rep, lease, cluster.TaskError{Class: cluster.ClassTransient, Message: err.Error()}, nil, log)
+	}
+	res := e.rt.Run(runCtx, mod, sandbox.RunConfig{
+		TaskID:      task.ID,
+		Name:        agent.Name,
+		MemoryLimit: agent.Manifest.MemoryLimit,
+		Timeout:     agent.Manifest.Timeout,
+		Dispatcher:  d,
+	})
+	lost := errors.Is(context.Cause(runCtx), errLeaseLost) || d.fenced != nil
+	stopRenew()
+	rep.Result = res
+	if lost {
+		rep.LeaseLost = true
+		rep.Err = fmt.Errorf("task %s attempt %d: %w", task.ID, lease.Attempt, errLeaseLost)
+		log.Warn("lease lost; attempt abandoned", "outcome", res.Outcome.String())
+		return rep
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if res.Outcome == sandbox.OutcomeSuccess && d.inDoubt == "" {
+		_, err := e.c.Apply(ctx, &cluster.CompleteTask{TaskID: task.ID, Token: lease.Token, Output: d.output,
+			Outbox: d.effects, Journal: d.events, Now: e.clock().UnixNano()})
+		if err != nil {
+			rep.Err = fmt.Errorf("complete task %s: %w", task.ID, err)
+			rep.LeaseLost = errors.Is(err, cluster.ErrStaleToken)
+			log.Warn("complete", "error", err)
+			return rep
+		}
+		rep.Succeeded = true
+		log.Debug("attempt succeeded", "duration", res.Duration)
+		return rep
+	}
+	return e.fail(ctx, rep, lease, classify(res, d), d.events, log)
+}
+
+func (e *Executor) fail(ctx context.Context, rep AttemptReport, lease cluster.Lease, te cluster.TaskError, events []cluster.Event, log hclog.Logger) AttemptReport {
+	rep.Class, rep.Err = te.Class, errors.New(te.Message)
+	if len(rep.Result.Stderr) > 0 {
+		te.StderrTail = string(tail(rep.Result.Stderr, stderrTail))
+	}
+	_, err := e.c.Apply(ctx, &cluster.FailAttempt{TaskID: lease.TaskID, Token: lease.Token, Error: te, Journal: events,
+		Jitter: rand.Uint64(), Now: e.clock().UnixNano()})
+	if err != nil {
+		rep.Err = fmt.Errorf("report failure of task %s: %w (failure: %s)", lease.TaskID, err, te.Message)
+		rep.LeaseLost = errors.Is(err, cluster.ErrStaleToken)
+	}
+	log.Info("attempt failed", "class", te.Class, "error", te.Message)
+	return rep
+}
+
+// classify decides what a failed attempt means for its task.
+func classify(res sandbox.Result, d *ledgerDispatcher) cluster.TaskError {
+	msg := "attempt failed"
+	if res.Err != nil {
+		msg = res.Err.Error()
+	}
+	switch {
+	case d.inDoubt != "":
+		return cluster.TaskError{Class: cluster.ClassInDoubt, Message: d.inDoubt}
+	case res.Outcome == sandbox.OutcomeGuestError && res.ExitCode == abi.ExitTransient:
+		return cluster.TaskError{Class: cluster.ClassTransient, Message: msg}
+	case d.denied != "" && res.Outcome == sandbox.OutcomeGuestError:
+		return cluster.TaskError{Class: cluster.ClassPolicy, Message: fmt.Sprintf("tool %s denied by the agent's manifest; %s", d.denied, msg)}
+	case res.Outcome == sandbox.OutcomeGuestError && d.lastTransient:
+		// The guest gave up right after a transient tool failure.
+		return cluster.TaskError{Class: cluster.ClassTransient, Message: msg}
+	case res.Outcome == sandbox.OutcomeGuestError, res.Outcome == sandbox.OutcomeInvalidModule:
+		return cluster.TaskError{Class: cluster.ClassPermanent, Message: msg}
+	default:
+		// Trap, deadline, memory limit, host fault: retried under the
+		// policy, so a guest that fails this way every time reaches the DLQ
+		// after max_attempts.
+		return cluster.TaskError{Class: cluster.ClassTransient, Message: msg}
+	}
+}
+
+// keepLease renews every TTL/3. A rejected renewal, or none accepted before
+// the lease would expire, cancels the attempt at once.
+func (e *Executor) keepLease(ctx context.Context, cancel context.CancelCauseFunc, lease cluster.Lease, log hclog.Logger) {
+	every := e.renewEvery
+	if every <= 0 {
+		every = lease.TTL / 3
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	validUntil := lease.ExpiresAt
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := e.clock().UnixNano()
+		rctx, rcancel := context.WithTimeout(ctx, every)
+		r, err := e.c.Apply(rctx, &cluster.RenewLease{TaskID: lease.TaskID, Token: lease.Token, TTL: lease.TTL, Now: now})
+		rcancel()
+		switch {
+		case err == nil:
+			validUntil = r.(cluster.Lease).ExpiresAt
+		case errors.Is(err, cluster.ErrStaleToken), errors.Is(err, cluster.ErrNotFound):
+			log.Warn("lease renewal rejected; stopping the attempt", "error", err)
+			cancel(errLeaseLost)
+			return
+		case ctx.Err() != nil:
+			return
+		default:
+			log.Warn("lease renewal failed", "error", err)
+			if e.clock().UnixNano() >= validUntil {
+				cancel(errLeaseLost)
+				return
+			}
+		}
+	}
+}
+
+func tail(b []byte, n int) []byte {
+	if len(b) <= n {
+		return b
+	}
+	return b[len(b)-n:]
+}

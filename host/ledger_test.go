@@ -1,0 +1,327 @@
+package host
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/orloj/orloj/abi"
+	"github.com/orloj/orloj/cluster"
+	"github.com/orloj/orloj/examples/standins"
+	"github.com/orloj/orloj/plugins"
+)
+
+func startStandins(t *testing.T) *standins.Services {
+	t.Helper()
+	s, err := standins.Start("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func docTools(t *testing.T, s *standins.Services) []plugins.Tool {
+	t.Helper()
+	h, err := plugins.NewHTTP(plugins.HTTPConfig{AllowHosts: []string{"127.0.0.1"}, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := plugins.NewModel(plugins.ModelConfig{BaseURL: s.URL + "/v1", APIKey: "k", Model: "standin-1", Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []plugins.Tool{h, m}
+}
+
+func docInput(s *standins.Services, doc string) map[string]string {
+	return map[string]string{"document": s.URL + "/blobs/" + doc, "ocr_url": s.URL + "/ocr", "records_url": s.URL + "/records"}
+}
+
+// TestDocPipelineReplaysFromLedger is the problem statement: the record write
+// fails twice with a 503, then succeeds. OCR and each model call happen once;
+// the retries replay them from the ledger.
+func TestDocPipelineReplaysFromLedger(t *testing.T) {
+	t.Parallel()
+	s := startStandins(t)
+	s.FailNextRecords(2)
+	e := newEnv(t, docTools(t, s))
+	e.pushAgent("docpipeline", "v1", agentPath(t, "docpipeline"), "http", "model")
+	policy := cluster.RetryPolicy{MaxAttempts: 8, Base: 50 * time.Millisecond, Factor: 2, Cap: time.Second}
+	e.submit("doc-1", "docpipeline", "v1", docInput(s, "invoice-1.txt"), policy)
+
+	tk := e.wait("doc-1", 60*time.Second, cluster.StateSucceeded, cluster.StateDeadLetter)
+	if tk.State != cluster.StateSucceeded {
+		t.Fatalf("task ended %s: %+v", tk.State, tk.Error)
+	}
+	c := s.Counts()
+	if c.Blob != 1 || c.OCR != 1 || c.Model != 2 || c.Records != 3 || c.RecordEffects != 1 {
+		t.Fatalf("stand-in counts = %+v; want blob 1, ocr 1, model 2, records 3 requests and 1 record", c)
+	}
+	if tk.Attempts != 3 || len(tk.History) != 3 {
+		t.Fatalf("attempts = %d, history %+v", tk.Attempts, tk.History)
+	}
+	for i, h := range tk.History[:2] {
+		ceil := cluster.BackoffCeiling(policy, i+1)
+		if h.Delay < 0 || time.Duration(h.Delay) > ceil {
+			t.Errorf("attempt %d: delay %s outside [0, %s]", i+1, time.Duration(h.Delay), ceil)
+		}
+		if gap := tk.History[i+1].StartedAt - h.EndedAt; gap < h.Delay {
+			t.Errorf("attempt %d started %s after the failure, before its backoff %s", i+2, time.Duration(gap), time.Duration(h.Delay))
+		}
+		if h.Outcome != string(cluster.ClassTransient) {
+			t.Errorf("attempt %d outcome %q", i+1, h.Outcome)
+		}
+	}
+	var out struct {
+		Class  string          `json:"class"`
+		Record json.RawMessage `json:"record"`
+	}
+	if err := json.Unmarshal(tk.Output, &out); err != nil || out.Class != "invoice" || !strings.Contains(string(out.Record), "rec-1") {
+		t.Fatalf("output = %s (%v)", tk.Output, err)
+	}
+	got := callOutcomes(e.journal("doc-1"))
+	want := map[string]map[string]int{
+		"http":  {OutcomeInvoked: 3, OutcomeReplayed: 4, OutcomeError: 2}, // blob, ocr, records
+		"model": {OutcomeInvoked: 2, OutcomeReplayed: 4},
+	}
+	for tool, w := range want {
+		for outcome, n := range w {
+			if got[tool][outcome] != n {
+				t.Errorf("journal: %s %s = %d, want %d (all: %v)", tool, outcome, got[tool][outcome], n, got)
+			}
+		}
+	}
+	// Token usage is recorded with the result, so replays cost nothing.
+	calls, _ := e.node.FSM().Calls("doc-1")
+	models := 0
+	for _, rec := range calls {
+		if rec.Tool == "model" {
+			models++
+			if !strings.Contains(string(rec.Usage), "prompt_tokens") {
+				t.Errorf("model call %s recorded no usage: %s", rec.CallID, rec.Usage)
+			}
+		}
+	}
+	if models != 2 {
+		t.Errorf("ledger holds %d model calls, want 2", models)
+	}
+}
+
+// TestPoisonReachesDLQAfterMaxAttempts: a guest that traps every time ends in
+// the DLQ after exactly max_attempts, with history, last error and stderr.
+func TestPoisonReachesDLQAfterMaxAttempts(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	e.pushAgent("poison", "v1", agentPath(t, "trap"))
+	e.submit("p", "poison", "v1", nil, cluster.RetryPolicy{MaxAttempts: 3, Base: 10 * time.Millisecond})
+	tk := e.wait("p", 30*time.Second, cluster.StateDeadLetter, cluster.StateSucceeded)
+	if tk.State != cluster.StateDeadLetter || tk.Attempts != 3 || len(tk.History) != 3 {
+		t.Fatalf("task = %s after %d attempts (history %d)", tk.State, tk.Attempts, len(tk.History))
+	}
+	if tk.Error.Class != cluster.ClassExhausted || !strings.Contains(tk.Error.Message, "trap") {
+		t.Fatalf("error = %+v", tk.Error)
+	}
+	if !strings.Contains(tk.Error.StderrTail, "poison: about to trap") {
+		t.Fatalf("stderr tail = %q", tk.Error.StderrTail)
+	}
+	if dl, _ := e.node.FSM().DeadLetters(cluster.TaskFilter{}); len(dl) != 1 || dl[0].ID != "p" {
+		t.Fatalf("DLQ = %+v", dl)
+	}
+}
+
+// TestLongTaskKeepsItsLease: a task running 5×TTL with renewals is never
+// re-leased.
+func TestLongTaskKeepsItsLease(t *testing.T) {
+	t.Parallel()
+	ttl := 300 * time.Millisecond
+	var invocations atomic.Int32
+	sleep := plugins.NewStub("sleep", plugins.Idempotent, func(ctx context.Context, _ plugins.Call) (plugins.Result, error) {
+		invocations.Add(1)
+		select {
+		case <-time.After(5 * ttl):
+		case <-ctx.Done():
+			return plugins.Result{}, abi.Errorf(abi.StatusTransient, "cancelled")
+		}
+		return plugins.Result{Body: json.RawMessage(`"rested"`)}, nil
+	})
+	e := newEnv(t, []plugins.Tool{sleep}, withTTL(ttl))
+	e.pushAgent("steps", "v1", agentPath(t, "steps"), "sleep")
+	e.submit("long", "steps", "v1", map[string]any{"steps": []any{map[string]any{"tool": "sleep"}}}, cluster.RetryPolicy{})
+	tk := e.wait("long", 30*time.Second, cluster.StateSucceeded, cluster.StateDeadLetter, cluster.StateRetryPending)
+	if tk.State != cluster.StateSucceeded || tk.Attempts != 1 || len(tk.History) != 1 || invocations.Load() != 1 {
+		t.Fatalf("task %s, attempts %d, history %+v, invocations %d", tk.State, tk.Attempts, tk.History, invocations.Load())
+	}
+	for _, ev := range e.journal("long") {
+		if ev.Type == "lease_expired" {
+			t.Fatalf("lease expired during a renewed task: %+v", ev)
+		}
+	}
+}
+
+// TestFencingRejectsPausedWorker: a worker paused past its TTL wakes and
+// tries to record a result and complete; both are refused and the task's
+// outcome is the new holder's.
+func TestFencingRejectsPausedWorker(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	var calls atomic.Int32
+	block := plugins.NewStub("block", plugins.Idempotent, func(ctx context.Context, c plugins.Call) (plugins.Result, error) {
+		if calls.Add(1) == 1 {
+			<-release // the first holder is "paused" here
+			return plugins.Result{Body: json.RawMessage(`"from A"`)}, nil
+		}
+		return plugins.Result{Body: json.RawMessage(`"from B"`)}, nil
+	})
+	e := newEnv(t, []plugins.Tool{block}, withTTL(500*time.Millisecond))
+	e.pool.Stop(time.Second) // drive the two workers by hand
+	e.pool = nil
+	e.pushAgent("steps", "v1", agentPath(t, "steps"), "block")
+	e.submit("f", "steps", "v1", map[string]any{"steps": []any{map[string]any{"tool": "block"}}}, cluster.RetryPolicy{Base: time.Millisecond})
+
+	claimA := e.apply(&cluster.ClaimTask{Node: "A", TTL: 500 * time.Millisecond, Now: time.Now().UnixNano()}).(*cluster.Claim)
+	paused := NewExecutor(e.node, runtime(t), e.tools, time.Now, e.log)
+	paused.renewEvery = time.Hour // a paused process renews nothing
+	repA := make(chan AttemptReport, 1)
+	go func() { repA <- paused.Run(context.Background(), claimA) }()
+
+	// The leader expires A's lease; B claims and finishes.
+	e.wait("f", 10*time.Second, cluster.StateRetryPending)
+	var claimB *cluster.Claim
+	for claimB == nil {
+		if r, ok := e.apply(&cluster.ClaimTask{Node: "B", TTL: 5 * time.Second, Now: time.Now().UnixNano()}).(*cluster.Claim); ok {
+			claimB = r
+		}
+	}
+	if claimB.Lease.Token <= claimA.Lease.Token {
+		t.Fatalf("tokens did not increase: A %d, B %d", claimA.Lease.Token, claimB.Lease.Token)
+	}
+	if rep := e.exec.Run(context.Background(), claimB); !rep.Succeeded {
+		t.Fatalf("B's attempt: %+v", rep)
+	}
+	before := e.node.FSM().FenceRejections()
+	close(release)
+	rep := <-repA
+	if !rep.LeaseLost || rep.Succeeded {
+		t.Fatalf("A's report = %+v, want lease lost", rep)
+	}
+	if e.node.FSM().FenceRejections() <= before {
+		t.Fatal("A's result was not refused by the FSM")
+	}
+	tk := e.wait("f", time.Second, cluster.StateSucceeded)
+	if !strings.Contains(string(tk.Output), "from B") {
+		t.Fatalf("output = %s, want B's", tk.Output)
+	}
+	rec, _, _ := e.node.FSM().LedgerRecord("f", CallID("f", "block", []byte("null"), "", 0))
+	if string(rec.Result) != `"from B"` || rec.Token != claimB.Lease.Token {
+		t.Fatalf("ledger = %+v", rec)
+	}
+}
+
+// TestDivergenceIsJournaled: a fixed agent that makes a different call at
+// the same point is recorded as a divergence, and the unchanged call is still
+// replayed from the ledger.
+func TestDivergenceIsJournaled(t *testing.T) {
+	t.Parallel()
+	var echoes, flaky atomic.Int32
+	echo := plugins.NewStub("echo", plugins.Idempotent, func(_ context.Context, c plugins.Call) (plugins.Result, error) {
+		echoes.Add(1)
+		return plugins.Result{Body: c.Params}, nil
+	})
+	fl := plugins.NewStub("flaky", plugins.Idempotent, func(context.Context, plugins.Call) (plugins.Result, error) {
+		if flaky.Add(1) == 1 {
+			return plugins.Result{}, abi.Errorf(abi.StatusTransient, "try later")
+		}
+		return plugins.Result{Body: json.RawMessage(`"ok"`)}, nil
+	})
+	e := newEnv(t, []plugins.Tool{echo, fl})
+	e.pushAgent("steps", "v1", agentPath(t, "steps"), "echo", "flaky")
+	e.pushAgent("steps", "v2", agentPath(t, "steps-b"), "echo", "flaky")
+	in := map[string]any{"steps": []any{map[string]any{"tool": "echo", "params": map[string]any{"a": 1}}, map[string]any{"tool": "flaky"}}}
+	e.submit("d", "steps", "v1", in, cluster.RetryPolicy{MaxAttempts: 1})
+	e.wait("d", 30*time.Second, cluster.StateDeadLetter)
+	e.apply(&cluster.RetryDLQ{TaskID: "d", Version: "v2", Now: time.Now().UnixNano()})
+	tk := e.wait("d", 30*time.Second, cluster.StateSucceeded, cluster.StateDeadLetter)
+	if tk.State != cluster.StateSucceeded {
+		t.Fatalf("after retry on v2: %s %+v", tk.State, tk.Error)
+	}
+	if echoes.Load() != 2 { // echo{a} once (replayed on v2), echo{variant b} once
+		t.Fatalf("echo invoked %d times, want 2", echoes.Load())
+	}
+	var div []cluster.Event
+	for _, ev := range e.journal("d") {
+		if ev.Type == "divergence" {
+			div = append(div, ev)
+		}
+	}
+	if len(div) != 1 || div[0].Tool != "echo" || div[0].Attempt != 1 {
+		t.Fatalf("divergence events = %+v", div)
+	}
+	if got := callOutcomes(e.journal("d"))["echo"]; got[OutcomeReplayed] != 1 || got[OutcomeInvoked] != 2 {
+		t.Fatalf("echo outcomes = %v", got)
+	}
+}
+
+// TestDeniedToolFailsClosed: a tool outside the manifest is refused, the
+// refusal is journaled, and the task goes to the DLQ as a policy failure.
+func TestDeniedToolFailsClosed(t *testing.T) {
+	t.Parallel()
+	var invoked atomic.Int32
+	secret := plugins.NewStub("secret", plugins.Idempotent, func(context.Context, plugins.Call) (plugins.Result, error) {
+		invoked.Add(1)
+		return plugins.Result{Body: json.RawMessage(`1`)}, nil
+	})
+	e := newEnv(t, []plugins.Tool{secret})
+	e.pushAgent("steps", "v1", agentPath(t, "steps")) // allows no tools
+	e.submit("x", "steps", "v1", map[string]any{"steps": []any{map[string]any{"tool": "secret"}}}, cluster.RetryPolicy{})
+	tk := e.wait("x", 30*time.Second, cluster.StateDeadLetter, cluster.StateSucceeded)
+	if tk.State != cluster.StateDeadLetter || tk.Error.Class != cluster.ClassPolicy || invoked.Load() != 0 {
+		t.Fatalf("task %s %+v; tool invoked %d times", tk.State, tk.Error, invoked.Load())
+	}
+	if got := callOutcomes(e.journal("x"))["secret"][OutcomeDenied]; got != 1 {
+		t.Fatalf("denied calls journaled = %d", got)
+	}
+}
+
+// TestNowIsRecorded: the guest's clock reading is recorded and a retry sees
+// the same value.
+func TestNowIsRecorded(t *testing.T) {
+	t.Parallel()
+	var n atomic.Int32
+	fl := plugins.NewStub("flaky", plugins.Idempotent, func(context.Context, plugins.Call) (plugins.Result, error) {
+		if n.Add(1) == 1 {
+			return plugins.Result{}, abi.Errorf(abi.StatusTransient, "later")
+		}
+		return plugins.Result{Body: json.RawMessage(`0`)}, nil
+	})
+	e := newEnv(t, []plugins.Tool{fl})
+	e.pushAgent("steps", "v1", agentPath(t, "steps"), "flaky")
+	// now is read before... the steps agent reads it after its calls, so
+	// make the first attempt fail after reading it: flaky comes last.
+	e.submit("n", "steps", "v1", map[string]any{"now": true, "steps": []any{map[string]any{"tool": "flaky"}}}, cluster.RetryPolicy{Base: time.Millisecond})
+	tk := e.wait("n", 30*time.Second, cluster.StateSucceeded, cluster.StateDeadLetter)
+	if tk.State != cluster.StateSucceeded {
+		t.Fatalf("task %s %+v", tk.State, tk.Error)
+	}
+	calls, _ := e.node.FSM().Calls("n")
+	var clock []cluster.LedgerRecord
+	for _, c := range calls {
+		if c.Tool == nowTool {
+			clock = append(clock, c)
+		}
+	}
+	var out []json.RawMessage
+	json.Unmarshal(tk.Output, &out)
+	if len(clock) != 1 || len(out) != 2 || string(out[1]) != string(clock[0].Result) {
+		t.Fatalf("clock records %+v, output %s", clock, tk.Output)
+	}
+	if !errors.Is(error(abi.StatusOK), abi.StatusOK) {
+		t.Fatal("unreachable")
+	}
+}
+
+func abiCanonical(b []byte) ([]byte, error) { return abi.Canonicalize(b) }

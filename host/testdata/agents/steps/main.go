@@ -1,0 +1,54 @@
+// Command steps is a test agent: it makes the tool calls its input lists, in
+// order, and outputs their results. Built with -ldflags "-X main.variant=b"
+// it first makes one extra call, so a replay diverges from the recorded run.
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/orloj/orloj/sdk/orloj"
+)
+
+var variant = "a"
+
+type step struct {
+	Tool   string          `json:"tool"`
+	Params json.RawMessage `json:"params"`
+	Key    string          `json:"key,omitempty"`
+}
+
+func main() { orloj.Main(run) }
+
+func run() error {
+	var in struct {
+		Steps []step `json:"steps"`
+		Now   bool   `json:"now"`
+	}
+	if err := orloj.DecodeInput(&in); err != nil {
+		return err
+	}
+	if variant == "b" {
+		in.Steps = append([]step{{Tool: "echo", Params: json.RawMessage(`{"variant":"b"}`)}}, in.Steps...)
+	}
+	var out []json.RawMessage
+	for i, s := range in.Steps {
+		var opts []orloj.CallOption
+		if s.Key != "" {
+			opts = append(opts, orloj.WithKey(s.Key))
+		}
+		res, err := orloj.Call(s.Tool, s.Params, opts...)
+		if err != nil {
+			return fmt.Errorf("step %d (%s): %w", i+1, s.Tool, err)
+		}
+		out = append(out, res)
+	}
+	if in.Now {
+		t, err := orloj.Now()
+		if err != nil {
+			return err
+		}
+		out = append(out, json.RawMessage(fmt.Sprintf("%d", t.UnixNano())))
+	}
+	return orloj.Output(out)
+}

@@ -1,0 +1,10 @@
+;; Writes a line to stderr, then traps: a poison guest.
+(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "poison: about to trap\n")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 16))  ;; iov.buf
+    (i32.store (i32.const 4) (i32.const 22))  ;; iov.len
+    (drop (call $fd_write (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 8)))
+    unreachable))

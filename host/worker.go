@@ -1,0 +1,171 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/orloj/orloj/cluster"
+)
+
+// PoolConfig configures a node's workers.
+type PoolConfig struct {
+	NodeID   string
+	Workers  int           // concurrent attempts on this node
+	LeaseTTL time.Duration // lease length; renewed every TTL/3
+	// IdleWait bounds how long an idle worker waits before looking again
+	// when nothing wakes it (a retry falling due is computed, not polled).
+	IdleWait time.Duration
+	Clock    func() time.Time
+	Logger   hclog.Logger
+	// OnAttempt, if set, hears how each attempt ended.
+	OnAttempt func(AttemptReport)
+}
+
+// DefaultPoolConfig: 4 workers, 30 s leases.
+func DefaultPoolConfig() PoolConfig {
+	return PoolConfig{Workers: 4, LeaseTTL: 30 * time.Second, IdleWait: time.Second, Clock: time.Now}
+}
+
+// Validate names the first bad field.
+func (c PoolConfig) Validate() error {
+	switch {
+	case c.NodeID == "":
+		return errors.New("pool config: NodeID is empty")
+	case c.Workers < 1:
+		return fmt.Errorf("pool config: Workers is %d, want at least 1", c.Workers)
+	case c.LeaseTTL < 30*time.Millisecond:
+		return fmt.Errorf("pool config: LeaseTTL %s is too short", c.LeaseTTL)
+	case c.IdleWait <= 0:
+		return errors.New("pool config: IdleWait must be positive")
+	case c.Clock == nil:
+		return errors.New("pool config: Clock is nil")
+	}
+	return nil
+}
+
+// Pool runs N workers, each claiming and running one attempt at a time.
+type Pool struct {
+	cfg  PoolConfig
+	c    Cluster
+	exec *Executor
+	log  hclog.Logger
+
+	mu       sync.Mutex
+	started  bool
+	stopping chan struct{} // closed by Stop: claim nothing more
+	hardStop context.CancelFunc
+	wg       sync.WaitGroup
+}
+
+// NewPool builds a pool; Start runs it.
+func NewPool(cfg PoolConfig, c Cluster, exec *Executor) (*Pool, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Pool{cfg: cfg, c: c, exec: exec, log: cfg.Logger.Named("worker"), stopping: make(chan struct{})}, nil
+}
+
+// Start launches the workers. Starting twice is a no-op.
+func (p *Pool) Start(ctx context.Context) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.started {
+		return
+	}
+	p.started = true
+	ctx, p.hardStop = context.WithCancel(ctx)
+	for i := 0; i < p.cfg.Workers; i++ {
+		p.wg.Add(1)
+		go p.work(ctx, i)
+	}
+}
+
+// Stop stops claiming, lets running attempts finish for up to grace, then
+// cancels them (their leases lapse and another node takes over). Safe to call
+// twice, or before Start.
+func (p *Pool) Stop(grace time.Duration) {
+	p.mu.Lock()
+	select {
+	case <-p.stopping:
+	default:
+		close(p.stopping)
+	}
+	hard := p.hardStop
+	p.mu.Unlock()
+	done := make(chan struct{})
+	go func() { p.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(grace):
+		if hard != nil {
+			hard()
+		}
+		<-done
+	}
+	if hard != nil {
+		hard()
+	}
+}
+
+func (p *Pool) work(ctx context.Context, n int) {
+	defer p.wg.Done()
+	log := p.log.With("worker", n)
+	for {
+		select {
+		case <-p.stopping:
+			return
+		case <-ctx.Done():
+			return
+		default:
+		}
+		changed := p.c.FSM().Changed() // before looking, so no wake-up is missed
+		wait := p.cfg.IdleWait
+		// Look at the local replica first: proposing a claim costs a Raft
+		// round, and idle workers would otherwise fill the log with empty ones.
+		if at, ok := p.c.FSM().NextRunnableAt(); ok {
+			if until := time.Duration(at - p.cfg.Clock().UnixNano()); until > 0 {
+				wait = min(wait, until)
+			} else {
+				claim, err := p.claim(ctx)
+				if err != nil {
+					log.Debug("claim", "error", err)
+				}
+				if claim != nil {
+					rep := p.exec.Run(ctx, claim)
+					if p.cfg.OnAttempt != nil {
+						p.cfg.OnAttempt(rep)
+					}
+					continue
+				}
+			}
+		}
+		// Jitter spreads idle workers so they do not all claim at once.
+		wait = max(wait, time.Millisecond) + time.Duration(rand.Int64N(int64(time.Millisecond)))
+		t := time.NewTimer(wait)
+		select {
+		case <-p.stopping:
+		case <-ctx.Done():
+		case <-changed:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+func (p *Pool) claim(ctx context.Context) (*cluster.Claim, error) {
+	r, err := p.c.Apply(ctx, &cluster.ClaimTask{Node: p.cfg.NodeID, TTL: p.cfg.LeaseTTL, Now: p.cfg.Clock().UnixNano()})
+	if err != nil {
+		return nil, err
+	}
+	claim, _ := r.(*cluster.Claim)
+	return claim, nil
+}

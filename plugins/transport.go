@@ -1,0 +1,104 @@
+package plugins
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/orloj/orloj/abi"
+)
+
+// This file holds what the http and model tools share about talking HTTP:
+// how a failure is classified, and how much of a response is read.
+
+// excerptBytes is how much of an error response goes into the error message:
+// enough to show an API's error text, not enough to flood the journal.
+const excerptBytes = 256
+
+// errResponseTooLarge is returned by readCapped.
+var errResponseTooLarge = errors.New("response too large")
+
+// transportError classifies an error from http.Client.Do or from reading a
+// response body. parent is the context the host gave the call, and timeout
+// the tool's own deadline, which distinguish "the host gave up" from "the
+// server was too slow". Both are transient: neither says anything about the
+// call itself. A status the error already carries wins, so a redirect refused
+// by the allow-list stays permission_denied.
+func transportError(parent context.Context, timeout time.Duration, what string, err error) error {
+	if ue := (*url.Error)(nil); errors.As(err, &ue) {
+		err = ue.Err // url.Error repeats the method and URL, which what already names
+	}
+	if s, ok := abi.StatusOf(err); ok && s != abi.StatusOK {
+		return annotate(err, "%s", what)
+	}
+	if parent.Err() != nil {
+		return statusErrorf(abi.StatusTransient, context.Cause(parent), "%s: call abandoned", what)
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return statusErrorf(abi.StatusTransient, err, "%s: timed out after %s", what, timeout)
+	}
+	return statusErrorf(abi.StatusTransient, err, "%s", what)
+}
+
+// responseError turns an HTTP error status into an error. 5xx, 429 (rate
+// limited) and 408 (request timeout) say "not now" and are transient; every
+// other 4xx says the request itself is wrong, so asking again gives the same
+// answer: a tool error, recorded. detail is an excerpt of the body or an API's
+// own error message.
+func responseError(resp *http.Response, what, detail string) error {
+	code := resp.StatusCode
+	msg := fmt.Sprintf("%s: status %s", what, resp.Status)
+	if ra := resp.Header.Get("Retry-After"); ra != "" {
+		msg += fmt.Sprintf(" (retry after %s)", excerpt([]byte(ra)))
+	}
+	if detail != "" {
+		msg += ": " + detail
+	}
+	if code >= 500 || code == http.StatusTooManyRequests || code == http.StatusRequestTimeout {
+		return abi.Errorf(abi.StatusTransient, "%s", msg)
+	}
+	return abi.Errorf(abi.StatusToolError, "%s", msg)
+}
+
+// readExcerpt reads the start of an error response for a message.
+func readExcerpt(body io.Reader) string {
+	b, _ := io.ReadAll(io.LimitReader(body, excerptBytes+1)) // an excerpt is best effort
+	return excerpt(b)
+}
+
+// excerpt quotes at most excerptBytes of b, so a hostile server cannot put
+// control characters, invalid UTF-8 or megabytes into messages and logs.
+func excerpt(b []byte) string {
+	cut := len(b) > excerptBytes
+	if cut {
+		b = b[:excerptBytes]
+	}
+	s := strings.ToValidUTF8(string(b), "\uFFFD")
+	if s == "" {
+		return ""
+	}
+	q := fmt.Sprintf("%q", s)
+	if cut {
+		q += "..."
+	}
+	return q
+}
+
+// readCapped reads all of body, or fails with errResponseTooLarge once it
+// passes limit bytes, without reading further: a tool must not buffer what
+// the host could never return.
+func readCapped(body io.Reader, limit int64) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(body, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, errResponseTooLarge
+	}
+	return b, nil
+}

@@ -1,0 +1,255 @@
+package orloj
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"time"
+	"unicode/utf8"
+
+	"github.com/orloj/orloj/abi"
+)
+
+// Input returns the task input: the JSON document the task was submitted
+// with.
+func Input() ([]byte, error) {
+	h, err := host()
+	if err != nil {
+		return nil, fmt.Errorf("orloj: input: %w", err)
+	}
+	st, body, err := exchange(h.input, h.input)
+	if err != nil {
+		return nil, fmt.Errorf("orloj: input: %w", err)
+	}
+	if st != abi.StatusOK {
+		return nil, fmt.Errorf("orloj: input: %w", abi.DecodeErrorBody(st, body))
+	}
+	return body, nil
+}
+
+// DecodeInput unmarshals the task input into v, as json.Unmarshal does. A
+// malformed input is the submitter's mistake, so the error is permanent.
+func DecodeInput(v any) error {
+	in, err := Input()
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(in, v); err != nil {
+		return fmt.Errorf("orloj: decode input: %w", err)
+	}
+	return nil
+}
+
+// CallOption adjusts one Call, CallInto or Emit.
+type CallOption struct {
+	apply func(*abi.CallRequest)
+}
+
+// WithKey names the call with a key of the agent's choosing (at most
+// abi.MaxKeyBytes of UTF-8). The host then identifies the call by tool and
+// key instead of by its params and position in the run, so a retried task
+// finds the recorded result even when the agent has changed in between, and
+// an Emit'd effect gets the key as its idempotency key.
+func WithKey(key string) CallOption {
+	return CallOption{apply: func(r *abi.CallRequest) { r.Key = key }}
+}
+
+// Call invokes a tool and returns its JSON result. params is marshalled to
+// JSON; a json.RawMessage or []byte is taken as JSON text already and passed
+// through. A failure the host reports wraps an *Error, whose Status callers
+// test with errors.Is (ErrTransient, ErrToolError, ...).
+//
+// The host records the result: when the task is retried, an unchanged call
+// returns the recorded result without invoking the tool again.
+func Call(tool string, params any, opts ...CallOption) (json.RawMessage, error) {
+	h, err := host()
+	if err != nil {
+		return nil, fmt.Errorf("orloj: call %s: %w", tool, err)
+	}
+	req, err := encodeRequest(tool, params, opts)
+	if err != nil {
+		return nil, fmt.Errorf("orloj: call %s: %w", tool, err)
+	}
+	st, body, err := exchange(
+		func(buf []byte) (abi.Status, uint32) { return h.call(req, buf) },
+		h.response,
+	)
+	if err != nil {
+		return nil, fmt.Errorf("orloj: call %s: %w", tool, err)
+	}
+	if st != abi.StatusOK {
+		return nil, fmt.Errorf("orloj: call %s: %w", tool, abi.DecodeErrorBody(st, body))
+	}
+	return body, nil
+}
+
+// CallInto is Call followed by json.Unmarshal of the result into out.
+func CallInto(tool string, params any, out any, opts ...CallOption) error {
+	res, err := Call(tool, params, opts...)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(res, out); err != nil {
+		return fmt.Errorf("orloj: call %s: decode result: %w", tool, err)
+	}
+	return nil
+}
+
+// Emit stages an outbox effect: a call of tool with params that the host
+// makes only after the task has succeeded, with its own idempotency key
+// (WithKey sets it). If the task fails, the effect is dropped. params are
+// encoded as for Call.
+func Emit(tool string, params any, opts ...CallOption) error {
+	h, err := host()
+	if err != nil {
+		return fmt.Errorf("orloj: emit %s: %w", tool, err)
+	}
+	req, err := encodeRequest(tool, params, opts)
+	if err != nil {
+		return fmt.Errorf("orloj: emit %s: %w", tool, err)
+	}
+	// emit answers with a bare status, so a malformed effect would reach the
+	// agent as "invalid_argument" and nothing more. Checking here with the
+	// host's own decoder yields the reason; the host still checks again.
+	if _, err := abi.DecodeCallRequest(req); err != nil {
+		return fmt.Errorf("orloj: emit %s: %w", tool, err)
+	}
+	if st := h.emit(req); st != abi.StatusOK {
+		return fmt.Errorf("orloj: emit %s: %w", tool, st)
+	}
+	return nil
+}
+
+// Output sets the task output, replacing any earlier one. v is marshalled to
+// JSON; a json.RawMessage or []byte is taken as JSON text already. The output
+// becomes visible only when the task succeeds.
+func Output(v any) error {
+	h, err := host()
+	if err != nil {
+		return fmt.Errorf("orloj: output: %w", err)
+	}
+	b, err := marshal(v)
+	if err != nil {
+		return fmt.Errorf("orloj: output: %w: %w", ErrInvalidArgument, err)
+	}
+	if len(b) > abi.MaxOutputBytes {
+		return fmt.Errorf("orloj: output: %w", abi.Errorf(ErrInvalidArgument, "%d bytes, limit %d", len(b), abi.MaxOutputBytes))
+	}
+	if st := h.output(b); st != abi.StatusOK {
+		return fmt.Errorf("orloj: output: %w", st)
+	}
+	return nil
+}
+
+// Now returns the current time as the host recorded it for this point of the
+// run: a retried task reads the same time again, so logic that depends on it
+// replays faithfully. Agents must use it instead of time.Now. The time is in
+// UTC.
+func Now() (time.Time, error) {
+	h, err := host()
+	if err != nil {
+		return time.Time{}, fmt.Errorf("orloj: now: %w", err)
+	}
+	ns, st := h.now()
+	if st != abi.StatusOK {
+		return time.Time{}, fmt.Errorf("orloj: now: %w", st)
+	}
+	if ns > math.MaxInt64 {
+		return time.Time{}, fmt.Errorf("orloj: now: %w", abi.Errorf(ErrFault, "host time %d ns is past 2262", ns))
+	}
+	return time.Unix(0, int64(ns)).UTC(), nil
+}
+
+// LogLevel is the severity of a log line.
+type LogLevel = abi.LogLevel
+
+// Log levels, from the ABI.
+const (
+	LevelDebug = abi.LogDebug
+	LevelInfo  = abi.LogInfo
+	LevelWarn  = abi.LogWarn
+	LevelError = abi.LogError
+)
+
+// Log writes one line to the task's log at level. A line longer than
+// abi.MaxLogBytes is cut, at a UTF-8 boundary, as the host would cut it.
+//
+// Logging never fails the agent: when the host refuses the line, or there is
+// no host, the line goes to stderr, which the host keeps in the attempt log.
+func Log(level LogLevel, msg string) {
+	msg = cutUTF8(msg, abi.MaxLogBytes)
+	if h, err := host(); err == nil && h.log(level, []byte(msg)) == abi.StatusOK {
+		return
+	}
+	fmt.Fprintf(os.Stderr, "%v: %s\n", level, msg)
+}
+
+// Logf logs at LevelInfo, formatting as fmt.Sprintf.
+func Logf(format string, args ...any) { Log(LevelInfo, fmt.Sprintf(format, args...)) }
+
+// Debugf logs at LevelDebug, formatting as fmt.Sprintf.
+func Debugf(format string, args ...any) { Log(LevelDebug, fmt.Sprintf(format, args...)) }
+
+// Warnf logs at LevelWarn, formatting as fmt.Sprintf.
+func Warnf(format string, args ...any) { Log(LevelWarn, fmt.Sprintf(format, args...)) }
+
+// LogErrorf logs at LevelError, formatting as fmt.Sprintf. It is not named
+// Errorf because it returns no error: to fail the task, return one from run.
+func LogErrorf(format string, args ...any) { Log(LevelError, fmt.Sprintf(format, args...)) }
+
+// encodeRequest builds the CallRequest JSON shared by call and emit.
+func encodeRequest(tool string, params any, opts []CallOption) ([]byte, error) {
+	p, err := marshal(params)
+	if err != nil {
+		return nil, fmt.Errorf("params: %w: %w", ErrInvalidArgument, err)
+	}
+	req := abi.CallRequest{Tool: tool, Params: p}
+	for _, o := range opts {
+		if o.apply != nil {
+			o.apply(&req)
+		}
+	}
+	b, err := json.Marshal(req)
+	if err != nil {
+		return nil, fmt.Errorf("request: %w: %w", ErrInvalidArgument, err)
+	}
+	return b, nil
+}
+
+// errNotJSON is returned for a json.RawMessage or []byte that is not JSON.
+var errNotJSON = errors.New("raw JSON is not valid")
+
+// marshal is json.Marshal, except that json.RawMessage and []byte are JSON
+// text already (json.Marshal would base64 a []byte). Empty raw text is null.
+func marshal(v any) ([]byte, error) {
+	var raw []byte
+	switch b := v.(type) {
+	case json.RawMessage:
+		raw = b
+	case []byte:
+		raw = b
+	default:
+		return json.Marshal(v)
+	}
+	if len(raw) == 0 {
+		return []byte("null"), nil
+	}
+	if !json.Valid(raw) {
+		return nil, errNotJSON
+	}
+	return raw, nil
+}
+
+// cutUTF8 returns s cut to at most max bytes without splitting a rune.
+func cutUTF8(s string, max int) string {
+	if len(s) <= max {
+		return s
+	}
+	i := max
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i]
+}

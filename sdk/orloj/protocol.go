@@ -1,0 +1,75 @@
+package orloj
+
+import (
+	"sync"
+
+	"github.com/orloj/orloj/abi"
+)
+
+// rawHost is the orloj_v1 import surface with guest memory shown as byte
+// slices: one method per host function, the same arguments, the same status.
+// The wasip1 build implements it with the real imports, the native build with
+// a Fake. Everything above it (request encoding, the buffer-too-small
+// exchange, error decoding) is shared, so tests of the fake exercise the code
+// that runs in production.
+//
+// For input, call and response, n is the value the host wrote at len_ptr:
+// the body length, which exceeds len(buf) exactly when the status is
+// abi.StatusBufferTooSmall.
+type rawHost interface {
+	input(buf []byte) (st abi.Status, n uint32)
+	call(req, buf []byte) (st abi.Status, n uint32)
+	response(buf []byte) (st abi.Status, n uint32)
+	output(b []byte) abi.Status
+	log(level abi.LogLevel, msg []byte) abi.Status
+	now() (ns uint64, st abi.Status)
+	emit(req []byte) abi.Status
+}
+
+// respBufSize is the size of the first response buffer. Most tool results
+// fit; a larger one costs one extra host call (response), never a repeated
+// tool call.
+const respBufSize = 64 << 10
+
+var (
+	// exchangeMu serialises request/response exchanges: the buffer below and
+	// the host's single pending response are both shared by every goroutine.
+	exchangeMu sync.Mutex
+	respBuf    []byte
+)
+
+// exchange runs one host function that answers into a buffer and returns the
+// status and a body the caller owns. first makes the request. When the body
+// did not fit, fetch is given a buffer of exactly the announced size: for call
+// it is response, which hands over the kept body without invoking the tool
+// again; for input it is input itself, which has no side effect to repeat.
+//
+// A host that breaks the protocol (claims to have written more than the
+// buffer holds, announces more than abi.MaxResponseBytes, or still does not
+// fit) yields an ErrFault error; the status and body are then meaningless.
+func exchange(first, fetch func(buf []byte) (abi.Status, uint32)) (abi.Status, []byte, error) {
+	exchangeMu.Lock()
+	defer exchangeMu.Unlock()
+	if respBuf == nil {
+		respBuf = make([]byte, respBufSize)
+	}
+	st, n := first(respBuf)
+	if st != abi.StatusBufferTooSmall {
+		if uint64(n) > uint64(len(respBuf)) {
+			return 0, nil, abi.Errorf(abi.StatusFault, "host reported %d bytes written into a %d-byte buffer", n, len(respBuf))
+		}
+		// Copy out: respBuf is reused by the next exchange.
+		body := make([]byte, n)
+		copy(body, respBuf[:n])
+		return st, body, nil
+	}
+	if n > abi.MaxResponseBytes {
+		return 0, nil, abi.Errorf(abi.StatusFault, "host announced a %d-byte response, limit %d", n, abi.MaxResponseBytes)
+	}
+	body := make([]byte, n)
+	st, m := fetch(body)
+	if st == abi.StatusBufferTooSmall || m > n {
+		return 0, nil, abi.Errorf(abi.StatusFault, "host announced a %d-byte response, then wanted %d (status %v)", n, m, st)
+	}
+	return st, body[:m], nil
+}
