@@ -15,8 +15,20 @@ const WASIModuleName = "wasi_snapshot_preview1"
 // Host function names in ModuleName. Every function takes and returns i32
 // values only; pointers and lengths are unsigned 32-bit offsets into the
 // guest's exported "memory". Each returns a Status.
+//
+// Output buffers are (buf_ptr, buf_cap, len_ptr). Whenever the host has a
+// response body (any status but StatusFault and a bare StatusInvalidArgument
+// for a request it refused before running), it writes the body's full length
+// as a u32 little endian at len_ptr and copies the body to buf_ptr if it
+// fits; if not, it keeps the body and returns StatusBufferTooSmall, and
+// FuncResponse fetches it. Every range is checked before anything runs: a
+// range outside memory returns StatusFault and nothing is read, written or
+// invoked. A Dispatcher error without a status ends the attempt as a host
+// fault; the guest sees no status for it.
 const (
-	// FuncInput copies the task input (JSON) into the guest.
+	// FuncInput copies the task input (JSON) into the guest. On
+	// StatusBufferTooSmall the input is kept for FuncResponse (calling
+	// FuncInput again with a larger buffer works too).
 	//	input(buf_ptr, buf_cap, len_ptr) -> status
 	FuncInput = "input"
 	// FuncCall invokes a tool. The request is a CallRequest in JSON; the
@@ -62,7 +74,7 @@ const (
 // Limits. The host refuses larger requests with StatusInvalidArgument and never
 // produces larger responses.
 const (
-	MaxRequestBytes  = 1 << 20 // a call or emit request, a log line is cut at MaxLogBytes
+	MaxRequestBytes  = 1 << 20 // a call or emit request, or a log line (which is then cut to MaxLogBytes)
 	MaxResponseBytes = 4 << 20 // a tool result, an error body or the input
 	MaxOutputBytes   = 4 << 20 // the task output
 	MaxLogBytes      = 16 << 10

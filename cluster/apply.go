@@ -423,6 +423,7 @@ func (a *applier) discard(c *DiscardDLQ) any {
 		return fmt.Errorf("%w: discard needs a reason", ErrInvalidCmd)
 	}
 	a.del(dlqKey(t.ID))
+	a.dropStaged(t.ID)
 	t.State, t.DiscardReason, t.UpdatedAt = StateDiscarded, c.Reason, c.Now
 	a.put(taskKey(t.ID), t)
 	a.journal(t.ID, c.Now, Event{Type: "discarded", Message: c.Reason})
@@ -447,10 +448,18 @@ func (a *applier) cancel(c *CancelTask) any {
 	default:
 		return fmt.Errorf("task %s is %s: %w", t.ID, t.State, ErrInvalidState)
 	}
+	a.dropStaged(t.ID)
 	t.State, t.Lease, t.NextAt, t.UpdatedAt = StateCancelled, nil, 0, c.Now
 	a.put(taskKey(t.ID), t)
 	a.journal(t.ID, c.Now, Event{Type: "cancelled", Message: c.Reason})
 	return *t
+}
+
+// dropStaged forgets a task's staged writes: it will never complete.
+func (a *applier) dropStaged(taskID string) {
+	for _, k := range a.keys(stagePrefix(taskID), 0) {
+		a.del(k)
+	}
 }
 
 func (a *applier) stage(c *StageWrite) any {
