@@ -94,7 +94,7 @@ func runChild(mode string) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	if err := node.WaitLeader(ctx); err != nil {
 		return err
@@ -135,7 +135,7 @@ func runChild(mode string) error {
 			return err
 		}
 	}
-	rt, err := sandbox.New(context.Background(), sandbox.Config{})
+	rt, err := sandbox.New(context.Background(), sandbox.Config{CacheDir: testCacheDir()})
 	if err != nil {
 		return err
 	}

@@ -88,14 +88,23 @@ var (
 // runtime is shared by every test in the binary, as it is in a process.
 func runtime(t testing.TB) *sandbox.Runtime {
 	sharedRTOnce.Do(func() {
-		dir, _ := os.UserCacheDir()
-		rt, err := sandbox.New(context.Background(), sandbox.Config{CacheDir: filepath.Join(dir, "orloj", "test-compile")})
+		rt, err := sandbox.New(context.Background(), sandbox.Config{CacheDir: testCacheDir()})
 		if err != nil {
 			panic(err)
 		}
 		sharedRT = rt
 	})
 	return sharedRT
+}
+
+// testCacheDir is the compilation cache every test process shares, so a
+// module is compiled once per machine, not once per process.
+func testCacheDir() string {
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(dir, "orloj", "test-compile")
 }
 
 // env is one node with a worker pool, as orlojd serve would run it.

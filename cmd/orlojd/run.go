@@ -122,7 +122,7 @@ func runAgent(ctx context.Context, stdout, stderr io.Writer, path string, o runO
 	if res.Outcome != sandbox.OutcomeSuccess {
 		return fmt.Errorf("%s: %w", filepath.Base(path), res.Err)
 	}
-	out := disp.Output()
+	out := disp.TaskOutput()
 	if len(out) == 0 {
 		out = []byte("null")
 	}
