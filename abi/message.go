@@ -1,7 +1,6 @@
 package abi
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"unicode/utf8"
@@ -61,13 +60,34 @@ func DecodeCallRequest(b []byte) (CallRequest, error) {
 	if len(b) > MaxRequestBytes {
 		return req, Errorf(StatusInvalidArgument, "request is %d bytes, limit %d", len(b), MaxRequestBytes)
 	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		return CallRequest{}, Errorf(StatusInvalidArgument, "decode request: %v", err)
+	// Canonicalize first: it refuses duplicate members and trailing data,
+	// which encoding/json would accept (and it matches field names
+	// case-insensitively), so two spellings of one request are refused
+	// rather than read as the same call.
+	canon, err := Canonicalize(b)
+	if err != nil {
+		return req, Errorf(StatusInvalidArgument, "decode request: %v", err)
 	}
-	if dec.More() {
-		return CallRequest{}, Errorf(StatusInvalidArgument, "decode request: data after the JSON object")
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(canon, &fields); err != nil {
+		return req, Errorf(StatusInvalidArgument, "decode request: want a JSON object: %v", err)
+	}
+	for name, v := range fields {
+		var dst any
+		switch name {
+		case "tool":
+			dst = &req.Tool
+		case "key":
+			dst = &req.Key
+		case "params":
+			req.Params = v
+			continue
+		default:
+			return CallRequest{}, Errorf(StatusInvalidArgument, "decode request: unknown field %q", name)
+		}
+		if err := json.Unmarshal(v, dst); err != nil {
+			return CallRequest{}, Errorf(StatusInvalidArgument, "decode request: field %q must be a string", name)
+		}
 	}
 	if err := validateName(req.Tool); err != nil {
 		return CallRequest{}, err
@@ -75,15 +95,9 @@ func DecodeCallRequest(b []byte) (CallRequest, error) {
 	if len(req.Key) > MaxKeyBytes || !utf8.ValidString(req.Key) {
 		return CallRequest{}, Errorf(StatusInvalidArgument, "key must be valid UTF-8 of at most %d bytes", MaxKeyBytes)
 	}
-	params := req.Params
-	if len(params) == 0 {
-		params = json.RawMessage("null")
+	if len(req.Params) == 0 {
+		req.Params = json.RawMessage("null") // already canonical: it came from canon
 	}
-	canon, err := Canonicalize(params)
-	if err != nil {
-		return CallRequest{}, Errorf(StatusInvalidArgument, "params: %v", err)
-	}
-	req.Params = canon
 	return req, nil
 }
 

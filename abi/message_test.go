@@ -25,7 +25,12 @@ func TestDecodeCallRequest(t *testing.T) {
 		{name: "long tool name", in: `{"tool":"` + strings.Repeat("a", MaxToolNameBytes+1) + `"}`, wantErr: "limit"},
 		{name: "long key", in: `{"tool":"a","key":"` + strings.Repeat("k", MaxKeyBytes+1) + `"}`, wantErr: "key"},
 		{name: "not json", in: `{tool}`, wantErr: "decode request"},
-		{name: "trailing", in: `{"tool":"a"}{}`, wantErr: "after the JSON"},
+		{name: "trailing", in: `{"tool":"a"}{}`, wantErr: "after the value"},
+		{name: "trailing bracket", in: `{"tool":"x"}]`, wantErr: "decode request"},
+		{name: "case-folded duplicate", in: `{"tool":"x","Tool":"y"}`, wantErr: "unknown field"},
+		{name: "duplicate tool", in: `{"tool":"x","tool":"y"}`, wantErr: "duplicate"},
+		{name: "tool not a string", in: `{"tool":1}`, wantErr: "must be a string"},
+		{name: "not an object", in: `[1]`, wantErr: "object"},
 		{name: "duplicate param key", in: `{"tool":"a","params":{"x":1,"x":2}}`, wantErr: "duplicate"},
 		{name: "oversize", in: `{"tool":"a","params":"` + strings.Repeat("x", MaxRequestBytes) + `"}`, wantErr: "limit"},
 	}

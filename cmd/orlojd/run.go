@@ -120,7 +120,12 @@ func runAgent(ctx context.Context, stdout, stderr io.Writer, path string, o runO
 	})
 	writeGuestStreams(stderr, res, disp)
 	if res.Outcome != sandbox.OutcomeSuccess {
-		return fmt.Errorf("%s: %w", filepath.Base(path), res.Err)
+		// One line says what went wrong; details (a wasm stack) go above it.
+		first, rest, _ := strings.Cut(res.Err.Error(), "\n")
+		if rest != "" {
+			fmt.Fprintf(stderr, "--- details ---\n%s\n", strings.TrimRight(rest, "\n"))
+		}
+		return fmt.Errorf("%s: %s", filepath.Base(path), first)
 	}
 	out := disp.TaskOutput()
 	if len(out) == 0 {

@@ -1,0 +1,16 @@
+package sandbox
+
+import "errors"
+
+// Sentinel errors callers branch on with errors.Is.
+var (
+	// ErrInvalidModule wraps every reason Compile refuses a module: too
+	// large, does not compile, imports something Orloj does not provide,
+	// lacks _start or memory. The wrapping message names the reason.
+	ErrInvalidModule = errors.New("invalid module")
+	// ErrClosed is returned by Compile, and wrapped in Run's Result, once
+	// the Runtime is closing.
+	ErrClosed = errors.New("sandbox: runtime closed")
+	// ErrMemoryLimit is wrapped in the Result.Err of OutcomeMemoryLimit.
+	ErrMemoryLimit = errors.New("memory limit")
+)

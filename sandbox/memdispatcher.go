@@ -1,0 +1,157 @@
+package sandbox
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/orloj/orloj/abi"
+)
+
+// ToolFunc is a tool for MemDispatcher. An error that carries an abi.Status
+// reaches the guest with that status; any other error as StatusToolError.
+type ToolFunc func(ctx context.Context, params json.RawMessage) (json.RawMessage, error)
+
+// LogLine is one recorded orloj_v1 log call.
+type LogLine struct {
+	Level abi.LogLevel
+	Line  string
+}
+
+// CallRecord is one recorded orloj_v1 call.
+type CallRecord struct {
+	Tool   string
+	Params json.RawMessage // canonical
+	Key    string
+	Result json.RawMessage // the tool's result; nil unless Status is StatusOK
+	Status abi.Status
+	Err    string // the error's text unless Status is StatusOK
+}
+
+// MemDispatcher is an in-memory Dispatcher: a fixed input, a map of tools,
+// and records of everything the guest did. It has no ledger: every call
+// invokes its tool. It is safe for concurrent use, and can serve several
+// attempts in turn (the records accumulate).
+type MemDispatcher struct {
+	input []byte
+	tools map[string]ToolFunc
+
+	mu      sync.Mutex
+	clock   func() time.Time
+	output  []byte
+	hasOut  bool
+	logs    []LogLine
+	calls   []CallRecord
+	effects []abi.Effect
+}
+
+// NewMemDispatcher returns a MemDispatcher serving input and tools. Unknown
+// tools answer StatusNotFound. Now reads time.Now until SetClock.
+func NewMemDispatcher(input []byte, tools map[string]ToolFunc) *MemDispatcher {
+	return &MemDispatcher{input: slices.Clone(input), tools: tools, clock: time.Now}
+}
+
+// SetClock injects the clock Now reads, so tests control what the guest sees.
+func (d *MemDispatcher) SetClock(clock func() time.Time) *MemDispatcher {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.clock = clock
+	return d
+}
+
+// Input implements Dispatcher.
+func (d *MemDispatcher) Input(context.Context) ([]byte, error) { return d.input, nil }
+
+// Call implements Dispatcher: it runs the tool (without holding the lock, so
+// tools may block or run concurrently) and records the call.
+func (d *MemDispatcher) Call(ctx context.Context, req abi.CallRequest) ([]byte, error) {
+	rec := CallRecord{Tool: req.Tool, Params: req.Params, Key: req.Key}
+	tool, ok := d.tools[req.Tool]
+	var res json.RawMessage
+	var err error
+	if !ok {
+		err = abi.Errorf(abi.StatusNotFound, "no tool named %q", req.Tool)
+	} else if res, err = tool(ctx, req.Params); err != nil {
+		if _, ok := abi.StatusOf(err); !ok {
+			err = &abi.Error{Status: abi.StatusToolError, Message: err.Error()}
+		}
+	} else if res == nil {
+		res = json.RawMessage("null")
+	}
+	if err != nil {
+		rec.Status, _ = abi.StatusOf(err)
+		rec.Err = err.Error()
+	} else {
+		rec.Result = res
+	}
+	d.mu.Lock()
+	d.calls = append(d.calls, rec)
+	d.mu.Unlock()
+	return res, err
+}
+
+// Output implements Dispatcher.
+func (d *MemDispatcher) Output(_ context.Context, output []byte) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.output, d.hasOut = output, true
+	return nil
+}
+
+// Log implements Dispatcher.
+func (d *MemDispatcher) Log(_ context.Context, level abi.LogLevel, line []byte) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.logs = append(d.logs, LogLine{Level: level, Line: string(line)})
+	return nil
+}
+
+// Now implements Dispatcher.
+func (d *MemDispatcher) Now(context.Context) (time.Time, error) {
+	d.mu.Lock()
+	clock := d.clock
+	d.mu.Unlock()
+	return clock(), nil
+}
+
+// Emit implements Dispatcher.
+func (d *MemDispatcher) Emit(_ context.Context, effect abi.Effect) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.effects = append(d.effects, effect)
+	return nil
+}
+
+// TaskOutput returns the last output the guest set, nil if none. (It is not
+// named Output because that is the Dispatcher method the guest calls.)
+func (d *MemDispatcher) TaskOutput() []byte {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.hasOut {
+		return nil
+	}
+	return slices.Clone(d.output)
+}
+
+// Logs returns the recorded log lines, oldest first.
+func (d *MemDispatcher) Logs() []LogLine {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.logs)
+}
+
+// Calls returns the recorded calls, oldest first.
+func (d *MemDispatcher) Calls() []CallRecord {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.calls)
+}
+
+// Effects returns the recorded effects, oldest first.
+func (d *MemDispatcher) Effects() []abi.Effect {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.effects)
+}

@@ -1,0 +1,6 @@
+;; Exits with wazero's deadline exit code (0xefffffff) although no deadline
+;; passed: must be classified as a guest error, not a deadline.
+(module
+  (import "wasi_snapshot_preview1" "proc_exit" (func $proc_exit (param i32)))
+  (memory (export "memory") 1)
+  (func (export "_start") (call $proc_exit (i32.const 0xefffffff))))
