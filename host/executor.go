@@ -28,19 +28,36 @@ type Executor struct {
 	clock   func() time.Time
 	log     hclog.Logger
 	modules sync.Map // digest → *sandbox.Module
+	metrics *Metrics // nil: not recorded
 	// renewEvery overrides TTL/3 (tests).
 	renewEvery time.Duration
 }
 
+// ExecutorOption adjusts an Executor at construction.
+type ExecutorOption func(*Executor)
+
+// WithMetrics records attempts, tool calls and the executor's Raft proposals
+// in m.
+func WithMetrics(m *Metrics) ExecutorOption {
+	return func(e *Executor) {
+		e.metrics = m
+		e.c = m.Instrument(e.c)
+	}
+}
+
 // NewExecutor builds an executor.
-func NewExecutor(c Cluster, rt *sandbox.Runtime, tools *plugins.Registry, clock func() time.Time, log hclog.Logger) *Executor {
+func NewExecutor(c Cluster, rt *sandbox.Runtime, tools *plugins.Registry, clock func() time.Time, log hclog.Logger, opts ...ExecutorOption) *Executor {
 	if clock == nil {
 		clock = time.Now
 	}
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	return &Executor{c: c, rt: rt, tools: tools, clock: clock, log: log.Named("executor")}
+	e := &Executor{c: c, rt: rt, tools: tools, clock: clock, log: log.Named("executor")}
+	for _, o := range opts {
+		o(e)
+	}
+	return e
 }
 
 // AttemptReport says how an attempt ended, for the worker's logs and tests.
@@ -71,9 +88,11 @@ func (e *Executor) module(ctx context.Context, agent cluster.Agent) (*sandbox.Mo
 }
 
 // Run executes the attempt a claim grants and reports its end to the cluster.
-func (e *Executor) Run(ctx context.Context, claim *cluster.Claim) AttemptReport {
+func (e *Executor) Run(ctx context.Context, claim *cluster.Claim) (rep AttemptReport) {
+	start := time.Now()
+	defer func() { e.metrics.ObserveAttempt(rep, time.Since(start)) }()
 	task, lease := claim.Task, claim.Lease
-	rep := AttemptReport{TaskID: task.ID, Attempt: lease.Attempt}
+	rep = AttemptReport{TaskID: task.ID, Attempt: lease.Attempt}
 	log := e.log.With("task", task.ID, "attempt", lease.Attempt, "token", lease.Token)
 
 	runCtx, cancel := context.WithCancelCause(ctx)
@@ -104,6 +123,7 @@ func (e *Executor) Run(ctx context.Context, claim *cluster.Claim) AttemptReport 
 		stopRenew()
 		return e.fail(ctx, rep, lease, cluster.TaskError{Class: cluster.ClassTransient, Message: err.Error()}, nil, log)
 	}
+	d.metrics = e.metrics
 	res := e.rt.Run(runCtx, mod, sandbox.RunConfig{
 		TaskID:      task.ID,
 		Name:        agent.Name,
@@ -179,8 +199,8 @@ func classify(res sandbox.Result, d *ledgerDispatcher) cluster.TaskError {
 	}
 }
 
-// keepLease renews every TTL/3. A rejected renewal, or none accepted before
-// the lease would expire, cancels the attempt at once.
+// keepLease renews every TTL/3. A rejected or timed-out renewal, or none
+// accepted before the lease would expire, cancels the attempt at once.
 func (e *Executor) keepLease(ctx context.Context, cancel context.CancelCauseFunc, lease cluster.Lease, log hclog.Logger) {
 	every := e.renewEvery
 	if every <= 0 {
@@ -202,8 +222,11 @@ func (e *Executor) keepLease(ctx context.Context, cancel context.CancelCauseFunc
 		switch {
 		case err == nil:
 			validUntil = r.(cluster.Lease).ExpiresAt
-		case errors.Is(err, cluster.ErrStaleToken), errors.Is(err, cluster.ErrNotFound):
-			log.Warn("lease renewal rejected; stopping the attempt", "error", err)
+		case errors.Is(err, cluster.ErrStaleToken), errors.Is(err, cluster.ErrNotFound),
+			errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
+			// Rejected, or not committed within a renewal period: another
+			// worker may own the task by the time we would know.
+			log.Warn("lease renewal rejected or timed out; stopping the attempt", "error", err)
 			cancel(errLeaseLost)
 			return
 		case ctx.Err() != nil:

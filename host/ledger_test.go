@@ -325,3 +325,55 @@ func TestNowIsRecorded(t *testing.T) {
 }
 
 func abiCanonical(b []byte) ([]byte, error) { return abi.Canonicalize(b) }
+
+// TestStagedWritesVisibleOnlyOnSuccess: kv puts are staged through Raft and
+// become visible to others only when the task completes; the retry replays
+// the recorded put instead of staging it again.
+func TestStagedWritesVisibleOnlyOnSuccess(t *testing.T) {
+	t.Parallel()
+	gate := make(chan struct{})
+	var n atomic.Int32
+	fl := plugins.NewStub("flaky", plugins.Idempotent, func(ctx context.Context, _ plugins.Call) (plugins.Result, error) {
+		if n.Add(1) == 1 {
+			<-gate // hold attempt 1 here while the test looks
+			return plugins.Result{}, abi.Errorf(abi.StatusTransient, "later")
+		}
+		return plugins.Result{Body: json.RawMessage(`0`)}, nil
+	})
+	e := newEnv(t, nil)
+	kv := plugins.NewKV(NewKVBackend(e.node, func() int64 { return time.Now().UnixNano() }))
+	if err := e.tools.Register(kv); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.tools.Register(fl); err != nil {
+		t.Fatal(err)
+	}
+	e.pushAgent("steps", "v1", agentPath(t, "steps"), "kv", "flaky")
+	put := map[string]any{"tool": "kv", "params": map[string]any{"op": "put", "key": "invoice/9", "value": map[string]any{"total": 3}}}
+	get := map[string]any{"tool": "kv", "params": map[string]any{"op": "get", "key": "invoice/9"}}
+	e.submit("kv", "steps", "v1", map[string]any{"steps": []any{put, get, map[string]any{"tool": "flaky"}}}, cluster.RetryPolicy{Base: time.Millisecond})
+
+	// Attempt 1 has staged its put and is blocked in flaky.
+	for n.Load() == 0 {
+		<-e.node.FSM().Changed()
+	}
+	if _, ok, _ := e.node.FSM().KV("invoice/9"); ok {
+		t.Fatal("staged write visible before the task completed")
+	}
+	close(gate)
+	tk := e.wait("kv", 30*time.Second, cluster.StateSucceeded, cluster.StateDeadLetter)
+	if tk.State != cluster.StateSucceeded || tk.Attempts != 2 {
+		t.Fatalf("task %s after %d attempts: %+v", tk.State, tk.Attempts, tk.Error)
+	}
+	if v, ok, _ := e.node.FSM().KV("invoice/9"); !ok || string(v) != `{"total":3}` {
+		t.Fatalf("committed value = %s %v", v, ok)
+	}
+	var out []json.RawMessage
+	json.Unmarshal(tk.Output, &out)
+	if len(out) != 3 || !strings.Contains(string(out[1]), `"found":true`) {
+		t.Fatalf("the task did not read its own staged write: %s", tk.Output)
+	}
+	if got := callOutcomes(e.journal("kv"))["kv"]; got[OutcomeReplayed] != 2 || got[OutcomeInvoked] != 2 {
+		t.Fatalf("kv outcomes = %v", got)
+	}
+}
