@@ -61,6 +61,8 @@ func (a *applier) apply(cmd Command) any {
 		return a.appendJournal(c)
 	case *MarkEffectDone:
 		return a.effectDone(c)
+	case *PutModuleChunk:
+		return a.putModuleChunk(c)
 	}
 	return fmt.Errorf("%w: no handler for %T", ErrInvalidCmd, cmd)
 }
@@ -111,7 +113,18 @@ func (a *applier) putAgent(c *PutAgent) any {
 	if ag.Name == "" || ag.Version == "" {
 		return fmt.Errorf("%w: agent name and version are required", ErrInvalidCmd)
 	}
-	sum := sha256.Sum256(c.Module)
+	if len(c.Module) > MaxInlineModule {
+		return fmt.Errorf("%w: inline module is %d bytes, limit %d; send it in chunks", ErrInvalidCmd, len(c.Module), MaxInlineModule)
+	}
+	module := c.Module
+	if len(module) == 0 {
+		// Chunked upload: the chunks are already applied; check them whole.
+		var err error
+		if module, err = a.module(ag.Digest, ag.Size); err != nil {
+			return err
+		}
+	}
+	sum := sha256.Sum256(module)
 	digest := hex.EncodeToString(sum[:])
 	if ag.Digest != "" && ag.Digest != digest {
 		return fmt.Errorf("%w: agent %s@%s digest %s does not match its module (%s)", ErrInvalidCmd, ag.Name, ag.Version, ag.Digest, digest)
@@ -123,14 +136,45 @@ func (a *applier) putAgent(c *PutAgent) any {
 		}
 		return fmt.Errorf("agent %s version %s exists with another module: %w", ag.Name, ag.Version, ErrAlreadyExists)
 	}
-	ag.Digest, ag.Size, ag.CreatedAt = digest, len(c.Module), c.Now
-	if len(a.keys(modulePrefix(digest), 1)) == 0 {
-		for n, off := 0, 0; off < len(c.Module) || n == 0; n, off = n+1, off+moduleChunk {
-			a.putRaw(moduleKey(digest, n), c.Module[off:min(off+moduleChunk, len(c.Module))])
+	ag.Digest, ag.Size, ag.CreatedAt = digest, len(module), c.Now
+	if len(c.Module) > 0 {
+		// At most two chunks: they land in this entry's transaction.
+		for n, off := 0, 0; off < len(module) || n == 0; n, off = n+1, off+moduleChunk {
+			a.putRaw(moduleKey(digest, n), module[off:min(off+moduleChunk, len(module))])
 		}
 	}
 	a.put(agentKey(ag.Name, ag.Version), ag)
 	return ag
+}
+
+// module reassembles a chunked module, checking every chunk is there.
+func (a *applier) module(digest string, size int) ([]byte, error) {
+	if digest == "" || size <= 0 {
+		return nil, fmt.Errorf("%w: a chunked agent needs its digest and size", ErrInvalidCmd)
+	}
+	out := make([]byte, 0, size)
+	for n := 0; len(out) < size; n++ {
+		b, ok := a.getRaw(moduleKey(digest, n))
+		if !ok {
+			if a.err != nil {
+				return nil, a.err
+			}
+			return nil, fmt.Errorf("%w: module %.12s: chunk %d of %d bytes is missing", ErrInvalidCmd, digest, n, size)
+		}
+		out = append(out, b...)
+	}
+	if len(out) != size {
+		return nil, fmt.Errorf("%w: module %.12s: chunks hold %d bytes, want %d", ErrInvalidCmd, digest, len(out), size)
+	}
+	return out, nil
+}
+
+func (a *applier) putModuleChunk(c *PutModuleChunk) any {
+	if len(c.Digest) != 64 || c.N < 0 || len(c.Data) == 0 || len(c.Data) > moduleChunk {
+		return fmt.Errorf("%w: module chunk %d of %.12s: bad digest, index or size (%d bytes)", ErrInvalidCmd, c.N, c.Digest, len(c.Data))
+	}
+	a.putRaw(moduleKey(c.Digest, c.N), c.Data)
+	return nil
 }
 
 func (a *applier) submit(c *SubmitTask) any {

@@ -31,6 +31,7 @@ const (
 	MsgStageWrite
 	MsgAppendJournal
 	MsgMarkEffectDone
+	MsgPutModuleChunk
 )
 
 var msgNames = map[MessageType]string{
@@ -39,7 +40,7 @@ var msgNames = map[MessageType]string{
 	MsgRecordIntent: "record_intent", MsgRecordResult: "record_result", MsgCompleteTask: "complete_task",
 	MsgFailAttempt: "fail_attempt", MsgRetryDLQ: "retry_dlq", MsgDiscardDLQ: "discard_dlq",
 	MsgCancelTask: "cancel_task", MsgStageWrite: "stage_write", MsgAppendJournal: "append_journal",
-	MsgMarkEffectDone: "mark_effect_done",
+	MsgMarkEffectDone: "mark_effect_done", MsgPutModuleChunk: "put_module_chunk",
 }
 
 func (t MessageType) String() string {
@@ -55,10 +56,22 @@ type Command interface {
 	messageType() MessageType
 }
 
-// PutAgent registers a module version. Module holds the wasm bytes.
+// PutAgent registers a module version. Module holds the wasm bytes when they
+// fit in one entry (MaxInlineModule); larger modules arrive first as
+// PutModuleChunk entries and PutAgent names them by Agent.Digest and
+// Agent.Size. ProposeAgent does the right thing.
 type PutAgent struct {
 	Agent  Agent  `json:"agent"`
 	Module []byte `json:"module"`
+	Now    int64  `json:"now"`
+}
+
+// PutModuleChunk stores the N-th chunk (ModuleChunkSize bytes, the last one
+// shorter) of the module with the given digest.
+type PutModuleChunk struct {
+	Digest string `json:"digest"`
+	N      int    `json:"n"`
+	Data   []byte `json:"data"`
 	Now    int64  `json:"now"`
 }
 
@@ -205,6 +218,7 @@ func (CancelTask) messageType() MessageType     { return MsgCancelTask }
 func (StageWrite) messageType() MessageType     { return MsgStageWrite }
 func (AppendJournal) messageType() MessageType  { return MsgAppendJournal }
 func (MarkEffectDone) messageType() MessageType { return MsgMarkEffectDone }
+func (PutModuleChunk) messageType() MessageType { return MsgPutModuleChunk }
 
 // Encode renders a command as a log entry: one type byte, then JSON.
 func Encode(c Command) ([]byte, error) {
@@ -256,6 +270,8 @@ func decode(b []byte) (c Command, ok bool, err error) {
 		v = &AppendJournal{}
 	case MsgMarkEffectDone:
 		v = &MarkEffectDone{}
+	case MsgPutModuleChunk:
+		v = &PutModuleChunk{}
 	default:
 		if t&IgnoreUnknownFlag != 0 {
 			return nil, false, nil

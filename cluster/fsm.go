@@ -22,8 +22,9 @@ type FSM struct {
 	db      *badger.DB
 	log     hclog.Logger
 	applied atomic.Uint64
-	// onApply, if set, is told about each applied command (metrics, waiters).
-	onApply func(MessageType, any)
+	// onApply, if set, is told about each applied command (metrics). Atomic
+	// because it is installed after Raft has started applying.
+	onApply atomic.Pointer[func(MessageType, any)]
 
 	changedMu sync.Mutex
 	changed   chan struct{} // closed and replaced after every applied batch
@@ -64,6 +65,17 @@ func NewFSM(db *badger.DB, logger hclog.Logger) (*FSM, error) {
 		return nil, fmt.Errorf("read applied index: %w", err)
 	}
 	return f, nil
+}
+
+// SetObserver installs fn to hear every applied command and its response (an
+// error for a rejected one); nil removes it. fn runs on Raft's apply goroutine
+// inside the apply loop, so it must be quick and must not block or propose.
+func (f *FSM) SetObserver(fn func(MessageType, any)) {
+	if fn == nil {
+		f.onApply.Store(nil)
+		return
+	}
+	f.onApply.Store(&fn)
 }
 
 // AppliedIndex is the last Raft index whose effects are in Badger.
@@ -127,8 +139,8 @@ func (f *FSM) applyOne(t *tx, l *raft.Log) any {
 	if t.err != nil {
 		return t.err
 	}
-	if f.onApply != nil {
-		f.onApply(cmd.messageType(), resp)
+	if fn := f.onApply.Load(); fn != nil {
+		(*fn)(cmd.messageType(), resp)
 	}
 	return resp
 }

@@ -2,9 +2,11 @@ package cluster
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -345,7 +347,9 @@ func TestReplaySkipsAppliedAndUnknown(t *testing.T) {
 func TestDeterminism(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
-	h.agent("doc", "v1", string(bytes.Repeat([]byte("w"), 3*moduleChunk+5)))
+	if _, err := ProposeAgent(context.Background(), harnessProposer{h}, Agent{Name: "doc", Version: "v1"}, bytes.Repeat([]byte("w"), 3*moduleChunk+5), 1); err != nil {
+		t.Fatal(err)
+	}
 	for i, id := range []string{"a", "b", "c", "d"} {
 		h.submit(id, RetryPolicy{MaxAttempts: 2}, int64(i))
 	}
@@ -440,4 +444,37 @@ func equal(a, b []string) bool {
 		}
 	}
 	return true
+}
+
+// TestLargeModuleInChunks: a 20 MiB module goes through Raft in chunks and
+// comes back whole; missing chunks are refused, not stored half.
+func TestLargeModuleInChunks(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	module := bytes.Repeat([]byte("0123456789abcdef"), 20<<20/16)
+	module[12345] = 'X'
+	ag, err := ProposeAgent(context.Background(), harnessProposer{h}, Agent{Name: "big", Version: "v1"}, module, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := h.fsm.Module(ag.Digest)
+	if err != nil || !bytes.Equal(got, module) {
+		t.Fatalf("module round trip: %d bytes, %v", len(got), err)
+	}
+	if err, _ := h.apply(&PutAgent{Agent: Agent{Name: "big", Version: "v2", Digest: strings.Repeat("ab", 32), Size: 3 * ModuleChunkSize}}).(error); !errors.Is(err, ErrInvalidCmd) {
+		t.Fatalf("agent over missing chunks: %v", err)
+	}
+	if err, _ := h.apply(&PutAgent{Agent: Agent{Name: "big", Version: "v3"}, Module: module}).(error); !errors.Is(err, ErrInvalidCmd) {
+		t.Fatalf("oversized inline module: %v", err)
+	}
+}
+
+type harnessProposer struct{ h *harness }
+
+func (p harnessProposer) Apply(_ context.Context, c Command) (any, error) {
+	r := p.h.apply(c)
+	if err, ok := r.(error); ok {
+		return nil, err
+	}
+	return r, nil
 }

@@ -27,8 +27,15 @@ var (
 	keyFenceRejects = []byte("m/fence_rejects")
 )
 
-// moduleChunk stays under Badger's default 1 MiB value threshold.
-const moduleChunk = 512 << 10
+// ModuleChunkSize is the size of one stored module chunk: under Badger's
+// 1 MiB value threshold, and small enough that a Raft entry carrying one
+// stays cheap to replicate.
+const ModuleChunkSize = 512 << 10
+
+// MaxInlineModule is the largest module a single PutAgent entry may carry.
+const MaxInlineModule = 2 * ModuleChunkSize
+
+const moduleChunk = ModuleChunkSize
 
 func hex16(v uint64) string { return fmt.Sprintf("%016x", v) }
 

@@ -53,6 +53,7 @@ type ledgerDispatcher struct {
 	allowed map[string]bool
 	clock   func() time.Time
 	log     hclog.Logger
+	metrics *Metrics
 
 	mu          sync.Mutex
 	occurrences map[string]int
@@ -176,7 +177,13 @@ func (d *ledgerDispatcher) identify(tool string, params []byte, key string) stri
 }
 
 func (d *ledgerDispatcher) callEvent(id, tool string, start time.Time, detail CallDetail) cluster.Event {
-	detail.Duration = time.Since(start).Microseconds()
+	took := time.Since(start)
+	detail.Duration = took.Microseconds()
+	label := tool
+	if _, ok := d.tools.Get(tool); !ok {
+		label = "unregistered" // a guest-chosen name must not become a label
+	}
+	d.metrics.ObserveCall(label, detail.Outcome, took)
 	b, _ := json.Marshal(detail) // plain struct: cannot fail
 	return cluster.Event{At: d.now(), Type: "call", Attempt: d.lease.Attempt, CallID: id, Tool: tool, Detail: b}
 }

@@ -25,6 +25,8 @@ type PoolConfig struct {
 	Logger   hclog.Logger
 	// OnAttempt, if set, hears how each attempt ended.
 	OnAttempt func(AttemptReport)
+	// Metrics, if set, times the pool's claims (the executor has its own).
+	Metrics *Metrics
 }
 
 // DefaultPoolConfig: 4 workers, 30 s leases.
@@ -71,6 +73,7 @@ func NewPool(cfg PoolConfig, c Cluster, exec *Executor) (*Pool, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	c = cfg.Metrics.Instrument(c)
 	return &Pool{cfg: cfg, c: c, exec: exec, log: cfg.Logger.Named("worker"), stopping: make(chan struct{})}, nil
 }
 

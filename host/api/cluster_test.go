@@ -1,0 +1,132 @@
+package api_test
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/orloj/orloj/cluster"
+	"github.com/orloj/orloj/host/api"
+)
+
+// TestClusterSingleNode: the membership routes tell the truth about a
+// one-member cluster and refuse what it cannot do.
+func TestClusterSingleNode(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	var ms []api.MemberView
+	r := f.do("GET", "/v1/cluster/members", nil)
+	want(t, r, http.StatusOK, "")
+	r.decode(t, &ms)
+	if len(ms) != 1 || ms[0].ID != "n1" || ms[0].Role != "leader" || ms[0].Suffrage != "voter" || ms[0].AppliedIndex == nil || ms[0].Address == "" {
+		t.Fatalf("members = %s", r.body)
+	}
+
+	tests := []struct {
+		name, path string
+		body       any
+		status     int
+		code, msg  string
+	}{
+		{"transfer with nobody to take it", "/v1/cluster/transfer", nil, http.StatusConflict, api.CodeConflict, "one voter"},
+		{"transfer to self", "/v1/cluster/transfer", api.MemberRequest{ID: "n1"}, http.StatusConflict, api.CodeConflict, "one voter"},
+		{"remove the only voter", "/v1/cluster/remove", api.MemberRequest{ID: "n1"}, http.StatusConflict, api.CodeConflict, "only voter"},
+		{"remove a stranger", "/v1/cluster/remove", api.MemberRequest{ID: "n9"}, http.StatusNotFound, api.CodeNotFound, "n9"},
+		{"remove without id", "/v1/cluster/remove", `{}`, http.StatusBadRequest, api.CodeBadRequest, "id"},
+		{"join without address", "/v1/cluster/join", api.JoinRequest{ID: "n2"}, http.StatusBadRequest, api.CodeBadRequest, "raft_addr"},
+		{"join with a bad address", "/v1/cluster/join", api.JoinRequest{ID: "n2", RaftAddr: "nowhere"}, http.StatusBadRequest, api.CodeBadRequest, "host:port"},
+		{"join with an unknown field", "/v1/cluster/join", `{"id":"n2","addr":"x:1"}`, http.StatusBadRequest, api.CodeBadRequest, `"addr"`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := f.do("POST", tc.path, tc.body)
+			want(t, r, tc.status, tc.code)
+			if !strings.Contains(r.errBody(t).Error, tc.msg) {
+				t.Fatalf("message %q does not mention %q", r.errBody(t).Error, tc.msg)
+			}
+		})
+	}
+}
+
+// TestClusterJoinTransferRemove grows the cluster to two nodes through the
+// API, hands leadership over, checks that the old leader now answers writes
+// with 421 naming the new one, and shrinks the cluster back.
+func TestClusterJoinTransferRemove(t *testing.T) {
+	t.Parallel()
+	// Timeouts roomier than the other tests': two nodes electing on a
+	// loaded 2-core machine must not flap mid-transfer.
+	f := &fixture{t: t}
+	f.node, _ = openNodeTimeout(t, "n1", true, 500*time.Millisecond)
+	f.api, f.url = f.serve(nil)
+	f.pushHello("hello", "v1")
+	n2, n2Addr := openNodeTimeout(t, "n2", false, 500*time.Millisecond)
+	var ms []api.MemberView
+	r := f.do("POST", "/v1/cluster/join", api.JoinRequest{ID: "n2", RaftAddr: n2Addr})
+	want(t, r, http.StatusOK, "")
+	r.decode(t, &ms)
+	if len(ms) != 2 || ms[1].ID != "n2" || ms[1].Role != "follower" || ms[1].AppliedIndex != nil {
+		t.Fatalf("members after join = %s", r.body)
+	}
+	// Joining again with the same address changes nothing.
+	want(t, f.do("POST", "/v1/cluster/join", api.JoinRequest{ID: "n2", RaftAddr: n2Addr}), http.StatusOK, "")
+	waitCaughtUp(t, f.node, n2)
+
+	r = f.do("POST", "/v1/cluster/transfer", api.MemberRequest{ID: "n2"})
+	want(t, r, http.StatusOK, "")
+	var tr api.TransferResult
+	r.decode(t, &tr)
+	if tr.Leader != "n2" {
+		t.Fatalf("transfer = %s", r.body)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := n2.WaitLeader(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// The old leader answers writes with the leader it knows.
+	f.api.Close()
+	_, url := f.serve(func(c *api.Config) {
+		c.LeaderAPIAddr = func(id string) string { return "api-of-" + id }
+	})
+	r = doURL(t, url, "POST", "/v1/tasks", api.SubmitRequest{Agent: "hello"}, "Bearer "+testToken)
+	want(t, r, http.StatusMisdirectedRequest, api.CodeNotLeader)
+	e := r.errBody(t)
+	if e.Leader == nil || *e.Leader != "api-of-n2" || e.LeaderID != "n2" || !strings.Contains(e.Error, "n2") {
+		t.Fatalf("not_leader body = %s", r.body)
+	}
+	want(t, doURL(t, url, "POST", "/v1/agents?name=x", helloWasm(t), "Bearer "+testToken), http.StatusMisdirectedRequest, api.CodeNotLeader)
+	r = doURL(t, url, "GET", "/readyz", nil, "")
+	want(t, r, http.StatusOK, "")
+
+	// The new leader removes the old one.
+	g := &fixture{t: t, node: n2}
+	_, g.url = g.serve(nil)
+	r = g.do("POST", "/v1/cluster/remove", api.MemberRequest{ID: "n1"})
+	want(t, r, http.StatusOK, "")
+	r.decode(t, &ms)
+	if len(ms) != 1 || ms[0].ID != "n2" || ms[0].Role != "leader" {
+		t.Fatalf("members after remove = %s", r.body)
+	}
+}
+
+// waitCaughtUp blocks until follower knows leader's leadership and has
+// applied everything the leader has, waking on each batch it applies.
+func waitCaughtUp(t *testing.T, leader, follower *cluster.Node) {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		changed := follower.FSM().Changed()
+		if _, id := follower.Leader(); id == leader.ID() && follower.FSM().AppliedIndex() >= leader.FSM().AppliedIndex() {
+			return
+		}
+		select {
+		case <-changed:
+		case <-time.After(20 * time.Millisecond): // leadership news comes without an apply
+		case <-deadline:
+			t.Fatalf("%s did not catch up with %s", follower.ID(), leader.ID())
+		}
+	}
+}

@@ -1,0 +1,225 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/orloj/orloj/cluster"
+)
+
+// dlqFilter selects dead letters by agent, error class and when they
+// entered the queue.
+type dlqFilter struct {
+	agent        string
+	class        cluster.ErrorClass
+	since, until int64 // unix nanos; 0 = open
+}
+
+func (s *Server) deadLetters(f dlqFilter) ([]cluster.Task, error) {
+	ts, err := s.fsm.DeadLetters(cluster.TaskFilter{Agent: f.agent, Class: f.class})
+	if err != nil {
+		return nil, err
+	}
+	out := ts[:0]
+	for _, t := range ts {
+		// A dead letter is not updated until it leaves the queue, so
+		// UpdatedAt is when it entered.
+		if (f.since != 0 && t.UpdatedAt < f.since) || (f.until != 0 && t.UpdatedAt >= f.until) {
+			continue
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+func parseTime(what, v string) (int64, error) {
+	if v == "" {
+		return 0, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return 0, badRequest("%s %q is not an RFC 3339 time (e.g. 2026-11-27T10:00:00Z)", what, v)
+	}
+	return t.UnixNano(), nil
+}
+
+// listDLQ: GET /v1/dlq?agent=&class=&since=&until=.
+func (s *Server) listDLQ(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	if err := checkQuery(q, "agent", "class", "since", "until"); err != nil {
+		return err
+	}
+	f := dlqFilter{agent: q.Get("agent")}
+	var err error
+	if f.class, err = parseClass(q.Get("class")); err != nil {
+		return err
+	}
+	if f.since, err = parseTime("since", q.Get("since")); err != nil {
+		return err
+	}
+	if f.until, err = parseTime("until", q.Get("until")); err != nil {
+		return err
+	}
+	ts, err := s.deadLetters(f)
+	if err != nil {
+		return err
+	}
+	s.reply(w, http.StatusOK, taskViews(ts))
+	return nil
+}
+
+// showDLQ: GET /v1/dlq/{id}: the task, its ledger (what each tool call
+// recorded) and its journal.
+func (s *Server) showDLQ(w http.ResponseWriter, r *http.Request) error {
+	if err := checkQuery(r.URL.Query()); err != nil {
+		return err
+	}
+	t, err := s.task(r)
+	if err != nil {
+		return err
+	}
+	if t.State != cluster.StateDeadLetter {
+		return notFound("task %s is %s, not in the dead-letter queue", t.ID, t.State)
+	}
+	calls, err := s.fsm.Calls(t.ID)
+	if err != nil {
+		return err
+	}
+	events, err := s.fsm.Journal(t.ID)
+	if err != nil {
+		return err
+	}
+	s.reply(w, http.StatusOK, DLQEntry{Task: taskView(t), Calls: ledgerViews(calls), Events: eventViews(events)})
+	return nil
+}
+
+// retryDLQ: POST /v1/dlq/{id}/retry {"version"}: attempts reset, ledger
+// kept, optionally pinned to another version of the agent.
+func (s *Server) retryDLQ(w http.ResponseWriter, r *http.Request) error {
+	if err := checkQuery(r.URL.Query()); err != nil {
+		return err
+	}
+	id := r.PathValue("id")
+	if err := checkID(id); err != nil {
+		return err
+	}
+	var req VersionRequest
+	if err := s.decodeJSON(w, r, &req, true); err != nil {
+		return err
+	}
+	if req.Version != "" {
+		if err := checkName("version", req.Version); err != nil {
+			return err
+		}
+	}
+	return s.applyTask(w, r, &cluster.RetryDLQ{TaskID: id, Version: req.Version, Now: s.cfg.Clock().UnixNano()})
+}
+
+// discardDLQ: POST /v1/dlq/{id}/discard {"reason"}; the reason is required.
+func (s *Server) discardDLQ(w http.ResponseWriter, r *http.Request) error {
+	if err := checkQuery(r.URL.Query()); err != nil {
+		return err
+	}
+	id := r.PathValue("id")
+	if err := checkID(id); err != nil {
+		return err
+	}
+	var req ReasonRequest
+	if err := s.decodeJSON(w, r, &req, true); err != nil {
+		return err
+	}
+	if err := checkReason(req.Reason); err != nil {
+		return err
+	}
+	return s.applyTask(w, r, &cluster.DiscardDLQ{TaskID: id, Reason: req.Reason, Now: s.cfg.Clock().UnixNano()})
+}
+
+func checkReason(reason string) error {
+	if strings.TrimSpace(reason) == "" {
+		return badRequest("reason is required: say why the task is discarded")
+	}
+	return checkText("reason", reason, maxReasonBytes)
+}
+
+// bulkRetryDLQ: POST /v1/dlq/retry {"agent","class","version"}: retries
+// every dead letter the filter matches.
+func (s *Server) bulkRetryDLQ(w http.ResponseWriter, r *http.Request) error {
+	if err := checkQuery(r.URL.Query()); err != nil {
+		return err
+	}
+	var req BulkRetryRequest
+	if err := s.decodeJSON(w, r, &req, true); err != nil {
+		return err
+	}
+	class, err := parseClass(req.Class)
+	if err != nil {
+		return err
+	}
+	if req.Version != "" {
+		// A version belongs to one agent; without one the filter could
+		// match tasks of agents that have no such version.
+		if req.Agent == "" {
+			return badRequest("version needs agent: a version belongs to one agent")
+		}
+		if err := checkName("version", req.Version); err != nil {
+			return err
+		}
+		if _, err := s.fsm.Agent(req.Agent, req.Version); err != nil {
+			return err
+		}
+	}
+	return s.bulk(w, r, dlqFilter{agent: req.Agent, class: class}, "retry", func(id string, now int64) cluster.Command {
+		return &cluster.RetryDLQ{TaskID: id, Version: req.Version, Now: now}
+	})
+}
+
+// bulkDiscardDLQ: POST /v1/dlq/discard {"agent","class","reason"}.
+func (s *Server) bulkDiscardDLQ(w http.ResponseWriter, r *http.Request) error {
+	if err := checkQuery(r.URL.Query()); err != nil {
+		return err
+	}
+	var req BulkDiscardRequest
+	if err := s.decodeJSON(w, r, &req, true); err != nil {
+		return err
+	}
+	class, err := parseClass(req.Class)
+	if err != nil {
+		return err
+	}
+	if err := checkReason(req.Reason); err != nil {
+		return err
+	}
+	return s.bulk(w, r, dlqFilter{agent: req.Agent, class: class}, "discard", func(id string, now int64) cluster.Command {
+		return &cluster.DiscardDLQ{TaskID: id, Reason: req.Reason, Now: now}
+	})
+}
+
+// bulk proposes one command per matching dead letter, one at a time. A task
+// that left the queue meanwhile is skipped; any other failure stops the
+// batch and says how far it got (the tasks already changed stay changed).
+func (s *Server) bulk(w http.ResponseWriter, r *http.Request, f dlqFilter, verb string, cmd func(id string, now int64) cluster.Command) error {
+	ts, err := s.deadLetters(f)
+	if err != nil {
+		return err
+	}
+	res := BulkResult{IDs: []string{}}
+	for _, t := range ts {
+		_, err := s.c.Apply(r.Context(), cmd(t.ID, s.cfg.Clock().UnixNano()))
+		switch {
+		case errors.Is(err, cluster.ErrInvalidState), errors.Is(err, cluster.ErrNotFound):
+			continue
+		case err != nil:
+			return fmt.Errorf("%s dead letters: %d of %d done, then task %s: %w", verb, res.Count, len(ts), t.ID, err)
+		}
+		res.Count++
+		res.IDs = append(res.IDs, t.ID)
+	}
+	if res.Count > 0 {
+		s.log.Info("dead letters changed in bulk", "verb", verb, "count", res.Count, "agent", f.agent, "class", f.class)
+	}
+	s.reply(w, http.StatusOK, res)
+	return nil
+}

@@ -1,0 +1,12 @@
+// Package api is Orloj's HTTP API: the /v1 JSON routes operators and the CLI
+// use (agents, tasks, dead-letter queue, leases, cluster membership), plus
+// /healthz, /readyz and /metrics.
+//
+// It owns request decoding and validation, bearer-token authentication, the
+// JSON views of cluster state and the mapping of cluster errors to HTTP
+// status codes. It is a proposer: task IDs and "now" are chosen here and
+// written into the commands it sends through Raft, never inside the FSM.
+// Reads come from the local replica; writes go through cluster.Node.Apply,
+// and a node that is not the leader answers 421 with the leader it knows.
+// The contract is documented in docs/openapi.yaml.
+package api

@@ -1,0 +1,118 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/orloj/orloj/cluster"
+)
+
+// Error codes of the API contract. Each has one HTTP status.
+const (
+	CodeBadRequest    = "bad_request"    // 400
+	CodeInvalidModule = "invalid_module" // 400, the message names the refused import
+	CodeUnauthorized  = "unauthorized"   // 401
+	CodeNotFound      = "not_found"      // 404
+	CodeConflict      = "conflict"       // 409
+	CodeTooLarge      = "too_large"      // 413
+	CodeNotLeader     = "not_leader"     // 421
+	CodeInternal      = "internal"       // 500
+	CodeUnavailable   = "unavailable"    // 503
+)
+
+// ErrorBody is every error response.
+type ErrorBody struct {
+	Error string `json:"error"`
+	Code  string `json:"code"`
+	// Leader is set only with not_leader: the leader's API address, or ""
+	// when this node does not know it.
+	Leader *string `json:"leader,omitempty"`
+	// LeaderID is the leader's node ID, when known (not_leader only).
+	LeaderID string `json:"leader_id,omitempty"`
+}
+
+// apiError is an error that already knows its response.
+type apiError struct {
+	status int
+	body   ErrorBody
+}
+
+func (e *apiError) Error() string { return e.body.Error }
+
+func newError(status int, code, format string, args ...any) *apiError {
+	return &apiError{status: status, body: ErrorBody{Error: fmt.Sprintf(format, args...), Code: code}}
+}
+
+func badRequest(format string, args ...any) error {
+	return newError(http.StatusBadRequest, CodeBadRequest, format, args...)
+}
+
+func notFound(format string, args ...any) error {
+	return newError(http.StatusNotFound, CodeNotFound, format, args...)
+}
+
+func conflict(format string, args ...any) error {
+	return newError(http.StatusConflict, CodeConflict, format, args...)
+}
+
+func tooLarge(format string, args ...any) error {
+	return newError(http.StatusRequestEntityTooLarge, CodeTooLarge, format, args...)
+}
+
+func unavailable(format string, args ...any) error {
+	return newError(http.StatusServiceUnavailable, CodeUnavailable, format, args...)
+}
+
+// notLeader answers a write sent to a follower with the leader it knows.
+func (s *Server) notLeader() *apiError {
+	addr, id := s.node.Leader()
+	e := newError(http.StatusMisdirectedRequest, CodeNotLeader,
+		"node %s is not the leader and no leader is known yet; retry shortly", s.node.ID())
+	leader := ""
+	if id != "" {
+		if s.cfg.LeaderAPIAddr != nil {
+			leader = s.cfg.LeaderAPIAddr(id)
+		}
+		e.body.Error = fmt.Sprintf("node %s is not the leader; send writes to the leader, node %s (raft address %s); this node does not forward them yet", s.node.ID(), id, addr)
+		e.body.LeaderID = id
+	}
+	e.body.Leader = &leader
+	return e
+}
+
+// toAPIError maps an error to its response. Cluster sentinels carry
+// messages written for operators ("task X: not found"), so they are shown;
+// anything unexpected is logged and answered with one generic sentence.
+func (s *Server) toAPIError(r *http.Request, err error) *apiError {
+	var ae *apiError
+	switch {
+	case errors.As(err, &ae):
+		return ae
+	case errors.Is(err, cluster.ErrNotLeader), errors.Is(err, raft.ErrNotLeader):
+		return s.notLeader()
+	case errors.Is(err, cluster.ErrUnknownAgent), errors.Is(err, cluster.ErrNotFound):
+		return newError(http.StatusNotFound, CodeNotFound, "%s", err.Error())
+	case errors.Is(err, cluster.ErrInvalidState), errors.Is(err, cluster.ErrAlreadyExists), errors.Is(err, cluster.ErrStaleToken):
+		return newError(http.StatusConflict, CodeConflict, "%s", err.Error())
+	case errors.Is(err, cluster.ErrInvalidCmd):
+		return newError(http.StatusBadRequest, CodeBadRequest, "%s", err.Error())
+	case errors.Is(err, raft.ErrEnqueueTimeout), errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, raft.ErrLeadershipTransferInProgress), errors.Is(err, raft.ErrRaftShutdown):
+		s.log.Warn("request not served", "method", r.Method, "path", r.URL.Path, "error", err)
+		return newError(http.StatusServiceUnavailable, CodeUnavailable, "the cluster could not take the request now; retry shortly")
+	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+		// The client went away; nobody reads the answer.
+		return newError(http.StatusServiceUnavailable, CodeUnavailable, "request cancelled")
+	}
+	s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "error", err)
+	return newError(http.StatusInternalServerError, CodeInternal, "internal error serving %s %s; the server log has the details", r.Method, r.URL.Path)
+}
+
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	ae := s.toAPIError(r, err)
+	s.reply(w, ae.status, ae.body)
+}

@@ -1,0 +1,243 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// membershipTimeout bounds a configuration change when the request has no
+// deadline of its own.
+const membershipTimeout = 10 * time.Second
+
+// transferWait bounds how long a transfer waits to learn the new leader.
+const transferWait = 5 * time.Second
+
+func timeoutOf(ctx context.Context) time.Duration {
+	if dl, ok := ctx.Deadline(); ok {
+		return max(time.Until(dl), time.Millisecond)
+	}
+	return membershipTimeout
+}
+
+// configuration returns the latest Raft configuration.
+func (s *Server) configuration() (raft.Configuration, error) {
+	f := s.node.Raft().GetConfiguration()
+	if err := f.Error(); err != nil {
+		return raft.Configuration{}, fmt.Errorf("read raft configuration: %w", err)
+	}
+	return f.Configuration(), nil
+}
+
+// memberViews describes the configuration as this node sees it. Raft does
+// not tell a node its peers' state, so only the leader and this node have
+// a known role; other members are followers when a leader is known.
+func (s *Server) memberViews() ([]MemberView, error) {
+	conf, err := s.configuration()
+	if err != nil {
+		return nil, err
+	}
+	_, leaderID := s.node.Leader()
+	r := s.node.Raft()
+	out := make([]MemberView, 0, len(conf.Servers))
+	for _, srv := range conf.Servers {
+		m := MemberView{ID: string(srv.ID), Address: string(srv.Address), Role: "unknown", Suffrage: "voter"}
+		if srv.Suffrage != raft.Voter {
+			m.Suffrage = "nonvoter"
+		}
+		switch {
+		case string(srv.ID) == s.node.ID():
+			m.Role = roleOf(r.State())
+			applied := s.fsm.AppliedIndex()
+			m.AppliedIndex = &applied
+			if m.Role == "leader" {
+				lc := "0s"
+				m.LastContact = &lc
+			} else if t := r.LastContact(); !t.IsZero() {
+				lc := time.Since(t).Round(time.Millisecond).String()
+				m.LastContact = &lc
+			}
+		case string(srv.ID) == leaderID:
+			m.Role = "leader"
+		case leaderID != "":
+			m.Role = "follower"
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+func roleOf(st raft.RaftState) string {
+	switch st {
+	case raft.Leader:
+		return "leader"
+	case raft.Follower:
+		return "follower"
+	case raft.Candidate:
+		return "candidate"
+	}
+	return "unknown"
+}
+
+func (s *Server) replyMembers(w http.ResponseWriter) error {
+	ms, err := s.memberViews()
+	if err != nil {
+		return err
+	}
+	s.reply(w, http.StatusOK, ms)
+	return nil
+}
+
+// members: GET /v1/cluster/members.
+func (s *Server) members(w http.ResponseWriter, r *http.Request) error {
+	if err := checkQuery(r.URL.Query()); err != nil {
+		return err
+	}
+	return s.replyMembers(w)
+}
+
+// join: POST /v1/cluster/join {"id","raft_addr"} adds a voter. Adding a
+// member that is already there with the same address changes nothing.
+func (s *Server) join(w http.ResponseWriter, r *http.Request) error {
+	if err := checkQuery(r.URL.Query()); err != nil {
+		return err
+	}
+	var req JoinRequest
+	if err := s.decodeJSON(w, r, &req, false); err != nil {
+		return err
+	}
+	if err := checkName("id", req.ID); err != nil {
+		return err
+	}
+	if req.RaftAddr == "" {
+		return badRequest("raft_addr is required (host:port of the new node's Raft transport)")
+	}
+	if _, _, err := net.SplitHostPort(req.RaftAddr); err != nil {
+		return badRequest("raft_addr %q is not host:port", req.RaftAddr)
+	}
+	f := s.node.Raft().AddVoter(raft.ServerID(req.ID), raft.ServerAddress(req.RaftAddr), 0, timeoutOf(r.Context()))
+	if err := f.Error(); err != nil {
+		return fmt.Errorf("add voter %s at %s: %w", req.ID, req.RaftAddr, err)
+	}
+	s.log.Info("member joined", "member", req.ID, "raft_addr", req.RaftAddr)
+	return s.replyMembers(w)
+}
+
+// remove: POST /v1/cluster/remove {"id"}.
+func (s *Server) remove(w http.ResponseWriter, r *http.Request) error {
+	if err := checkQuery(r.URL.Query()); err != nil {
+		return err
+	}
+	var req MemberRequest
+	if err := s.decodeJSON(w, r, &req, false); err != nil {
+		return err
+	}
+	if req.ID == "" {
+		return badRequest("id is required: the member to remove")
+	}
+	conf, err := s.configuration()
+	if err != nil {
+		return err
+	}
+	found, voters := false, 0
+	for _, srv := range conf.Servers {
+		found = found || string(srv.ID) == req.ID
+		if srv.Suffrage == raft.Voter && string(srv.ID) != req.ID {
+			voters++
+		}
+	}
+	if !found {
+		return notFound("no member %q in the cluster configuration", req.ID)
+	}
+	if voters == 0 {
+		return conflict("%s is the only voter; removing it would leave the cluster without members", req.ID)
+	}
+	f := s.node.Raft().RemoveServer(raft.ServerID(req.ID), 0, timeoutOf(r.Context()))
+	if err := f.Error(); err != nil {
+		return fmt.Errorf("remove member %s: %w", req.ID, err)
+	}
+	s.log.Info("member removed", "member", req.ID)
+	return s.replyMembers(w)
+}
+
+// transfer: POST /v1/cluster/transfer {"id"}: hands leadership to id, or
+// to the most up-to-date voter when id is "". Answers with the new leader.
+func (s *Server) transfer(w http.ResponseWriter, r *http.Request) error {
+	if err := checkQuery(r.URL.Query()); err != nil {
+		return err
+	}
+	var req MemberRequest
+	if err := s.decodeJSON(w, r, &req, true); err != nil {
+		return err
+	}
+	rf := s.node.Raft()
+	if rf.State() != raft.Leader {
+		return s.notLeader()
+	}
+	conf, err := s.configuration()
+	if err != nil {
+		return err
+	}
+	self := s.node.ID()
+	var target *raft.Server
+	others := 0
+	for i, srv := range conf.Servers {
+		if srv.Suffrage == raft.Voter && string(srv.ID) != self {
+			others++
+		}
+		if string(srv.ID) == req.ID {
+			target = &conf.Servers[i]
+		}
+	}
+	switch {
+	case others == 0:
+		return conflict("this cluster has one voter (%s); there is no other member to transfer leadership to", self)
+	case req.ID == self:
+		return conflict("%s already leads", self)
+	case req.ID != "" && target == nil:
+		return notFound("no member %q in the cluster configuration", req.ID)
+	case target != nil && target.Suffrage != raft.Voter:
+		return conflict("member %s is not a voter and cannot lead", req.ID)
+	}
+
+	// Observe before transferring, so the new leader's election is not missed.
+	ch := make(chan raft.Observation, 8)
+	obs := raft.NewObserver(ch, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.LeaderObservation)
+		return ok
+	})
+	rf.RegisterObserver(obs)
+	defer rf.DeregisterObserver(obs)
+
+	var f raft.Future
+	if target != nil {
+		f = rf.LeadershipTransferToServer(target.ID, target.Address)
+	} else {
+		f = rf.LeadershipTransfer()
+	}
+	if err := f.Error(); err != nil {
+		return fmt.Errorf("transfer leadership from %s: %w", self, err)
+	}
+	timer := time.NewTimer(transferWait)
+	defer timer.Stop()
+	for {
+		if _, id := s.node.Leader(); id != "" && id != self {
+			s.log.Info("leadership transferred", "from", self, "to", id)
+			s.reply(w, http.StatusOK, TransferResult{Leader: id})
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-timer.C:
+			_, id := s.node.Leader()
+			s.reply(w, http.StatusOK, TransferResult{Leader: id})
+			return nil
+		case <-r.Context().Done():
+			return r.Context().Err()
+		}
+	}
+}

@@ -1,0 +1,301 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/orloj/orloj/cluster"
+)
+
+// Limits on free text stored with a task.
+const (
+	maxKeyBytes    = 256
+	maxReasonBytes = 1024
+	maxFactor      = 100
+)
+
+// submitTask: POST /v1/tasks. The task ID and "now" are chosen here, by the
+// proposer; an idempotency key that matches an earlier submission returns
+// that task (200, existing: true) instead of creating another.
+func (s *Server) submitTask(w http.ResponseWriter, r *http.Request) error {
+	if err := checkQuery(r.URL.Query()); err != nil {
+		return err
+	}
+	var req SubmitRequest
+	if err := s.decodeJSON(w, r, &req, false); err != nil {
+		return err
+	}
+	if err := checkName("agent", req.Agent); err != nil {
+		return err
+	}
+	if req.Version != "" {
+		if err := checkName("version", req.Version); err != nil {
+			return err
+		}
+	}
+	if err := checkText("idempotency_key", req.IdempotencyKey, maxKeyBytes); err != nil {
+		return err
+	}
+	policy, err := retryPolicy(req)
+	if err != nil {
+		return err
+	}
+	version := req.Version
+	if version == "" {
+		ag, err := s.fsm.Agent(req.Agent, "")
+		if err != nil {
+			return err
+		}
+		version = ag.Version
+	}
+	input := json.RawMessage("null")
+	if len(req.Input) > 0 {
+		var buf bytes.Buffer
+		if err := json.Compact(&buf, req.Input); err != nil {
+			return badRequest("input: %s", describeJSONError(err))
+		}
+		input = buf.Bytes()
+	}
+	resp, err := s.c.Apply(r.Context(), &cluster.SubmitTask{
+		Task: cluster.Task{ID: s.cfg.NewTaskID(), Agent: req.Agent, Version: version, Input: input,
+			IdempotencyKey: req.IdempotencyKey, Policy: policy},
+		Now: s.cfg.Clock().UnixNano(),
+	})
+	if err != nil {
+		return err
+	}
+	res, ok := resp.(cluster.SubmitResult)
+	if !ok {
+		return fmt.Errorf("submit task: unexpected response %T", resp)
+	}
+	v := taskView(res.Task)
+	v.Existing = res.Existing
+	status := http.StatusCreated
+	if res.Existing {
+		status = http.StatusOK
+	}
+	s.reply(w, status, v)
+	return nil
+}
+
+// retryPolicy validates a submission's retry overrides; zero fields are
+// filled with the defaults by the FSM.
+func retryPolicy(req SubmitRequest) (cluster.RetryPolicy, error) {
+	p := cluster.RetryPolicy{MaxAttempts: req.MaxAttempts}
+	if req.MaxAttempts < 0 || req.MaxAttempts > maxAttemptsLimit {
+		return p, badRequest("max_attempts %d must be from 0 (the agent's or the default) to %d", req.MaxAttempts, maxAttemptsLimit)
+	}
+	if req.Retry == nil {
+		return p, nil
+	}
+	var err error
+	if req.Retry.Base != "" {
+		if p.Base, err = parseDuration("retry.base", req.Retry.Base); err != nil {
+			return p, err
+		}
+	}
+	if req.Retry.Cap != "" {
+		if p.Cap, err = parseDuration("retry.cap", req.Retry.Cap); err != nil {
+			return p, err
+		}
+	}
+	if req.Retry.Factor < 0 || req.Retry.Factor > maxFactor {
+		return p, badRequest("retry.factor %d must be from 1 to %d (0 means 2)", req.Retry.Factor, maxFactor)
+	}
+	p.Factor = req.Retry.Factor
+	if p.Base > 0 && p.Cap > 0 && p.Cap < p.Base {
+		return p, badRequest("retry.cap %s is below retry.base %s", p.Cap, p.Base)
+	}
+	return p, nil
+}
+
+// listTasks: GET /v1/tasks?state=&agent=&limit=, oldest submission first.
+func (s *Server) listTasks(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	if err := checkQuery(q, "state", "agent", "limit"); err != nil {
+		return err
+	}
+	var fl cluster.TaskFilter
+	if v := q.Get("state"); v != "" {
+		st, err := parseState(v)
+		if err != nil {
+			return err
+		}
+		fl.State = st
+	}
+	fl.Agent = q.Get("agent")
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return badRequest("limit %q must be a whole number (0 means no limit)", v)
+		}
+		fl.Limit = n
+	}
+	ts, err := s.fsm.Tasks(fl)
+	if err != nil {
+		return err
+	}
+	s.reply(w, http.StatusOK, taskViews(ts))
+	return nil
+}
+
+// task reads the task named by the {id} path segment.
+func (s *Server) task(r *http.Request) (cluster.Task, error) {
+	id := r.PathValue("id")
+	if err := checkID(id); err != nil {
+		return cluster.Task{}, err
+	}
+	return s.fsm.Task(id)
+}
+
+// getTask: GET /v1/tasks/{id}.
+func (s *Server) getTask(w http.ResponseWriter, r *http.Request) error {
+	if err := checkQuery(r.URL.Query()); err != nil {
+		return err
+	}
+	t, err := s.task(r)
+	if err != nil {
+		return err
+	}
+	s.reply(w, http.StatusOK, taskView(t))
+	return nil
+}
+
+// taskEvents: GET /v1/tasks/{id}/events, the journal in order.
+func (s *Server) taskEvents(w http.ResponseWriter, r *http.Request) error {
+	if err := checkQuery(r.URL.Query()); err != nil {
+		return err
+	}
+	t, err := s.task(r)
+	if err != nil {
+		return err
+	}
+	es, err := s.fsm.Journal(t.ID)
+	if err != nil {
+		return err
+	}
+	s.reply(w, http.StatusOK, eventViews(es))
+	return nil
+}
+
+// taskCalls: GET /v1/tasks/{id}/calls, one item per call per attempt.
+func (s *Server) taskCalls(w http.ResponseWriter, r *http.Request) error {
+	if err := checkQuery(r.URL.Query()); err != nil {
+		return err
+	}
+	t, err := s.task(r)
+	if err != nil {
+		return err
+	}
+	es, err := s.fsm.Journal(t.ID)
+	if err != nil {
+		return err
+	}
+	s.reply(w, http.StatusOK, callViews(es))
+	return nil
+}
+
+// settled reports whether a task has reached a state /wait returns on: it
+// will not change again without a person acting.
+func settled(st cluster.TaskState) bool {
+	return st.Final() || st == cluster.StateDeadLetter
+}
+
+// waitTask: GET /v1/tasks/{id}/wait?timeout=30s. It wakes on every batch the
+// FSM applies (no polling) and answers 200 with the task either way; the
+// caller reads its state.
+func (s *Server) waitTask(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	if err := checkQuery(q, "timeout"); err != nil {
+		return err
+	}
+	timeout := defaultWait
+	if v := q.Get("timeout"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return badRequest("timeout %q must be a non-negative duration (e.g. 30s, 5m)", v)
+		}
+		timeout = d
+	}
+	timeout = min(timeout, s.cfg.MaxWait)
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for {
+		changed := s.fsm.Changed() // before reading, so no change is missed
+		t, err := s.task(r)
+		if err != nil {
+			return err
+		}
+		if settled(t.State) {
+			s.reply(w, http.StatusOK, taskView(t))
+			return nil
+		}
+		select {
+		case <-changed:
+			continue
+		case <-timer.C:
+		case <-s.closing:
+		case <-r.Context().Done():
+			return r.Context().Err()
+		}
+		if latest, err := s.task(r); err == nil {
+			t = latest
+		}
+		s.reply(w, http.StatusOK, taskView(t))
+		return nil
+	}
+}
+
+// cancelTask: POST /v1/tasks/{id}/cancel {"reason"}.
+func (s *Server) cancelTask(w http.ResponseWriter, r *http.Request) error {
+	if err := checkQuery(r.URL.Query()); err != nil {
+		return err
+	}
+	id := r.PathValue("id")
+	if err := checkID(id); err != nil {
+		return err
+	}
+	var req ReasonRequest
+	if err := s.decodeJSON(w, r, &req, true); err != nil {
+		return err
+	}
+	if err := checkText("reason", req.Reason, maxReasonBytes); err != nil {
+		return err
+	}
+	return s.applyTask(w, r, &cluster.CancelTask{TaskID: id, Reason: req.Reason, Now: s.cfg.Clock().UnixNano()})
+}
+
+// applyTask proposes a command whose response is the changed task.
+func (s *Server) applyTask(w http.ResponseWriter, r *http.Request, cmd cluster.Command) error {
+	resp, err := s.c.Apply(r.Context(), cmd)
+	if err != nil {
+		return err
+	}
+	t, ok := resp.(cluster.Task)
+	if !ok {
+		return fmt.Errorf("apply %T: unexpected response %T", cmd, resp)
+	}
+	s.reply(w, http.StatusOK, taskView(t))
+	return nil
+}
+
+// listLeases: GET /v1/leases, soonest expiry first.
+func (s *Server) listLeases(w http.ResponseWriter, r *http.Request) error {
+	if err := checkQuery(r.URL.Query()); err != nil {
+		return err
+	}
+	ls, err := s.fsm.Leases()
+	if err != nil {
+		return err
+	}
+	out := make([]LeaseView, 0, len(ls))
+	for _, l := range ls {
+		out = append(out, leaseView(l))
+	}
+	s.reply(w, http.StatusOK, out)
+	return nil
+}

@@ -1,0 +1,336 @@
+package api
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/orloj/orloj/cluster"
+	"github.com/orloj/orloj/host"
+	"github.com/orloj/orloj/sandbox"
+)
+
+// The JSON shapes of the API. Times are RFC 3339 with nanoseconds, in UTC,
+// or null when unset; durations are Go duration strings ("1.5s").
+
+// AgentView is one registered agent version. memory_limit, timeout and
+// max_attempts are the values in effect: defaults are filled in.
+type AgentView struct {
+	Name        string   `json:"name"`
+	Version     string   `json:"version"`
+	Digest      string   `json:"digest"`
+	Size        int      `json:"size"`
+	Tools       []string `json:"tools"`
+	MemoryLimit uint64   `json:"memory_limit"`
+	Timeout     string   `json:"timeout"`
+	MaxAttempts int      `json:"max_attempts"`
+	CreatedAt   *string  `json:"created_at"`
+}
+
+// AgentDetail is GET /v1/agents/{name}.
+type AgentDetail struct {
+	Agent    AgentView   `json:"agent"`
+	Versions []AgentView `json:"versions"`
+}
+
+// ErrorView is a task's last failure.
+type ErrorView struct {
+	Class      cluster.ErrorClass `json:"class"`
+	Message    string             `json:"message"`
+	StderrTail string             `json:"stderr_tail"`
+}
+
+// AttemptView is one attempt in a task's history.
+type AttemptView struct {
+	N          int     `json:"n"`
+	Node       string  `json:"node"`
+	Token      uint64  `json:"token"`
+	StartedAt  *string `json:"started_at"`
+	EndedAt    *string `json:"ended_at"`
+	Outcome    string  `json:"outcome"`
+	Error      string  `json:"error"`
+	RetryDelay *string `json:"retry_delay"` // null when no retry was scheduled after it
+}
+
+// LeaseView is a live lease.
+type LeaseView struct {
+	TaskID    string  `json:"task_id"`
+	Token     uint64  `json:"token"`
+	Node      string  `json:"node"`
+	Attempt   int     `json:"attempt"`
+	GrantedAt *string `json:"granted_at"`
+	ExpiresAt *string `json:"expires_at"`
+	TTL       string  `json:"ttl"`
+}
+
+// TaskView is a task.
+type TaskView struct {
+	ID             string            `json:"id"`
+	Agent          string            `json:"agent"`
+	Version        string            `json:"version"`
+	State          cluster.TaskState `json:"state"`
+	Attempts       int               `json:"attempts"`
+	MaxAttempts    int               `json:"max_attempts"`
+	Input          json.RawMessage   `json:"input"`
+	Output         json.RawMessage   `json:"output"`
+	Error          *ErrorView        `json:"error"`
+	History        []AttemptView     `json:"history"`
+	Lease          *LeaseView        `json:"lease"`
+	NextAt         *string           `json:"next_at"`
+	CreatedAt      *string           `json:"created_at"`
+	UpdatedAt      *string           `json:"updated_at"`
+	IdempotencyKey string            `json:"idempotency_key"`
+	DiscardReason  string            `json:"discard_reason"`
+	// Existing is true when a submission's idempotency key matched this
+	// earlier task; false everywhere else.
+	Existing bool `json:"existing"`
+}
+
+// EventView is one line of a task's journal.
+type EventView struct {
+	Seq     uint64          `json:"seq"`
+	At      *string         `json:"at"`
+	Type    string          `json:"type"`
+	Attempt int             `json:"attempt"`
+	CallID  string          `json:"call_id"`
+	Tool    string          `json:"tool"`
+	Message string          `json:"message"`
+	Detail  json.RawMessage `json:"detail"`
+}
+
+// CallView is one tool call in one attempt, from the journal.
+type CallView struct {
+	ID         string  `json:"id"`
+	Tool       string  `json:"tool"`
+	Outcome    string  `json:"outcome"` // invoked, replayed, in_doubt, denied, error
+	Attempt    int     `json:"attempt"`
+	Status     string  `json:"status"`
+	DurationUS int64   `json:"duration_us"`
+	At         *string `json:"at"`
+	Reason     string  `json:"reason,omitempty"` // why, for in_doubt, error and reconciled calls
+}
+
+// LedgerView is a task's ledger entry for one call.
+type LedgerView struct {
+	ID        string          `json:"id"`
+	Tool      string          `json:"tool"`
+	Attempt   int             `json:"attempt"`
+	HasResult bool            `json:"has_result"`
+	Status    string          `json:"status"`
+	Result    json.RawMessage `json:"result"`
+	Usage     json.RawMessage `json:"usage"`
+}
+
+// DLQEntry is GET /v1/dlq/{id}.
+type DLQEntry struct {
+	Task   TaskView     `json:"task"`
+	Calls  []LedgerView `json:"calls"`
+	Events []EventView  `json:"events"`
+}
+
+// BulkResult answers a bulk DLQ operation: the tasks it changed.
+type BulkResult struct {
+	Count int      `json:"count"`
+	IDs   []string `json:"ids"`
+}
+
+// MemberView is one server in the Raft configuration. last_contact and
+// applied_index are known only for the node answering (null for others).
+type MemberView struct {
+	ID           string  `json:"id"`
+	Address      string  `json:"address"`
+	Role         string  `json:"role"`     // leader, follower, candidate, unknown
+	Suffrage     string  `json:"suffrage"` // voter, nonvoter
+	LastContact  *string `json:"last_contact"`
+	AppliedIndex *uint64 `json:"applied_index"`
+}
+
+// TransferResult answers a leadership transfer with the new leader's ID
+// ("" if it was not known before the answer was due).
+type TransferResult struct {
+	Leader string `json:"leader"`
+}
+
+// Request bodies.
+
+// SubmitRequest is POST /v1/tasks.
+type SubmitRequest struct {
+	Agent          string          `json:"agent"`
+	Version        string          `json:"version"`
+	Input          json.RawMessage `json:"input"`
+	IdempotencyKey string          `json:"idempotency_key"`
+	MaxAttempts    int             `json:"max_attempts"`
+	Retry          *RetryRequest   `json:"retry"`
+}
+
+// RetryRequest overrides the backoff of one task; empty fields keep the
+// defaults (base 1s, factor 2, cap 5m).
+type RetryRequest struct {
+	Base   string `json:"base"`
+	Factor int    `json:"factor"`
+	Cap    string `json:"cap"`
+}
+
+// ReasonRequest is the body of cancel and discard.
+type ReasonRequest struct {
+	Reason string `json:"reason"`
+}
+
+// VersionRequest is the body of a single DLQ retry.
+type VersionRequest struct {
+	Version string `json:"version"`
+}
+
+// BulkRetryRequest is POST /v1/dlq/retry.
+type BulkRetryRequest struct {
+	Agent   string `json:"agent"`
+	Class   string `json:"class"`
+	Version string `json:"version"`
+}
+
+// BulkDiscardRequest is POST /v1/dlq/discard.
+type BulkDiscardRequest struct {
+	Agent  string `json:"agent"`
+	Class  string `json:"class"`
+	Reason string `json:"reason"`
+}
+
+// JoinRequest is POST /v1/cluster/join.
+type JoinRequest struct {
+	ID       string `json:"id"`
+	RaftAddr string `json:"raft_addr"`
+}
+
+// MemberRequest names a member (remove; transfer, where "" means any).
+type MemberRequest struct {
+	ID string `json:"id"`
+}
+
+// Conversions.
+
+func timeView(ns int64) *string {
+	if ns == 0 {
+		return nil
+	}
+	s := time.Unix(0, ns).UTC().Format(time.RFC3339Nano)
+	return &s
+}
+
+// rawView makes stored bytes safe to embed: null when empty, a JSON string
+// when they are not JSON (a response must stay valid whatever was stored).
+func rawView(b []byte) json.RawMessage {
+	if len(b) == 0 {
+		return json.RawMessage("null")
+	}
+	if !json.Valid(b) {
+		s, _ := json.Marshal(string(b)) // a string always encodes
+		return s
+	}
+	return json.RawMessage(b)
+}
+
+func agentView(a cluster.Agent) AgentView {
+	v := AgentView{
+		Name: a.Name, Version: a.Version, Digest: a.Digest, Size: a.Size,
+		Tools:       append([]string{}, a.Manifest.Tools...),
+		MemoryLimit: a.Manifest.MemoryLimit, MaxAttempts: a.Manifest.MaxAttempts,
+		Timeout: a.Manifest.Timeout.String(), CreatedAt: timeView(a.CreatedAt),
+	}
+	if v.MemoryLimit == 0 {
+		v.MemoryLimit = sandbox.DefaultMemoryLimit
+	}
+	if a.Manifest.Timeout == 0 {
+		v.Timeout = sandbox.DefaultTimeout.String()
+	}
+	if v.MaxAttempts == 0 {
+		v.MaxAttempts = cluster.DefaultRetryPolicy().MaxAttempts
+	}
+	return v
+}
+
+func agentViews(as []cluster.Agent) []AgentView {
+	out := make([]AgentView, 0, len(as))
+	for _, a := range as {
+		out = append(out, agentView(a))
+	}
+	return out
+}
+
+func leaseView(l cluster.Lease) LeaseView {
+	return LeaseView{TaskID: l.TaskID, Token: l.Token, Node: l.Node, Attempt: l.Attempt,
+		GrantedAt: timeView(l.GrantedAt), ExpiresAt: timeView(l.ExpiresAt), TTL: l.TTL.String()}
+}
+
+func taskView(t cluster.Task) TaskView {
+	v := TaskView{
+		ID: t.ID, Agent: t.Agent, Version: t.Version, State: t.State,
+		Attempts: t.Attempts, MaxAttempts: t.Policy.MaxAttempts,
+		Input: rawView(t.Input), Output: rawView(t.Output),
+		History: make([]AttemptView, 0, len(t.History)),
+		NextAt:  timeView(t.NextAt), CreatedAt: timeView(t.CreatedAt), UpdatedAt: timeView(t.UpdatedAt),
+		IdempotencyKey: t.IdempotencyKey, DiscardReason: t.DiscardReason,
+	}
+	if t.Error != nil {
+		v.Error = &ErrorView{Class: t.Error.Class, Message: t.Error.Message, StderrTail: t.Error.StderrTail}
+	}
+	if t.Lease != nil {
+		l := leaseView(*t.Lease)
+		v.Lease = &l
+	}
+	for _, h := range t.History {
+		a := AttemptView{N: h.N, Node: h.Node, Token: h.Token, StartedAt: timeView(h.StartedAt),
+			EndedAt: timeView(h.EndedAt), Outcome: h.Outcome, Error: h.Error}
+		// A zero delay means no retry was scheduled after this attempt (full
+		// jitter picks exactly zero with negligible probability).
+		if h.Delay > 0 {
+			d := time.Duration(h.Delay).String()
+			a.RetryDelay = &d
+		}
+		v.History = append(v.History, a)
+	}
+	return v
+}
+
+func taskViews(ts []cluster.Task) []TaskView {
+	out := make([]TaskView, 0, len(ts))
+	for _, t := range ts {
+		out = append(out, taskView(t))
+	}
+	return out
+}
+
+func eventView(e cluster.Event) EventView {
+	return EventView{Seq: e.Seq, At: timeView(e.At), Type: e.Type, Attempt: e.Attempt, CallID: e.CallID,
+		Tool: e.Tool, Message: e.Message, Detail: rawView(e.Detail)}
+}
+
+func eventViews(es []cluster.Event) []EventView {
+	out := make([]EventView, 0, len(es))
+	for _, e := range es {
+		out = append(out, eventView(e))
+	}
+	return out
+}
+
+// callViews lists the "call" events of a journal: one per call per attempt.
+func callViews(es []cluster.Event) []CallView {
+	out := []CallView{}
+	for _, e := range es {
+		if e.Type != "call" {
+			continue
+		}
+		var d host.CallDetail
+		_ = json.Unmarshal(e.Detail, &d) // a malformed detail leaves the fields empty
+		out = append(out, CallView{ID: e.CallID, Tool: e.Tool, Outcome: d.Outcome, Attempt: e.Attempt,
+			Status: d.Status, DurationUS: d.Duration, At: timeView(e.At), Reason: d.Reason})
+	}
+	return out
+}
+
+func ledgerViews(rs []cluster.LedgerRecord) []LedgerView {
+	out := make([]LedgerView, 0, len(rs))
+	for _, r := range rs {
+		out = append(out, LedgerView{ID: r.CallID, Tool: r.Tool, Attempt: r.Attempt, HasResult: r.HasResult,
+			Status: r.Status, Result: rawView(r.Result), Usage: rawView(r.Usage)})
+	}
+	return out
+}
