@@ -121,7 +121,7 @@ func runChild(mode string) error {
 	if mode == childModeDocs {
 		names = []string{"http", "model"}
 	}
-	if _, err := node.Apply(ctx, &cluster.PutAgent{Agent: cluster.Agent{Name: childAgent, Version: "v1", Manifest: cluster.AgentManifest{Tools: names}}, Module: wasm, Now: time.Now().UnixNano()}); err != nil {
+	if _, err := cluster.ProposeAgent(ctx, node, cluster.Agent{Name: childAgent, Version: "v1", Manifest: cluster.AgentManifest{Tools: names}}, wasm, time.Now().UnixNano()); err != nil {
 		return err
 	}
 	var inputs []json.RawMessage

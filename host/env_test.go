@@ -225,8 +225,12 @@ func (e *env) pushAgent(name, version, wasmPath string, tools ...string) cluster
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	return e.apply(&cluster.PutAgent{Agent: cluster.Agent{Name: name, Version: version,
-		Manifest: cluster.AgentManifest{Tools: tools, Timeout: 20 * time.Second}}, Module: wasm, Now: time.Now().UnixNano()}).(cluster.Agent)
+	ag, err := cluster.ProposeAgent(context.Background(), e.node, cluster.Agent{Name: name, Version: version,
+		Manifest: cluster.AgentManifest{Tools: tools, Timeout: 20 * time.Second}}, wasm, time.Now().UnixNano())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return ag
 }
 
 func (e *env) submit(id, agent, version string, input any, p cluster.RetryPolicy) {

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 )
@@ -64,6 +65,7 @@ func Start(addr string) (*Services, error) {
 	mux.HandleFunc("POST /records", s.records)
 	mux.HandleFunc("POST /notify", s.notify)
 	mux.HandleFunc("GET /counts", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, 200, s.Counts()) })
+	mux.HandleFunc("POST /fail-records", s.failRecordsHandler)
 	s.srv = &http.Server{Handler: mux}
 	go s.srv.Serve(ln)
 	return s, nil
@@ -77,6 +79,18 @@ func (s *Services) FailNextRecords(n int) {
 	s.mu.Lock()
 	s.failRecords = n
 	s.mu.Unlock()
+}
+
+// failRecordsHandler is FailNextRecords over HTTP, for the demo, which runs
+// the stand-ins in another process: POST /fail-records?n=2.
+func (s *Services) failRecordsHandler(w http.ResponseWriter, r *http.Request) {
+	n, err := strconv.Atoi(r.URL.Query().Get("n"))
+	if err != nil || n < 0 {
+		http.Error(w, "want ?n=COUNT, a whole number >= 0", http.StatusBadRequest)
+		return
+	}
+	s.FailNextRecords(n)
+	writeJSON(w, 200, map[string]int{"fail_next_records": n})
 }
 
 // Counts returns what the services have seen so far.

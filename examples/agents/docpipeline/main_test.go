@@ -329,3 +329,44 @@ func TestUnfence(t *testing.T) {
 		})
 	}
 }
+
+// TestDefaultDate: a build linked with a default date accepts fields without
+// one and records that date; a date the document has is kept, and a bad one is
+// still refused.
+func TestDefaultDate(t *testing.T) {
+	defer func(old string) { defaultDate = old }(defaultDate)
+	defaultDate = "2026-11-01"
+	good := input{Document: docURL, OCRURL: ocrURL, RecordsURL: recordsURL}
+	tests := []struct {
+		name, fields, wantDate, wantMsg string
+	}{
+		{"missing date takes the default", `{"vendor": "ACME GmbH", "total": 1234.5, "currency": "EUR"}`, "2026-11-01", ""},
+		{"null date takes the default", `{"vendor": "ACME GmbH", "total": 1234.5, "currency": "EUR", "date": null}`, "2026-11-01", ""},
+		{"a date of the document wins", goodFields, "2026-03-14", ""},
+		{"a bad date is still refused", `{"vendor": "ACME GmbH", "total": 1234.5, "currency": "EUR", "date": "soon"}`, "", `date "soon" is not YYYY-MM-DD`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := goodWorld()
+			w.fieldsAnswer = tt.fields
+			f := setup(t, good, w)
+			err := run()
+			if tt.wantMsg != "" {
+				if err == nil || !errors.Is(err, errInvalidFields) || !strings.Contains(err.Error(), tt.wantMsg) {
+					t.Fatalf("err = %v, want invalid fields naming %q", err, tt.wantMsg)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out output
+			if err := json.Unmarshal(f.Output(), &out); err != nil {
+				t.Fatal(err)
+			}
+			if out.Fields.Date != tt.wantDate {
+				t.Errorf("date = %q, want %q", out.Fields.Date, tt.wantDate)
+			}
+		})
+	}
+}

@@ -1,0 +1,362 @@
+package main
+
+// The operator CLI's HTTP client: how it finds the API and its token, how it
+// turns API errors into exit statuses, and the table/JSON output every verb
+// shares. The wire types follow docs/cli.md and the API contract.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/orloj/orloj/host"
+)
+
+const (
+	envAddr    = "ORLOJ_ADDR"
+	envToken   = "ORLOJ_TOKEN"
+	envDataDir = "ORLOJ_DATA_DIR"
+
+	defaultAddr    = "127.0.0.1:7070"
+	defaultDataDir = "orloj-data"
+)
+
+// clientOptions are the flags every client verb shares.
+type clientOptions struct {
+	addr    string
+	token   string
+	dataDir string
+	output  string
+}
+
+// addClientFlags puts the shared flags on a verb group. They are persistent
+// flags of each group rather than of the root, so `serve` keeps its own
+// --data-dir and `run` has none of them.
+func addClientFlags(cmd *cobra.Command, o *clientOptions) {
+	f := cmd.PersistentFlags()
+	f.StringVar(&o.addr, "addr", "", "API address of a node (default $"+envAddr+" or "+defaultAddr+")")
+	f.StringVar(&o.token, "token", "", "admin token (default $"+envToken+", else the token file under --data-dir)")
+	f.StringVar(&o.dataDir, "data-dir", "", "data dir of a node on this machine, to read its token file (default $"+envDataDir+" or ./"+defaultDataDir+")")
+	f.StringVarP(&o.output, "output", "o", "table", "output format: table or json")
+}
+
+// client talks to one node's API.
+type client struct {
+	base   string
+	token  string
+	json   bool
+	http   *http.Client
+	stdout io.Writer
+	stderr io.Writer
+}
+
+func newClient(cmd *cobra.Command, o *clientOptions) (*client, error) {
+	switch o.output {
+	case "table", "json":
+	default:
+		return nil, usagef("-o %q: want table or json", o.output)
+	}
+	addr := firstNonEmpty(o.addr, os.Getenv(envAddr), defaultAddr)
+	base, err := baseURL(addr)
+	if err != nil {
+		return nil, usagef("--addr: %v", err)
+	}
+	return &client{
+		base:   base,
+		token:  o.resolveToken(),
+		json:   o.output == "json",
+		http:   &http.Client{},
+		stdout: cmd.OutOrStdout(),
+		stderr: cmd.ErrOrStderr(),
+	}, nil
+}
+
+// resolveToken: --token, then $ORLOJ_TOKEN, then the token file a node on
+// this machine wrote. With none, requests go without one and the API answers
+// 401, which names the problem better than a guess here would.
+func (o *clientOptions) resolveToken() string {
+	if t := firstNonEmpty(o.token, os.Getenv(envToken)); t != "" {
+		return t
+	}
+	dir := firstNonEmpty(o.dataDir, os.Getenv(envDataDir), defaultDataDir)
+	b, err := os.ReadFile(filepath.Join(dir, host.TokenFile))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func firstNonEmpty(vs ...string) string {
+	for _, v := range vs {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// baseURL accepts host:port or an http(s) URL.
+func baseURL(addr string) (string, error) {
+	if !strings.Contains(addr, "://") {
+		addr = "http://" + addr
+	}
+	u, err := url.Parse(addr)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", fmt.Errorf("%q is not host:port or an http(s) URL", addr)
+	}
+	return strings.TrimSuffix(u.String(), "/"), nil
+}
+
+// apiError is an error answer of the API: {"error": "...", "code": "..."}.
+type apiError struct {
+	Status  int    `json:"-"`
+	Message string `json:"error"`
+	Code    string `json:"code"`
+	Leader  string `json:"leader,omitempty"` // with code not_leader
+}
+
+func (e *apiError) Error() string { return fmt.Sprintf("%s (%s)", e.Message, e.Code) }
+
+// maxLeaderHops bounds how often one request follows a not_leader answer, so
+// a cluster in the middle of an election cannot bounce it forever.
+const maxLeaderHops = 3
+
+// do sends one request and returns the body of a 2xx answer. A not_leader
+// answer that names the leader is followed there.
+func (c *client) do(ctx context.Context, method, path string, q url.Values, body []byte, contentType string) ([]byte, error) {
+	base := c.base
+	for hop := 0; ; hop++ {
+		b, err := c.once(ctx, method, base, path, q, body, contentType)
+		var ae *apiError
+		if errors.As(err, &ae) && ae.Code == "not_leader" && ae.Leader != "" && hop < maxLeaderHops {
+			if next, perr := baseURL(ae.Leader); perr == nil && next != base {
+				base = next
+				continue
+			}
+		}
+		return b, err
+	}
+}
+
+func (c *client) once(ctx context.Context, method, base, path string, q url.Values, body []byte, contentType string) ([]byte, error) {
+	u := base + path
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	if err != nil {
+		return nil, fmt.Errorf("build request: %w", err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", contentType)
+	}
+	req.Header.Set("Accept", "application/json")
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("cannot reach the API at %s (is `orlojd serve` running?): %w", base, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("read answer of %s %s: %w", method, path, err)
+	}
+	if resp.StatusCode/100 == 2 {
+		return b, nil
+	}
+	ae := &apiError{Status: resp.StatusCode}
+	if json.Unmarshal(b, ae) != nil || ae.Message == "" {
+		// Not the API's error shape (a proxy, or another server on the port).
+		ae.Message = fmt.Sprintf("%s %s: %s", method, path, firstLine(string(b), resp.Status))
+		ae.Code = fmt.Sprintf("http %d", resp.StatusCode)
+	}
+	return nil, ae
+}
+
+func firstLine(s, fallback string) string {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return fallback
+	}
+	line, _, _ := strings.Cut(s, "\n")
+	return truncate(line, 200)
+}
+
+// getJSON GETs path and decodes the answer into out; the raw body comes back
+// for -o json.
+func (c *client) getJSON(ctx context.Context, path string, q url.Values, out any) ([]byte, error) {
+	b, err := c.do(ctx, http.MethodGet, path, q, nil, "")
+	if err != nil {
+		return nil, err
+	}
+	return b, decode(b, out, path)
+}
+
+// postJSON POSTs in as JSON and decodes the answer into out.
+func (c *client) postJSON(ctx context.Context, path string, in, out any) ([]byte, error) {
+	body, err := json.Marshal(in)
+	if err != nil {
+		return nil, fmt.Errorf("encode request: %w", err)
+	}
+	b, err := c.do(ctx, http.MethodPost, path, nil, body, "application/json")
+	if err != nil {
+		return nil, err
+	}
+	return b, decode(b, out, path)
+}
+
+func decode(b []byte, out any, path string) error {
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return fmt.Errorf("unexpected answer from %s: %w", path, err)
+	}
+	return nil
+}
+
+// printJSON writes the API's answer as it came, indented: the JSON output
+// keeps every field, including ones this CLI does not know yet.
+func (c *client) printJSON(raw []byte) error {
+	var buf bytes.Buffer
+	raw = bytes.TrimSpace(raw)
+	if err := json.Indent(&buf, raw, "", "  "); err != nil {
+		buf.Reset()
+		buf.Write(raw)
+	}
+	buf.WriteByte('\n')
+	_, err := c.stdout.Write(buf.Bytes())
+	return err
+}
+
+// table prints rows under a header, aligned.
+func table(w io.Writer, header []string, rows [][]string) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, strings.Join(header, "\t"))
+	for _, r := range rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t"))
+	}
+	return tw.Flush()
+}
+
+// fields prints "Key: value" lines, aligned.
+func fields(w io.Writer, kv [][2]string) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 1, ' ', 0)
+	for _, p := range kv {
+		if p[1] == "" {
+			continue
+		}
+		fmt.Fprintf(tw, "%s:\t%s\n", p[0], p[1])
+	}
+	return tw.Flush()
+}
+
+// apiTime is an RFC 3339 time in a view; empty or null means unset.
+type apiTime struct{ time.Time }
+
+func (t *apiTime) UnmarshalJSON(b []byte) error {
+	var s string
+	if string(b) == "null" {
+		return nil
+	}
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("time: %w", err)
+	}
+	if s == "" {
+		return nil
+	}
+	v, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return fmt.Errorf("time: %w", err)
+	}
+	t.Time = v
+	return nil
+}
+
+// short renders a time for a table: the clock time today, the date else.
+func (t apiTime) short() string {
+	if t.IsZero() {
+		return "-"
+	}
+	lt := t.Local()
+	if y, m, d := lt.Date(); time.Now().Format("2006-01-02") == fmt.Sprintf("%04d-%02d-%02d", y, m, d) {
+		return lt.Format("15:04:05")
+	}
+	return lt.Format("2006-01-02 15:04")
+}
+
+func (t apiTime) long() string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.Local().Format("2006-01-02 15:04:05.000 MST")
+}
+
+// until renders how far t is from now: "in 1.2s" or "3s ago".
+func (t apiTime) relative() string {
+	if t.IsZero() {
+		return "-"
+	}
+	d := time.Until(t.Time)
+	if d >= 0 {
+		return "in " + roundDuration(d).String()
+	}
+	return roundDuration(-d).String() + " ago"
+}
+
+func roundDuration(d time.Duration) time.Duration {
+	switch {
+	case d >= time.Minute:
+		return d.Round(time.Second)
+	case d >= time.Second:
+		return d.Round(100 * time.Millisecond)
+	case d >= time.Millisecond:
+		return d.Round(time.Millisecond)
+	}
+	return d
+}
+
+func truncate(s string, n int) string {
+	s = strings.ReplaceAll(s, "\n", " ")
+	if len([]rune(s)) <= n {
+		return s
+	}
+	return string([]rune(s)[:n-1]) + "…"
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// compactJSON renders raw JSON on one line.
+func compactJSON(raw json.RawMessage) string {
+	if len(raw) == 0 {
+		return ""
+	}
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, raw); err != nil {
+		return string(raw)
+	}
+	return buf.String()
+}

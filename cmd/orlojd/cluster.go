@@ -1,0 +1,146 @@
+package main
+
+import (
+	"fmt"
+	"strconv"
+
+	"github.com/spf13/cobra"
+)
+
+// memberView is one Raft member as the API reports it.
+type memberView struct {
+	ID           string `json:"id"`
+	Address      string `json:"address"`
+	Role         string `json:"role"`
+	Suffrage     string `json:"suffrage"`
+	LastContact  string `json:"last_contact"`
+	AppliedIndex uint64 `json:"applied_index"`
+}
+
+func newClusterCmd() *cobra.Command {
+	var o clientOptions
+	cmd := &cobra.Command{
+		Use:   "cluster",
+		Short: "Raft membership: members, join, remove, leadership transfer",
+	}
+	addClientFlags(cmd, &o)
+	cmd.AddCommand(newClusterMembersCmd(&o), newClusterJoinCmd(&o), newClusterRemoveCmd(&o), newClusterTransferCmd(&o))
+	return cmd
+}
+
+func printMembers(c *client, raw []byte) error {
+	if c.json {
+		return c.printJSON(raw)
+	}
+	var list []memberView
+	if err := decode(raw, &list, "/v1/cluster/members"); err != nil {
+		return err
+	}
+	rows := make([][]string, 0, len(list))
+	for _, m := range list {
+		applied := "-"
+		if m.AppliedIndex > 0 {
+			applied = strconv.FormatUint(m.AppliedIndex, 10)
+		}
+		rows = append(rows, []string{m.ID, m.Address, m.Role, m.Suffrage, applied, orDash(m.LastContact)})
+	}
+	return table(c.stdout, []string{"ID", "RAFT ADDRESS", "ROLE", "SUFFRAGE", "APPLIED", "LAST CONTACT"}, rows)
+}
+
+func newClusterMembersCmd(o *clientOptions) *cobra.Command {
+	return &cobra.Command{
+		Use:   "members",
+		Short: "List the cluster's members and their roles",
+		Args:  exactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := newClient(cmd, o)
+			if err != nil {
+				return err
+			}
+			raw, err := c.getJSON(cmd.Context(), "/v1/cluster/members", nil, nil)
+			if err != nil {
+				return err
+			}
+			return printMembers(c, raw)
+		},
+	}
+}
+
+func newClusterJoinCmd(o *clientOptions) *cobra.Command {
+	var id string
+	cmd := &cobra.Command{
+		Use:   "join RAFT_ADDR",
+		Short: "Add the node whose Raft transport listens on RAFT_ADDR as a voter",
+		Long: `Ask the cluster (through --addr; the leader does it) to add a node as a
+voting member. The node must be running with --join or without bootstrap
+state. Its ID defaults to RAFT_ADDR, as orlojd serve's --node-id does.`,
+		Args: exactArgs(1, "one RAFT_ADDR"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newClient(cmd, o)
+			if err != nil {
+				return err
+			}
+			raw, err := c.postJSON(cmd.Context(), "/v1/cluster/join", map[string]string{"id": firstNonEmpty(id, args[0]), "raft_addr": args[0]}, nil)
+			if err != nil {
+				return err
+			}
+			return printMembers(c, raw)
+		},
+	}
+	cmd.Flags().StringVar(&id, "id", "", "the node's ID (default RAFT_ADDR)")
+	return cmd
+}
+
+func newClusterRemoveCmd(o *clientOptions) *cobra.Command {
+	return &cobra.Command{
+		Use:   "remove ID",
+		Short: "Remove a member from the cluster",
+		Args:  exactArgs(1, "one node ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newClient(cmd, o)
+			if err != nil {
+				return err
+			}
+			raw, err := c.postJSON(cmd.Context(), "/v1/cluster/remove", map[string]string{"id": args[0]}, nil)
+			if err != nil {
+				return err
+			}
+			return printMembers(c, raw)
+		},
+	}
+}
+
+func newClusterTransferCmd(o *clientOptions) *cobra.Command {
+	return &cobra.Command{
+		Use:   "transfer [ID]",
+		Short: "Hand leadership to member ID (default: one Raft picks)",
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) > 1 {
+				return usagef("expected at most one node ID, got %d arguments", len(args))
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newClient(cmd, o)
+			if err != nil {
+				return err
+			}
+			req := map[string]string{"id": ""}
+			if len(args) == 1 {
+				req["id"] = args[0]
+			}
+			var res struct {
+				Leader string `json:"leader"`
+			}
+			raw, err := c.postJSON(cmd.Context(), "/v1/cluster/transfer", req, &res)
+			if err != nil {
+				return err
+			}
+			if c.json {
+				return c.printJSON(raw)
+			}
+			_, err = fmt.Fprintf(c.stdout, "leader is now %s\n", res.Leader)
+			return err
+		},
+	}
+}

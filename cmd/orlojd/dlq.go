@@ -1,0 +1,284 @@
+package main
+
+import (
+	"fmt"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+// ledgerView is one ledger entry in `dlq show`.
+type ledgerView struct {
+	ID        string `json:"id"`
+	Tool      string `json:"tool"`
+	Attempt   int    `json:"attempt"`
+	HasResult bool   `json:"has_result"`
+	Status    string `json:"status"`
+}
+
+// The error classes a dead letter can carry.
+var dlqClasses = []string{"permanent", "policy", "in_doubt", "attempts_exhausted"}
+
+func newDLQCmd() *cobra.Command {
+	var o clientOptions
+	cmd := &cobra.Command{
+		Use:   "dlq",
+		Short: "Inspect, retry and discard dead-lettered tasks",
+	}
+	addClientFlags(cmd, &o)
+	cmd.AddCommand(newDLQLsCmd(&o), newDLQShowCmd(&o), newDLQRetryCmd(&o), newDLQDiscardCmd(&o))
+	return cmd
+}
+
+// dlqFilter is the --agent/--class selection of ls and the bulk verbs.
+type dlqFilter struct {
+	agent, class string
+}
+
+func (f *dlqFilter) flags(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.agent, "agent", "", "only dead letters of this agent")
+	cmd.Flags().StringVar(&f.class, "class", "", "only dead letters of this error class ("+strings.Join(dlqClasses, ", ")+")")
+}
+
+func (f *dlqFilter) check() error {
+	if f.class != "" && !slices.Contains(dlqClasses, f.class) {
+		return usagef("--class %q: want one of %s", f.class, strings.Join(dlqClasses, ", "))
+	}
+	return nil
+}
+
+func newDLQLsCmd(o *clientOptions) *cobra.Command {
+	var fl dlqFilter
+	var since, until string
+	cmd := &cobra.Command{
+		Use:   "ls",
+		Short: "List dead-lettered tasks",
+		Args:  exactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := newClient(cmd, o)
+			if err != nil {
+				return err
+			}
+			if err := fl.check(); err != nil {
+				return err
+			}
+			q := url.Values{}
+			if fl.agent != "" {
+				q.Set("agent", fl.agent)
+			}
+			if fl.class != "" {
+				q.Set("class", fl.class)
+			}
+			for _, p := range []struct{ flag, v string }{{"since", since}, {"until", until}} {
+				if p.v == "" {
+					continue
+				}
+				t, err := parseWhen(p.v)
+				if err != nil {
+					return usagef("--%s: %v", p.flag, err)
+				}
+				q.Set(p.flag, t.UTC().Format(time.RFC3339Nano))
+			}
+			var list []taskView
+			raw, err := c.getJSON(cmd.Context(), "/v1/dlq", q, &list)
+			if err != nil {
+				return err
+			}
+			if c.json {
+				return c.printJSON(raw)
+			}
+			rows := make([][]string, 0, len(list))
+			for _, t := range list {
+				class, msg := "-", "-"
+				if t.Error != nil {
+					class, msg = t.Error.Class, t.Error.Message
+				}
+				rows = append(rows, []string{t.ID, t.Agent + "@" + t.Version, class, strconv.Itoa(t.Attempts), t.UpdatedAt.short(), truncate(msg, 70)})
+			}
+			return table(c.stdout, []string{"ID", "AGENT", "CLASS", "ATTEMPTS", "SINCE", "ERROR"}, rows)
+		},
+	}
+	fl.flags(cmd)
+	cmd.Flags().StringVar(&since, "since", "", "only tasks dead-lettered since then: RFC 3339, or a duration ago (e.g. 1h)")
+	cmd.Flags().StringVar(&until, "until", "", "only tasks dead-lettered until then: RFC 3339, or a duration ago")
+	return cmd
+}
+
+// parseWhen reads an RFC 3339 time or a duration meaning that long ago.
+func parseWhen(s string) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return time.Time{}, fmt.Errorf("%q is neither an RFC 3339 time nor a positive duration", s)
+	}
+	return time.Now().Add(-d), nil
+}
+
+func newDLQShowCmd(o *clientOptions) *cobra.Command {
+	return &cobra.Command{
+		Use:   "show ID",
+		Short: "Show a dead letter: why it failed, its stderr, its recorded calls and journal",
+		Args:  exactArgs(1, "one task ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newClient(cmd, o)
+			if err != nil {
+				return err
+			}
+			var v struct {
+				Task   taskView     `json:"task"`
+				Calls  []ledgerView `json:"calls"`
+				Events []eventView  `json:"events"`
+			}
+			raw, err := c.getJSON(cmd.Context(), "/v1/dlq/"+url.PathEscape(args[0]), nil, &v)
+			if err != nil {
+				return err
+			}
+			if c.json {
+				return c.printJSON(raw)
+			}
+			if err := printTask(c.stdout, v.Task); err != nil {
+				return err
+			}
+			fmt.Fprintln(c.stdout, "Ledger (a retry replays every recorded result):")
+			rows := make([][]string, 0, len(v.Calls))
+			for _, l := range v.Calls {
+				rec := "recorded"
+				if !l.HasResult {
+					rec = "intent only (in doubt)"
+				}
+				rows = append(rows, []string{"  " + l.Tool, strconv.Itoa(l.Attempt), rec, orDash(l.Status), shortDigest(l.ID)})
+			}
+			if err := table(c.stdout, []string{"  TOOL", "ATTEMPT", "RESULT", "STATUS", "CALL"}, rows); err != nil {
+				return err
+			}
+			if len(v.Events) > 0 {
+				fmt.Fprintln(c.stdout, "Journal:")
+				return eventTable(c.stdout, v.Events)
+			}
+			return nil
+		},
+	}
+}
+
+func newDLQRetryCmd(o *clientOptions) *cobra.Command {
+	var version string
+	var all bool
+	var fl dlqFilter
+	cmd := &cobra.Command{
+		Use:   "retry ID | --all [--agent A] [--class C]",
+		Short: "Requeue dead letters: attempts reset, ledger kept",
+		Long: `Requeue a dead-lettered task (or, with --all, every one the filters select).
+Its attempts start again from zero and its ledger is kept, so every call
+that already has a recorded result is replayed, not repeated. With
+--agent-version the task runs a newer version of its agent: a fixed agent
+finishes from the step that failed.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newClient(cmd, o)
+			if err != nil {
+				return err
+			}
+			if err := bulkArgs(args, all, fl); err != nil {
+				return err
+			}
+			if all {
+				return dlqBulk(cmd, c, "/v1/dlq/retry", map[string]string{"agent": fl.agent, "class": fl.class, "version": version}, "requeued")
+			}
+			var tv taskView
+			raw, err := c.postJSON(cmd.Context(), "/v1/dlq/"+url.PathEscape(args[0])+"/retry", map[string]string{"version": version}, &tv)
+			if err != nil {
+				return err
+			}
+			if c.json {
+				return c.printJSON(raw)
+			}
+			_, err = fmt.Fprintf(c.stdout, "requeued %s (%s@%s)\n", tv.ID, tv.Agent, tv.Version)
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&version, "agent-version", "", "run the retry on this version of the task's agent")
+	cmd.Flags().BoolVar(&all, "all", false, "retry every dead letter the filters select")
+	fl.flags(cmd)
+	return cmd
+}
+
+func newDLQDiscardCmd(o *clientOptions) *cobra.Command {
+	var reason string
+	var all bool
+	var fl dlqFilter
+	cmd := &cobra.Command{
+		Use:   "discard ID --reason R | --all [--agent A] [--class C] --reason R",
+		Short: "Discard dead letters, with a reason kept for audit",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newClient(cmd, o)
+			if err != nil {
+				return err
+			}
+			if err := bulkArgs(args, all, fl); err != nil {
+				return err
+			}
+			if strings.TrimSpace(reason) == "" {
+				return usagef("--reason is required: say why, for whoever audits the task later")
+			}
+			if all {
+				return dlqBulk(cmd, c, "/v1/dlq/discard", map[string]string{"agent": fl.agent, "class": fl.class, "reason": reason}, "discarded")
+			}
+			var tv taskView
+			raw, err := c.postJSON(cmd.Context(), "/v1/dlq/"+url.PathEscape(args[0])+"/discard", map[string]string{"reason": reason}, &tv)
+			if err != nil {
+				return err
+			}
+			if c.json {
+				return c.printJSON(raw)
+			}
+			_, err = fmt.Fprintf(c.stdout, "discarded %s\n", tv.ID)
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&reason, "reason", "", "why (required)")
+	cmd.Flags().BoolVar(&all, "all", false, "discard every dead letter the filters select")
+	fl.flags(cmd)
+	return cmd
+}
+
+// bulkArgs checks that a task ID and --all are not both given, nor neither.
+func bulkArgs(args []string, all bool, fl dlqFilter) error {
+	switch {
+	case all && len(args) > 0:
+		return usagef("give a task ID or --all, not both")
+	case !all && len(args) != 1:
+		return usagef("expected one task ID (or --all), got %d argument(s)", len(args))
+	case !all && (fl.agent != "" || fl.class != ""):
+		return usagef("--agent and --class select tasks for --all")
+	}
+	return fl.check()
+}
+
+func dlqBulk(cmd *cobra.Command, c *client, path string, req map[string]string, verb string) error {
+	for k, v := range req {
+		if v == "" {
+			delete(req, k)
+		}
+	}
+	var res struct {
+		Count int      `json:"count"`
+		IDs   []string `json:"ids"`
+	}
+	raw, err := c.postJSON(cmd.Context(), path, req, &res)
+	if err != nil {
+		return err
+	}
+	if c.json {
+		return c.printJSON(raw)
+	}
+	for _, id := range res.IDs {
+		fmt.Fprintln(c.stdout, id)
+	}
+	_, err = fmt.Fprintf(c.stderr, "%s %d task(s)\n", verb, res.Count)
+	return err
+}

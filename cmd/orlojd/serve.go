@@ -1,0 +1,369 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/orloj/orloj/host"
+)
+
+// serveConfig is everything `orlojd serve` can be told. Each field is one
+// setting, reachable three ways: a key of the --config JSON file
+// (lease_ttl), an environment variable (ORLOJ_LEASE_TTL) and a flag
+// (--lease-ttl), merged in that order of precedence.
+type serveConfig struct {
+	DataDir        string
+	APIAddr        string
+	RaftAddr       string
+	NodeID         string
+	Join           string
+	Token          string
+	Workers        int
+	LeaseTTL       time.Duration
+	HTTPAllow      []string
+	ModelURL       string
+	ModelKeyEnv    string
+	Model          string
+	DLQWebhook     string
+	MaxModuleBytes int64
+	LogFormat      string
+	LogLevel       string
+	DrainGrace     time.Duration
+}
+
+func defaultServeConfig() serveConfig {
+	d := host.DefaultDaemonConfig()
+	return serveConfig{
+		DataDir: d.DataDir, APIAddr: d.APIAddr, RaftAddr: d.RaftAddr, Workers: d.Workers, LeaseTTL: d.LeaseTTL,
+		ModelKeyEnv: "OPENAI_API_KEY", MaxModuleBytes: d.MaxModuleBytes,
+		LogFormat: "text", LogLevel: "info", DrainGrace: 30 * time.Second,
+	}
+}
+
+// setting is one field of serveConfig under its three names.
+type setting struct {
+	flag  string // --lease-ttl; the file key is lease_ttl, the variable ORLOJ_LEASE_TTL
+	usage string
+	field string // the host.DaemonConfig field it feeds, for naming it in errors
+	value pflag.Value
+}
+
+func (s setting) fileKey() string { return strings.ReplaceAll(s.flag, "-", "_") }
+func (s setting) envVar() string  { return "ORLOJ_" + strings.ToUpper(s.fileKey()) }
+
+func (c *serveConfig) settings() []setting {
+	return []setting{
+		{"data-dir", "directory for the Raft log, state, compile cache and admin token", "DataDir", strValue{&c.DataDir}},
+		{"api-addr", "host:port of the HTTP API", "APIAddr", strValue{&c.APIAddr}},
+		{"raft-addr", "host:port of the Raft transport", "RaftAddr", strValue{&c.RaftAddr}},
+		{"node-id", "this node's ID in the cluster (default the Raft address)", "NodeID", strValue{&c.NodeID}},
+		{"join", "API address of a member of the cluster to join (default: bootstrap a new one)", "Join", strValue{&c.Join}},
+		{"token", "admin token (default: read or create DATA_DIR/token); joining nodes need the cluster's", "Token", strValue{&c.Token}},
+		{"workers", "attempts this node runs at once", "Workers", intValue{&c.Workers}},
+		{"lease-ttl", "lease length; a crashed node's tasks are taken over after it", "LeaseTTL", durValue{&c.LeaseTTL}},
+		{"http-allow", "hosts the http tool may reach, comma-separated (default none)", "HTTPAllow", listValue{&c.HTTPAllow}},
+		{"model-url", "OpenAI-compatible API root for the model tool, e.g. https://api.openai.com/v1", "ModelURL", strValue{&c.ModelURL}},
+		{"model-key-env", "environment variable holding the model API key", "ModelKey", strValue{&c.ModelKeyEnv}},
+		{"model", "model the model tool asks for when a call names none", "Model", strValue{&c.Model}},
+		{"dlq-webhook", "URL that receives a JSON notice for each task entering the DLQ", "DLQWebhook", strValue{&c.DLQWebhook}},
+		{"max-module-size", "largest agent module accepted, e.g. 64MiB", "MaxModuleBytes", sizeValue{&c.MaxModuleBytes}},
+		{"log-format", "log format: text or json", "", strValue{&c.LogFormat}},
+		{"log-level", "log level: trace, debug, info, warn or error", "", strValue{&c.LogLevel}},
+		{"drain-grace", "on SIGTERM, how long running attempts may take to finish", "", durValue{&c.DrainGrace}},
+	}
+}
+
+func newServeCmd() *cobra.Command {
+	var configFile string
+	shown := defaultServeConfig() // the flags' own values; only Changed ones are used
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run a node: Raft member, workers and the HTTP API",
+		Long: `Run one Orloj node. With no flags it starts a single-node cluster on
+127.0.0.1:7070 (API) and 127.0.0.1:7071 (Raft), data in ./orloj-data.
+
+Every setting can also come from a JSON file (--config, keys like
+"lease_ttl": "30s") or the environment (ORLOJ_LEASE_TTL=30s); flags beat
+the environment, which beats the file.
+
+On first start a random admin token is written to DATA_DIR/token (mode
+0600); the CLI on this machine reads it. SIGTERM or SIGINT drains: no new
+claims, running attempts get --drain-grace to finish, then the node stops
+and exits 0. A second signal stops at once.`,
+		Args: exactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadServeConfig(cmd.Flags(), configFile)
+			if err != nil {
+				return err
+			}
+			return serve(cmd.ErrOrStderr(), cfg)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&configFile, "config", "", "JSON file of settings (default $ORLOJ_CONFIG)")
+	for _, s := range shown.settings() {
+		f.Var(s.value, s.flag, s.usage+" (env "+s.envVar()+")")
+	}
+	return cmd
+}
+
+// loadServeConfig merges defaults < file < environment < flags.
+func loadServeConfig(flags *pflag.FlagSet, configFile string) (serveConfig, error) {
+	cfg := defaultServeConfig()
+	sets := cfg.settings()
+	if configFile == "" {
+		configFile = os.Getenv("ORLOJ_CONFIG")
+	}
+	if configFile != "" {
+		if err := applyConfigFile(configFile, sets); err != nil {
+			return cfg, err
+		}
+	}
+	for _, s := range sets {
+		if v, ok := os.LookupEnv(s.envVar()); ok {
+			if err := s.value.Set(v); err != nil {
+				return cfg, usagef("%s=%q: %v", s.envVar(), v, err)
+			}
+		}
+	}
+	for _, s := range sets {
+		if fl := flags.Lookup(s.flag); fl != nil && fl.Changed {
+			if err := s.value.Set(fl.Value.String()); err != nil {
+				return cfg, usagef("--%s: %v", s.flag, err)
+			}
+		}
+	}
+	switch cfg.LogFormat {
+	case "text", "json":
+	default:
+		return cfg, usagef("log format %q (--log-format, ORLOJ_LOG_FORMAT, log_format): want text or json", cfg.LogFormat)
+	}
+	if hclog.LevelFromString(cfg.LogLevel) == hclog.NoLevel {
+		return cfg, usagef("log level %q (--log-level, ORLOJ_LOG_LEVEL, log_level): want trace, debug, info, warn or error", cfg.LogLevel)
+	}
+	if cfg.DrainGrace < 0 {
+		return cfg, usagef("drain grace %s (--drain-grace, ORLOJ_DRAIN_GRACE, drain_grace) is negative", cfg.DrainGrace)
+	}
+	return cfg, nil
+}
+
+// applyConfigFile sets what the JSON object in path names. Unknown keys are
+// refused, so a misspelt setting does not silently keep its default.
+func applyConfigFile(path string, sets []setting) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return usagef("--config: %v", err)
+	}
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return usagef("config file %s: not a JSON object: %v", path, err)
+	}
+	byKey := map[string]setting{}
+	for _, s := range sets {
+		byKey[s.fileKey()] = s
+	}
+	keys := make([]string, 0, len(raw))
+	for k := range raw {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys) // the first bad key reported is the same every time
+	for _, k := range keys {
+		s, ok := byKey[k]
+		if !ok {
+			return usagef("config file %s: unknown key %q", path, k)
+		}
+		v, err := jsonSettingText(raw[k])
+		if err != nil {
+			return usagef("config file %s: %s: %v", path, k, err)
+		}
+		if err := s.value.Set(v); err != nil {
+			return usagef("config file %s: %s: %v", path, k, err)
+		}
+	}
+	return nil
+}
+
+// jsonSettingText turns a file value into the text a flag would carry:
+// strings as they are, numbers as written, arrays of strings comma-joined.
+func jsonSettingText(v json.RawMessage) (string, error) {
+	v = bytes.TrimSpace(v)
+	switch {
+	case len(v) > 0 && v[0] == '"':
+		var s string
+		err := json.Unmarshal(v, &s)
+		return s, err
+	case len(v) > 0 && v[0] == '[':
+		var list []string
+		if err := json.Unmarshal(v, &list); err != nil {
+			return "", errors.New("want a list of strings")
+		}
+		return strings.Join(list, ","), nil
+	case len(v) > 0 && (v[0] == '-' || (v[0] >= '0' && v[0] <= '9')):
+		return string(v), nil
+	}
+	return "", fmt.Errorf("want a string, number or list of strings, got %s", v)
+}
+
+// daemonConfig turns the merged settings into the daemon's config.
+func (c serveConfig) daemonConfig(log hclog.Logger) host.DaemonConfig {
+	d := host.DefaultDaemonConfig()
+	d.DataDir, d.APIAddr, d.RaftAddr, d.NodeID, d.Join, d.Token = c.DataDir, c.APIAddr, c.RaftAddr, c.NodeID, c.Join, c.Token
+	d.Workers, d.LeaseTTL, d.HTTPAllow = c.Workers, c.LeaseTTL, c.HTTPAllow
+	d.ModelURL, d.Model, d.DLQWebhook, d.MaxModuleBytes = c.ModelURL, c.Model, c.DLQWebhook, c.MaxModuleBytes
+	if c.ModelKeyEnv != "" {
+		d.ModelKey = os.Getenv(c.ModelKeyEnv)
+	}
+	d.API = apiFactory()
+	d.Logger = log
+	return d
+}
+
+// explainConfigError names where a refused field can be set.
+func (c serveConfig) explainConfigError(err error) error {
+	var ce *host.ConfigError
+	if !errors.As(err, &ce) {
+		return err
+	}
+	for _, s := range c.settings() {
+		if s.field == ce.Field {
+			return usagef("invalid setting --%s (%s, config key %s): %s", s.flag, s.envVar(), s.fileKey(), ce.Msg)
+		}
+	}
+	return usageError{err}
+}
+
+func serve(stderr io.Writer, cfg serveConfig) error {
+	log := hclog.New(&hclog.LoggerOptions{
+		Name:       "orlojd",
+		Level:      hclog.LevelFromString(cfg.LogLevel),
+		JSONFormat: cfg.LogFormat == "json",
+		Output:     stderr,
+	})
+	d, err := host.NewDaemon(cfg.daemonConfig(log))
+	if err != nil {
+		return cfg.explainConfigError(err)
+	}
+	// Listen before starting: a signal during start-up still drains.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	if err := d.Start(); err != nil {
+		return err
+	}
+	log.Info("serving", "api", "http://"+d.APIAddr(), "token_file", cfg.DataDir+string(os.PathSeparator)+host.TokenFile)
+
+	var cause error
+	select {
+	case sig := <-sigs:
+		log.Info("signal received; draining", "signal", sig.String(), "grace", cfg.DrainGrace)
+	case cause = <-d.Err():
+		log.Error("stopping", "error", cause)
+	}
+	done := make(chan error, 1)
+	go func() { done <- d.Stop(cfg.DrainGrace) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("stop: %w", err)
+		}
+	case sig := <-sigs:
+		// Leases of attempts still running lapse; other nodes (or this one,
+		// restarted) take the tasks over.
+		return fmt.Errorf("%s during drain: stopped without waiting for running attempts", sig)
+	}
+	if cause != nil {
+		return cause
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// pflag.Values over serveConfig's fields, so the same parser reads flags,
+// environment variables and file values.
+
+type strValue struct{ p *string }
+
+func (v strValue) String() string     { return *v.p }
+func (v strValue) Set(s string) error { *v.p = s; return nil }
+func (v strValue) Type() string       { return "string" }
+
+type intValue struct{ p *int }
+
+func (v intValue) String() string { return strconv.Itoa(*v.p) }
+func (v intValue) Set(s string) error {
+	n, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil {
+		return fmt.Errorf("%q is not a whole number", s)
+	}
+	*v.p = n
+	return nil
+}
+func (v intValue) Type() string { return "int" }
+
+type durValue struct{ p *time.Duration }
+
+func (v durValue) String() string { return v.p.String() }
+func (v durValue) Set(s string) error {
+	d, err := time.ParseDuration(strings.TrimSpace(s))
+	if err != nil {
+		return fmt.Errorf("%q is not a duration (like 30s or 2m)", s)
+	}
+	*v.p = d
+	return nil
+}
+func (v durValue) Type() string { return "duration" }
+
+type listValue struct{ p *[]string }
+
+func (v listValue) String() string { return strings.Join(*v.p, ",") }
+func (v listValue) Set(s string) error {
+	var list []string
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			list = append(list, item)
+		}
+	}
+	*v.p = list
+	return nil
+}
+func (v listValue) Type() string { return "list" }
+
+type sizeValue struct{ p *int64 }
+
+func (v sizeValue) String() string {
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if *v.p >= u.mult && *v.p%u.mult == 0 {
+			return strconv.FormatInt(*v.p/u.mult, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(*v.p, 10)
+}
+func (v sizeValue) Set(s string) error {
+	n, err := parseBytes(s)
+	if err != nil {
+		return err
+	}
+	if n > 1<<40 {
+		return fmt.Errorf("size %q is too large", s)
+	}
+	*v.p = int64(n)
+	return nil
+}
+func (v sizeValue) Type() string { return "size" }

@@ -1,0 +1,560 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mattn/go-isatty"
+	"github.com/spf13/cobra"
+)
+
+// taskView is the API's view of a task.
+type taskView struct {
+	ID             string          `json:"id"`
+	Agent          string          `json:"agent"`
+	Version        string          `json:"version"`
+	State          string          `json:"state"`
+	Attempts       int             `json:"attempts"`
+	MaxAttempts    int             `json:"max_attempts"`
+	Input          json.RawMessage `json:"input"`
+	Output         json.RawMessage `json:"output"`
+	Error          *taskError      `json:"error"`
+	History        []attemptView   `json:"history"`
+	Lease          *leaseView      `json:"lease"`
+	NextAt         apiTime         `json:"next_at"`
+	CreatedAt      apiTime         `json:"created_at"`
+	UpdatedAt      apiTime         `json:"updated_at"`
+	IdempotencyKey string          `json:"idempotency_key"`
+	DiscardReason  string          `json:"discard_reason"`
+	Existing       bool            `json:"existing"`
+}
+
+type taskError struct {
+	Class      string `json:"class"`
+	Message    string `json:"message"`
+	StderrTail string `json:"stderr_tail"`
+}
+
+type attemptView struct {
+	N          int     `json:"n"`
+	Node       string  `json:"node"`
+	Token      uint64  `json:"token"`
+	StartedAt  apiTime `json:"started_at"`
+	EndedAt    apiTime `json:"ended_at"`
+	Outcome    string  `json:"outcome"`
+	Error      string  `json:"error"`
+	RetryDelay string  `json:"retry_delay"`
+}
+
+type eventView struct {
+	Seq     uint64          `json:"seq"`
+	At      apiTime         `json:"at"`
+	Type    string          `json:"type"`
+	Attempt int             `json:"attempt"`
+	CallID  string          `json:"call_id"`
+	Tool    string          `json:"tool"`
+	Message string          `json:"message"`
+	Detail  json.RawMessage `json:"detail"`
+}
+
+type callView struct {
+	ID         string  `json:"id"`
+	Tool       string  `json:"tool"`
+	Outcome    string  `json:"outcome"`
+	Attempt    int     `json:"attempt"`
+	Status     string  `json:"status"`
+	DurationUS int64   `json:"duration_us"`
+	At         apiTime `json:"at"`
+}
+
+// The task states of the API. The final ones end `task wait`.
+var (
+	taskStates  = []string{"queued", "running", "retry_pending", "succeeded", "dead_letter", "discarded", "cancelled"}
+	finalStates = map[string]bool{"succeeded": true, "dead_letter": true, "discarded": true, "cancelled": true}
+)
+
+func newTaskCmd() *cobra.Command {
+	var o clientOptions
+	cmd := &cobra.Command{
+		Use:   "task",
+		Short: "Submit, inspect, wait for and cancel tasks",
+	}
+	addClientFlags(cmd, &o)
+	cmd.AddCommand(newTaskSubmitCmd(&o), newTaskGetCmd(&o), newTaskLsCmd(&o), newTaskEventsCmd(&o),
+		newTaskCallsCmd(&o), newTaskWaitCmd(&o), newTaskCancelCmd(&o))
+	return cmd
+}
+
+func newTaskSubmitCmd(o *clientOptions) *cobra.Command {
+	var input, key, version string
+	var maxAttempts int
+	cmd := &cobra.Command{
+		Use:   "submit AGENT",
+		Short: "Submit a task and print its ID",
+		Long: `Submit a task for AGENT (its newest version, or --version) and print the
+task ID. With --key, submitting again with the same key returns the task
+the first submission created instead of a new one.`,
+		Args: exactArgs(1, "one AGENT"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newClient(cmd, o)
+			if err != nil {
+				return err
+			}
+			req := map[string]any{"agent": args[0]}
+			if cmd.Flags().Changed("input") {
+				in, err := readJSONArg("--input", input)
+				if err != nil {
+					return err
+				}
+				req["input"] = json.RawMessage(in)
+			}
+			if version != "" {
+				req["version"] = version
+			}
+			if key != "" {
+				req["idempotency_key"] = key
+			}
+			if maxAttempts < 0 {
+				return usagef("--max-attempts must be positive, got %d", maxAttempts)
+			}
+			if maxAttempts > 0 {
+				req["max_attempts"] = maxAttempts
+			}
+			var tv taskView
+			raw, err := c.postJSON(cmd.Context(), "/v1/tasks", req, &tv)
+			if err != nil {
+				return err
+			}
+			if c.json {
+				return c.printJSON(raw)
+			}
+			if tv.Existing {
+				fmt.Fprintf(c.stderr, "key %q already submitted: task %s is %s\n", key, tv.ID, tv.State)
+			}
+			_, err = fmt.Fprintln(c.stdout, tv.ID)
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&input, "input", "null", "task input as JSON, or @FILE to read it from a file")
+	f.StringVar(&key, "key", "", "idempotency key: a resubmission with the same key returns the same task")
+	f.StringVar(&version, "version", "", "agent version (default the newest)")
+	f.IntVar(&maxAttempts, "max-attempts", 0, "attempts before the task dead-letters (default the agent's)")
+	return cmd
+}
+
+func newTaskGetCmd(o *clientOptions) *cobra.Command {
+	return &cobra.Command{
+		Use:   "get ID",
+		Short: "Show a task: state, attempts, output or error, history",
+		Args:  exactArgs(1, "one task ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newClient(cmd, o)
+			if err != nil {
+				return err
+			}
+			var tv taskView
+			raw, err := c.getJSON(cmd.Context(), "/v1/tasks/"+url.PathEscape(args[0]), nil, &tv)
+			if err != nil {
+				return err
+			}
+			if c.json {
+				return c.printJSON(raw)
+			}
+			return printTask(c.stdout, tv)
+		},
+	}
+}
+
+// printTask is the table form of a task, shared by get, wait and dlq show.
+func printTask(w io.Writer, tv taskView) error {
+	attempts := strconv.Itoa(tv.Attempts)
+	if tv.MaxAttempts > 0 {
+		attempts += " of " + strconv.Itoa(tv.MaxAttempts)
+	}
+	kv := [][2]string{
+		{"ID", tv.ID}, {"Agent", tv.Agent + "@" + tv.Version}, {"State", tv.State}, {"Attempts", attempts},
+		{"Key", tv.IdempotencyKey}, {"Created", tv.CreatedAt.long()}, {"Updated", tv.UpdatedAt.long()},
+	}
+	if tv.State == "retry_pending" {
+		kv = append(kv, [2]string{"Next try", tv.NextAt.relative()})
+	}
+	if l := tv.Lease; l != nil {
+		kv = append(kv, [2]string{"Lease", fmt.Sprintf("node %s, token %d, expires %s", l.Node, l.Token, l.ExpiresAt.relative())})
+	}
+	kv = append(kv, [2]string{"Input", truncate(compactJSON(tv.Input), 400)})
+	if tv.State == "succeeded" {
+		kv = append(kv, [2]string{"Output", compactJSON(tv.Output)})
+	}
+	if e := tv.Error; e != nil {
+		kv = append(kv, [2]string{"Error", e.Class + ": " + e.Message})
+	}
+	kv = append(kv, [2]string{"Discarded", tv.DiscardReason})
+	if err := fields(w, kv); err != nil {
+		return err
+	}
+	if e := tv.Error; e != nil && e.StderrTail != "" {
+		fmt.Fprintln(w, "Stderr (tail):")
+		for _, line := range strings.Split(strings.TrimRight(e.StderrTail, "\n"), "\n") {
+			fmt.Fprintln(w, "  "+line)
+		}
+	}
+	if len(tv.History) == 0 {
+		return nil
+	}
+	fmt.Fprintln(w, "History:")
+	rows := make([][]string, 0, len(tv.History))
+	for _, h := range tv.History {
+		took := "-"
+		if !h.EndedAt.IsZero() && !h.StartedAt.IsZero() {
+			took = roundDuration(h.EndedAt.Sub(h.StartedAt.Time)).String()
+		}
+		retry := h.RetryDelay
+		if d, err := time.ParseDuration(retry); err == nil {
+			retry = roundDuration(d).String()
+		}
+		rows = append(rows, []string{"  " + strconv.Itoa(h.N), h.Node, h.StartedAt.short(), took,
+			orDash(h.Outcome), orDash(retry), truncate(orDash(h.Error), 80)})
+	}
+	return table(w, []string{"  #", "NODE", "STARTED", "TOOK", "OUTCOME", "RETRY IN", "ERROR"}, rows)
+}
+
+func newTaskLsCmd(o *clientOptions) *cobra.Command {
+	var state, agent string
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "ls",
+		Short: "List tasks, oldest first",
+		Args:  exactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := newClient(cmd, o)
+			if err != nil {
+				return err
+			}
+			q := url.Values{}
+			if state != "" {
+				if !slices.Contains(taskStates, state) {
+					return usagef("--state %q: want one of %s", state, strings.Join(taskStates, ", "))
+				}
+				q.Set("state", state)
+			}
+			if agent != "" {
+				q.Set("agent", agent)
+			}
+			if limit < 0 {
+				return usagef("--limit must be positive, got %d", limit)
+			}
+			if limit > 0 {
+				q.Set("limit", strconv.Itoa(limit))
+			}
+			var list []taskView
+			raw, err := c.getJSON(cmd.Context(), "/v1/tasks", q, &list)
+			if err != nil {
+				return err
+			}
+			if c.json {
+				return c.printJSON(raw)
+			}
+			rows := make([][]string, 0, len(list))
+			for _, t := range list {
+				rows = append(rows, []string{t.ID, t.Agent + "@" + t.Version, t.State, strconv.Itoa(t.Attempts),
+					t.CreatedAt.short(), t.UpdatedAt.short()})
+			}
+			return table(c.stdout, []string{"ID", "AGENT", "STATE", "ATTEMPTS", "CREATED", "UPDATED"}, rows)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&state, "state", "", "only tasks in this state ("+strings.Join(taskStates, ", ")+")")
+	f.StringVar(&agent, "agent", "", "only tasks of this agent")
+	f.IntVar(&limit, "limit", 0, "at most this many tasks")
+	return cmd
+}
+
+func newTaskEventsCmd(o *clientOptions) *cobra.Command {
+	return &cobra.Command{
+		Use:   "events ID",
+		Short: "Show a task's journal: every lease, call, log line and outcome",
+		Args:  exactArgs(1, "one task ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newClient(cmd, o)
+			if err != nil {
+				return err
+			}
+			var list []eventView
+			raw, err := c.getJSON(cmd.Context(), "/v1/tasks/"+url.PathEscape(args[0])+"/events", nil, &list)
+			if err != nil {
+				return err
+			}
+			if c.json {
+				return c.printJSON(raw)
+			}
+			return eventTable(c.stdout, list)
+		},
+	}
+}
+
+// eventTable shows a journal by time (see callTable for why not by seq).
+func eventTable(w io.Writer, list []eventView) error {
+	list = slices.Clone(list)
+	slices.SortStableFunc(list, func(a, b eventView) int { return a.At.Compare(b.At.Time) })
+	rows := make([][]string, 0, len(list))
+	for _, e := range list {
+		msg := e.Message
+		if e.Type == "call" {
+			var d struct {
+				Outcome string `json:"outcome"`
+				Status  string `json:"status"`
+				Reason  string `json:"reason"`
+			}
+			json.Unmarshal(e.Detail, &d)
+			msg = strings.Join(nonEmpty(d.Outcome, d.Status, d.Reason, msg), " ")
+		}
+		attempt := "-"
+		if e.Attempt > 0 {
+			attempt = strconv.Itoa(e.Attempt)
+		}
+		rows = append(rows, []string{e.At.Local().Format("15:04:05.000"), attempt, e.Type, orDash(e.Tool), truncate(msg, 100)})
+	}
+	return table(w, []string{"AT", "ATTEMPT", "EVENT", "TOOL", "DETAIL"}, rows)
+}
+
+func nonEmpty(vs ...string) []string {
+	var out []string
+	for _, v := range vs {
+		if v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+func newTaskCallsCmd(o *clientOptions) *cobra.Command {
+	return &cobra.Command{
+		Use:   "calls ID",
+		Short: "Show a task's tool calls per attempt: invoked, replayed from the ledger, ...",
+		Args:  exactArgs(1, "one task ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newClient(cmd, o)
+			if err != nil {
+				return err
+			}
+			var list []callView
+			raw, err := c.getJSON(cmd.Context(), "/v1/tasks/"+url.PathEscape(args[0])+"/calls", nil, &list)
+			if err != nil {
+				return err
+			}
+			if c.json {
+				return c.printJSON(raw)
+			}
+			return callTable(c.stdout, list)
+		},
+	}
+}
+
+// callTable shows calls in the order they happened. The API lists them in
+// journal order, where a replayed call is journaled with its attempt's end,
+// after a call invoked in the same attempt; the table reads better by time.
+// Attempts count from 1 again after a DLQ retry, so a line marks each retry.
+func callTable(w io.Writer, list []callView) error {
+	list = slices.Clone(list)
+	slices.SortStableFunc(list, func(a, b callView) int { return a.At.Compare(b.At.Time) })
+	rows := make([][]string, 0, len(list))
+	var rounds []int // rows that start a round after a DLQ retry
+	// A call appears once per attempt, so a call seen again under the same
+	// attempt number also means a new round.
+	prev, seen := 0, map[string]bool{}
+	for i, cv := range list {
+		if cv.Attempt < prev || (cv.Attempt == prev && seen[cv.ID]) {
+			rounds = append(rounds, i)
+		}
+		if cv.Attempt != prev || (len(rounds) > 0 && rounds[len(rounds)-1] == i) {
+			clear(seen)
+		}
+		prev, seen[cv.ID] = cv.Attempt, true
+		rows = append(rows, []string{strconv.Itoa(cv.Attempt), cv.Tool, cv.Outcome, orDash(cv.Status),
+			roundDuration(time.Duration(cv.DurationUS) * time.Microsecond).String(), shortDigest(cv.ID)})
+	}
+	var buf bytes.Buffer
+	if err := table(&buf, []string{"ATTEMPT", "TOOL", "OUTCOME", "STATUS", "TOOK", "CALL"}, rows); err != nil {
+		return err
+	}
+	// The separators go in after alignment, so they do not widen a column.
+	lines := strings.SplitAfter(buf.String(), "\n")
+	for i, line := range lines {
+		if len(rounds) > 0 && rounds[0] == i-1 { // line 0 is the header
+			fmt.Fprintln(w, "-- retried from the DLQ; attempts count from 1 again --")
+			rounds = rounds[1:]
+		}
+		if _, err := io.WriteString(w, line); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func newTaskWaitCmd(o *clientOptions) *cobra.Command {
+	var timeout time.Duration
+	var quiet bool
+	cmd := &cobra.Command{
+		Use:   "wait ID",
+		Short: "Wait until a task ends; exit 0 only if it succeeded",
+		Long: `Wait until the task is succeeded, dead_letter, discarded or cancelled, then
+show it. The exit status is 0 only if it succeeded. On a terminal, each
+change of state is shown as it happens.`,
+		Args: exactArgs(1, "one task ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newClient(cmd, o)
+			if err != nil {
+				return err
+			}
+			if timeout < 0 {
+				return usagef("--timeout must be positive, got %s", timeout)
+			}
+			var progress io.Writer
+			if !quiet && isTerminal(c.stderr) {
+				progress = c.stderr
+			}
+			tv, raw, err := waitTask(cmd.Context(), c, args[0], timeout, progress)
+			if err != nil {
+				return err
+			}
+			if c.json {
+				if err := c.printJSON(raw); err != nil {
+					return err
+				}
+			} else if err := printTask(c.stdout, tv); err != nil {
+				return err
+			}
+			if tv.State != "succeeded" {
+				msg := fmt.Sprintf("task %s ended %s", tv.ID, tv.State)
+				if tv.Error != nil {
+					msg += ": " + tv.Error.Class + ": " + tv.Error.Message
+				}
+				return errors.New(msg)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().DurationVar(&timeout, "timeout", 0, "give up after this long (exit 1); 0 waits for as long as it takes")
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "no progress lines, even on a terminal")
+	return cmd
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd()))
+}
+
+// Long-poll lengths: without progress to show, one request per 30 s; with
+// it, short polls so a state change shows within about a second (the wait
+// endpoint answers only at a final state or its timeout).
+const (
+	waitPoll         = 30 * time.Second
+	waitProgressPoll = time.Second
+)
+
+// waitTask long-polls until the task reaches a final state or timeout (0:
+// none) passes. progress, if set, hears one line per change of state.
+func waitTask(ctx context.Context, c *client, id string, timeout time.Duration, progress io.Writer) (taskView, []byte, error) {
+	var deadline time.Time
+	if timeout > 0 {
+		deadline = time.Now().Add(timeout)
+	}
+	poll := waitPoll
+	if progress != nil {
+		poll = waitProgressPoll
+	}
+	path := "/v1/tasks/" + url.PathEscape(id) + "/wait"
+	last := ""
+	for {
+		step := poll
+		if !deadline.IsZero() {
+			step = min(step, time.Until(deadline))
+		}
+		var tv taskView
+		raw, err := c.getJSON(ctx, path, url.Values{"timeout": {roundDuration(max(step, time.Millisecond)).String()}}, &tv)
+		if err != nil {
+			return tv, nil, err
+		}
+		// One line per change of state or attempt; the countdown to the next
+		// try changes every poll and is not a change.
+		if key := fmt.Sprintf("%s/%d", tv.State, tv.Attempts); progress != nil && key != last {
+			fmt.Fprintf(progress, "%s  %s\n", time.Now().Format("15:04:05"), progressLine(tv))
+			last = key
+		}
+		if finalStates[tv.State] {
+			return tv, raw, nil
+		}
+		if !deadline.IsZero() && !time.Now().Before(deadline) {
+			return tv, raw, fmt.Errorf("task %s is still %s after %s", id, tv.State, timeout)
+		}
+	}
+}
+
+// progressLine describes where a task is, for `task wait` on a terminal.
+func progressLine(tv taskView) string {
+	of := ""
+	if tv.MaxAttempts > 0 {
+		of = " of " + strconv.Itoa(tv.MaxAttempts)
+	}
+	switch tv.State {
+	case "running":
+		node := ""
+		if tv.Lease != nil {
+			node = ", node " + tv.Lease.Node
+		}
+		return fmt.Sprintf("running: attempt %d%s%s", tv.Attempts, of, node)
+	case "retry_pending":
+		why := ""
+		if tv.Error != nil {
+			why = ": " + tv.Error.Class + ": " + truncate(tv.Error.Message, 60)
+		}
+		return fmt.Sprintf("retry_pending: attempt %d%s failed%s; next try %s", tv.Attempts, of, why, tv.NextAt.relative())
+	case "dead_letter":
+		why := ""
+		if tv.Error != nil {
+			why = ": " + tv.Error.Class
+		}
+		return fmt.Sprintf("dead_letter after %d attempt(s)%s", tv.Attempts, why)
+	case "succeeded":
+		return fmt.Sprintf("succeeded after %d attempt(s)", tv.Attempts)
+	}
+	return tv.State
+}
+
+func newTaskCancelCmd(o *clientOptions) *cobra.Command {
+	var reason string
+	cmd := &cobra.Command{
+		Use:   "cancel ID",
+		Short: "Cancel a task that has not finished",
+		Args:  exactArgs(1, "one task ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newClient(cmd, o)
+			if err != nil {
+				return err
+			}
+			var tv taskView
+			raw, err := c.postJSON(cmd.Context(), "/v1/tasks/"+url.PathEscape(args[0])+"/cancel", map[string]string{"reason": reason}, &tv)
+			if err != nil {
+				return err
+			}
+			if c.json {
+				return c.printJSON(raw)
+			}
+			_, err = fmt.Fprintf(c.stdout, "task %s is %s\n", tv.ID, tv.State)
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&reason, "reason", "", "why, for the journal")
+	return cmd
+}

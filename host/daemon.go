@@ -1,0 +1,763 @@
+package host
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	mrand "math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/orloj/orloj/cluster"
+	"github.com/orloj/orloj/plugins"
+	"github.com/orloj/orloj/sandbox"
+)
+
+// TokenFile is the name, under the data dir, of the file holding the admin
+// token. The CLI reads it when it runs on the same machine.
+const TokenFile = "token"
+
+// dlqNotifiedFile remembers, under the data dir, which dead letters the
+// webhook has been told about, so a restart does not repeat them.
+const dlqNotifiedFile = "dlq-notified.json"
+
+// DaemonConfig configures one node: what `orlojd serve` runs. Start from
+// DefaultDaemonConfig; Validate names the first bad field.
+type DaemonConfig struct {
+	// NodeID is this node's Raft server ID; "" means RaftAddr.
+	NodeID string
+	// DataDir holds the Raft log, the FSM state, the compile cache and the
+	// admin token.
+	DataDir  string
+	APIAddr  string // host:port the HTTP API listens on
+	RaftAddr string // host:port the Raft transport binds and advertises
+	// Join is the API address of a member of an existing cluster. The node
+	// starts without bootstrapping and asks that member to add it. "" starts
+	// (or restarts) a cluster of its own.
+	Join string
+	// Token is the admin token. "" reads DataDir/token, creating it with a
+	// random token on first start. Joining nodes need the cluster's token.
+	Token string
+
+	Workers  int           // concurrent attempts on this node
+	LeaseTTL time.Duration // renewed every TTL/3; a crashed node costs one TTL
+
+	// HTTPAllow lists the hosts the http tool may reach; empty allows none.
+	HTTPAllow []string
+	// ModelURL, if set, registers the model tool against this
+	// OpenAI-compatible API root (e.g. https://api.openai.com/v1).
+	ModelURL string
+	ModelKey string // sent as a bearer token; "" sends none
+	Model    string // the model asked for when a call names none
+
+	// DLQWebhook, if set, receives a JSON DLQNotice for each task entering
+	// the dead-letter queue. Only the leader sends; failures are retried
+	// with capped exponential backoff (WebhookBase doubling up to
+	// WebhookCap, full jitter).
+	DLQWebhook  string
+	WebhookBase time.Duration
+	WebhookCap  time.Duration
+
+	// MaxModuleBytes caps an uploaded module; MaxBodyBytes any other body.
+	MaxModuleBytes int64
+	MaxBodyBytes   int64
+	// CacheDir is the sandbox's compile cache; "" means DataDir/compile.
+	CacheDir string
+
+	// API builds the HTTP API over the started node. cmd/orlojd passes one
+	// that calls host/api, which imports host and so cannot be called from
+	// here. nil serves /healthz and /readyz only. A handler with a Close
+	// method has it called when the daemon stops, before the listener
+	// closes, to end its long polls.
+	API APIFactory
+
+	Clock  func() time.Time
+	Logger hclog.Logger
+}
+
+// APIFactory builds the HTTP handler of a daemon from its parts.
+type APIFactory func(APIDeps) (http.Handler, error)
+
+// APIDeps is what the HTTP API needs from the daemon.
+type APIDeps struct {
+	Node           *cluster.Node
+	Runtime        *sandbox.Runtime // validates uploads with the node's own rules
+	Tools          *plugins.Registry
+	Metrics        *Metrics // its Gatherer is what /metrics serves
+	Token          string
+	Clock          func() time.Time
+	Logger         hclog.Logger
+	MaxModuleBytes int64
+	MaxBodyBytes   int64
+}
+
+// DefaultDaemonConfig is a single node on loopback with data in
+// ./orloj-data: what `orlojd serve` runs with no flags.
+func DefaultDaemonConfig() DaemonConfig {
+	return DaemonConfig{
+		DataDir:        "orloj-data",
+		APIAddr:        "127.0.0.1:7070",
+		RaftAddr:       "127.0.0.1:7071",
+		Workers:        4,
+		LeaseTTL:       30 * time.Second,
+		WebhookBase:    time.Second,
+		WebhookCap:     5 * time.Minute,
+		MaxModuleBytes: sandbox.DefaultMaxModuleBytes,
+		MaxBodyBytes:   1 << 20,
+		Clock:          time.Now,
+	}
+}
+
+// ConfigError is a DaemonConfig field that Validate refused. The CLI maps
+// Field back to the flag, variable or file key the value came from.
+type ConfigError struct {
+	Field string // the DaemonConfig field, e.g. "LeaseTTL"
+	Msg   string
+}
+
+func (e *ConfigError) Error() string { return "daemon config: " + e.Field + ": " + e.Msg }
+
+func fieldErr(field, format string, args ...any) error {
+	return &ConfigError{Field: field, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Validate reports the first bad field by name.
+func (c DaemonConfig) Validate() error {
+	if c.DataDir == "" {
+		return fieldErr("DataDir", "is empty")
+	}
+	for _, a := range []struct{ field, v string }{{"APIAddr", c.APIAddr}, {"RaftAddr", c.RaftAddr}} {
+		if _, port, err := net.SplitHostPort(a.v); err != nil || port == "" {
+			return fieldErr(a.field, "%q is not host:port", a.v)
+		}
+	}
+	if c.Join != "" {
+		if _, err := apiURL(c.Join); err != nil {
+			return fieldErr("Join", "%v", err)
+		}
+	}
+	if strings.ContainsAny(c.Token, " \t\r\n") {
+		return fieldErr("Token", "has white space")
+	}
+	switch {
+	case c.Workers < 1:
+		return fieldErr("Workers", "is %d, want at least 1", c.Workers)
+	case c.LeaseTTL < 100*time.Millisecond:
+		return fieldErr("LeaseTTL", "%s is below 100ms", c.LeaseTTL)
+	case c.MaxModuleBytes <= 0:
+		return fieldErr("MaxModuleBytes", "is %d, want a positive size", c.MaxModuleBytes)
+	case c.MaxBodyBytes <= 0:
+		return fieldErr("MaxBodyBytes", "is %d, want a positive size", c.MaxBodyBytes)
+	case c.Clock == nil:
+		return fieldErr("Clock", "is nil")
+	}
+	if err := (plugins.HTTPConfig{AllowHosts: c.HTTPAllow}).Validate(); err != nil {
+		return fieldErr("HTTPAllow", "%v", err)
+	}
+	if c.ModelURL != "" {
+		if c.Model == "" {
+			return fieldErr("Model", "is required when ModelURL is set")
+		}
+		if err := (plugins.ModelConfig{BaseURL: c.ModelURL, Model: c.Model, APIKey: c.ModelKey}).Validate(); err != nil {
+			return fieldErr("ModelURL", "%v", err)
+		}
+	}
+	if c.DLQWebhook != "" {
+		u, err := url.Parse(c.DLQWebhook)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fieldErr("DLQWebhook", "%q is not an absolute http or https URL", c.DLQWebhook)
+		}
+		if c.WebhookBase <= 0 || c.WebhookCap < c.WebhookBase {
+			return fieldErr("WebhookBase", "want 0 < WebhookBase (%s) <= WebhookCap (%s)", c.WebhookBase, c.WebhookCap)
+		}
+	}
+	return nil
+}
+
+// apiURL turns "host:port" or "http://host:port" into a base URL.
+func apiURL(addr string) (string, error) {
+	if !strings.Contains(addr, "://") {
+		addr = "http://" + addr
+	}
+	u, err := url.Parse(addr)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", fmt.Errorf("%q is not host:port or an http(s) URL", addr)
+	}
+	return strings.TrimSuffix(u.String(), "/"), nil
+}
+
+// Daemon is one node: Raft member, worker pool, API listener and, on the
+// leader, the DLQ webhook. NewDaemon, then Start; Stop drains.
+type Daemon struct {
+	cfg DaemonConfig
+	log hclog.Logger
+
+	mu      sync.Mutex
+	started bool
+	stopped bool
+
+	token   string
+	ln      net.Listener
+	node    *cluster.Node
+	rt      *sandbox.Runtime
+	tools   *plugins.Registry
+	metrics *Metrics
+	pool    *Pool
+	handler http.Handler
+	srv     *http.Server
+
+	ctx    context.Context // ends at Stop: background loops, long polls
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	errc   chan error // fatal errors after Start
+}
+
+// NewDaemon checks cfg; Start opens and runs the node.
+func NewDaemon(cfg DaemonConfig) (*Daemon, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.NodeID == "" {
+		cfg.NodeID = cfg.RaftAddr
+	}
+	if cfg.CacheDir == "" {
+		cfg.CacheDir = filepath.Join(cfg.DataDir, "compile")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Daemon{cfg: cfg, log: cfg.Logger, ctx: ctx, cancel: cancel, errc: make(chan error, 1)}, nil
+}
+
+// Start opens the stores, joins or bootstraps the cluster, and starts
+// serving and claiming. On error everything it opened is closed again.
+func (d *Daemon) Start() (err error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.started || d.stopped {
+		return errors.New("daemon: Start called twice or after Stop")
+	}
+	defer func() {
+		if err != nil {
+			d.stopped = true // what was opened is closed; a daemon starts once
+			d.closeAll()
+		}
+	}()
+	cfg := d.cfg
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	if d.token, err = loadToken(cfg.DataDir, cfg.Token); err != nil {
+		return err
+	}
+	// Bind the API first: a taken port should fail before Raft starts.
+	if d.ln, err = net.Listen("tcp", cfg.APIAddr); err != nil {
+		return fmt.Errorf("api listener: %w", err)
+	}
+
+	ccfg := cluster.DefaultConfig()
+	ccfg.NodeID, ccfg.DataDir, ccfg.RaftAddr = cfg.NodeID, cfg.DataDir, cfg.RaftAddr
+	ccfg.Bootstrap = cfg.Join == ""
+	ccfg.Clock, ccfg.Logger = cfg.Clock, cfg.Logger
+	if d.node, err = cluster.Open(ccfg); err != nil {
+		return fmt.Errorf("open node: %w", err)
+	}
+	if d.rt, err = sandbox.New(d.ctx, sandbox.Config{CacheDir: cfg.CacheDir, MaxModuleBytes: cfg.MaxModuleBytes}); err != nil {
+		return fmt.Errorf("start sandbox: %w", err)
+	}
+	if d.tools, err = d.buildTools(); err != nil {
+		return err
+	}
+	// A registry per daemon, not the global one: tests run several daemons
+	// in one process.
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	d.metrics = NewMetrics(reg)
+	d.metrics.AttachFSM(d.node.FSM())
+	exec := NewExecutor(d.node, d.rt, d.tools, cfg.Clock, cfg.Logger, WithMetrics(d.metrics))
+	pcfg := DefaultPoolConfig()
+	pcfg.NodeID, pcfg.Workers, pcfg.LeaseTTL = cfg.NodeID, cfg.Workers, cfg.LeaseTTL
+	pcfg.Clock, pcfg.Logger, pcfg.Metrics = cfg.Clock, cfg.Logger, d.metrics
+	if d.pool, err = NewPool(pcfg, d.node, exec); err != nil {
+		return err
+	}
+
+	handler := http.Handler(d.healthHandler())
+	if cfg.API != nil {
+		if handler, err = cfg.API(APIDeps{Node: d.node, Runtime: d.rt, Tools: d.tools, Metrics: d.metrics, Token: d.token,
+			Clock: cfg.Clock, Logger: cfg.Logger, MaxModuleBytes: cfg.MaxModuleBytes, MaxBodyBytes: cfg.MaxBodyBytes}); err != nil {
+			return fmt.Errorf("build api: %w", err)
+		}
+	}
+	d.handler = handler
+	d.srv = &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		// Long polls (task wait) end when the daemon stops, not when their
+		// timeout does.
+		BaseContext: func(net.Listener) context.Context { return d.ctx },
+		ErrorLog:    cfg.Logger.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
+	}
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		if err := d.srv.Serve(d.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			d.fatal(fmt.Errorf("api server: %w", err))
+		}
+	}()
+
+	d.pool.Start(context.Background())
+	if cfg.DLQWebhook != "" {
+		n := newDLQNotifier(d.node, cfg, d.log)
+		d.wg.Add(1)
+		go func() { defer d.wg.Done(); n.run(d.ctx) }()
+	}
+	if cfg.Join != "" {
+		d.wg.Add(1)
+		go func() { defer d.wg.Done(); d.join(d.ctx) }()
+	}
+	d.started = true
+	d.log.Info("node started", "node", cfg.NodeID, "api_addr", d.ln.Addr().String(), "raft_addr", cfg.RaftAddr,
+		"data_dir", cfg.DataDir, "workers", cfg.Workers, "lease_ttl", cfg.LeaseTTL, "tools", strings.Join(d.tools.Names(), ","),
+		"joining", cfg.Join)
+	return nil
+}
+
+func (d *Daemon) buildTools() (*plugins.Registry, error) {
+	cfg := d.cfg
+	httpTool, err := plugins.NewHTTP(plugins.HTTPConfig{AllowHosts: cfg.HTTPAllow})
+	if err != nil {
+		return nil, fmt.Errorf("http tool: %w", err)
+	}
+	tools := []plugins.Tool{httpTool, plugins.NewKV(NewKVBackend(d.node, func() int64 { return cfg.Clock().UnixNano() }))}
+	if cfg.ModelURL != "" {
+		m, err := plugins.NewModel(plugins.ModelConfig{BaseURL: cfg.ModelURL, APIKey: cfg.ModelKey, Model: cfg.Model})
+		if err != nil {
+			return nil, fmt.Errorf("model tool: %w", err)
+		}
+		tools = append(tools, m)
+	}
+	return plugins.NewRegistry(tools...)
+}
+
+// Stop drains the node: claim nothing more, let running attempts finish for
+// up to grace (then cancel them; their leases lapse and the tasks are
+// retried), close the API listener, close the node. Safe to call twice or
+// before Start.
+func (d *Daemon) Stop(grace time.Duration) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.stopped {
+		return nil
+	}
+	d.stopped = true
+	if !d.started {
+		d.cancel()
+		return nil
+	}
+	d.log.Info("draining", "grace", grace)
+	start := time.Now()
+	d.pool.Stop(grace)
+	d.log.Info("workers stopped", "waited", time.Since(start).Round(time.Millisecond))
+	return d.closeAll()
+}
+
+// closeAll releases whatever Start opened, in reverse order.
+func (d *Daemon) closeAll() error {
+	var errs []error
+	d.cancel()
+	// An API that holds long polls (task wait) can end them now rather than
+	// hold up the shutdown below.
+	if c, ok := d.handler.(interface{ Close() }); ok {
+		c.Close()
+	}
+	if d.srv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		if err := d.srv.Shutdown(ctx); err != nil {
+			errs = append(errs, d.srv.Close())
+		}
+		cancel()
+	} else if d.ln != nil {
+		errs = append(errs, d.ln.Close())
+	}
+	if d.pool != nil {
+		d.pool.Stop(0) // a failed Start may have left it unstarted: a no-op then
+	}
+	d.wg.Wait()
+	if d.node != nil {
+		if err := d.node.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close node: %w", err))
+		}
+	}
+	if d.rt != nil {
+		if err := d.rt.Close(context.Background()); err != nil {
+			errs = append(errs, fmt.Errorf("close sandbox: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (d *Daemon) fatal(err error) {
+	select {
+	case d.errc <- err:
+	default:
+	}
+}
+
+// Err delivers an error that stopped the daemon from serving (the API
+// listener failing); the caller should Stop it.
+func (d *Daemon) Err() <-chan error { return d.errc }
+
+// Token is the admin token the API accepts.
+func (d *Daemon) Token() string { return d.token }
+
+// APIAddr is the address the API listens on (useful with port 0).
+func (d *Daemon) APIAddr() string {
+	if d.ln == nil {
+		return d.cfg.APIAddr
+	}
+	return d.ln.Addr().String()
+}
+
+// Node is the Raft member, for tests and embedding.
+func (d *Daemon) Node() *cluster.Node { return d.node }
+
+// healthHandler serves /healthz and /readyz when no API factory is given.
+func (d *Daemon) healthHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"status":"ok"}`)
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if addr, _ := d.node.Leader(); addr == "" {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			io.WriteString(w, `{"status":"no leader"}`)
+			return
+		}
+		io.WriteString(w, `{"status":"ready"}`)
+	})
+	return mux
+}
+
+// join asks the member at cfg.Join to add this node, retrying until it
+// answers or the daemon stops. Joining again after a restart is harmless: the
+// leader already has this ID at this address.
+func (d *Daemon) join(ctx context.Context) {
+	base, _ := apiURL(d.cfg.Join)
+	body, _ := json.Marshal(map[string]string{"id": d.cfg.NodeID, "raft_addr": d.cfg.RaftAddr})
+	policy := cluster.RetryPolicy{Base: 500 * time.Millisecond, Factor: 2, Cap: 10 * time.Second}
+	for attempt := 1; ; attempt++ {
+		err := postJSON(ctx, base+"/v1/cluster/join", d.token, body)
+		if err == nil {
+			d.log.Info("joined cluster", "via", d.cfg.Join)
+			return
+		}
+		delay := cluster.Backoff(policy, attempt, mrand.Uint64())
+		d.log.Warn("join cluster", "via", d.cfg.Join, "attempt", attempt, "retry_in", delay, "error", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+	}
+}
+
+func postJSON(ctx context.Context, url, token string, body []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(msg))
+	}
+	return nil
+}
+
+// loadToken returns the admin token: the given one, else the token file's,
+// else a new random one written to the token file (mode 0600). A given token
+// is written to the file too, so the CLI on this machine finds the one the
+// API accepts.
+func loadToken(dataDir, given string) (string, error) {
+	path := filepath.Join(dataDir, TokenFile)
+	if given != "" {
+		if err := writeFileAtomic(path, []byte(given+"\n"), 0o600); err != nil {
+			return "", fmt.Errorf("write token file: %w", err)
+		}
+		return given, nil
+	}
+	b, err := os.ReadFile(path)
+	if err == nil {
+		tok := strings.TrimSpace(string(b))
+		if tok == "" {
+			return "", fmt.Errorf("token file %s is empty; delete it to generate a new token", path)
+		}
+		return tok, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("read token file: %w", err)
+	}
+	raw := make([]byte, 24)
+	if _, err := rand.Read(raw); err != nil {
+		return "", fmt.Errorf("generate token: %w", err)
+	}
+	tok := hex.EncodeToString(raw)
+	if err := writeFileAtomic(path, []byte(tok+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write token file: %w", err)
+	}
+	return tok, nil
+}
+
+// writeFileAtomic writes through a temporary file and a rename, so a crash
+// leaves the old content or the new, never half of it.
+func writeFileAtomic(path string, b []byte, perm os.FileMode) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // fails harmlessly after the rename
+	if err := f.Chmod(perm); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// DLQNotice is the JSON body the DLQ webhook receives, once per entry of a
+// task into the dead-letter queue. Key is stable across retries and leader
+// changes (it is also sent as the Idempotency-Key header): delivery is at
+// least once, so receivers dedupe on it.
+type DLQNotice struct {
+	Event    string    `json:"event"` // "task.dead_letter"
+	Key      string    `json:"key"`
+	TaskID   string    `json:"task_id"`
+	Agent    string    `json:"agent"`
+	Version  string    `json:"version"`
+	Class    string    `json:"class"`
+	Message  string    `json:"message"`
+	Attempts int       `json:"attempts"`
+	At       time.Time `json:"at"`   // when the task entered the DLQ
+	Node     string    `json:"node"` // the node that sent the notice
+}
+
+// dlqNotifier watches the replicated state on its own goroutine (never in
+// the FSM's apply path) and POSTs a notice for each dead letter it has not
+// yet delivered. Only the leader sends, so a healthy cluster sends each
+// notice once; a leader change may repeat one whose delivery was in flight.
+type dlqNotifier struct {
+	node   *cluster.Node
+	url    string
+	policy cluster.RetryPolicy
+	clock  func() time.Time
+	log    hclog.Logger
+	client *http.Client
+	path   string // the delivered set, persisted
+
+	delivered map[string]bool
+	failures  map[string]int       // failed deliveries by key
+	nextAt    map[string]time.Time // earliest next try by key
+}
+
+// A scan of the DLQ reads every task (the FSM has no cheaper read of the
+// dead-letter index yet); these bound how often one runs.
+const (
+	dlqMinScanInterval = time.Second
+	dlqIdleScan        = 5 * time.Second // also notices leadership changes
+)
+
+func newDLQNotifier(node *cluster.Node, cfg DaemonConfig, log hclog.Logger) *dlqNotifier {
+	n := &dlqNotifier{
+		node: node, url: cfg.DLQWebhook, clock: cfg.Clock, log: log.Named("dlq_webhook"),
+		policy:   cluster.RetryPolicy{Base: cfg.WebhookBase, Factor: 2, Cap: cfg.WebhookCap},
+		client:   &http.Client{Timeout: 10 * time.Second},
+		path:     filepath.Join(cfg.DataDir, dlqNotifiedFile),
+		failures: map[string]int{}, nextAt: map[string]time.Time{}, delivered: map[string]bool{},
+	}
+	var keys []string
+	if b, err := os.ReadFile(n.path); err == nil {
+		if err := json.Unmarshal(b, &keys); err != nil {
+			n.log.Warn("unreadable delivered-notices file; notices may repeat", "path", n.path, "error", err)
+		}
+	}
+	for _, k := range keys {
+		n.delivered[k] = true
+	}
+	return n
+}
+
+func (n *dlqNotifier) run(ctx context.Context) {
+	for {
+		changed := n.node.FSM().Changed()
+		wait := n.pass(ctx)
+		scanned := time.Now()
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+			continue // a retry fell due
+		case <-changed:
+		}
+		t.Stop()
+		// The log changes on every applied batch: coalesce them, so a busy
+		// cluster costs one scan per interval.
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Until(scanned.Add(dlqMinScanInterval))):
+		}
+	}
+}
+
+// noticeKey names one entry of a task into the DLQ: a task retried and dead
+// again gets a new notice.
+func noticeKey(t cluster.Task) string {
+	sum := sha256.Sum256([]byte(fmt.Sprintf("%s\x00%d", t.ID, t.UpdatedAt)))
+	return hex.EncodeToString(sum[:16])
+}
+
+// pass delivers what is due and returns how long to wait before the next.
+func (n *dlqNotifier) pass(ctx context.Context) time.Duration {
+	if !n.node.IsLeader() {
+		return dlqIdleScan
+	}
+	dead, err := n.node.FSM().DeadLetters(cluster.TaskFilter{})
+	if err != nil {
+		n.log.Error("list dead letters", "error", err)
+		return dlqIdleScan
+	}
+	current := make(map[string]cluster.Task, len(dead))
+	for _, t := range dead {
+		current[noticeKey(t)] = t
+	}
+	dirty := false
+	for k := range n.delivered {
+		if _, ok := current[k]; !ok {
+			delete(n.delivered, k) // left the DLQ: forget, so the file stays small
+			dirty = true
+		}
+	}
+	for k := range n.failures {
+		if _, ok := current[k]; !ok {
+			delete(n.failures, k)
+			delete(n.nextAt, k)
+		}
+	}
+	wait := dlqIdleScan
+	for _, t := range dead { // oldest first
+		k := noticeKey(t)
+		if n.delivered[k] {
+			continue
+		}
+		now := n.clock()
+		if at, ok := n.nextAt[k]; ok && at.After(now) {
+			wait = min(wait, at.Sub(now))
+			continue
+		}
+		if ctx.Err() != nil || !n.node.IsLeader() {
+			break
+		}
+		if err := n.deliver(ctx, k, t); err != nil {
+			n.failures[k]++
+			delay := cluster.Backoff(n.policy, n.failures[k], mrand.Uint64())
+			n.nextAt[k] = now.Add(delay)
+			wait = min(wait, delay)
+			n.log.Warn("deliver dlq notice", "task", t.ID, "attempt", n.failures[k], "retry_in", delay, "error", err)
+			continue
+		}
+		n.log.Info("dlq notice delivered", "task", t.ID, "attempts", n.failures[k]+1)
+		delete(n.failures, k)
+		delete(n.nextAt, k)
+		n.delivered[k] = true
+		dirty = true
+	}
+	if dirty {
+		n.save()
+	}
+	return max(wait, time.Millisecond)
+}
+
+func (n *dlqNotifier) deliver(ctx context.Context, key string, t cluster.Task) error {
+	notice := DLQNotice{Event: "task.dead_letter", Key: key, TaskID: t.ID, Agent: t.Agent, Version: t.Version,
+		Attempts: t.Attempts, At: time.Unix(0, t.UpdatedAt).UTC(), Node: n.node.ID()}
+	if t.Error != nil {
+		notice.Class, notice.Message = string(t.Error.Class), t.Error.Message
+	}
+	body, err := json.Marshal(notice)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, n.url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Idempotency-Key", key)
+	req.Header.Set("User-Agent", "orlojd")
+	resp, err := n.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("webhook answered %s", resp.Status)
+	}
+	return nil
+}
+
+func (n *dlqNotifier) save() {
+	keys := make([]string, 0, len(n.delivered))
+	for k := range n.delivered {
+		keys = append(keys, k)
+	}
+	b, _ := json.Marshal(keys)
+	if err := writeFileAtomic(n.path, b, 0o600); err != nil {
+		n.log.Warn("save delivered notices; they may repeat after a restart", "error", err)
+	}
+}
