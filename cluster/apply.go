@@ -533,7 +533,15 @@ func (a *applier) effectDone(c *MarkEffectDone) any {
 	if !a.get(outboxKey(c.TaskID, c.N), &e) {
 		return fmt.Errorf("effect %d of task %s: %w", c.N, c.TaskID, ErrNotFound)
 	}
-	e.Done = true
+	if e.Done {
+		return nil
+	}
+	e.Done, e.Error = true, c.Error
 	a.put(outboxKey(c.TaskID, c.N), e)
+	ev := Event{Type: "effect_dispatched", Tool: e.Tool, CallID: e.Key}
+	if c.Error != "" {
+		ev.Type, ev.Message = "effect_failed", c.Error
+	}
+	a.journal(c.TaskID, c.Now, ev)
 	return nil
 }

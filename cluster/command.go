@@ -195,10 +195,12 @@ type AppendJournal struct {
 	Now    int64   `json:"now"`
 }
 
-// MarkEffectDone records that an outbox effect was dispatched.
+// MarkEffectDone records that an outbox effect was dispatched, or failed
+// permanently (Error).
 type MarkEffectDone struct {
 	TaskID string `json:"task_id"`
 	N      int    `json:"n"`
+	Error  string `json:"error,omitempty"`
 	Now    int64  `json:"now"`
 }
 

@@ -177,6 +177,7 @@ type Effect struct {
 	Params json.RawMessage `json:"params"`
 	Key    string          `json:"key"` // idempotency key for the dispatch
 	Done   bool            `json:"done"`
+	Error  string          `json:"error,omitempty"` // a permanent failure that ended the dispatch
 }
 
 // KVWrite is one staged write of the kv tool, applied at completion.

@@ -326,6 +326,9 @@ func (d *Daemon) Start() (err error) {
 	}()
 
 	d.pool.Start(context.Background())
+	outbox := NewOutbox(d.node, d.tools, d.node.IsLeader, cfg.Clock, cfg.Logger)
+	d.wg.Add(1)
+	go func() { defer d.wg.Done(); outbox.Run(d.ctx) }()
 	if cfg.DLQWebhook != "" {
 		n := newDLQNotifier(d.node, cfg, d.log)
 		d.wg.Add(1)

@@ -377,3 +377,56 @@ func TestStagedWritesVisibleOnlyOnSuccess(t *testing.T) {
 		t.Fatalf("kv outcomes = %v", got)
 	}
 }
+
+// TestOutboxDispatchesOnceAfterSuccess: an effect emitted by an attempt that
+// failed is never sent; the one emitted by the attempt that succeeded is sent
+// once, with its own idempotency key, after the task committed.
+func TestOutboxDispatchesOnceAfterSuccess(t *testing.T) {
+	t.Parallel()
+	type sent struct{ key, task string }
+	got := make(chan sent, 10)
+	notify := plugins.NewStub("notify", plugins.Idempotent, func(_ context.Context, c plugins.Call) (plugins.Result, error) {
+		got <- sent{c.ID, c.TaskID}
+		return plugins.Result{Body: json.RawMessage(`{"ok":true}`)}, nil
+	})
+	var n atomic.Int32
+	fl := plugins.NewStub("flaky", plugins.Idempotent, func(context.Context, plugins.Call) (plugins.Result, error) {
+		if n.Add(1) == 1 {
+			return plugins.Result{}, abi.Errorf(abi.StatusTransient, "later")
+		}
+		return plugins.Result{Body: json.RawMessage(`0`)}, nil
+	})
+	e := newEnv(t, []plugins.Tool{notify, fl})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go NewOutbox(e.node, e.tools, e.node.IsLeader, time.Now, e.log).Run(ctx)
+	e.pushAgent("steps", "v1", agentPath(t, "steps"), "notify", "flaky")
+	in := map[string]any{"emit": []any{map[string]any{"tool": "notify", "params": map[string]any{"text": "done"}}},
+		"steps": []any{map[string]any{"tool": "flaky"}}}
+	e.submit("o", "steps", "v1", in, cluster.RetryPolicy{Base: time.Millisecond})
+	e.wait("o", 30*time.Second, cluster.StateSucceeded)
+	first := <-got
+	if first.task != "o" || first.key == "" {
+		t.Fatalf("sent %+v", first)
+	}
+	// Wait until the effect is marked done, then make sure nothing else went out.
+	for {
+		changed := e.node.FSM().Changed()
+		eff, _ := e.node.FSM().Outbox("o")
+		if len(eff) == 1 && eff[0].Done {
+			if eff[0].Key != first.key {
+				t.Fatalf("dispatched key %s, recorded %s", first.key, eff[0].Key)
+			}
+			break
+		}
+		<-changed
+	}
+	select {
+	case extra := <-got:
+		t.Fatalf("effect sent twice: %+v", extra)
+	default:
+	}
+	if n.Load() != 2 {
+		t.Fatalf("flaky invoked %d times", n.Load())
+	}
+}

@@ -23,6 +23,7 @@ func main() { orloj.Main(run) }
 func run() error {
 	var in struct {
 		Steps []step `json:"steps"`
+		Emit  []step `json:"emit"`
 		Now   bool   `json:"now"`
 	}
 	if err := orloj.DecodeInput(&in); err != nil {
@@ -30,6 +31,11 @@ func run() error {
 	}
 	if variant == "b" {
 		in.Steps = append([]step{{Tool: "echo", Params: json.RawMessage(`{"variant":"b"}`)}}, in.Steps...)
+	}
+	for _, e := range in.Emit {
+		if err := orloj.Emit(e.Tool, e.Params); err != nil {
+			return fmt.Errorf("emit %s: %w", e.Tool, err)
+		}
 	}
 	var out []json.RawMessage
 	for i, s := range in.Steps {
