@@ -63,6 +63,12 @@ func (a *applier) apply(cmd Command) any {
 		return a.effectDone(c)
 	case *PutModuleChunk:
 		return a.putModuleChunk(c)
+	case *SetMember:
+		if c.Member.ID == "" {
+			return fmt.Errorf("%w: member id is empty", ErrInvalidCmd)
+		}
+		a.put(memberKey(c.Member.ID), c.Member)
+		return c.Member
 	}
 	return fmt.Errorf("%w: no handler for %T", ErrInvalidCmd, cmd)
 }

@@ -32,6 +32,7 @@ const (
 	MsgAppendJournal
 	MsgMarkEffectDone
 	MsgPutModuleChunk
+	MsgSetMember
 )
 
 var msgNames = map[MessageType]string{
@@ -40,7 +41,7 @@ var msgNames = map[MessageType]string{
 	MsgRecordIntent: "record_intent", MsgRecordResult: "record_result", MsgCompleteTask: "complete_task",
 	MsgFailAttempt: "fail_attempt", MsgRetryDLQ: "retry_dlq", MsgDiscardDLQ: "discard_dlq",
 	MsgCancelTask: "cancel_task", MsgStageWrite: "stage_write", MsgAppendJournal: "append_journal",
-	MsgMarkEffectDone: "mark_effect_done", MsgPutModuleChunk: "put_module_chunk",
+	MsgMarkEffectDone: "mark_effect_done", MsgPutModuleChunk: "put_module_chunk", MsgSetMember: "set_member",
 }
 
 func (t MessageType) String() string {
@@ -72,6 +73,13 @@ type PutModuleChunk struct {
 	Digest string `json:"digest"`
 	N      int    `json:"n"`
 	Data   []byte `json:"data"`
+	Now    int64  `json:"now"`
+}
+
+// SetMember records where a member's API listens, so followers can point
+// clients at the leader.
+type SetMember struct {
+	Member Member `json:"member"`
 	Now    int64  `json:"now"`
 }
 
@@ -221,6 +229,7 @@ func (StageWrite) messageType() MessageType     { return MsgStageWrite }
 func (AppendJournal) messageType() MessageType  { return MsgAppendJournal }
 func (MarkEffectDone) messageType() MessageType { return MsgMarkEffectDone }
 func (PutModuleChunk) messageType() MessageType { return MsgPutModuleChunk }
+func (SetMember) messageType() MessageType      { return MsgSetMember }
 
 // Encode renders a command as a log entry: one type byte, then JSON.
 func Encode(c Command) ([]byte, error) {
@@ -274,6 +283,8 @@ func decode(b []byte) (c Command, ok bool, err error) {
 		v = &MarkEffectDone{}
 	case MsgPutModuleChunk:
 		v = &PutModuleChunk{}
+	case MsgSetMember:
+		v = &SetMember{}
 	default:
 		if t&IgnoreUnknownFlag != 0 {
 			return nil, false, nil

@@ -22,6 +22,7 @@ import (
 //	st/TASK/SEQ                    staged KVWrite
 //	kv/KEY                         committed kv value
 //	ob/TASK/N                      outbox Effect
+//	mb/ID                          Member (API address)
 var (
 	keyApplied      = []byte("m/applied")
 	keyFenceRejects = []byte("m/fence_rejects")
@@ -63,6 +64,7 @@ func stagePrefix(task string) []byte            { return []byte("st/" + task + "
 func kvKey(key string) []byte                   { return []byte("kv/" + key) }
 func outboxKey(task string, n int) []byte       { return []byte(fmt.Sprintf("ob/%s/%04x", task, n)) }
 func outboxPrefix(task string) []byte           { return []byte("ob/" + task + "/") }
+func memberKey(id string) []byte                { return []byte("mb/" + id) }
 
 func u64(b []byte) uint64 {
 	if len(b) != 8 {

@@ -340,3 +340,14 @@ func (t *tx) each(prefix []byte, fn func(k, v []byte) error) error {
 	}
 	return nil
 }
+
+// Member returns what is recorded about a node, if anything.
+func (f *FSM) Member(id string) (Member, bool) {
+	var m Member
+	var ok bool
+	_ = f.view(func(tx *tx) error {
+		ok = tx.get(memberKey(id), &m)
+		return nil
+	})
+	return m, ok
+}

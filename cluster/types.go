@@ -186,3 +186,10 @@ type KVWrite struct {
 	Value  json.RawMessage `json:"value,omitempty"`
 	Delete bool            `json:"delete,omitempty"`
 }
+
+// Member is what the cluster knows of a node beyond Raft's configuration.
+type Member struct {
+	ID       string `json:"id"`
+	APIAddr  string `json:"api_addr"`
+	RaftAddr string `json:"raft_addr"`
+}

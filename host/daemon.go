@@ -326,6 +326,8 @@ func (d *Daemon) Start() (err error) {
 	}()
 
 	d.pool.Start(context.Background())
+	d.wg.Add(1)
+	go func() { defer d.wg.Done(); d.registerSelf(d.ctx) }()
 	outbox := NewOutbox(d.node, d.tools, d.node.IsLeader, cfg.Clock, cfg.Logger)
 	d.wg.Add(1)
 	go func() { defer d.wg.Done(); outbox.Run(d.ctx) }()
@@ -468,7 +470,7 @@ func (d *Daemon) healthHandler() http.Handler {
 // leader already has this ID at this address.
 func (d *Daemon) join(ctx context.Context) {
 	base, _ := apiURL(d.cfg.Join)
-	body, _ := json.Marshal(map[string]string{"id": d.cfg.NodeID, "raft_addr": d.cfg.RaftAddr})
+	body, _ := json.Marshal(map[string]string{"id": d.cfg.NodeID, "raft_addr": d.cfg.RaftAddr, "api_addr": d.ln.Addr().String()})
 	policy := cluster.RetryPolicy{Base: 500 * time.Millisecond, Factor: 2, Cap: 10 * time.Second}
 	for attempt := 1; ; attempt++ {
 		err := postJSON(ctx, base+"/v1/cluster/join", d.token, body)
@@ -483,6 +485,31 @@ func (d *Daemon) join(ctx context.Context) {
 			return
 		case <-time.After(delay):
 		}
+	}
+}
+
+// registerSelf records this node's API address while it leads, so
+// followers can send clients here. Joining nodes are recorded by the join.
+func (d *Daemon) registerSelf(ctx context.Context) {
+	want := cluster.Member{ID: d.cfg.NodeID, APIAddr: d.ln.Addr().String(), RaftAddr: d.cfg.RaftAddr}
+	for {
+		changed := d.node.FSM().Changed()
+		if d.node.IsLeader() {
+			if m, ok := d.node.FSM().Member(want.ID); !ok || m != want {
+				if _, err := d.node.Apply(ctx, &cluster.SetMember{Member: want, Now: d.cfg.Clock().UnixNano()}); err != nil {
+					d.log.Warn("record this node's API address", "error", err)
+				}
+			}
+		}
+		t := time.NewTimer(time.Second)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-changed:
+		case <-t.C:
+		}
+		t.Stop()
 	}
 }
 

@@ -37,6 +37,7 @@ func TestClusterSingleNode(t *testing.T) {
 		{"remove without id", "/v1/cluster/remove", `{}`, http.StatusBadRequest, api.CodeBadRequest, "id"},
 		{"join without address", "/v1/cluster/join", api.JoinRequest{ID: "n2"}, http.StatusBadRequest, api.CodeBadRequest, "raft_addr"},
 		{"join with a bad address", "/v1/cluster/join", api.JoinRequest{ID: "n2", RaftAddr: "nowhere"}, http.StatusBadRequest, api.CodeBadRequest, "host:port"},
+		{"join an unreachable node", "/v1/cluster/join", api.JoinRequest{ID: "n2", RaftAddr: "127.0.0.1:1"}, http.StatusBadRequest, api.CodeBadRequest, "cannot reach"},
 		{"join with an unknown field", "/v1/cluster/join", `{"id":"n2","addr":"x:1"}`, http.StatusBadRequest, api.CodeBadRequest, `"addr"`},
 	}
 	for _, tc := range tests {
@@ -63,7 +64,7 @@ func TestClusterJoinTransferRemove(t *testing.T) {
 	f.pushHello("hello", "v1")
 	n2, n2Addr := openNodeTimeout(t, "n2", false, 500*time.Millisecond)
 	var ms []api.MemberView
-	r := f.do("POST", "/v1/cluster/join", api.JoinRequest{ID: "n2", RaftAddr: n2Addr})
+	r := f.do("POST", "/v1/cluster/join", api.JoinRequest{ID: "n2", RaftAddr: n2Addr, APIAddr: "127.0.0.1:17070"})
 	want(t, r, http.StatusOK, "")
 	r.decode(t, &ms)
 	if len(ms) != 2 || ms[1].ID != "n2" || ms[1].Role != "follower" || ms[1].AppliedIndex != nil {
@@ -86,15 +87,14 @@ func TestClusterJoinTransferRemove(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The old leader answers writes with the leader it knows.
+	// The old leader answers writes with the leader it knows, and the API
+	// address the join recorded.
 	f.api.Close()
-	_, url := f.serve(func(c *api.Config) {
-		c.LeaderAPIAddr = func(id string) string { return "api-of-" + id }
-	})
+	_, url := f.serve(nil)
 	r = doURL(t, url, "POST", "/v1/tasks", api.SubmitRequest{Agent: "hello"}, "Bearer "+testToken)
 	want(t, r, http.StatusMisdirectedRequest, api.CodeNotLeader)
 	e := r.errBody(t)
-	if e.Leader == nil || *e.Leader != "api-of-n2" || e.LeaderID != "n2" || !strings.Contains(e.Error, "n2") {
+	if e.Leader == nil || *e.Leader != "127.0.0.1:17070" || e.LeaderID != "n2" || !strings.Contains(e.Error, "n2") {
 		t.Fatalf("not_leader body = %s", r.body)
 	}
 	want(t, doURL(t, url, "POST", "/v1/agents?name=x", helloWasm(t), "Bearer "+testToken), http.StatusMisdirectedRequest, api.CodeNotLeader)

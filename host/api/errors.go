@@ -76,8 +76,10 @@ func (s *Server) notLeader() *apiError {
 	if id != "" {
 		if s.cfg.LeaderAPIAddr != nil {
 			leader = s.cfg.LeaderAPIAddr(id)
+		} else if m, ok := s.fsm.Member(id); ok {
+			leader = m.APIAddr
 		}
-		e.body.Error = fmt.Sprintf("node %s is not the leader; send writes to the leader, node %s (raft address %s); this node does not forward them yet", s.node.ID(), id, addr)
+		e.body.Error = fmt.Sprintf("node %s is not the leader; send writes to the leader, node %s (raft address %s, API %s)", s.node.ID(), id, addr, orUnknown(leader))
 		e.body.LeaderID = id
 	}
 	e.body.Leader = &leader
@@ -115,4 +117,11 @@ func (s *Server) toAPIError(r *http.Request, err error) *apiError {
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	ae := s.toAPIError(r, err)
 	s.reply(w, ae.status, ae.body)
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
 }

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/orloj/orloj/cluster"
 )
 
 // membershipTimeout bounds a configuration change when the request has no
@@ -119,9 +121,22 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) error {
 	if _, _, err := net.SplitHostPort(req.RaftAddr); err != nil {
 		return badRequest("raft_addr %q is not host:port", req.RaftAddr)
 	}
+	// A voter that cannot be reached costs the cluster its quorum (one node
+	// plus an unreachable voter is two of which one answers): look first.
+	conn, err := net.DialTimeout("tcp", req.RaftAddr, 2*time.Second)
+	if err != nil {
+		return badRequest("cannot reach raft_addr %s: %v; start the node first", req.RaftAddr, err)
+	}
+	conn.Close()
 	f := s.node.Raft().AddVoter(raft.ServerID(req.ID), raft.ServerAddress(req.RaftAddr), 0, timeoutOf(r.Context()))
 	if err := f.Error(); err != nil {
 		return fmt.Errorf("add voter %s at %s: %w", req.ID, req.RaftAddr, err)
+	}
+	if req.APIAddr != "" {
+		m := cluster.Member{ID: req.ID, APIAddr: req.APIAddr, RaftAddr: req.RaftAddr}
+		if _, err := s.c.Apply(r.Context(), &cluster.SetMember{Member: m, Now: s.cfg.Clock().UnixNano()}); err != nil {
+			return fmt.Errorf("record member %s: %w", req.ID, err)
+		}
 	}
 	s.log.Info("member joined", "member", req.ID, "raft_addr", req.RaftAddr)
 	return s.replyMembers(w)

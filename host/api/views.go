@@ -198,6 +198,9 @@ type BulkDiscardRequest struct {
 type JoinRequest struct {
 	ID       string `json:"id"`
 	RaftAddr string `json:"raft_addr"`
+	// APIAddr is where the new node's API listens, so followers can send
+	// clients to it when it leads.
+	APIAddr string `json:"api_addr,omitempty"`
 }
 
 // MemberRequest names a member (remove; transfer, where "" means any).
