@@ -732,3 +732,33 @@ func TestSIGKILLRestart(t *testing.T) {
 		t.Fatalf("task ls has %d tasks after restart, want %d", len(all), len(ids))
 	}
 }
+
+// TestFollowerSendsClientToLeader: a second node joins through the first;
+// writes sent to the follower are answered with the leader's API address,
+// which the CLI follows.
+func TestFollowerSendsClientToLeader(t *testing.T) {
+	t.Parallel()
+	const token = "e2e-shared-token-0123456789abcdef"
+	n1 := startNode(t, withArgs("--token", token))
+	n2 := startNode(t, withArgs("--token", token, "--node-id", "n2", "--join", n1.api))
+	var members []struct {
+		ID   string `json:"id"`
+		Role string `json:"role"`
+	}
+	n1.okJSON(&members, "cluster", "members")
+	if len(members) != 2 {
+		t.Fatalf("members = %+v", members)
+	}
+	n2.ok("agent", "push", agent("hello"), "--name", "hello", "--version", "v1")
+	id := strings.TrimSpace(n2.ok("task", "submit", "hello", "--input", `{"x":1}`))
+	n2.ok("task", "wait", id)
+	var tk struct {
+		State  string          `json:"state"`
+		Output json.RawMessage `json:"output"`
+	}
+	n2.okJSON(&tk, "task", "get", id)
+	var out bytes.Buffer
+	if tk.State != "succeeded" || json.Compact(&out, tk.Output) != nil || out.String() != `{"x":1}` {
+		t.Fatalf("task via the follower: %+v %s", tk, tk.Output)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/orloj/orloj/cluster"
@@ -187,9 +188,16 @@ func (s *Server) routes() {
 	s.handle("POST /v1/cluster/transfer", s.transfer)
 }
 
-// handle registers a handler that answers errors as JSON.
+// handle registers a handler that answers errors as JSON. Writes are sent
+// to the leader before anything is validated against this replica, which
+// may lag it (an agent pushed a moment ago must be found).
 func (s *Server) handle(pattern string, h func(http.ResponseWriter, *http.Request) error) {
+	write := strings.HasPrefix(pattern, "POST ")
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		if write && s.node.Raft().State() != raft.Leader {
+			s.fail(w, r, s.notLeader())
+			return
+		}
 		if err := h(w, r); err != nil {
 			s.fail(w, r, err)
 		}
