@@ -3,10 +3,13 @@ package api
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/hashicorp/raft"
 
 	"github.com/orloj/orloj/cluster"
 )
@@ -208,6 +211,10 @@ func settled(st cluster.TaskState) bool {
 // waitTask: GET /v1/tasks/{id}/wait?timeout=30s. It wakes on every batch the
 // FSM applies (no polling) and answers 200 with the task either way; the
 // caller reads its state.
+// followerLag bounds how long a follower's wait treats an unknown task as
+// one it has not applied yet.
+const followerLag = 5 * time.Second
+
 func (s *Server) waitTask(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	if err := checkQuery(q, "timeout"); err != nil {
@@ -224,9 +231,21 @@ func (s *Server) waitTask(w http.ResponseWriter, r *http.Request) error {
 	timeout = min(timeout, s.cfg.MaxWait)
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
+	// A follower may not have applied a submission the leader just
+	// acknowledged: there, "not found" means "not yet" for a little while.
+	lagUntil := time.Now().Add(min(timeout, followerLag))
 	for {
 		changed := s.fsm.Changed() // before reading, so no change is missed
 		t, err := s.task(r)
+		if errors.Is(err, cluster.ErrNotFound) && s.node.Raft().State() != raft.Leader && time.Now().Before(lagUntil) {
+			select {
+			case <-changed:
+			case <-time.After(time.Until(lagUntil)):
+			case <-r.Context().Done():
+				return r.Context().Err()
+			}
+			continue
+		}
 		if err != nil {
 			return err
 		}
