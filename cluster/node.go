@@ -15,6 +15,21 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	raftwal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/metadb"
+)
+
+// Raft log stores Config.LogStore selects. See docs/RATIONALE.md ("Raft log
+// store") and docs/BENCHMARKS.md for why the WAL is the default.
+const (
+	LogStoreWAL  = "wal"  // hashicorp/raft-wal: segment files, one fsync per append
+	LogStoreBolt = "bolt" // hashicorp/raft-boltdb/v2: a B+tree, two fsyncs per append
+)
+
+// Where each store keeps the log below DataDir.
+const (
+	walDirName = "raft-wal"
+	boltDBName = "raft.db"
 )
 
 // Config configures one node. DefaultConfig fills what a single node needs.
@@ -25,6 +40,11 @@ type Config struct {
 	// Bootstrap makes a fresh node (no Raft state on disk) the only member of
 	// a new cluster. A node that already has state ignores it.
 	Bootstrap bool
+	// LogStore is the Raft log and stable store: LogStoreWAL or LogStoreBolt.
+	// Empty means whichever one DataDir already holds, else LogStoreWAL. A
+	// data dir keeps the store it was created with: asking for the other one
+	// is an error, not a silently empty log.
+	LogStore string
 
 	HeartbeatTimeout   time.Duration
 	ElectionTimeout    time.Duration
@@ -84,6 +104,8 @@ func (c Config) Validate() error {
 		return errors.New("cluster config: ExpiryInterval must be positive")
 	case c.Clock == nil:
 		return errors.New("cluster config: Clock is nil")
+	case c.LogStore != "" && c.LogStore != LogStoreWAL && c.LogStore != LogStoreBolt:
+		return fmt.Errorf("cluster config: LogStore %q is neither %q nor %q", c.LogStore, LogStoreWAL, LogStoreBolt)
 	}
 	if _, _, err := net.SplitHostPort(c.RaftAddr); err != nil {
 		return fmt.Errorf("cluster config: RaftAddr %q: %w", c.RaftAddr, err)
@@ -98,7 +120,7 @@ type Node struct {
 	raft      *raft.Raft
 	fsm       *FSM
 	db        *badger.DB
-	logStore  *raftboltdb.BoltStore
+	logStore  logStore
 	transport *raft.NetworkTransport
 
 	leaderMu  sync.Mutex
@@ -144,8 +166,8 @@ func Open(cfg Config) (*Node, error) {
 	if n.fsm, err = NewFSM(n.db, cfg.Logger); err != nil {
 		return nil, err
 	}
-	if n.logStore, err = raftboltdb.NewBoltStore(filepath.Join(cfg.DataDir, "raft.db")); err != nil {
-		return nil, fmt.Errorf("open raft log: %w", err)
+	if n.logStore, err = openLogStore(cfg); err != nil {
+		return nil, err
 	}
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(cfg.DataDir, "snapshots"), 2, cfg.Logger.Named("snapshots"))
 	if err != nil {
@@ -191,6 +213,62 @@ func Open(cfg Config) (*Node, error) {
 	n.wg.Add(1)
 	go n.leaderLoop(notify)
 	return n, nil
+}
+
+// logStore is what Raft needs from its log and stable store, and Close.
+type logStore interface {
+	raft.LogStore
+	raft.StableStore
+	Close() error
+}
+
+// openLogStore opens the configured Raft log store, refusing to open one kind
+// over a data dir that holds the other.
+func openLogStore(cfg Config) (logStore, error) {
+	walDir, boltPath := filepath.Join(cfg.DataDir, walDirName), filepath.Join(cfg.DataDir, boltDBName)
+	hasWAL, hasBolt := exists(walDir), exists(boltPath)
+	kind := cfg.LogStore
+	switch {
+	case kind == "" && hasBolt && !hasWAL:
+		kind = LogStoreBolt
+	case kind == "":
+		kind = LogStoreWAL
+	case kind == LogStoreWAL && hasBolt:
+		return nil, fmt.Errorf("open raft log: LogStore %q, but %s holds a %q log (%s)", kind, cfg.DataDir, LogStoreBolt, boltPath)
+	case kind == LogStoreBolt && hasWAL:
+		return nil, fmt.Errorf("open raft log: LogStore %q, but %s holds a %q log (%s)", kind, cfg.DataDir, LogStoreWAL, walDir)
+	}
+	if kind == LogStoreBolt {
+		s, err := raftboltdb.NewBoltStore(boltPath)
+		if err != nil {
+			return nil, fmt.Errorf("open raft log %s: %w", boltPath, err)
+		}
+		return s, nil
+	}
+	if err := os.MkdirAll(walDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create raft log dir: %w", err)
+	}
+	meta := &metadb.BoltMetaDB{}
+	w, err := raftwal.Open(walDir, raftwal.WithLogger(cfg.Logger.Named("wal")), raftwal.WithMetaStore(meta))
+	if err != nil {
+		meta.Close()
+		return nil, fmt.Errorf("open raft log %s: %w", walDir, err)
+	}
+	return walStore{w, meta}, nil
+}
+
+// walStore closes the WAL's meta store too: raft-wal v0.4.0's Close leaves
+// it open, and its file lock then blocks the next Open in this process.
+type walStore struct {
+	*raftwal.WAL
+	meta *metadb.BoltMetaDB
+}
+
+func (s walStore) Close() error { return errors.Join(s.WAL.Close(), s.meta.Close()) }
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
 
 // FSM returns the state machine, for local reads.

@@ -1,0 +1,297 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+)
+
+// Benchmarks of the replicated state: the Raft log store alone, Apply on a
+// real single-node Raft (loopback transport, real disk under b.TempDir) with
+// each log store, and the FSM's ApplyBatch on Badger without Raft. Run with
+//
+//	go test -run '^$' -bench . -benchmem ./cluster/
+//
+// docs/BENCHMARKS.md has the figures and the exact command used.
+
+var benchStores = []string{LogStoreBolt, LogStoreWAL}
+
+// benchInput is a task input of about 200 bytes, as a small real one.
+var benchInput = json.RawMessage(`{"document":"https://files.example.com/blobs/invoice-000001.pdf","ocr_url":"https://ocr.example.com/v1/ocr","records_url":"https://records.example.com/v1/records","lang":"en"}`)
+
+// benchNode opens a bootstrapped single-node cluster with the given log
+// store, waits for leadership and registers an agent so SubmitTask applies.
+func benchNode(b *testing.B, store string) *Node {
+	b.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	cfg := DefaultConfig()
+	cfg.DataDir, cfg.RaftAddr, cfg.NodeID, cfg.Bootstrap, cfg.LogStore = b.TempDir(), addr, "n1", true, store
+	cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = 100*time.Millisecond, 100*time.Millisecond, 50*time.Millisecond
+	cfg.Logger = hclog.New(&hclog.LoggerOptions{Output: benchWriter{b}, Level: hclog.Error})
+	// Keep the log whole during a run: a snapshot in the middle of the timed
+	// loop would measure the snapshot, not Apply.
+	cfg.SnapshotThreshold, cfg.SnapshotInterval = 1<<40, time.Hour
+	n, err := Open(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { n.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := n.WaitLeader(ctx); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := n.Apply(ctx, &PutAgent{Agent: Agent{Name: "doc", Version: "v1"}, Module: []byte("mod"), Now: 1}); err != nil {
+		b.Fatal(err)
+	}
+	return n
+}
+
+type benchWriter struct{ b *testing.B }
+
+func (w benchWriter) Write(p []byte) (int, error) { w.b.Log(string(p)); return len(p), nil }
+
+func submitCmd(i int64) *SubmitTask {
+	return &SubmitTask{Task: Task{ID: fmt.Sprintf("task-%012d", i), Agent: "doc", Version: "v1", Input: benchInput}, Now: 1_000_000 + i}
+}
+
+// reportLatency reports p50 and p99 of durs, in µs.
+func reportLatency(b *testing.B, durs []time.Duration) {
+	if len(durs) == 0 {
+		return
+	}
+	slices.Sort(durs)
+	pct := func(p int) float64 { return float64(durs[(len(durs)-1)*p/100]) / 1e3 }
+	b.ReportMetric(pct(50), "p50-µs")
+	b.ReportMetric(pct(99), "p99-µs")
+}
+
+// BenchmarkRaftApply: Node.Apply of a SubmitTask (one ~400-byte entry, the
+// FSM's Badger transaction included) on a single node, per log store.
+// "seq" is one applier waiting for each result; "par64" is 64 appliers at
+// once, where Raft batches entries into one log write.
+func BenchmarkRaftApply(b *testing.B) {
+	for _, store := range benchStores {
+		b.Run("store="+store+"/seq", func(b *testing.B) {
+			n := benchNode(b, store)
+			ctx := context.Background()
+			durs := make([]time.Duration, 0, b.N)
+			var i int64
+			b.ResetTimer()
+			for b.Loop() {
+				i++
+				start := time.Now()
+				if _, err := n.Apply(ctx, submitCmd(i)); err != nil {
+					b.Fatal(err)
+				}
+				durs = append(durs, time.Since(start))
+			}
+			b.StopTimer()
+			reportLatency(b, durs)
+		})
+		b.Run("store="+store+"/par64", func(b *testing.B) {
+			benchApplyParallel(b, benchNode(b, store), 64)
+		})
+	}
+}
+
+func benchApplyParallel(b *testing.B, n *Node, appliers int) {
+	ctx := context.Background()
+	var next atomic.Int64
+	lat := make([][]time.Duration, appliers)
+	var wg sync.WaitGroup
+	errs := make(chan error, appliers)
+	b.ResetTimer()
+	start := time.Now()
+	for g := range appliers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1)
+				if i > int64(b.N) {
+					return
+				}
+				t0 := time.Now()
+				if _, err := n.Apply(ctx, submitCmd(i)); err != nil {
+					errs <- err
+					return
+				}
+				lat[g] = append(lat[g], time.Since(t0))
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	close(errs)
+	if err := <-errs; err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "applies/s")
+	reportLatency(b, slices.Concat(lat...))
+}
+
+// BenchmarkLogStore: the log store alone, as Raft's leader uses it: one
+// StoreLogs of a batch of entries (each ~400 bytes), durable on return.
+// batch=1 is a lone applier; batch=64 is what a busy leader hands over
+// (raft's MaxAppendEntries).
+func BenchmarkLogStore(b *testing.B) {
+	data, err := Encode(submitCmd(1))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, store := range benchStores {
+		for _, batch := range []int{1, 64} {
+			b.Run(fmt.Sprintf("store=%s/batch=%d", store, batch), func(b *testing.B) {
+				s := openBenchStore(b, store)
+				logs := make([]*raft.Log, batch)
+				for i := range logs {
+					logs[i] = &raft.Log{Type: raft.LogCommand, Term: 1, Data: data, AppendedAt: time.Now()}
+				}
+				idx := uint64(0)
+				durs := make([]time.Duration, 0, b.N)
+				b.SetBytes(int64(len(data) * batch))
+				b.ResetTimer()
+				for b.Loop() {
+					for _, l := range logs {
+						idx++
+						l.Index = idx
+					}
+					t0 := time.Now()
+					if err := s.StoreLogs(logs); err != nil {
+						b.Fatal(err)
+					}
+					durs = append(durs, time.Since(t0))
+				}
+				b.StopTimer()
+				reportLatency(b, durs)
+			})
+		}
+	}
+}
+
+func openBenchStore(b *testing.B, store string) logStore {
+	b.Helper()
+	s, err := openLogStore(Config{DataDir: b.TempDir(), LogStore: store, Logger: hclog.NewNullLogger()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	return s
+}
+
+// BenchmarkFSMApplyBatch: the FSM alone on an on-disk Badger opened as
+// Open opens it (SyncWrites off: durability is the Raft log's), applying
+// SubmitTask entries in batches. ns/op is per entry.
+func BenchmarkFSMApplyBatch(b *testing.B) {
+	for _, batch := range []int{1, 64} {
+		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
+			dir := b.TempDir()
+			db, err := badger.Open(badger.DefaultOptions(filepath.Join(dir, "state")).
+				WithLogger(nil).WithSyncWrites(false).
+				WithMemTableSize(DefaultConfig().BadgerMemTableSize).
+				WithBlockCacheSize(16 << 20).WithNumCompactors(2))
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { db.Close() })
+			f, err := NewFSM(db, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			agent, _ := Encode(&PutAgent{Agent: Agent{Name: "doc", Version: "v1"}, Module: []byte("mod"), Now: 1})
+			f.Apply(&raft.Log{Index: 1, Term: 1, Type: raft.LogCommand, Data: agent})
+			// Encoding is the proposer's work, not Apply's: done before the clock runs.
+			all := make([]*raft.Log, b.N)
+			for i := range all {
+				data, err := Encode(submitCmd(int64(i + 2)))
+				if err != nil {
+					b.Fatal(err)
+				}
+				all[i] = &raft.Log{Index: uint64(i + 2), Term: 1, Type: raft.LogCommand, Data: data}
+			}
+			b.ResetTimer()
+			for len(all) > 0 {
+				k := min(batch, len(all))
+				for _, r := range f.ApplyBatch(all[:k]) {
+					if err, ok := r.(error); ok {
+						b.Fatal(err)
+					}
+				}
+				all = all[k:]
+			}
+		})
+	}
+}
+
+// TestLogStoreSelection: a data dir keeps the log store it was created with.
+// "" picks the existing one (bolt here) and the other kind is refused rather
+// than opened empty. (A test among the benchmarks because it guards what the
+// benchmarks compare.)
+func TestLogStoreSelection(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	clock := newFakeClock(time.Unix(1000, 0))
+	cfg := testConfig(t, dir, clock)
+	cfg.LogStore = LogStoreBolt
+	n := openLeader(t, cfg)
+	if _, err := n.Apply(context.Background(), &PutAgent{Agent: Agent{Name: "doc", Version: "v1"}, Module: []byte("mod")}); err != nil {
+		t.Fatal(err)
+	}
+	applied := n.FSM().AppliedIndex()
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	cfg.LogStore, cfg.RaftAddr = LogStoreWAL, freeAddr(t)
+	if n, err := Open(cfg); err == nil {
+		n.Close()
+		t.Fatal("opened a wal log over a bolt data dir")
+	} else if !strings.Contains(err.Error(), "bolt") {
+		t.Fatalf("error = %v, want it to name the store on disk", err)
+	}
+
+	cfg.LogStore = ""
+	n = openLeader(t, cfg)
+	defer n.Close()
+	if _, err := os.Stat(filepath.Join(dir, walDirName)); err == nil {
+		t.Fatal("auto selection created a wal next to the bolt log")
+	}
+	if got := n.FSM().AppliedIndex(); got < applied {
+		t.Fatalf("applied index %d after reopening, want >= %d", got, applied)
+	}
+	if _, err := n.Apply(context.Background(), &SubmitTask{Task: Task{ID: "a", Agent: "doc", Version: "v1"}, Now: 1}); err != nil {
+		t.Fatal(err)
+	}
+
+	fresh := testConfig(t, t.TempDir(), clock)
+	bad := fresh
+	bad.LogStore = "sqlite"
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "LogStore") {
+		t.Fatalf("Validate of an unknown store = %v", err)
+	}
+	m := openLeader(t, fresh)
+	defer m.Close()
+	if _, err := os.Stat(filepath.Join(fresh.DataDir, walDirName)); err != nil {
+		t.Fatalf("a fresh data dir should get the default (wal) log: %v", err)
+	}
+}
