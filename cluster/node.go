@@ -295,7 +295,20 @@ func (n *Node) Apply(ctx context.Context, cmd Command) (any, error) {
 		}
 	}
 	f := n.raft.Apply(data, timeout)
-	if err := f.Error(); err != nil {
+	// raft's timeout bounds only the enqueue; the caller's context bounds
+	// the wait for the commit too (the entry may still commit later).
+	if ctx.Done() == nil {
+		err = f.Error()
+	} else {
+		done := make(chan error, 1)
+		go func() { done <- f.Error() }()
+		select {
+		case err = <-done:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("apply %s: %w", cmd.messageType(), ctx.Err())
+		}
+	}
+	if err != nil {
 		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
 			return nil, fmt.Errorf("apply %s: %w (%v)", cmd.messageType(), ErrNotLeader, err)
 		}

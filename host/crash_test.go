@@ -200,7 +200,7 @@ func TestCrashBetweenEffectAndRecord(t *testing.T) {
 			e.tools, _ = plugins.NewRegistry(pay)
 			e.open(true)
 			t.Cleanup(e.close)
-			tk := e.wait("t0", 30*time.Second, cluster.StateSucceeded, cluster.StateDeadLetter)
+			tk := e.wait("t0", settle, cluster.StateSucceeded, cluster.StateDeadLetter)
 			if tk.State != tt.wantState {
 				t.Fatalf("task %s, want %s (%+v)", tk.State, tt.wantState, tk.Error)
 			}
@@ -258,7 +258,7 @@ func TestRestartMidTask(t *testing.T) {
 	e.open(true)
 	t.Cleanup(e.close)
 	for i := range tasks {
-		tk := e.wait(fmt.Sprintf("t%d", i), 60*time.Second, cluster.StateSucceeded, cluster.StateDeadLetter)
+		tk := e.wait(fmt.Sprintf("t%d", i), settle, cluster.StateSucceeded, cluster.StateDeadLetter)
 		if tk.State != cluster.StateSucceeded {
 			t.Fatalf("task t%d: %s %+v", i, tk.State, tk.Error)
 		}

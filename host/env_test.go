@@ -59,6 +59,20 @@ func agentPath(t testing.TB, name string) string {
 				buildErr = err
 			}
 		}
+		// Compile each module once now, so no test's deadline pays for a
+		// cold compile (seconds under -race, with other packages running).
+		for _, b := range builds {
+			if buildErr != nil {
+				return
+			}
+			wasm, err := os.ReadFile(filepath.Join(buildDir, b.out+".wasm"))
+			if err == nil {
+				_, err = runtime(t).Compile(context.Background(), wasm)
+			}
+			if err != nil {
+				buildErr = fmt.Errorf("compile %s: %w", b.out, err)
+			}
+		}
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)
@@ -290,3 +304,7 @@ func callOutcomes(events []cluster.Event) map[string]map[string]int {
 	}
 	return out
 }
+
+// settle bounds how long a test waits for a task to finish. It is only a
+// failure bound: waits return as soon as the task does.
+const settle = 2 * time.Minute

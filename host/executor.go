@@ -216,7 +216,9 @@ func (e *Executor) keepLease(ctx context.Context, cancel context.CancelCauseFunc
 		case <-t.C:
 		}
 		now := e.clock().UnixNano()
-		rctx, rcancel := context.WithTimeout(ctx, every)
+		// A renewal that has not committed by the time the lease would
+		// lapse has timed out: past that point another worker may hold it.
+		rctx, rcancel := context.WithTimeout(ctx, max(time.Duration(validUntil-now), time.Millisecond))
 		r, err := e.c.Apply(rctx, &cluster.RenewLease{TaskID: lease.TaskID, Token: lease.Token, TTL: lease.TTL, Now: now})
 		rcancel()
 		switch {
@@ -224,8 +226,6 @@ func (e *Executor) keepLease(ctx context.Context, cancel context.CancelCauseFunc
 			validUntil = r.(cluster.Lease).ExpiresAt
 		case errors.Is(err, cluster.ErrStaleToken), errors.Is(err, cluster.ErrNotFound),
 			errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
-			// Rejected, or not committed within a renewal period: another
-			// worker may own the task by the time we would know.
 			log.Warn("lease renewal rejected or timed out; stopping the attempt", "error", err)
 			cancel(errLeaseLost)
 			return

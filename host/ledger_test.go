@@ -54,7 +54,7 @@ func TestDocPipelineReplaysFromLedger(t *testing.T) {
 	policy := cluster.RetryPolicy{MaxAttempts: 8, Base: 50 * time.Millisecond, Factor: 2, Cap: time.Second}
 	e.submit("doc-1", "docpipeline", "v1", docInput(s, "invoice-1.txt"), policy)
 
-	tk := e.wait("doc-1", 60*time.Second, cluster.StateSucceeded, cluster.StateDeadLetter)
+	tk := e.wait("doc-1", settle, cluster.StateSucceeded, cluster.StateDeadLetter)
 	if tk.State != cluster.StateSucceeded {
 		t.Fatalf("task ended %s: %+v", tk.State, tk.Error)
 	}
@@ -119,7 +119,7 @@ func TestPoisonReachesDLQAfterMaxAttempts(t *testing.T) {
 	e := newEnv(t, nil)
 	e.pushAgent("poison", "v1", agentPath(t, "trap"))
 	e.submit("p", "poison", "v1", nil, cluster.RetryPolicy{MaxAttempts: 3, Base: 10 * time.Millisecond})
-	tk := e.wait("p", 30*time.Second, cluster.StateDeadLetter, cluster.StateSucceeded)
+	tk := e.wait("p", settle, cluster.StateDeadLetter, cluster.StateSucceeded)
 	if tk.State != cluster.StateDeadLetter || tk.Attempts != 3 || len(tk.History) != 3 {
 		t.Fatalf("task = %s after %d attempts (history %d)", tk.State, tk.Attempts, len(tk.History))
 	}
@@ -138,7 +138,7 @@ func TestPoisonReachesDLQAfterMaxAttempts(t *testing.T) {
 // re-leased.
 func TestLongTaskKeepsItsLease(t *testing.T) {
 	t.Parallel()
-	ttl := 300 * time.Millisecond
+	ttl := time.Second
 	var invocations atomic.Int32
 	sleep := plugins.NewStub("sleep", plugins.Idempotent, func(ctx context.Context, _ plugins.Call) (plugins.Result, error) {
 		invocations.Add(1)
@@ -152,7 +152,7 @@ func TestLongTaskKeepsItsLease(t *testing.T) {
 	e := newEnv(t, []plugins.Tool{sleep}, withTTL(ttl))
 	e.pushAgent("steps", "v1", agentPath(t, "steps"), "sleep")
 	e.submit("long", "steps", "v1", map[string]any{"steps": []any{map[string]any{"tool": "sleep"}}}, cluster.RetryPolicy{})
-	tk := e.wait("long", 30*time.Second, cluster.StateSucceeded, cluster.StateDeadLetter, cluster.StateRetryPending)
+	tk := e.wait("long", settle, cluster.StateSucceeded, cluster.StateDeadLetter, cluster.StateRetryPending)
 	if tk.State != cluster.StateSucceeded || tk.Attempts != 1 || len(tk.History) != 1 || invocations.Load() != 1 {
 		t.Fatalf("task %s, attempts %d, history %+v, invocations %d", tk.State, tk.Attempts, tk.History, invocations.Load())
 	}
@@ -243,9 +243,9 @@ func TestDivergenceIsJournaled(t *testing.T) {
 	e.pushAgent("steps", "v2", agentPath(t, "steps-b"), "echo", "flaky")
 	in := map[string]any{"steps": []any{map[string]any{"tool": "echo", "params": map[string]any{"a": 1}}, map[string]any{"tool": "flaky"}}}
 	e.submit("d", "steps", "v1", in, cluster.RetryPolicy{MaxAttempts: 1})
-	e.wait("d", 30*time.Second, cluster.StateDeadLetter)
+	e.wait("d", settle, cluster.StateDeadLetter)
 	e.apply(&cluster.RetryDLQ{TaskID: "d", Version: "v2", Now: time.Now().UnixNano()})
-	tk := e.wait("d", 30*time.Second, cluster.StateSucceeded, cluster.StateDeadLetter)
+	tk := e.wait("d", settle, cluster.StateSucceeded, cluster.StateDeadLetter)
 	if tk.State != cluster.StateSucceeded {
 		t.Fatalf("after retry on v2: %s %+v", tk.State, tk.Error)
 	}
@@ -278,7 +278,7 @@ func TestDeniedToolFailsClosed(t *testing.T) {
 	e := newEnv(t, []plugins.Tool{secret})
 	e.pushAgent("steps", "v1", agentPath(t, "steps")) // allows no tools
 	e.submit("x", "steps", "v1", map[string]any{"steps": []any{map[string]any{"tool": "secret"}}}, cluster.RetryPolicy{})
-	tk := e.wait("x", 30*time.Second, cluster.StateDeadLetter, cluster.StateSucceeded)
+	tk := e.wait("x", settle, cluster.StateDeadLetter, cluster.StateSucceeded)
 	if tk.State != cluster.StateDeadLetter || tk.Error.Class != cluster.ClassPolicy || invoked.Load() != 0 {
 		t.Fatalf("task %s %+v; tool invoked %d times", tk.State, tk.Error, invoked.Load())
 	}
@@ -303,7 +303,7 @@ func TestNowIsRecorded(t *testing.T) {
 	// now is read before... the steps agent reads it after its calls, so
 	// make the first attempt fail after reading it: flaky comes last.
 	e.submit("n", "steps", "v1", map[string]any{"now": true, "steps": []any{map[string]any{"tool": "flaky"}}}, cluster.RetryPolicy{Base: time.Millisecond})
-	tk := e.wait("n", 30*time.Second, cluster.StateSucceeded, cluster.StateDeadLetter)
+	tk := e.wait("n", settle, cluster.StateSucceeded, cluster.StateDeadLetter)
 	if tk.State != cluster.StateSucceeded {
 		t.Fatalf("task %s %+v", tk.State, tk.Error)
 	}
@@ -361,7 +361,7 @@ func TestStagedWritesVisibleOnlyOnSuccess(t *testing.T) {
 		t.Fatal("staged write visible before the task completed")
 	}
 	close(gate)
-	tk := e.wait("kv", 30*time.Second, cluster.StateSucceeded, cluster.StateDeadLetter)
+	tk := e.wait("kv", settle, cluster.StateSucceeded, cluster.StateDeadLetter)
 	if tk.State != cluster.StateSucceeded || tk.Attempts != 2 {
 		t.Fatalf("task %s after %d attempts: %+v", tk.State, tk.Attempts, tk.Error)
 	}
@@ -404,7 +404,7 @@ func TestOutboxDispatchesOnceAfterSuccess(t *testing.T) {
 	in := map[string]any{"emit": []any{map[string]any{"tool": "notify", "params": map[string]any{"text": "done"}}},
 		"steps": []any{map[string]any{"tool": "flaky"}}}
 	e.submit("o", "steps", "v1", in, cluster.RetryPolicy{Base: time.Millisecond})
-	e.wait("o", 30*time.Second, cluster.StateSucceeded)
+	e.wait("o", settle, cluster.StateSucceeded)
 	first := <-got
 	if first.task != "o" || first.key == "" {
 		t.Fatalf("sent %+v", first)
