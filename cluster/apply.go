@@ -227,14 +227,14 @@ func (a *applier) claim(c *ClaimTask) any {
 	if c.Node == "" || c.TTL <= 0 {
 		return fmt.Errorf("%w: claim needs a node and a positive TTL", ErrInvalidCmd)
 	}
-	ks := a.keys([]byte("rq/"), 1)
-	if len(ks) == 0 {
+	first, ok := a.tx.idx.runq.first()
+	if !ok {
 		return nil
 	}
-	rest := strings.TrimPrefix(string(ks[0]), "rq/")
+	rest := strings.TrimPrefix(first, "rq/")
 	var nextAt uint64
 	if _, err := fmt.Sscanf(rest[:16], "%x", &nextAt); err != nil {
-		return fmt.Errorf("corrupt runnable index %q: %w", ks[0], err)
+		return fmt.Errorf("corrupt runnable index %q: %w", first, err)
 	}
 	if int64(nextAt) > c.Now {
 		return nil
@@ -248,7 +248,7 @@ func (a *applier) claim(c *ClaimTask) any {
 	l := Lease{TaskID: id, Token: a.idx, Node: c.Node, Attempt: t.Attempts, GrantedAt: c.Now, ExpiresAt: c.Now + int64(c.TTL), TTL: c.TTL}
 	t.State, t.Lease, t.LastToken, t.UpdatedAt, t.NextAt = StateRunning, &l, a.idx, c.Now, 0
 	t.History = append(t.History, AttemptRecord{N: t.Attempts, Node: c.Node, Token: a.idx, StartedAt: c.Now})
-	a.del(ks[0])
+	a.del([]byte(first))
 	a.putRaw(leaseKey(l.ExpiresAt, id), nil)
 	a.put(taskKey(id), t)
 	a.journal(id, c.Now, Event{Type: "leased", Attempt: t.Attempts, Message: fmt.Sprintf("node %s, token %d", c.Node, a.idx)})
@@ -286,8 +286,9 @@ func (a *applier) expire(c *ExpireLease) any {
 
 func (a *applier) extendLeases(c *ExtendLeases) any {
 	n := 0
-	for _, k := range a.keys([]byte("le/"), 0) {
-		id := string(k[len("le/")+17:])
+	for _, key := range a.tx.idx.leases.all() {
+		k := []byte(key)
+		id := key[len("le/")+17:]
 		t, err := a.loadTask(id)
 		if err != nil || t.Lease == nil {
 			continue

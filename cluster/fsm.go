@@ -21,6 +21,7 @@ const txnSoftLimit = 2 << 20
 type FSM struct {
 	db      *badger.DB
 	log     hclog.Logger
+	idx     *indexes
 	applied atomic.Uint64
 	// onApply, if set, is told about each applied command (metrics). Atomic
 	// because it is installed after Raft has started applying.
@@ -53,7 +54,7 @@ func NewFSM(db *badger.DB, logger hclog.Logger) (*FSM, error) {
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
-	f := &FSM{db: db, log: logger.Named("fsm"), changed: make(chan struct{})}
+	f := &FSM{db: db, log: logger.Named("fsm"), changed: make(chan struct{}), idx: newIndexes()}
 	err := db.View(func(txn *badger.Txn) error {
 		b, ok, err := getRaw(txn, keyApplied)
 		if ok {
@@ -63,6 +64,9 @@ func NewFSM(db *badger.DB, logger hclog.Logger) (*FSM, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read applied index: %w", err)
+	}
+	if err := f.idx.rebuild(db); err != nil {
+		return nil, fmt.Errorf("index runnable tasks and leases: %w", err)
 	}
 	return f, nil
 }
@@ -88,7 +92,7 @@ func (f *FSM) Apply(l *raft.Log) any { return f.ApplyBatch([]*raft.Log{l})[0] }
 // and each transaction also records the index of the last entry it holds.
 func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	resps := make([]any, len(logs))
-	t := &tx{txn: f.db.NewTransaction(true)}
+	t := &tx{txn: f.db.NewTransaction(true), idx: f.idx}
 	defer func() { t.txn.Discard() }()
 	last := f.applied.Load()
 	for i, l := range logs {
@@ -151,6 +155,7 @@ type tx struct {
 	txn  *badger.Txn
 	size int
 	err  error
+	idx  *indexes // nil in read-only views
 }
 
 func getRaw(txn *badger.Txn, key []byte) ([]byte, bool, error) {
@@ -193,7 +198,9 @@ func (t *tx) putRaw(key, val []byte) {
 		return
 	}
 	t.size += len(key) + len(val) + 32
-	t.err = t.txn.Set(key, val)
+	if t.err = t.txn.Set(key, val); t.err == nil {
+		t.idx.written(key, false)
+	}
 }
 
 func (t *tx) put(key []byte, v any) {
@@ -210,7 +217,9 @@ func (t *tx) del(key []byte) {
 		return
 	}
 	t.size += len(key) + 32
-	t.err = t.txn.Delete(key)
+	if t.err = t.txn.Delete(key); t.err == nil {
+		t.idx.written(key, true)
+	}
 }
 
 // keys returns the keys under prefix, in order (limit 0 = all).

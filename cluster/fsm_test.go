@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -395,6 +396,20 @@ func TestDeterminism(t *testing.T) {
 	mod, err := restored.Module(func() string { a, _ := restored.Agent("doc", "v1"); return a.Digest }())
 	if err != nil || len(mod) != 3*moduleChunk+5 {
 		t.Fatalf("module after restore: %d bytes, %v", len(mod), err)
+	}
+	// The in-memory indexes agree with Badger everywhere: as maintained by
+	// Apply, rebuilt on open, and rebuilt after a restore.
+	fresh := newIndexes()
+	if err := fresh.rebuild(h.fsm.db); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []*FSM{h.fsm, other, restored} {
+		if !slices.Equal(f.idx.runq.all(), fresh.runq.all()) || !slices.Equal(f.idx.leases.all(), fresh.leases.all()) {
+			t.Fatalf("index drift: runq %v vs %v, leases %v vs %v", f.idx.runq.all(), fresh.runq.all(), f.idx.leases.all(), fresh.leases.all())
+		}
+	}
+	if len(fresh.runq.all()) != 1 || len(fresh.leases.all()) != 1 {
+		t.Fatalf("expected one runnable task and one lease, got %v %v", fresh.runq.all(), fresh.leases.all())
 	}
 	// A corrupted snapshot is refused.
 	bad := bytes.Clone(buf.Bytes())

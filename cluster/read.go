@@ -212,9 +212,9 @@ func (f *FSM) Journal(taskID string) ([]Event, error) {
 func (f *FSM) Leases() ([]Lease, error) {
 	var out []Lease
 	err := f.view(func(tx *tx) error {
-		for _, k := range tx.keys([]byte("le/"), 0) {
+		for _, k := range f.idx.leases.all() {
 			var t Task
-			if tx.get(taskKey(string(k[len("le/")+17:])), &t) && t.Lease != nil {
+			if tx.get(taskKey(k[len("le/")+17:]), &t) && t.Lease != nil {
 				out = append(out, *t.Lease)
 			}
 		}
@@ -240,14 +240,10 @@ func (f *FSM) ExpiredLeases(now int64) ([]Lease, error) {
 func (f *FSM) NextRunnableAt() (int64, bool) {
 	var at uint64
 	var ok bool
-	_ = f.view(func(tx *tx) error {
-		ks := tx.keys([]byte("rq/"), 1)
-		if len(ks) == 1 {
-			_, err := fmt.Sscanf(string(ks[0][3:19]), "%x", &at)
-			ok = err == nil
-		}
-		return nil
-	})
+	if first, found := f.idx.runq.first(); found {
+		_, err := fmt.Sscanf(first[3:19], "%x", &at)
+		ok = err == nil
+	}
 	return int64(at), ok
 }
 

@@ -129,6 +129,9 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		return fmt.Errorf("restore: sync: %w", err)
 	}
 	err := f.reloadApplied()
+	if err == nil {
+		err = f.idx.rebuild(f.db)
+	}
 	f.broadcast()
 	return err
 }

@@ -58,12 +58,15 @@ type ledgerDispatcher struct {
 	mu          sync.Mutex
 	occurrences map[string]int
 	expected    []string // call IDs recorded by earlier attempts, in order
-	n           int      // ledger calls made in this attempt
-	diverged    bool
-	output      []byte
-	effects     []cluster.Effect
-	events      []cluster.Event // journaled with the attempt's completion
-	logEvents   int
+	// recorded holds the results earlier attempts recorded, read once at
+	// the start: a replay answers from here without decoding a record.
+	recorded  map[string]cluster.LedgerRecord
+	n         int // ledger calls made in this attempt
+	diverged  bool
+	output    []byte
+	effects   []cluster.Effect
+	events    []cluster.Event // journaled with the attempt's completion
+	logEvents int
 
 	// What the attempt ran into, for classifying its failure.
 	inDoubt       string
@@ -75,7 +78,7 @@ type ledgerDispatcher struct {
 func newLedgerDispatcher(c Cluster, tools *plugins.Registry, claim *cluster.Claim, agent cluster.Agent, clock func() time.Time, log hclog.Logger) (*ledgerDispatcher, error) {
 	d := &ledgerDispatcher{
 		c: c, tools: tools, task: claim.Task, lease: claim.Lease, clock: clock, log: log,
-		allowed: map[string]bool{}, occurrences: map[string]int{},
+		allowed: map[string]bool{}, occurrences: map[string]int{}, recorded: map[string]cluster.LedgerRecord{},
 	}
 	for _, t := range agent.Manifest.Tools {
 		d.allowed[t] = true
@@ -86,6 +89,9 @@ func newLedgerDispatcher(c Cluster, tools *plugins.Registry, claim *cluster.Clai
 	}
 	for _, r := range recs {
 		d.expected = append(d.expected, r.CallID)
+		if r.HasResult {
+			d.recorded[r.CallID] = r
+		}
 	}
 	return d, nil
 }
@@ -137,9 +143,12 @@ func (d *ledgerDispatcher) Now(ctx context.Context) (time.Time, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	id := d.identify(nowTool, []byte("null"), "")
-	rec, ok, err := d.c.FSM().LedgerRecord(d.task.ID, id)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("ledger lookup: %w", err)
+	rec, ok := d.recorded[id]
+	if !ok {
+		var err error
+		if rec, ok, err = d.c.FSM().LedgerRecord(d.task.ID, id); err != nil {
+			return time.Time{}, fmt.Errorf("ledger lookup: %w", err)
+		}
 	}
 	if ok && rec.HasResult {
 		ns, err := strconv.ParseInt(string(rec.Result), 10, 64)
@@ -149,7 +158,7 @@ func (d *ledgerDispatcher) Now(ctx context.Context) (time.Time, error) {
 		return time.Unix(0, ns), nil
 	}
 	now := d.now()
-	_, err = d.c.Apply(ctx, &cluster.RecordResult{TaskID: d.task.ID, Token: d.lease.Token, CallID: id, Tool: nowTool,
+	_, err := d.c.Apply(ctx, &cluster.RecordResult{TaskID: d.task.ID, Token: d.lease.Token, CallID: id, Tool: nowTool,
 		Status: abi.StatusOK.String(), Result: json.RawMessage(strconv.FormatInt(now, 10)), Now: now})
 	if err != nil {
 		return time.Time{}, d.proposeFailed(err)
@@ -215,9 +224,12 @@ func (d *ledgerDispatcher) Call(ctx context.Context, req abi.CallRequest) ([]byt
 	}
 	call := plugins.Call{ID: id, TaskID: d.task.ID, Attempt: d.lease.Attempt, Params: req.Params}
 
-	rec, found, err := d.c.FSM().LedgerRecord(d.task.ID, id)
-	if err != nil {
-		return nil, fmt.Errorf("ledger lookup: %w", err)
+	rec, found := d.recorded[id]
+	if !found {
+		var err error
+		if rec, found, err = d.c.FSM().LedgerRecord(d.task.ID, id); err != nil {
+			return nil, fmt.Errorf("ledger lookup: %w", err)
+		}
 	}
 	if found && rec.HasResult {
 		d.lastTransient = false

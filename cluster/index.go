@@ -1,0 +1,110 @@
+package cluster
+
+import (
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// keyIndex mirrors, in memory and in order, the keys of one Badger family
+// that are scanned on every claim or expiry pass. Badger iterators walk
+// deleted keys until compaction drops them, so scanning rq/ after 20,000
+// finished tasks took milliseconds; the mirror keeps it proportional to the
+// live keys. It is maintained by tx writes (inside Apply, one goroutine) and
+// rebuilt from Badger on open and after a restore; readers on other
+// goroutines may see it a moment ahead of a Badger commit, which only costs
+// them a claim that finds nothing.
+type keyIndex struct {
+	prefix string
+	mu     sync.RWMutex
+	keys   []string
+}
+
+func (x *keyIndex) owns(key []byte) bool { return strings.HasPrefix(string(key), x.prefix) }
+
+func (x *keyIndex) add(k string) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if i, found := slices.BinarySearch(x.keys, k); !found {
+		x.keys = slices.Insert(x.keys, i, k)
+	}
+}
+
+func (x *keyIndex) del(k string) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if i, found := slices.BinarySearch(x.keys, k); found {
+		x.keys = slices.Delete(x.keys, i, i+1)
+	}
+}
+
+func (x *keyIndex) first() (string, bool) {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	if len(x.keys) == 0 {
+		return "", false
+	}
+	return x.keys[0], true
+}
+
+// all returns a copy, safe to use while the index changes.
+func (x *keyIndex) all() []string {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return slices.Clone(x.keys)
+}
+
+func (x *keyIndex) rebuild(db *badger.DB) error {
+	var keys []string
+	err := db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.PrefetchValues = false
+		opts.Prefix = []byte(x.prefix)
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			keys = append(keys, string(it.Item().Key()))
+		}
+		return nil
+	})
+	x.mu.Lock()
+	x.keys = keys
+	x.mu.Unlock()
+	return err
+}
+
+// indexes are the FSM's in-memory key mirrors.
+type indexes struct {
+	runq   keyIndex // rq/: runnable tasks, by next_at then seq
+	leases keyIndex // le/: live leases, by expiry
+}
+
+func newIndexes() *indexes {
+	return &indexes{runq: keyIndex{prefix: "rq/"}, leases: keyIndex{prefix: "le/"}}
+}
+
+func (ix *indexes) rebuild(db *badger.DB) error {
+	if err := ix.runq.rebuild(db); err != nil {
+		return err
+	}
+	return ix.leases.rebuild(db)
+}
+
+// written keeps the mirrors in step with a write (del: a deletion).
+func (ix *indexes) written(key []byte, del bool) {
+	if ix == nil {
+		return
+	}
+	for _, x := range []*keyIndex{&ix.runq, &ix.leases} {
+		if x.owns(key) {
+			if del {
+				x.del(string(key))
+			} else {
+				x.add(string(key))
+			}
+			return
+		}
+	}
+}
