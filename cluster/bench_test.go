@@ -295,3 +295,28 @@ func TestLogStoreSelection(t *testing.T) {
 		t.Fatalf("a fresh data dir should get the default (wal) log: %v", err)
 	}
 }
+
+// BenchmarkClaimAfterHistory measures a claim (FSM only) after many tasks
+// have been submitted, claimed and completed: their deleted queue and lease
+// keys must not slow the next claim down.
+func BenchmarkClaimAfterHistory(b *testing.B) {
+	for _, done := range []int{0, 2000, 20000} {
+		b.Run(fmt.Sprintf("finished=%d", done), func(b *testing.B) {
+			h := newHarness(b)
+			h.agent("doc", "v1", "m")
+			for i := 0; i < done; i++ {
+				id := fmt.Sprintf("old-%d", i)
+				h.submit(id, RetryPolicy{}, int64(i))
+				c := h.claim(int64(i))
+				h.ok(&CompleteTask{TaskID: id, Token: c.Lease.Token, Output: []byte("1"), Now: int64(i)})
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				id := fmt.Sprintf("new-%d", i)
+				h.submit(id, RetryPolicy{}, int64(done+i))
+				c := h.claim(int64(done + i))
+				h.ok(&CompleteTask{TaskID: id, Token: c.Lease.Token, Output: []byte("1"), Now: int64(done + i)})
+			}
+		})
+	}
+}

@@ -17,13 +17,13 @@ import (
 
 // harness feeds commands to an FSM as a Raft log would, without Raft.
 type harness struct {
-	t   *testing.T
+	t   testing.TB
 	fsm *FSM
 	idx uint64
 	log []*raft.Log // everything applied, for replaying into another FSM
 }
 
-func newFSM(t *testing.T) *FSM {
+func newFSM(t testing.TB) *FSM {
 	t.Helper()
 	db, err := badger.Open(badger.DefaultOptions("").WithInMemory(true).WithLogger(nil))
 	if err != nil {
@@ -37,7 +37,7 @@ func newFSM(t *testing.T) *FSM {
 	return f
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t testing.TB) *harness {
 	return &harness{t: t, fsm: newFSM(t)}
 }
 
