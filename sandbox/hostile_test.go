@@ -26,8 +26,10 @@ func TestTightLoopStopsAtDeadline(t *testing.T) {
 	if !errors.Is(res.Err, context.DeadlineExceeded) {
 		t.Errorf("err %v does not wrap context.DeadlineExceeded", res.Err)
 	}
-	if res.Duration < timeout || res.Duration > timeout+100*time.Millisecond {
-		t.Errorf("duration %v, want within [%v, %v]", res.Duration, timeout, timeout+100*time.Millisecond)
+	// The deadline clock starts before instantiation, Duration a little
+	// after, so Duration may fall just short of the timeout.
+	if lo, hi := timeout-50*time.Millisecond, timeout+100*time.Millisecond; res.Duration < lo || res.Duration > hi {
+		t.Errorf("duration %v, want within [%v, %v]", res.Duration, lo, hi)
 	}
 	wantContains(t, "err", res.Err.Error(), "deadline exceeded")
 }
