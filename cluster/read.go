@@ -78,10 +78,25 @@ func (f *FSM) Tasks(fl TaskFilter) ([]Task, error) {
 	return out, err
 }
 
-// DeadLetters lists the DLQ, filtered.
+// DeadLetters lists the DLQ, filtered, oldest submission first. It reads
+// the dq/ index, not every task.
 func (f *FSM) DeadLetters(fl TaskFilter) ([]Task, error) {
 	fl.State = StateDeadLetter
-	return f.Tasks(fl)
+	var out []Task
+	err := f.view(func(tx *tx) error {
+		for _, k := range tx.keys([]byte("dq/"), 0) {
+			var t Task
+			if tx.get(taskKey(string(k[len("dq/"):])), &t) && fl.match(&t) {
+				out = append(out, t)
+			}
+		}
+		return nil
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].Seq < out[j].Seq })
+	if fl.Limit > 0 && len(out) > fl.Limit {
+		out = out[:fl.Limit]
+	}
+	return out, err
 }
 
 // Agent returns one version of an agent; version "" means the newest.
