@@ -132,8 +132,9 @@ func TestLeaderExpiresLapsedLeases(t *testing.T) {
 		t.Fatalf("renew within TTL: %v", err)
 	}
 	clock.Add(2100 * time.Millisecond)
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.After(5 * time.Second)
 	for {
+		changed := n.FSM().Changed()
 		tk, _ := n.FSM().Task("t")
 		if tk.State == StateRetryPending {
 			if tk.History[0].Outcome != string(ClassExpired) {
@@ -141,10 +142,11 @@ func TestLeaderExpiresLapsedLeases(t *testing.T) {
 			}
 			break
 		}
-		if time.Now().After(deadline) {
+		select {
+		case <-changed:
+		case <-deadline:
 			t.Fatalf("lease not expired by the leader; task %s", tk.State)
 		}
-		time.Sleep(5 * time.Millisecond) // polling a condition, bounded by deadline
 	}
 	if _, err := n.Apply(ctx, &RenewLease{TaskID: "t", Token: token, TTL: time.Second, Now: clock.Now().UnixNano()}); !errors.Is(err, ErrStaleToken) {
 		t.Fatalf("renew after expiry: %v, want ErrStaleToken", err)

@@ -58,24 +58,8 @@ func (fl TaskFilter) match(t *Task) bool {
 
 // Tasks lists tasks matching fl, oldest submission first.
 func (f *FSM) Tasks(fl TaskFilter) ([]Task, error) {
-	var out []Task
-	err := f.view(func(tx *tx) error {
-		return tx.each([]byte("t/"), func(_, v []byte) error {
-			var t Task
-			if err := json.Unmarshal(v, &t); err != nil {
-				return err
-			}
-			if fl.match(&t) {
-				out = append(out, t)
-			}
-			return nil
-		})
-	})
-	sort.Slice(out, func(i, j int) bool { return out[i].Seq < out[j].Seq })
-	if fl.Limit > 0 && len(out) > fl.Limit {
-		out = out[:fl.Limit]
-	}
-	return out, err
+	ts, err := decodeAll(f, []byte("t/"), fl.match)
+	return oldestFirst(ts, fl.Limit), err
 }
 
 // DeadLetters lists the DLQ, filtered, oldest submission first. It reads
@@ -92,11 +76,7 @@ func (f *FSM) DeadLetters(fl TaskFilter) ([]Task, error) {
 		}
 		return nil
 	})
-	sort.Slice(out, func(i, j int) bool { return out[i].Seq < out[j].Seq })
-	if fl.Limit > 0 && len(out) > fl.Limit {
-		out = out[:fl.Limit]
-	}
-	return out, err
+	return oldestFirst(out, fl.Limit), err
 }
 
 // Agent returns one version of an agent; version "" means the newest.
@@ -123,17 +103,7 @@ func (f *FSM) Agent(name, version string) (Agent, error) {
 
 // AgentVersions lists an agent's versions, oldest registration first.
 func (f *FSM) AgentVersions(name string) ([]Agent, error) {
-	var out []Agent
-	err := f.view(func(tx *tx) error {
-		return tx.each(agentPrefix(name), func(_, v []byte) error {
-			var ag Agent
-			if err := json.Unmarshal(v, &ag); err != nil {
-				return err
-			}
-			out = append(out, ag)
-			return nil
-		})
-	})
+	out, err := decodeAll[Agent](f, agentPrefix(name), nil)
 	sort.SliceStable(out, func(i, j int) bool { return out[i].CreatedAt < out[j].CreatedAt })
 	return out, err
 }
@@ -192,35 +162,14 @@ func (f *FSM) LedgerRecord(taskID, callID string) (LedgerRecord, bool, error) {
 
 // Calls lists a task's ledger in call order.
 func (f *FSM) Calls(taskID string) ([]LedgerRecord, error) {
-	var out []LedgerRecord
-	err := f.view(func(tx *tx) error {
-		return tx.each(ledgerPrefix(taskID), func(_, v []byte) error {
-			var rec LedgerRecord
-			if err := json.Unmarshal(v, &rec); err != nil {
-				return err
-			}
-			out = append(out, rec)
-			return nil
-		})
-	})
+	out, err := decodeAll[LedgerRecord](f, ledgerPrefix(taskID), nil)
 	sort.Slice(out, func(i, j int) bool { return out[i].Seq < out[j].Seq })
 	return out, err
 }
 
 // Journal returns a task's events in order.
 func (f *FSM) Journal(taskID string) ([]Event, error) {
-	var out []Event
-	err := f.view(func(tx *tx) error {
-		return tx.each(journalPrefix(taskID), func(_, v []byte) error {
-			var e Event
-			if err := json.Unmarshal(v, &e); err != nil {
-				return err
-			}
-			out = append(out, e)
-			return nil
-		})
-	})
-	return out, err
+	return decodeAll[Event](f, journalPrefix(taskID), nil)
 }
 
 // Leases lists live leases, soonest expiry first.
@@ -275,53 +224,22 @@ func (f *FSM) KV(key string) (json.RawMessage, bool, error) {
 
 // StagedKV returns the value a task's own staged writes give key, if any.
 func (f *FSM) StagedKV(taskID, key string) (val json.RawMessage, deleted, ok bool, err error) {
-	err = f.view(func(tx *tx) error {
-		return tx.each(stagePrefix(taskID), func(_, v []byte) error {
-			var w KVWrite
-			if err := json.Unmarshal(v, &w); err != nil {
-				return err
-			}
-			if w.Key == key {
-				val, deleted, ok = w.Value, w.Delete, true
-			}
-			return nil
-		})
-	})
-	return val, deleted, ok, err
+	ws, err := decodeAll(f, stagePrefix(taskID), func(w *KVWrite) bool { return w.Key == key })
+	if len(ws) > 0 {
+		last := ws[len(ws)-1] // the latest staged write wins
+		return last.Value, last.Delete, true, err
+	}
+	return nil, false, false, err
 }
 
 // Outbox lists a task's outbox effects.
 func (f *FSM) Outbox(taskID string) ([]Effect, error) {
-	var out []Effect
-	err := f.view(func(tx *tx) error {
-		return tx.each(outboxPrefix(taskID), func(_, v []byte) error {
-			var e Effect
-			if err := json.Unmarshal(v, &e); err != nil {
-				return err
-			}
-			out = append(out, e)
-			return nil
-		})
-	})
-	return out, err
+	return decodeAll[Effect](f, outboxPrefix(taskID), nil)
 }
 
 // PendingEffects lists undispatched outbox effects of every task.
 func (f *FSM) PendingEffects() ([]Effect, error) {
-	var out []Effect
-	err := f.view(func(tx *tx) error {
-		return tx.each([]byte("ob/"), func(_, v []byte) error {
-			var e Effect
-			if err := json.Unmarshal(v, &e); err != nil {
-				return err
-			}
-			if !e.Done {
-				out = append(out, e)
-			}
-			return nil
-		})
-	})
-	return out, err
+	return decodeAll(f, []byte("ob/"), func(e *Effect) bool { return !e.Done })
 }
 
 // FenceRejections counts writes refused for a stale fencing token.
@@ -333,6 +251,34 @@ func (f *FSM) FenceRejections() uint64 {
 		return nil
 	})
 	return n
+}
+
+// decodeAll decodes every value under prefix, in key order, keeping those
+// keep accepts (nil keeps all).
+func decodeAll[T any](f *FSM, prefix []byte, keep func(*T) bool) ([]T, error) {
+	var out []T
+	err := f.view(func(tx *tx) error {
+		return tx.each(prefix, func(_, v []byte) error {
+			var x T
+			if err := json.Unmarshal(v, &x); err != nil {
+				return err
+			}
+			if keep == nil || keep(&x) {
+				out = append(out, x)
+			}
+			return nil
+		})
+	})
+	return out, err
+}
+
+// oldestFirst orders tasks by submission and applies a filter's limit.
+func oldestFirst(ts []Task, limit int) []Task {
+	sort.Slice(ts, func(i, j int) bool { return ts[i].Seq < ts[j].Seq })
+	if limit > 0 && len(ts) > limit {
+		ts = ts[:limit]
+	}
+	return ts
 }
 
 func (t *tx) each(prefix []byte, fn func(k, v []byte) error) error {
