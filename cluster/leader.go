@@ -84,7 +84,10 @@ func (n *Node) expireLapsed(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		_, err := n.Apply(ctx, &ExpireLease{TaskID: l.TaskID, Token: l.Token, Jitter: rand.Uint64(), Now: now})
+		cmd := &ExpireLease{TaskID: l.TaskID, Token: l.Token, Jitter: rand.Uint64(), Now: now}
+		done := n.cfg.History.Begin(cmd)
+		res, err := n.Apply(ctx, cmd)
+		done(res, err)
 		if err != nil {
 			n.log.Warn("expire lease", "task", l.TaskID, "token", l.Token, "error", err)
 			return

@@ -61,6 +61,12 @@ type Config struct {
 	// Clock supplies "now" for commands this node proposes itself.
 	Clock  func() time.Time
 	Logger hclog.Logger
+	// Dial, if set, opens this node's outbound Raft connections (fault
+	// tests route them through proxies); nil dials TCP directly.
+	Dial func(addr string, timeout time.Duration) (net.Conn, error)
+	// History, if set, records the lease commands this node's leader loop
+	// proposes (expiries) for linearizability checks.
+	History *History
 	// BadgerMemory keeps Badger's caches small (tests run many nodes).
 	BadgerMemTableSize int64
 }
@@ -130,7 +136,12 @@ type Node struct {
 	stop      chan struct{}
 	wg        sync.WaitGroup
 	closeOnce sync.Once
+	hadState  bool
 }
+
+// HadState reports whether the node found Raft state on disk when it opened
+// (false for a node that has never been part of a cluster).
+func (n *Node) HadState() bool { return n.hadState }
 
 // Open starts a node: stores, FSM, transport and Raft.
 func Open(cfg Config) (*Node, error) {
@@ -173,12 +184,8 @@ func Open(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open snapshot store: %w", err)
 	}
-	addr, err := net.ResolveTCPAddr("tcp", cfg.RaftAddr)
-	if err != nil {
-		return nil, fmt.Errorf("resolve raft address: %w", err)
-	}
-	if n.transport, err = raft.NewTCPTransportWithLogger(cfg.RaftAddr, addr, 3, 10*time.Second, cfg.Logger.Named("transport")); err != nil {
-		return nil, fmt.Errorf("raft transport on %s: %w", cfg.RaftAddr, err)
+	if n.transport, err = newTransport(cfg); err != nil {
+		return nil, err
 	}
 
 	rc := raft.DefaultConfig()
@@ -199,6 +206,7 @@ func Open(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("inspect raft state: %w", err)
 	}
+	n.hadState = hasState
 	if n.raft, err = raft.NewRaft(rc, n.fsm, n.logStore, n.logStore, snaps, n.transport); err != nil {
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
@@ -277,47 +285,17 @@ func (n *Node) FSM() *FSM { return n.fsm }
 // ID is this node's Raft server ID.
 func (n *Node) ID() string { return n.cfg.NodeID }
 
+// History is the lease-operation recorder, nil unless configured.
+func (n *Node) History() *History { return n.cfg.History }
+
 // Raft exposes the underlying raft for membership operations.
 func (n *Node) Raft() *raft.Raft { return n.raft }
 
 // Apply proposes a command and waits until this node has applied it. FSM
 // rejections come back as errors (ErrStaleToken, ErrNotFound, ...).
 func (n *Node) Apply(ctx context.Context, cmd Command) (any, error) {
-	data, err := Encode(cmd)
-	if err != nil {
-		return nil, err
-	}
-	timeout := n.cfg.ApplyTimeout
-	if dl, ok := ctx.Deadline(); ok {
-		timeout = time.Until(dl)
-		if timeout <= 0 {
-			return nil, fmt.Errorf("apply %s: %w", cmd.messageType(), context.DeadlineExceeded)
-		}
-	}
-	f := n.raft.Apply(data, timeout)
-	// raft's timeout bounds only the enqueue; the caller's context bounds
-	// the wait for the commit too (the entry may still commit later).
-	if ctx.Done() == nil {
-		err = f.Error()
-	} else {
-		done := make(chan error, 1)
-		go func() { done <- f.Error() }()
-		select {
-		case err = <-done:
-		case <-ctx.Done():
-			return nil, fmt.Errorf("apply %s: %w", cmd.messageType(), ctx.Err())
-		}
-	}
-	if err != nil {
-		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
-			return nil, fmt.Errorf("apply %s: %w (%v)", cmd.messageType(), ErrNotLeader, err)
-		}
-		return nil, fmt.Errorf("apply %s: %w", cmd.messageType(), err)
-	}
-	if err, ok := f.Response().(error); ok {
-		return nil, err
-	}
-	return f.Response(), nil
+	r, _, err := n.ApplyIndexed(ctx, cmd)
+	return r, err
 }
 
 // IsLeader reports whether this node leads and has finished taking over (live

@@ -192,4 +192,7 @@ type Member struct {
 	ID       string `json:"id"`
 	APIAddr  string `json:"api_addr"`
 	RaftAddr string `json:"raft_addr"`
+	// Removed is set when the member is removed: it may not rejoin with
+	// the data it has, and a node that finds itself removed stops.
+	Removed bool `json:"removed,omitempty"`
 }

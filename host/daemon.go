@@ -38,6 +38,10 @@ const TokenFile = "token"
 // webhook has been told about, so a restart does not repeat them.
 const dlqNotifiedFile = "dlq-notified.json"
 
+// ErrRemoved is why a node stops, or refuses to start, after it was removed
+// from the cluster.
+var ErrRemoved = errors.New("removed from the cluster")
+
 // DaemonConfig configures one node: what `orlojd serve` runs. Start from
 // DefaultDaemonConfig; Validate names the first bad field.
 type DaemonConfig struct {
@@ -81,6 +85,20 @@ type DaemonConfig struct {
 	// CacheDir is the sandbox's compile cache; "" means DataDir/compile.
 	CacheDir string
 
+	// RaftHeartbeat and RaftElection are Raft's heartbeat and election
+	// timeouts; zero keeps cluster.DefaultConfig's (see docs/RATIONALE.md,
+	// "Failover timing").
+	RaftHeartbeat time.Duration
+	RaftElection  time.Duration
+
+	// DialMap rewrites the addresses this node dials for Raft and for
+	// forwarding to the leader (real address → address to dial). Fault
+	// tests route each pair of nodes through a proxy they can cut.
+	DialMap map[string]string
+	// HistoryFile, if set, receives every lease operation this node
+	// proposes (cluster.History), for linearizability checks.
+	HistoryFile string
+
 	// API builds the HTTP API over the started node. cmd/orlojd passes one
 	// that calls host/api, which imports host and so cannot be called from
 	// here. nil serves /healthz and /readyz only. A handler with a Close
@@ -121,6 +139,8 @@ func DefaultDaemonConfig() DaemonConfig {
 		WebhookCap:     5 * time.Minute,
 		MaxModuleBytes: sandbox.DefaultMaxModuleBytes,
 		MaxBodyBytes:   1 << 20,
+		RaftHeartbeat:  cluster.DefaultConfig().HeartbeatTimeout,
+		RaftElection:   cluster.DefaultConfig().ElectionTimeout,
 		Clock:          time.Now,
 	}
 }
@@ -167,6 +187,10 @@ func (c DaemonConfig) Validate() error {
 		return fieldErr("MaxBodyBytes", "is %d, want a positive size", c.MaxBodyBytes)
 	case c.Clock == nil:
 		return fieldErr("Clock", "is nil")
+	case c.RaftHeartbeat < 0 || (c.RaftHeartbeat > 0 && c.RaftHeartbeat < 5*time.Millisecond):
+		return fieldErr("RaftHeartbeat", "%s: want 0 (default) or at least 5ms", c.RaftHeartbeat)
+	case c.RaftElection < 0 || (c.RaftElection > 0 && c.RaftElection < c.RaftHeartbeat):
+		return fieldErr("RaftElection", "%s: want 0 (default) or at least RaftHeartbeat (%s)", c.RaftElection, c.RaftHeartbeat)
 	}
 	if err := (plugins.HTTPConfig{AllowHosts: c.HTTPAllow}).Validate(); err != nil {
 		return fieldErr("HTTPAllow", "%v", err)
@@ -214,6 +238,8 @@ type Daemon struct {
 	stopped bool
 
 	token   string
+	fwd     *Forwarder
+	history *cluster.History
 	ln      net.Listener
 	node    *cluster.Node
 	rt      *sandbox.Runtime
@@ -277,8 +303,31 @@ func (d *Daemon) Start() (err error) {
 	ccfg.NodeID, ccfg.DataDir, ccfg.RaftAddr = cfg.NodeID, cfg.DataDir, cfg.RaftAddr
 	ccfg.Bootstrap = cfg.Join == ""
 	ccfg.Clock, ccfg.Logger = cfg.Clock, cfg.Logger
+	if cfg.RaftHeartbeat > 0 {
+		ccfg.HeartbeatTimeout = cfg.RaftHeartbeat
+		ccfg.ElectionTimeout = max(ccfg.ElectionTimeout, cfg.RaftHeartbeat)
+		ccfg.LeaderLeaseTimeout = min(ccfg.LeaderLeaseTimeout, cfg.RaftHeartbeat/2)
+	}
+	if cfg.RaftElection > 0 {
+		ccfg.ElectionTimeout = cfg.RaftElection
+	}
+	dial := dialVia(cfg.DialMap)
+	ccfg.Dial = func(addr string, timeout time.Duration) (net.Conn, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		return dial(ctx, "tcp", addr)
+	}
+	if cfg.HistoryFile != "" {
+		if d.history, err = cluster.OpenHistory(cfg.HistoryFile, cfg.NodeID); err != nil {
+			return err
+		}
+		ccfg.History = d.history
+	}
 	if d.node, err = cluster.Open(ccfg); err != nil {
 		return fmt.Errorf("open node: %w", err)
+	}
+	if m, ok := d.node.FSM().Member(cfg.NodeID); ok && m.Removed {
+		return fmt.Errorf("%w: node %s was removed; to rejoin, wipe %s and start with --join", ErrRemoved, cfg.NodeID, cfg.DataDir)
 	}
 	if d.rt, err = sandbox.New(d.ctx, sandbox.Config{CacheDir: cfg.CacheDir, MaxModuleBytes: cfg.MaxModuleBytes}); err != nil {
 		return fmt.Errorf("start sandbox: %w", err)
@@ -292,11 +341,13 @@ func (d *Daemon) Start() (err error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	d.metrics = NewMetrics(reg)
 	d.metrics.AttachFSM(d.node.FSM())
-	exec := NewExecutor(d.node, d.rt, d.tools, cfg.Clock, cfg.Logger, WithMetrics(d.metrics))
+	// Workers on every node propose through the leader.
+	d.fwd = NewForwarder(d.node, d.token, dial, cfg.Logger)
+	exec := NewExecutor(d.fwd, d.rt, d.tools, cfg.Clock, cfg.Logger, WithMetrics(d.metrics))
 	pcfg := DefaultPoolConfig()
 	pcfg.NodeID, pcfg.Workers, pcfg.LeaseTTL = cfg.NodeID, cfg.Workers, cfg.LeaseTTL
 	pcfg.Clock, pcfg.Logger, pcfg.Metrics = cfg.Clock, cfg.Logger, d.metrics
-	if d.pool, err = NewPool(pcfg, d.node, exec); err != nil {
+	if d.pool, err = NewPool(pcfg, d.fwd, exec); err != nil {
 		return err
 	}
 
@@ -308,8 +359,11 @@ func (d *Daemon) Start() (err error) {
 		}
 	}
 	d.handler = handler
+	mux := http.NewServeMux()
+	mux.Handle(ForwardPath, ForwardHandler(d.node, d.token, cfg.Logger))
+	mux.Handle("/", handler)
 	d.srv = &http.Server{
-		Handler:           handler,
+		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		// Long polls (task wait) end when the daemon stops, not when their
@@ -353,7 +407,7 @@ func (d *Daemon) buildTools() (*plugins.Registry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("http tool: %w", err)
 	}
-	tools := []plugins.Tool{httpTool, plugins.NewKV(NewKVBackend(d.node, func() int64 { return cfg.Clock().UnixNano() }))}
+	tools := []plugins.Tool{httpTool, plugins.NewKV(NewKVBackend(d.fwd, func() int64 { return cfg.Clock().UnixNano() }))}
 	if cfg.ModelURL != "" {
 		m, err := plugins.NewModel(plugins.ModelConfig{BaseURL: cfg.ModelURL, APIKey: cfg.ModelKey, Model: cfg.Model})
 		if err != nil {
@@ -413,6 +467,12 @@ func (d *Daemon) closeAll() error {
 			errs = append(errs, fmt.Errorf("close node: %w", err))
 		}
 	}
+	if d.fwd != nil {
+		d.fwd.Close()
+	}
+	if err := d.history.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("close history: %w", err))
+	}
 	if d.rt != nil {
 		if err := d.rt.Close(context.Background()); err != nil {
 			errs = append(errs, fmt.Errorf("close sandbox: %w", err))
@@ -465,21 +525,47 @@ func (d *Daemon) healthHandler() http.Handler {
 	return mux
 }
 
-// join asks the member at cfg.Join to add this node, retrying until it
-// answers or the daemon stops. Joining again after a restart is harmless: the
-// leader already has this ID at this address.
+// join asks the member at cfg.Join (or the leader it points to) to add this
+// node as a non-voter, waits until this node has applied what the leader
+// had committed, then asks to be promoted to voter. It retries until that
+// is done or the daemon stops. Joining again after a restart is harmless.
 func (d *Daemon) join(ctx context.Context) {
-	base, _ := apiURL(d.cfg.Join)
-	body, _ := json.Marshal(map[string]string{"id": d.cfg.NodeID, "raft_addr": d.cfg.RaftAddr, "api_addr": d.ln.Addr().String()})
+	fresh := !d.node.HadState()
+	body, _ := json.Marshal(map[string]any{"id": d.cfg.NodeID, "raft_addr": d.cfg.RaftAddr, "api_addr": d.ln.Addr().String(), "fresh": fresh})
+	promote, _ := json.Marshal(map[string]string{"id": d.cfg.NodeID})
 	policy := cluster.RetryPolicy{Base: 500 * time.Millisecond, Factor: 2, Cap: 10 * time.Second}
+	base, _ := apiURL(d.cfg.Join)
+	joined := false
 	for attempt := 1; ; attempt++ {
-		err := postJSON(ctx, base+"/v1/cluster/join", d.token, body)
-		if err == nil {
-			d.log.Info("joined cluster", "via", d.cfg.Join)
+		var err error
+		if !joined {
+			var leader string
+			if leader, err = postJSON(ctx, base+"/v1/cluster/join", d.token, body); err == nil {
+				joined = true
+				d.log.Info("joined cluster as non-voter; catching up", "via", base)
+				attempt = 0
+				continue
+			} else if leader != "" {
+				base, _ = apiURL(leader)
+				continue
+			}
+		} else {
+			if err = d.awaitCaughtUp(ctx); err == nil {
+				var leader string
+				if leader, err = postJSON(ctx, base+"/v1/cluster/promote", d.token, promote); err == nil {
+					d.log.Info("promoted to voter", "via", base, "applied_index", d.node.FSM().AppliedIndex())
+					return
+				} else if leader != "" {
+					base, _ = apiURL(leader)
+					continue
+				}
+			}
+		}
+		if ctx.Err() != nil {
 			return
 		}
 		delay := cluster.Backoff(policy, attempt, mrand.Uint64())
-		d.log.Warn("join cluster", "via", d.cfg.Join, "attempt", attempt, "retry_in", delay, "error", err)
+		d.log.Warn("join cluster", "via", base, "attempt", attempt, "retry_in", delay, "error", err)
 		select {
 		case <-ctx.Done():
 			return
@@ -488,37 +574,82 @@ func (d *Daemon) join(ctx context.Context) {
 	}
 }
 
-// registerSelf records this node's API address while it leads, so
-// followers can send clients here. Joining nodes are recorded by the join.
+// awaitCaughtUp waits until this node has heard from a leader and applied
+// every entry the leader had committed by then.
+func (d *Daemon) awaitCaughtUp(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for {
+		r := d.node.Raft()
+		if _, id := d.node.Leader(); id != "" {
+			if c := r.CommitIndex(); c > 0 {
+				return d.node.FSM().WaitApplied(ctx, c)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("catch up with the leader: %w", ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// registerSelf records this node's API address (through the leader), so
+// followers can send clients and forwarded commands to whichever node
+// leads. It checks again now and then: a restore or a rejoin may have
+// replaced the record.
 func (d *Daemon) registerSelf(ctx context.Context) {
 	want := cluster.Member{ID: d.cfg.NodeID, APIAddr: d.ln.Addr().String(), RaftAddr: d.cfg.RaftAddr}
 	for {
-		changed := d.node.FSM().Changed()
-		if d.node.IsLeader() {
-			if m, ok := d.node.FSM().Member(want.ID); !ok || m != want {
-				if _, err := d.node.Apply(ctx, &cluster.SetMember{Member: want, Now: d.cfg.Clock().UnixNano()}); err != nil {
-					d.log.Warn("record this node's API address", "error", err)
+		// Wake on applied entries only while the record is missing (start,
+		// join); once it is there, a check a second is enough.
+		var wake <-chan struct{}
+		m, ok := d.node.FSM().Member(want.ID)
+		switch {
+		case ok && m.Removed:
+			d.pool.Stop(0)
+			d.fatal(fmt.Errorf("%w: node %s was removed from the cluster; to rejoin, wipe %s and start with --join", ErrRemoved, want.ID, d.cfg.DataDir))
+			return
+		case ok && m == want:
+		default:
+			wake = d.node.FSM().Changed()
+			if addr, _ := d.node.Leader(); addr != "" {
+				if _, err := d.fwd.Apply(ctx, &cluster.SetMember{Member: want, Now: d.cfg.Clock().UnixNano()}); err != nil {
+					d.log.Debug("record this node's API address", "error", err)
 				}
 			}
 		}
-		t := time.NewTimer(time.Second)
+		t := time.NewTimer(time.Second) // also how soon a removal is noticed
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return
-		case <-changed:
+		case <-wake:
 		case <-t.C:
 		}
 		t.Stop()
 	}
 }
 
-func postJSON(ctx context.Context, url, token string, body []byte) error {
+// dialVia returns a dialer that rewrites addresses found in m.
+func dialVia(m map[string]string) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	var d net.Dialer
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if to, ok := m[addr]; ok {
+			addr = to
+		}
+		return d.DialContext(ctx, network, addr)
+	}
+}
+
+// postJSON posts body and returns, for a 421 not_leader answer, the
+// leader's API address it names.
+func postJSON(ctx context.Context, url, token string, body []byte) (leader string, err error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
-		return err
+		return "", err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	if token != "" {
@@ -526,14 +657,21 @@ func postJSON(ctx context.Context, url, token string, body []byte) error {
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer resp.Body.Close()
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(msg))
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode == http.StatusMisdirectedRequest {
+		var e struct {
+			Leader string `json:"leader"`
+		}
+		_ = json.Unmarshal(msg, &e)
+		return e.Leader, fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(msg))
 	}
-	return nil
+	if resp.StatusCode/100 != 2 {
+		return "", fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(msg))
+	}
+	return "", nil
 }
 
 // loadToken returns the admin token: the given one, else the token file's,

@@ -80,7 +80,7 @@ state. Its ID defaults to RAFT_ADDR, as orlojd serve's --node-id does.`,
 			if err != nil {
 				return err
 			}
-			raw, err := c.postJSON(cmd.Context(), "/v1/cluster/join", map[string]string{"id": firstNonEmpty(id, args[0]), "raft_addr": args[0]}, nil)
+			raw, err := c.postJSON(cmd.Context(), "/v1/cluster/join", map[string]any{"id": firstNonEmpty(id, args[0]), "raft_addr": args[0], "voter": true}, nil)
 			if err != nil {
 				return err
 			}

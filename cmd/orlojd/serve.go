@@ -43,6 +43,10 @@ type serveConfig struct {
 	LogFormat      string
 	LogLevel       string
 	DrainGrace     time.Duration
+	RaftHeartbeat  time.Duration
+	RaftElection   time.Duration
+	DialMap        []string
+	HistoryFile    string
 }
 
 func defaultServeConfig() serveConfig {
@@ -51,6 +55,7 @@ func defaultServeConfig() serveConfig {
 		DataDir: d.DataDir, APIAddr: d.APIAddr, RaftAddr: d.RaftAddr, Workers: d.Workers, LeaseTTL: d.LeaseTTL,
 		ModelKeyEnv: "OPENAI_API_KEY", MaxModuleBytes: d.MaxModuleBytes,
 		LogFormat: "text", LogLevel: "info", DrainGrace: 30 * time.Second,
+		RaftHeartbeat: d.RaftHeartbeat, RaftElection: d.RaftElection,
 	}
 }
 
@@ -84,6 +89,11 @@ func (c *serveConfig) settings() []setting {
 		{"log-format", "log format: text or json", "", strValue{&c.LogFormat}},
 		{"log-level", "log level: trace, debug, info, warn or error", "", strValue{&c.LogLevel}},
 		{"drain-grace", "on SIGTERM, how long running attempts may take to finish", "", durValue{&c.DrainGrace}},
+		{"raft-heartbeat", "Raft heartbeat timeout; failover takes about two (see docs/RATIONALE.md)", "RaftHeartbeat", durValue{&c.RaftHeartbeat}},
+		{"raft-election", "Raft election timeout", "RaftElection", durValue{&c.RaftElection}},
+		// Fault testing only, hence hidden.
+		{"dial-map", "rewrite dialed addresses, FROM=TO,... (fault tests)", "DialMap", listValue{&c.DialMap}},
+		{"history-file", "append lease operations to this file (fault tests)", "HistoryFile", strValue{&c.HistoryFile}},
 	}
 }
 
@@ -117,6 +127,9 @@ and exits 0. A second signal stops at once.`,
 	f.StringVar(&configFile, "config", "", "JSON file of settings (default $ORLOJ_CONFIG)")
 	for _, s := range shown.settings() {
 		f.Var(s.value, s.flag, s.usage+" (env "+s.envVar()+")")
+	}
+	for _, hidden := range []string{"dial-map", "history-file"} {
+		_ = f.MarkHidden(hidden)
 	}
 	return cmd
 }
@@ -154,6 +167,11 @@ func loadServeConfig(flags *pflag.FlagSet, configFile string) (serveConfig, erro
 	}
 	if hclog.LevelFromString(cfg.LogLevel) == hclog.NoLevel {
 		return cfg, usagef("log level %q (--log-level, ORLOJ_LOG_LEVEL, log_level): want trace, debug, info, warn or error", cfg.LogLevel)
+	}
+	for _, pair := range cfg.DialMap {
+		if from, to, ok := strings.Cut(pair, "="); !ok || from == "" || to == "" {
+			return cfg, usagef("dial map entry %q (--dial-map): want FROM=TO", pair)
+		}
 	}
 	if cfg.DrainGrace < 0 {
 		return cfg, usagef("drain grace %s (--drain-grace, ORLOJ_DRAIN_GRACE, drain_grace) is negative", cfg.DrainGrace)
@@ -226,6 +244,14 @@ func (c serveConfig) daemonConfig(log hclog.Logger) host.DaemonConfig {
 	d.ModelURL, d.Model, d.DLQWebhook, d.MaxModuleBytes = c.ModelURL, c.Model, c.DLQWebhook, c.MaxModuleBytes
 	if c.ModelKeyEnv != "" {
 		d.ModelKey = os.Getenv(c.ModelKeyEnv)
+	}
+	d.RaftHeartbeat, d.RaftElection, d.HistoryFile = c.RaftHeartbeat, c.RaftElection, c.HistoryFile
+	if len(c.DialMap) > 0 {
+		d.DialMap = map[string]string{}
+		for _, pair := range c.DialMap {
+			from, to, _ := strings.Cut(pair, "=")
+			d.DialMap[from] = to
+		}
 	}
 	d.API = apiFactory()
 	d.Logger = log

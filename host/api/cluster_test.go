@@ -67,12 +67,26 @@ func TestClusterJoinTransferRemove(t *testing.T) {
 	r := f.do("POST", "/v1/cluster/join", api.JoinRequest{ID: "n2", RaftAddr: n2Addr, APIAddr: "127.0.0.1:17070"})
 	want(t, r, http.StatusOK, "")
 	r.decode(t, &ms)
-	if len(ms) != 2 || ms[1].ID != "n2" || ms[1].Role != "follower" || ms[1].AppliedIndex != nil {
+	if len(ms) != 2 || ms[1].ID != "n2" || ms[1].Role != "follower" || ms[1].Suffrage != "nonvoter" || ms[1].AppliedIndex != nil {
 		t.Fatalf("members after join = %s", r.body)
+	}
+	// A non-voter cannot lead.
+	want(t, f.do("POST", "/v1/cluster/transfer", api.MemberRequest{ID: "n2"}), http.StatusConflict, api.CodeConflict)
+	waitCaughtUp(t, f.node, n2)
+	r = f.do("POST", "/v1/cluster/promote", api.MemberRequest{ID: "n2"})
+	want(t, r, http.StatusOK, "")
+	r.decode(t, &ms)
+	if len(ms) != 2 || ms[1].Suffrage != "voter" {
+		t.Fatalf("members after promote = %s", r.body)
 	}
 	// Joining again with the same address changes nothing.
 	want(t, f.do("POST", "/v1/cluster/join", api.JoinRequest{ID: "n2", RaftAddr: n2Addr}), http.StatusOK, "")
-	waitCaughtUp(t, f.node, n2)
+	r = f.do("GET", "/v1/cluster/members", nil)
+	r.decode(t, &ms)
+	if len(ms) != 2 || ms[1].Suffrage != "voter" {
+		t.Fatalf("a second join changed the member: %s", r.body)
+	}
+	want(t, f.do("POST", "/v1/cluster/promote", api.MemberRequest{ID: "n9"}), http.StatusNotFound, api.CodeNotFound)
 
 	r = f.do("POST", "/v1/cluster/transfer", api.MemberRequest{ID: "n2"})
 	want(t, r, http.StatusOK, "")
@@ -109,6 +123,15 @@ func TestClusterJoinTransferRemove(t *testing.T) {
 	r.decode(t, &ms)
 	if len(ms) != 1 || ms[0].ID != "n2" || ms[0].Role != "leader" {
 		t.Fatalf("members after remove = %s", r.body)
+	}
+	// The removed member is marked, and may come back only with fresh data.
+	if m, ok := n2.FSM().Member("n1"); !ok || !m.Removed {
+		t.Fatalf("member record of n1 = %+v, %v; want removed", m, ok)
+	}
+	r = g.do("POST", "/v1/cluster/join", api.JoinRequest{ID: "n1", RaftAddr: "127.0.0.1:1"})
+	want(t, r, http.StatusConflict, api.CodeConflict)
+	if !strings.Contains(string(r.body), "wipe") {
+		t.Fatalf("rejoin refusal does not say what to do: %s", r.body)
 	}
 }
 

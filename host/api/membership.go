@@ -102,8 +102,10 @@ func (s *Server) members(w http.ResponseWriter, r *http.Request) error {
 	return s.replyMembers(w)
 }
 
-// join: POST /v1/cluster/join {"id","raft_addr"} adds a voter. Adding a
-// member that is already there with the same address changes nothing.
+// join: POST /v1/cluster/join {"id","raft_addr","api_addr"} adds a node as
+// a non-voter (a voter with "voter": true); the node asks for promotion
+// once it has caught up. Joining again with the same address changes
+// nothing. A removed member may rejoin only with fresh data.
 func (s *Server) join(w http.ResponseWriter, r *http.Request) error {
 	if err := checkQuery(r.URL.Query()); err != nil {
 		return err
@@ -121,25 +123,88 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) error {
 	if _, _, err := net.SplitHostPort(req.RaftAddr); err != nil {
 		return badRequest("raft_addr %q is not host:port", req.RaftAddr)
 	}
-	// A voter that cannot be reached costs the cluster its quorum (one node
-	// plus an unreachable voter is two of which one answers): look first.
-	conn, err := net.DialTimeout("tcp", req.RaftAddr, 2*time.Second)
+	if s.node.Raft().State() != raft.Leader {
+		return s.notLeader()
+	}
+	if m, ok := s.fsm.Member(req.ID); ok && m.Removed && !req.Fresh {
+		return conflict("node %s was removed from the cluster and still has its old data; wipe its data dir and start it again with --join", req.ID)
+	}
+	conf, err := s.configuration()
 	if err != nil {
-		return badRequest("cannot reach raft_addr %s: %v; start the node first", req.RaftAddr, err)
+		return err
 	}
-	conn.Close()
-	f := s.node.Raft().AddVoter(raft.ServerID(req.ID), raft.ServerAddress(req.RaftAddr), 0, timeoutOf(r.Context()))
-	if err := f.Error(); err != nil {
-		return fmt.Errorf("add voter %s at %s: %w", req.ID, req.RaftAddr, err)
+	var existing *raft.Server
+	for i, srv := range conf.Servers {
+		if string(srv.ID) == req.ID {
+			existing = &conf.Servers[i]
+		}
 	}
-	if req.APIAddr != "" {
-		m := cluster.Member{ID: req.ID, APIAddr: req.APIAddr, RaftAddr: req.RaftAddr}
+	switch {
+	case existing != nil && string(existing.Address) == req.RaftAddr && (existing.Suffrage == raft.Voter || !req.Voter):
+		// Already there: a restart rejoining.
+	default:
+		// A voter that cannot be reached costs the cluster its quorum (one
+		// node plus an unreachable voter is two of which one answers).
+		conn, err := net.DialTimeout("tcp", req.RaftAddr, 2*time.Second)
+		if err != nil {
+			return badRequest("cannot reach raft_addr %s: %v; start the node first", req.RaftAddr, err)
+		}
+		conn.Close()
+		var f raft.IndexFuture
+		if req.Voter {
+			f = s.node.Raft().AddVoter(raft.ServerID(req.ID), raft.ServerAddress(req.RaftAddr), 0, timeoutOf(r.Context()))
+		} else {
+			f = s.node.Raft().AddNonvoter(raft.ServerID(req.ID), raft.ServerAddress(req.RaftAddr), 0, timeoutOf(r.Context()))
+		}
+		if err := f.Error(); err != nil {
+			return fmt.Errorf("add %s at %s: %w", req.ID, req.RaftAddr, err)
+		}
+		s.log.Info("member joined", "member", req.ID, "raft_addr", req.RaftAddr, "voter", req.Voter)
+	}
+	m := cluster.Member{ID: req.ID, APIAddr: req.APIAddr, RaftAddr: req.RaftAddr}
+	old, ok := s.fsm.Member(req.ID)
+	if m.APIAddr == "" {
+		m.APIAddr = old.APIAddr // a join that names none keeps the known one
+	}
+	if !ok || old != m {
 		if _, err := s.c.Apply(r.Context(), &cluster.SetMember{Member: m, Now: s.cfg.Clock().UnixNano()}); err != nil {
 			return fmt.Errorf("record member %s: %w", req.ID, err)
 		}
 	}
-	s.log.Info("member joined", "member", req.ID, "raft_addr", req.RaftAddr)
 	return s.replyMembers(w)
+}
+
+// promote: POST /v1/cluster/promote {"id"} makes a non-voter a voter. A
+// joining node asks once it has applied what the leader had committed.
+func (s *Server) promote(w http.ResponseWriter, r *http.Request) error {
+	if err := checkQuery(r.URL.Query()); err != nil {
+		return err
+	}
+	var req MemberRequest
+	if err := s.decodeJSON(w, r, &req, false); err != nil {
+		return err
+	}
+	if s.node.Raft().State() != raft.Leader {
+		return s.notLeader()
+	}
+	conf, err := s.configuration()
+	if err != nil {
+		return err
+	}
+	for _, srv := range conf.Servers {
+		if string(srv.ID) != req.ID {
+			continue
+		}
+		if srv.Suffrage != raft.Voter {
+			f := s.node.Raft().AddVoter(srv.ID, srv.Address, 0, timeoutOf(r.Context()))
+			if err := f.Error(); err != nil {
+				return fmt.Errorf("promote %s: %w", req.ID, err)
+			}
+			s.log.Info("member promoted to voter", "member", req.ID)
+		}
+		return s.replyMembers(w)
+	}
+	return notFound("no member %q in the cluster configuration", req.ID)
 }
 
 // remove: POST /v1/cluster/remove {"id"}.
@@ -153,6 +218,9 @@ func (s *Server) remove(w http.ResponseWriter, r *http.Request) error {
 	}
 	if req.ID == "" {
 		return badRequest("id is required: the member to remove")
+	}
+	if s.node.Raft().State() != raft.Leader {
+		return s.notLeader()
 	}
 	conf, err := s.configuration()
 	if err != nil {
@@ -170,6 +238,13 @@ func (s *Server) remove(w http.ResponseWriter, r *http.Request) error {
 	}
 	if voters == 0 {
 		return conflict("%s is the only voter; removing it would leave the cluster without members", req.ID)
+	}
+	// Mark it first, while the member still receives entries: it learns it
+	// was removed and stops, rather than waiting to be let back in.
+	m, _ := s.fsm.Member(req.ID)
+	m.ID, m.Removed = req.ID, true
+	if _, err := s.c.Apply(r.Context(), &cluster.SetMember{Member: m, Now: s.cfg.Clock().UnixNano()}); err != nil {
+		return fmt.Errorf("mark member %s removed: %w", req.ID, err)
 	}
 	f := s.node.Raft().RemoveServer(raft.ServerID(req.ID), 0, timeoutOf(r.Context()))
 	if err := f.Error(); err != nil {

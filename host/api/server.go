@@ -185,6 +185,7 @@ func (s *Server) routes() {
 	s.handle("GET /v1/cluster/members", s.members)
 	s.handle("POST /v1/cluster/join", s.join)
 	s.handle("POST /v1/cluster/remove", s.remove)
+	s.handle("POST /v1/cluster/promote", s.promote)
 	s.handle("POST /v1/cluster/transfer", s.transfer)
 }
 

@@ -201,6 +201,13 @@ type JoinRequest struct {
 	// APIAddr is where the new node's API listens, so followers can send
 	// clients to it when it leads.
 	APIAddr string `json:"api_addr,omitempty"`
+	// Fresh says the node has no Raft state: a member removed earlier may
+	// rejoin only like this, with its data wiped.
+	Fresh bool `json:"fresh,omitempty"`
+	// Voter adds the node as a voter at once. Nodes join as non-voters
+	// and ask for promotion once caught up (POST /v1/cluster/promote), so a
+	// slow catch-up never counts toward quorum.
+	Voter bool `json:"voter,omitempty"`
 }
 
 // MemberRequest names a member (remove; transfer, where "" means any).

@@ -1,0 +1,223 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// A follower's workers propose through the leader: they send the encoded
+// command, the leader applies it and answers with the result in a Reply.
+// This file owns that wire form; host carries it over HTTP.
+
+// DecodeCommand parses an encoded command (Encode's output) for forwarding.
+// Unlike the FSM it refuses types it does not know, flag or not: a leader
+// should not commit an entry it cannot apply.
+func DecodeCommand(b []byte) (Command, error) {
+	c, ok, err := decode(b)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, fmt.Errorf("%w: unknown type %d", ErrInvalidCmd, b[0])
+	}
+	return c, nil
+}
+
+// Reply is a forwarded command's outcome: the FSM's result, tagged with its
+// Go type so the proposer gets back the value a local Apply would return,
+// or the error, coded so sentinels survive the trip.
+type Reply struct {
+	Index  uint64          `json:"index"` // the entry's Raft index; 0 if not committed
+	Kind   string          `json:"kind,omitempty"`
+	Result json.RawMessage `json:"result,omitempty"`
+	Code   string          `json:"code,omitempty"`
+	Error  string          `json:"error,omitempty"`
+}
+
+// sentinels are the errors a proposer branches on, by wire code.
+var sentinels = []struct {
+	code string
+	err  error
+}{
+	{"not_found", ErrNotFound}, {"stale_token", ErrStaleToken}, {"invalid_state", ErrInvalidState},
+	{"not_leader", ErrNotLeader}, {"unknown_agent", ErrUnknownAgent}, {"invalid_command", ErrInvalidCmd},
+	{"already_exists", ErrAlreadyExists},
+}
+
+// NewReply encodes an Apply outcome.
+func NewReply(index uint64, result any, err error) (Reply, error) {
+	r := Reply{Index: index}
+	if err != nil {
+		r.Code, r.Error = "error", err.Error()
+		for _, s := range sentinels {
+			if errors.Is(err, s.err) {
+				r.Code = s.code
+				break
+			}
+		}
+		return r, nil
+	}
+	switch result.(type) {
+	case nil:
+		return r, nil
+	case *Claim:
+		r.Kind = "claim"
+	case Lease:
+		r.Kind = "lease"
+	case Task:
+		r.Kind = "task"
+	case SubmitResult:
+		r.Kind = "submit"
+	case LedgerRecord:
+		r.Kind = "ledger"
+	case Member:
+		r.Kind = "member"
+	case Agent:
+		r.Kind = "agent"
+	case int:
+		r.Kind = "int"
+	default:
+		return Reply{}, fmt.Errorf("forward: no wire form for result type %T", result)
+	}
+	b, err := json.Marshal(result)
+	if err != nil {
+		return Reply{}, fmt.Errorf("forward: encode %T: %w", result, err)
+	}
+	r.Result = b
+	return r, nil
+}
+
+// Outcome decodes a Reply into what Node.Apply would have returned.
+func (r Reply) Outcome() (any, error) {
+	if r.Code != "" {
+		for _, s := range sentinels {
+			if s.code == r.Code {
+				return nil, &RemoteError{Msg: r.Error, err: s.err}
+			}
+		}
+		return nil, &RemoteError{Msg: r.Error}
+	}
+	var v any
+	switch r.Kind {
+	case "":
+		return nil, nil
+	case "claim":
+		v = &Claim{}
+	case "lease":
+		v = &Lease{}
+	case "task":
+		v = &Task{}
+	case "submit":
+		v = &SubmitResult{}
+	case "ledger":
+		v = &LedgerRecord{}
+	case "member":
+		v = &Member{}
+	case "agent":
+		v = &Agent{}
+	case "int":
+		v = new(int)
+	default:
+		return nil, fmt.Errorf("forward: unknown result kind %q", r.Kind)
+	}
+	if err := json.Unmarshal(r.Result, v); err != nil {
+		return nil, fmt.Errorf("forward: decode %s result: %w", r.Kind, err)
+	}
+	switch p := v.(type) {
+	case *Claim:
+		return p, nil // Apply returns the pointer for claims
+	case *Lease:
+		return *p, nil
+	case *Task:
+		return *p, nil
+	case *SubmitResult:
+		return *p, nil
+	case *LedgerRecord:
+		return *p, nil
+	case *Member:
+		return *p, nil
+	case *Agent:
+		return *p, nil
+	case *int:
+		return *p, nil
+	}
+	return nil, fmt.Errorf("forward: unhandled kind %q", r.Kind)
+}
+
+// RemoteError is an error the leader returned for a forwarded command. It
+// unwraps to the sentinel it was coded as.
+type RemoteError struct {
+	Msg string
+	err error
+}
+
+func (e *RemoteError) Error() string { return "leader: " + e.Msg }
+func (e *RemoteError) Unwrap() error { return e.err }
+
+// ApplyIndexed is Apply that also returns the entry's Raft index, so a
+// follower that forwarded the command can wait to have applied it too.
+func (n *Node) ApplyIndexed(ctx context.Context, cmd Command) (any, uint64, error) {
+	data, err := Encode(cmd)
+	if err != nil {
+		return nil, 0, err
+	}
+	timeout := n.cfg.ApplyTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+		if timeout <= 0 {
+			return nil, 0, fmt.Errorf("apply %s: %w", cmd.messageType(), context.DeadlineExceeded)
+		}
+	}
+	f := n.raft.Apply(data, timeout)
+	// raft's timeout bounds only the enqueue; the caller's context bounds
+	// the wait for the commit too (the entry may still commit later).
+	if ctx.Done() == nil {
+		err = f.Error()
+	} else {
+		done := make(chan error, 1)
+		go func() { done <- f.Error() }()
+		select {
+		case err = <-done:
+		case <-ctx.Done():
+			return nil, 0, fmt.Errorf("apply %s: %w", cmd.messageType(), ctx.Err())
+		}
+	}
+	if err != nil {
+		// ErrNotLeader means the entry was never enqueued; ErrLeadershipLost
+		// means it may still commit. Callers that retry must tell them apart.
+		if errors.Is(err, raft.ErrNotLeader) {
+			return nil, 0, fmt.Errorf("apply %s: %w", cmd.messageType(), ErrNotLeader)
+		}
+		if errors.Is(err, raft.ErrLeadershipLost) {
+			return nil, 0, fmt.Errorf("apply %s: %w (%w)", cmd.messageType(), ErrNotLeader, ErrOutcomeUnknown)
+		}
+		return nil, 0, fmt.Errorf("apply %s: %w", cmd.messageType(), err)
+	}
+	if err, ok := f.Response().(error); ok {
+		return nil, f.Index(), err
+	}
+	return f.Response(), f.Index(), nil
+}
+
+// ErrOutcomeUnknown marks a proposal that may or may not have committed.
+var ErrOutcomeUnknown = errors.New("outcome unknown")
+
+// WaitApplied blocks until the local FSM has applied index, or ctx ends.
+func (f *FSM) WaitApplied(ctx context.Context, index uint64) error {
+	for {
+		ch := f.Changed()
+		if f.AppliedIndex() >= index {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("wait for index %d (applied %d): %w", index, f.AppliedIndex(), ctx.Err())
+		}
+	}
+}

@@ -1,0 +1,204 @@
+package host
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+
+	"github.com/orloj/orloj/cluster"
+)
+
+// ForwardPath is the route a leader serves forwarded commands on.
+const ForwardPath = "/internal/v1/apply"
+
+// raftLeader is the state in which a node applies rather than forwards.
+const raftLeader = raft.Leader
+
+// maxForwardBody caps a forwarded command (module chunks are the largest).
+const maxForwardBody = 4 << 20
+
+// Forwarder is the Cluster every node's workers use: on the leader it
+// applies locally; on a follower it sends the command to the leader's
+// ForwardPath. Reads stay local. After a forwarded claim it waits until the
+// local replica has applied the claim's entry, so the executor's reads of the
+// task's ledger include every record an earlier attempt committed: they were
+// all committed before the lease that the claim replaced was ended.
+type Forwarder struct {
+	node   *cluster.Node
+	token  string
+	client *http.Client
+	log    hclog.Logger
+	// retryFor bounds the hunt for a leader when ctx has no deadline.
+	retryFor time.Duration
+}
+
+// NewForwarder returns a Forwarder sending token to the leader. dial, if
+// not nil, opens the connections (fault tests route them through proxies).
+func NewForwarder(node *cluster.Node, token string, dial func(ctx context.Context, network, addr string) (net.Conn, error), log hclog.Logger) *Forwarder {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if dial != nil {
+		tr.DialContext = dial
+	}
+	tr.MaxIdleConnsPerHost = 64
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	return &Forwarder{node: node, token: token, client: &http.Client{Transport: tr}, log: log.Named("forward"), retryFor: 10 * time.Second}
+}
+
+// FSM is the local replica.
+func (f *Forwarder) FSM() *cluster.FSM { return f.node.FSM() }
+
+// Close releases idle connections.
+func (f *Forwarder) Close() { f.client.CloseIdleConnections() }
+
+// Apply proposes cmd through whichever node leads. It retries only where
+// the command was certainly not applied (no leader known, refused by a
+// non-leader, connection not made); an ambiguous failure is returned wrapped
+// in cluster.ErrOutcomeUnknown.
+func (f *Forwarder) Apply(ctx context.Context, cmd cluster.Command) (any, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, f.retryFor)
+		defer cancel()
+	}
+	done := f.node.History().Begin(cmd)
+	res, err := f.apply(ctx, cmd)
+	done(res, err)
+	return res, err
+}
+
+func (f *Forwarder) apply(ctx context.Context, cmd cluster.Command) (any, error) {
+	delay := 10 * time.Millisecond
+	for {
+		res, retry, err := f.applyOnce(ctx, cmd)
+		if !retry {
+			return res, err
+		}
+		select {
+		case <-ctx.Done():
+			// Every try so far certainly failed to apply: say so.
+			return nil, fmt.Errorf("%w (last: %w)", ctx.Err(), err)
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 200*time.Millisecond)
+	}
+}
+
+func (f *Forwarder) applyOnce(ctx context.Context, cmd cluster.Command) (any, bool, error) {
+	if f.node.Raft().State() == raftLeader {
+		res, _, err := f.node.ApplyIndexed(ctx, cmd)
+		if errors.Is(err, cluster.ErrNotLeader) && !errors.Is(err, cluster.ErrOutcomeUnknown) {
+			return nil, true, err
+		}
+		return res, false, err
+	}
+	_, leaderID := f.node.Leader()
+	if leaderID == "" || leaderID == f.node.ID() {
+		return nil, true, fmt.Errorf("no leader known: %w", cluster.ErrNotLeader)
+	}
+	m, ok := f.node.FSM().Member(leaderID)
+	if !ok || m.APIAddr == "" {
+		return nil, true, fmt.Errorf("leader %s has not recorded its API address yet: %w", leaderID, cluster.ErrNotLeader)
+	}
+	body, err := cluster.Encode(cmd)
+	if err != nil {
+		return nil, false, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+m.APIAddr+ForwardPath, bytes.NewReader(body))
+	if err != nil {
+		return nil, false, fmt.Errorf("forward to %s: %w", leaderID, err)
+	}
+	req.Header.Set("Authorization", "Bearer "+f.token)
+	req.Header.Set("Content-Type", "application/octet-stream")
+	resp, err := f.client.Do(req)
+	if err != nil {
+		var op *net.OpError
+		if errors.As(err, &op) && op.Op == "dial" {
+			return nil, true, fmt.Errorf("forward to %s: %w", leaderID, err)
+		}
+		return nil, false, fmt.Errorf("forward to %s: %w: %w", leaderID, cluster.ErrOutcomeUnknown, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxForwardBody))
+	if err != nil {
+		return nil, false, fmt.Errorf("forward to %s: read reply: %w: %w", leaderID, cluster.ErrOutcomeUnknown, err)
+	}
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusMisdirectedRequest:
+		return nil, true, fmt.Errorf("forward to %s: %w", leaderID, cluster.ErrNotLeader)
+	default:
+		return nil, false, fmt.Errorf("forward to %s: HTTP %d: %s", leaderID, resp.StatusCode, bytes.TrimSpace(raw))
+	}
+	var rep cluster.Reply
+	if err := json.Unmarshal(raw, &rep); err != nil {
+		return nil, false, fmt.Errorf("forward to %s: decode reply: %w: %w", leaderID, cluster.ErrOutcomeUnknown, err)
+	}
+	if rep.Code == "not_leader" && rep.Index == 0 {
+		return nil, true, fmt.Errorf("forward to %s: %s: %w", leaderID, rep.Error, cluster.ErrNotLeader)
+	}
+	res, err := rep.Outcome()
+	if err == nil && rep.Index > 0 {
+		if _, ok := cmd.(*cluster.ClaimTask); ok && res != nil {
+			if werr := f.node.FSM().WaitApplied(ctx, rep.Index); werr != nil {
+				// The lease is ours but unusable here: it lapses and the task
+				// is retried, which is what a lost reply would cost anyway.
+				return nil, false, fmt.Errorf("claim granted at index %d: %w", rep.Index, werr)
+			}
+		}
+	}
+	return res, false, err
+}
+
+// ForwardHandler serves ForwardPath on every node: the leader applies, a
+// follower answers 421 so the sender looks for the leader again.
+func ForwardHandler(node *cluster.Node, token string, log hclog.Logger) http.Handler {
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	want := []byte("Bearer " + token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			http.Error(w, "POST only", http.StatusMethodNotAllowed)
+			return
+		}
+		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxForwardBody))
+		if err != nil {
+			http.Error(w, "read command: "+err.Error(), http.StatusRequestEntityTooLarge)
+			return
+		}
+		cmd, err := cluster.DecodeCommand(body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if node.Raft().State() != raftLeader {
+			w.WriteHeader(http.StatusMisdirectedRequest)
+			return
+		}
+		res, idx, err := node.ApplyIndexed(r.Context(), cmd)
+		rep, encErr := cluster.NewReply(idx, res, err)
+		if encErr != nil {
+			log.Error("forwarded command", "error", encErr)
+			http.Error(w, encErr.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(rep)
+	})
+}
