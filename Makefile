@@ -7,7 +7,7 @@ AGENTS    := $(notdir $(wildcard examples/agents/*))
 BENCHSTAT := $(GO) run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
 COUNT     ?= 6
 
-.PHONY: all build agents test test-short bench check demo clean
+.PHONY: all build agents test test-short bench check demo clean chaos
 
 all: build agents
 
@@ -46,3 +46,8 @@ demo: build agents
 
 clean:
 	rm -rf $(BIN)
+
+# The long fault run: 3 real nodes, 300 tasks, 75 s of kills, pauses and
+# partitions; prints the figures docs/BENCHMARKS.md quotes.
+chaos: build
+	$(GO) test ./chaos/ -run TestChaos -count 1 -v -timeout 30m -chaos.long

@@ -89,6 +89,8 @@ func (h *History) Begin(cmd Command) func(result any, err error) {
 	return func(result any, err error) {
 		ev := HistoryEvent{Phase: "ret", ID: id, Task: task, Token: token, Res: "ok"}
 		switch {
+		case err != nil && op == "claim" && errors.Is(err, ErrNotLeader) && !errors.Is(err, ErrOutcomeUnknown):
+			ev.Res = "rejected" // never proposed
 		case err != nil:
 			ev.Res = historyOutcome(err)
 		case result == nil:
@@ -103,14 +105,11 @@ func (h *History) Begin(cmd Command) func(result any, err error) {
 	}
 }
 
-// historyOutcome tells an error that proves the command was not applied
-// from one that leaves it open.
+// historyOutcome is "rejected" only for a fencing rejection, which proves
+// the lease was not held under the token. Anything else — not applied for
+// another reason, or maybe applied — says nothing about the lease: unknown.
 func historyOutcome(err error) string {
-	switch {
-	case errors.Is(err, ErrOutcomeUnknown):
-		return "unknown"
-	case errors.Is(err, ErrStaleToken), errors.Is(err, ErrNotFound), errors.Is(err, ErrInvalidCmd),
-		errors.Is(err, ErrInvalidState), errors.Is(err, ErrNotLeader):
+	if errors.Is(err, ErrStaleToken) && !errors.Is(err, ErrOutcomeUnknown) {
 		return "rejected"
 	}
 	return "unknown"

@@ -331,3 +331,26 @@ func (s *Server) transfer(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 }
+
+// state: GET /v1/cluster/state. The index and the hash are read in one
+// view only when nothing is applied between them, so it retries until the
+// index did not move.
+func (s *Server) state(w http.ResponseWriter, r *http.Request) error {
+	if err := checkQuery(r.URL.Query()); err != nil {
+		return err
+	}
+	for {
+		before := s.fsm.AppliedIndex()
+		h, err := s.fsm.Hash()
+		if err != nil {
+			return fmt.Errorf("hash state: %w", err)
+		}
+		if s.fsm.AppliedIndex() == before {
+			s.reply(w, http.StatusOK, StateView{Node: s.node.ID(), AppliedIndex: before, Hash: h, FenceRejections: s.fsm.FenceRejections()})
+			return nil
+		}
+		if err := r.Context().Err(); err != nil {
+			return err
+		}
+	}
+}

@@ -187,6 +187,7 @@ func (s *Server) routes() {
 	s.handle("POST /v1/cluster/remove", s.remove)
 	s.handle("POST /v1/cluster/promote", s.promote)
 	s.handle("POST /v1/cluster/transfer", s.transfer)
+	s.handle("GET /v1/cluster/state", s.state)
 }
 
 // handle registers a handler that answers errors as JSON. Writes are sent

@@ -210,6 +210,15 @@ type JoinRequest struct {
 	Voter bool `json:"voter,omitempty"`
 }
 
+// StateView is GET /v1/cluster/state: this replica's applied index and a
+// hash of its whole state. Replicas at the same index must agree.
+type StateView struct {
+	Node            string `json:"node"`
+	AppliedIndex    uint64 `json:"applied_index"`
+	Hash            string `json:"hash"`
+	FenceRejections uint64 `json:"fence_rejections"`
+}
+
 // MemberRequest names a member (remove; transfer, where "" means any).
 type MemberRequest struct {
 	ID string `json:"id"`

@@ -1,0 +1,200 @@
+package chaos_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+
+	"github.com/orloj/orloj/cluster"
+	"github.com/orloj/orloj/host"
+	"github.com/orloj/orloj/host/api"
+)
+
+// BenchmarkCluster6Calls: the six-call workload (sixcalls against a local
+// service that answers at once) on one node and on three, every node in
+// this process and on the same cores. "seq" runs one task at a time (p50 is
+// the latency figure); "par64" keeps 64 in flight (tasks/s is throughput).
+// Followers' workers claim and record through the leader.
+func BenchmarkCluster6Calls(b *testing.B) {
+	agent := buildAgent(b)
+	srv := instantService(b)
+	for _, nodes := range []int{1, 3} {
+		for _, mode := range []string{"seq", "par64"} {
+			b.Run(fmt.Sprintf("nodes=%d/%s", nodes, mode), func(b *testing.B) {
+				c := startCluster(b, nodes, agent)
+				clients := 1
+				if mode == "par64" {
+					clients = 64
+				}
+				var next atomic.Int64
+				lat := make([][]time.Duration, clients)
+				var wg sync.WaitGroup
+				b.ResetTimer()
+				start := time.Now()
+				for k := range clients {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						for n := next.Add(1); n <= int64(b.N) && !b.Failed(); n = next.Add(1) {
+							lat[k] = append(lat[k], c.run(b, srv, n))
+						}
+					}()
+				}
+				wg.Wait()
+				elapsed := time.Since(start)
+				b.StopTimer()
+				all := slices.Concat(lat...)
+				slices.Sort(all)
+				if len(all) > 0 {
+					b.ReportMetric(float64(len(all))/elapsed.Seconds(), "tasks/s")
+					b.ReportMetric(float64(all[len(all)/2].Microseconds())/1000, "p50-ms")
+				}
+			})
+		}
+	}
+}
+
+type benchCluster struct {
+	daemons []*host.Daemon
+	leader  *cluster.Node
+}
+
+func buildAgent(b *testing.B) []byte {
+	out := filepath.Join(b.TempDir(), "sixcalls.wasm")
+	cmd := exec.Command("go", "build", "-trimpath", "-o", out, "./testdata/sixcalls")
+	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+	if o, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("build agent: %v\n%s", err, o)
+	}
+	m, err := os.ReadFile(out)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return m
+}
+
+func instantService(b *testing.B) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok")) })}
+	go srv.Serve(ln)
+	b.Cleanup(func() { srv.Close() })
+	return "http://" + ln.Addr().String()
+}
+
+func startCluster(b *testing.B, n int, module []byte) *benchCluster {
+	b.Helper()
+	c := &benchCluster{}
+	log := hclog.New(&hclog.LoggerOptions{Level: hclog.Error, Output: os.Stderr})
+	factory := func(d host.APIDeps) (http.Handler, error) {
+		return api.New(api.Config{Node: d.Node, Runtime: d.Runtime, Token: d.Token, Clock: d.Clock, Logger: d.Logger,
+			MaxBodyBytes: d.MaxBodyBytes, MaxModuleBytes: d.MaxModuleBytes, Metrics: d.Metrics})
+	}
+	cache := filepath.Join(b.TempDir(), "compile")
+	for i := range n {
+		cfg := host.DefaultDaemonConfig()
+		cfg.NodeID, cfg.DataDir, cfg.CacheDir = fmt.Sprintf("n%d", i+1), b.TempDir(), cache
+		cfg.APIAddr, cfg.RaftAddr = "127.0.0.1:0", freeAddrB(b)
+		cfg.Token, cfg.HTTPAllow, cfg.Logger, cfg.API = "bench", []string{"127.0.0.1"}, log, factory
+		if i > 0 {
+			cfg.Join = c.daemons[0].APIAddr()
+		}
+		d, err := host.NewDaemon(cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := d.Start(); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { d.Stop(0) })
+		c.daemons = append(c.daemons, d)
+		if i == 0 {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			err := d.Node().WaitLeader(ctx)
+			cancel()
+			if err != nil {
+				b.Fatal(err)
+			}
+			c.leader = d.Node()
+			ag := cluster.Agent{Name: "sixcalls", Version: "v1", Manifest: cluster.AgentManifest{Tools: []string{"http"}}}
+			if _, err := cluster.ProposeAgent(context.Background(), c.leader, ag, module, time.Now().UnixNano()); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	// Every node a voter and caught up before the clock starts.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		f := c.leader.Raft().GetConfiguration()
+		voters := 0
+		if f.Error() == nil {
+			for _, s := range f.Configuration().Servers {
+				if s.Suffrage == raft.Voter {
+					voters++
+				}
+			}
+		}
+		if voters == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("%d of %d voters after 30s", voters, n)
+		}
+		time.Sleep(20 * time.Millisecond) // membership changes come with no event to wait on
+	}
+	return c
+}
+
+func freeAddrB(b *testing.B) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// run submits one task on the leader and waits, on the leader's replica,
+// until it succeeded.
+func (c *benchCluster) run(b *testing.B, url string, n int64) time.Duration {
+	id := fmt.Sprintf("b-%09d", n)
+	in, _ := json.Marshal(map[string]string{"url": url, "job": id})
+	t0 := time.Now()
+	if _, err := c.leader.Apply(context.Background(), &cluster.SubmitTask{Task: cluster.Task{ID: id, Agent: "sixcalls", Version: "v1", Input: in}, Now: t0.UnixNano()}); err != nil {
+		b.Error(err)
+		return 0
+	}
+	fsm := c.leader.FSM()
+	timeout := time.After(30 * time.Second)
+	for {
+		ch := fsm.Changed()
+		t, err := fsm.Task(id)
+		if err == nil && t.State.Final() {
+			if t.State != cluster.StateSucceeded {
+				b.Errorf("task %s: %s", id, t.State)
+			}
+			return time.Since(t0)
+		}
+		select {
+		case <-ch:
+		case <-timeout:
+			b.Errorf("task %s not final after 30s", id)
+			return 0
+		}
+	}
+}

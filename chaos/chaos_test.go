@@ -1,0 +1,517 @@
+package chaos_test
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/orloj/orloj/chaos/lincheck"
+)
+
+var long = flag.Bool("chaos.long", false, "run the long fault run (make chaos): 300 tasks, 75 s of faults")
+
+// runParams size a run.
+type runParams struct {
+	nodes    int
+	tasks    int
+	faultFor time.Duration
+	ttl      time.Duration
+}
+
+func params() runParams {
+	if *long {
+		return runParams{nodes: 3, tasks: 300, faultFor: 75 * time.Second, ttl: 1500 * time.Millisecond}
+	}
+	return runParams{nodes: 3, tasks: 60, faultFor: 20 * time.Second, ttl: 1500 * time.Millisecond}
+}
+
+// counter is the counting service the agent calls: it records every request
+// by Idempotency-Key and applies each key's effect once.
+type counter struct {
+	mu      sync.Mutex
+	byKey   map[string]int             // requests per key
+	byStep  map[string]map[string]bool // "job/step" → keys seen
+	applied int
+	srv     *http.Server
+	url     string
+}
+
+func startCounter(t *testing.T) *counter {
+	c := &counter{byKey: map[string]int{}, byStep: map[string]map[string]bool{}}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.url = "http://" + ln.Addr().String()
+	c.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		key := r.Header.Get("Idempotency-Key")
+		job, step := r.URL.Query().Get("job"), r.URL.Query().Get("step")
+		// Work takes a moment, so faults land mid-task.
+		time.Sleep(time.Duration(50+rand.IntN(200)) * time.Millisecond)
+		c.mu.Lock()
+		c.byKey[key]++
+		if c.byKey[key] == 1 {
+			c.applied++
+		}
+		s := job + "/" + step
+		if c.byStep[s] == nil {
+			c.byStep[s] = map[string]bool{}
+		}
+		c.byStep[s][key] = true
+		c.mu.Unlock()
+		fmt.Fprintf(w, "done %s", s)
+	})}
+	go c.srv.Serve(ln)
+	t.Cleanup(func() { c.srv.Close() })
+	return c
+}
+
+// build compiles orlojd and the workload agent.
+func build(t *testing.T) (bin, agent string) {
+	dir := t.TempDir()
+	bin, agent = filepath.Join(dir, "orlojd"), filepath.Join(dir, "sixcalls.wasm")
+	for _, b := range []struct {
+		out, pkg string
+		wasm     bool
+	}{{bin, "../cmd/orlojd", false}, {agent, "./testdata/sixcalls", true}} {
+		cmd := exec.Command("go", "build", "-trimpath", "-o", b.out, b.pkg)
+		cmd.Env = os.Environ()
+		if b.wasm {
+			cmd.Env = append(cmd.Env, "GOOS=wasip1", "GOARCH=wasm")
+		}
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("build %s: %v\n%s", b.pkg, err, out)
+		}
+	}
+	return bin, agent
+}
+
+type fault struct {
+	kind      string // kill, pause, partition
+	node      int
+	wasLeader bool
+	at        time.Time
+}
+
+type taskView struct {
+	ID       string `json:"id"`
+	State    string `json:"state"`
+	Attempts int    `json:"attempts"`
+	Error    *struct {
+		Class   string `json:"class"`
+		Message string `json:"message"`
+	} `json:"error"`
+	Input struct {
+		Job string `json:"job"`
+	} `json:"input"`
+}
+
+// TestChaos runs a cluster under kills, pauses and partitions and checks
+// that it loses nothing. See the package doc.
+func TestChaos(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fault harness: runs real processes for tens of seconds (skipped with -short)")
+	}
+	p := params()
+	bin, agentPath := build(t)
+	cnt := startCounter(t)
+	h := newHarness(t, bin, p.nodes, p.ttl)
+	ctx, cancel := context.WithTimeout(context.Background(), p.faultFor+5*time.Minute)
+	defer cancel()
+
+	// Bring the cluster up: n1 bootstraps, the others join through it.
+	h.start(0, "")
+	await(t, 30*time.Second, "n1 to lead", func() bool { return h.leader(ctx) == 0 })
+	module, err := os.ReadFile(agentPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.pushAgent(ctx, module); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i < p.nodes; i++ {
+		h.start(i, h.procs[0].api)
+	}
+	await(t, 60*time.Second, "every node to join as a voter", func() bool {
+		var ms []member
+		if _, err := h.call(ctx, 0, "GET", "/v1/cluster/members", nil, &ms); err != nil {
+			return false
+		}
+		voters := 0
+		for _, m := range ms {
+			if m.Suffrage == "voter" {
+				voters++
+			}
+		}
+		return voters == p.nodes
+	})
+
+	// Submit the workload while faults run: every job gets an
+	// idempotency key, so a submission retried after an error is not doubled.
+	start := time.Now()
+	ids := make([]string, p.tasks)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		gap := p.faultFor * 2 / 3 / time.Duration(p.tasks)
+		for n := range p.tasks {
+			ids[n] = h.submit(ctx, fmt.Sprintf("job-%04d", n), cnt.url)
+			time.Sleep(gap) // pacing the load, not synchronizing
+		}
+	}()
+
+	// Faults, one at a time, every 2–5 s.
+	var faults []fault
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
+	t.Logf("fault seed time %s", start.Format(time.RFC3339Nano))
+	for round := 0; time.Since(start) < p.faultFor; round++ {
+		time.Sleep(time.Duration(2000+rng.IntN(3000)) * time.Millisecond)
+		leader := h.leader(ctx)
+		target := rng.IntN(p.nodes)
+		kind := []string{"kill", "pause", "partition"}[round%3]
+		if kind == "kill" && leader >= 0 && (round/3)%2 == 0 {
+			target = leader // the leader is killed at least a third of the time
+		}
+		f := fault{kind: kind, node: target, wasLeader: target == leader, at: time.Now()}
+		switch kind {
+		case "kill":
+			h.kill(target)
+			time.Sleep(time.Duration(300+rng.IntN(1200)) * time.Millisecond) // down for a while
+			h.start(target, h.procs[(target+1)%p.nodes].api)
+		case "pause":
+			h.signal(target, syscall.SIGSTOP)
+			time.Sleep(time.Duration(float64(p.ttl) * (0.5 + 2.5*rng.Float64())))
+			h.signal(target, syscall.SIGCONT)
+		case "partition":
+			h.partition(target, true)
+			time.Sleep(time.Duration(1000+rng.IntN(3000)) * time.Millisecond)
+			h.partition(target, false)
+		}
+		faults = append(faults, f)
+		t.Logf("%6.1fs  %-9s %s (leader: %v)", time.Since(start).Seconds(), kind, h.procs[target].id, f.wasLeader)
+	}
+	wg.Wait()
+	for i := range h.procs {
+		if !h.alive(i) {
+			h.start(i, h.procs[(i+1)%p.nodes].api)
+		}
+	}
+
+	// Heal done: every task must end.
+	var final map[string]taskView
+	await(t, 3*time.Minute, "every task to succeed or dead-letter", func() bool {
+		final = h.tasks(ctx, ids)
+		return final != nil
+	})
+	healed := time.Since(start)
+	report := checkRun(t, h, cnt, ids, final, faults, p)
+	report = append(report, fmt.Sprintf("run: %d nodes, %d tasks, %d faults over %s, all final %s after start",
+		p.nodes, p.tasks, len(faults), p.faultFor.Round(time.Second), healed.Round(time.Second)))
+	fmt.Println("chaos figures:\n  " + strings.Join(report, "\n  "))
+}
+
+func (h *harness) pushAgent(ctx context.Context, module []byte) error {
+	req, _ := http.NewRequestWithContext(ctx, "POST", "http://"+h.procs[0].api+"/v1/agents?name=sixcalls&version=v1&tools=http", strings.NewReader(string(module)))
+	req.Header.Set("Authorization", "Bearer "+h.token)
+	req.Header.Set("Content-Type", "application/wasm")
+	resp, err := h.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("push agent: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("push agent: status %d", resp.StatusCode)
+	}
+	return nil
+}
+
+// submit retries a submission on every live node until one takes it.
+func (h *harness) submit(ctx context.Context, job, url string) string {
+	body := map[string]any{"agent": "sixcalls", "version": "v1", "idempotency_key": job, "max_attempts": 25,
+		"input": map[string]string{"url": url, "job": job}, "retry": map[string]any{"base": "100ms", "factor": 2, "cap": "1s"}}
+	for try := 0; ; try++ {
+		for i := range h.procs {
+			if !h.alive(i) {
+				continue
+			}
+			var tv taskView
+			cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			_, err := h.call(cctx, (i+try)%len(h.procs), "POST", "/v1/tasks", body, &tv)
+			cancel()
+			if err == nil {
+				return tv.ID
+			}
+			if ctx.Err() != nil {
+				h.t.Errorf("submit %s: %v", job, err)
+				return ""
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// tasks returns every task's view once all are final, else nil.
+func (h *harness) tasks(ctx context.Context, ids []string) map[string]taskView {
+	for i := range h.procs {
+		out := map[string]taskView{}
+		ok := true
+		for _, id := range ids {
+			var tv taskView
+			if _, err := h.call(ctx, i, "GET", "/v1/tasks/"+id, nil, &tv); err != nil {
+				ok = false
+				break
+			}
+			if tv.State != "succeeded" && tv.State != "dead_letter" {
+				return nil
+			}
+			out[id] = tv
+		}
+		if ok {
+			return out
+		}
+	}
+	return nil
+}
+
+// checkRun asserts the run's invariants and returns its figures.
+func checkRun(t *testing.T, h *harness, cnt *counter, ids []string, final map[string]taskView, faults []fault, p runParams) []string {
+	var report []string
+	// 1. Nothing lost: every submitted task ended, dead letters with a reason.
+	succeeded, dead := 0, 0
+	for _, id := range ids {
+		tv, ok := final[id]
+		switch {
+		case id == "" || !ok:
+			t.Errorf("task %q lost", id)
+		case tv.State == "succeeded":
+			succeeded++
+		case tv.Error == nil || tv.Error.Message == "":
+			t.Errorf("task %s dead-lettered without a reason", id)
+		case tv.Error.Class != "exhausted":
+			// The workload has no poison: only running out of attempts
+			// under faults may dead-letter a task.
+			t.Errorf("task %s dead-lettered: %s: %s", id, tv.Error.Class, tv.Error.Message)
+		default:
+			dead++
+		}
+	}
+	report = append(report, fmt.Sprintf("tasks: %d submitted, %d succeeded, %d dead-lettered, %d lost", len(ids), succeeded, dead, len(ids)-succeeded-dead))
+	for _, tv := range final {
+		if tv.State == "dead_letter" && tv.Error != nil {
+			report = append(report, fmt.Sprintf("a dead letter: %s: %s: %s", tv.ID, tv.Error.Class, tv.Error.Message))
+			break
+		}
+	}
+
+	// 2. One effect per tool call: one key per (job, step), and a key sent
+	// again only for tasks that had an attempt end.
+	cnt.mu.Lock()
+	repeats := 0
+	for _, tv := range final {
+		for step := 1; step <= 6; step++ {
+			keys := cnt.byStep[fmt.Sprintf("%s/%d", tv.Input.Job, step)]
+			if tv.State == "succeeded" && len(keys) != 1 || len(keys) > 1 {
+				t.Errorf("task %s step %d: %d distinct keys, want 1", tv.ID, step, len(keys))
+			}
+			for k := range keys {
+				if n := cnt.byKey[k]; n > 1 {
+					repeats++
+					if tv.Attempts < 2 {
+						t.Errorf("task %s step %d: key sent %d times in a single attempt", tv.ID, step, n)
+					}
+				}
+			}
+		}
+	}
+	applied := cnt.applied
+	cnt.mu.Unlock()
+	report = append(report, fmt.Sprintf("effects: %d applied for %d succeeded tasks × 6 calls; %d keys re-sent after a lost attempt (deduplicated)", applied, succeeded, repeats))
+	if applied != succeeded*6+partialEffects(cnt, final) {
+		t.Errorf("effects applied = %d, want one per call made", applied)
+	}
+
+	// 3–4. Lease history: linearizable, tokens increasing per task.
+	var files []string
+	for _, pr := range h.procs {
+		files = append(files, pr.history)
+	}
+	recs, err := lincheck.ReadFiles(files...)
+	if err != nil {
+		t.Fatalf("read histories: %v", err)
+	}
+	lin, err := lincheck.Check(recs, time.Minute)
+	if err != nil {
+		t.Fatalf("check histories: %v", err)
+	}
+	if !lin.OK() {
+		t.Errorf("lease history is not linearizable:\n%s", lin)
+	}
+	report = append(report, "lease history: "+strings.ReplaceAll(lin.String(), "\n", "; "))
+
+	// 5. Replicas agree once quiet.
+	var states []stateView
+	await(t, time.Minute, "every replica to apply the same index", func() bool {
+		states = states[:0]
+		for i := range h.procs {
+			var s stateView
+			if _, err := h.call(context.Background(), i, "GET", "/v1/cluster/state", nil, &s); err != nil {
+				return false
+			}
+			states = append(states, s)
+		}
+		return slices.IndexFunc(states, func(s stateView) bool { return s.AppliedIndex != states[0].AppliedIndex }) < 0
+	})
+	for _, s := range states[1:] {
+		if s.Hash != states[0].Hash {
+			t.Errorf("replica %s at index %d has hash %.16s, %s has %.16s", s.Node, s.AppliedIndex, s.Hash, states[0].Node, states[0].Hash)
+		}
+	}
+	report = append(report, fmt.Sprintf("replicas: %d at index %d, state hash %.16s (identical: %v); fenced writes rejected: %d",
+		len(states), states[0].AppliedIndex, states[0].Hash, !t.Failed(), states[0].FenceRejections))
+
+	// 6. Takeover figures.
+	workerTake, leaderResume := takeovers(recs, faults)
+	if len(workerTake) > 0 {
+		p99 := percentile(workerTake, 0.99)
+		report = append(report, fmt.Sprintf("worker SIGKILL → task re-leased: p50 %s, p99 %s, n=%d (limit TTL+2s = %s)",
+			percentile(workerTake, 0.5), p99, len(workerTake), p.ttl+2*time.Second))
+		if p99 > p.ttl+2*time.Second {
+			t.Errorf("worker takeover p99 %s exceeds TTL+2s", p99)
+		}
+	}
+	if len(leaderResume) > 0 {
+		p99 := percentile(leaderResume, 0.99)
+		report = append(report, fmt.Sprintf("leader SIGKILL → writes resume: p50 %s, p99 %s, n=%d (limit 5s)", percentile(leaderResume, 0.5), p99, len(leaderResume)))
+		if p99 > 5*time.Second {
+			t.Errorf("leader failover p99 %s exceeds 5s", p99)
+		}
+	}
+	return report
+}
+
+// partialEffects counts the effects of dead-lettered tasks (calls made
+// before they gave up).
+func partialEffects(c *counter, final map[string]taskView) int {
+	n := 0
+	for _, tv := range final {
+		if tv.State != "succeeded" {
+			for step := 1; step <= 6; step++ {
+				n += len(c.byStep[fmt.Sprintf("%s/%d", tv.Input.Job, step)])
+			}
+		}
+	}
+	return n
+}
+
+type stateView struct {
+	Node            string `json:"node"`
+	AppliedIndex    uint64 `json:"applied_index"`
+	Hash            string `json:"hash"`
+	FenceRejections uint64 `json:"fence_rejections"`
+}
+
+// takeovers measures, from the merged history: for each SIGKILL of a
+// non-leader, how long until each task it held was claimed by another
+// node; for each SIGKILL of the leader, how long until any write succeeded.
+func takeovers(recs []lincheck.Record, faults []fault) (worker, leader []time.Duration) {
+	ops := pair(recs)
+	sort.Slice(ops, func(i, j int) bool { return ops[i].Ret < ops[j].Ret })
+	for _, f := range faults {
+		if f.kind != "kill" {
+			continue
+		}
+		k := f.at.UnixNano()
+		node := fmt.Sprintf("n%d", f.node+1)
+		if f.wasLeader {
+			for _, o := range ops {
+				if o.Call >= k && o.Res == "ok" {
+					leader = append(leader, time.Duration(o.Ret-k))
+					break
+				}
+			}
+			continue
+		}
+		// Tasks node held at k: its last ok claim before k, not ended by k.
+		held := map[string]bool{}
+		for _, o := range ops {
+			if o.Ret >= k {
+				break
+			}
+			if o.Res != "ok" {
+				continue
+			}
+			switch o.Op {
+			case "claim":
+				if o.Node == node {
+					held[o.Task] = true
+				} else {
+					delete(held, o.Task)
+				}
+			case "complete", "fail", "expire":
+				delete(held, o.Task)
+			}
+		}
+		for task := range held {
+			for _, o := range ops {
+				if o.Ret > k && o.Op == "claim" && o.Res == "ok" && o.Task == task && o.Node != node {
+					worker = append(worker, time.Duration(o.Ret-k))
+					break
+				}
+			}
+		}
+	}
+	return worker, leader
+}
+
+func percentile(ds []time.Duration, q float64) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[min(len(s)-1, int(q*float64(len(s))))].Round(time.Millisecond)
+}
+
+// histOp is one call joined with its return (Ret is 0 when none was written).
+type histOp struct {
+	Op, Node, Task, Res string
+	Call, Ret           int64
+}
+
+func pair(recs []lincheck.Record) []histOp {
+	byID := map[string]*histOp{}
+	var out []*histOp
+	for _, r := range recs {
+		switch r.P {
+		case "call":
+			o := &histOp{Op: r.Op, Node: r.Node, Task: r.Task, Call: r.T, Res: "unknown"}
+			byID[r.ID] = o
+			out = append(out, o)
+		case "ret":
+			if o := byID[r.ID]; o != nil {
+				o.Ret, o.Res = r.T, r.Res
+				if r.Task != "" {
+					o.Task = r.Task
+				}
+			}
+		}
+	}
+	ops := make([]histOp, 0, len(out))
+	for _, o := range out {
+		if o.Ret > 0 {
+			ops = append(ops, *o)
+		}
+	}
+	return ops
+}

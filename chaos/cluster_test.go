@@ -1,0 +1,275 @@
+package chaos_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/orloj/orloj/chaos/netproxy"
+)
+
+// proc is one orlojd process and the proxies that carry its outbound
+// traffic to each peer.
+type proc struct {
+	id, dir, api, raft string
+	history            string
+	logPath            string
+
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	exited  chan struct{}
+	stopped bool // SIGSTOPped
+}
+
+// harness runs the processes of one cluster.
+type harness struct {
+	t      *testing.T
+	bin    string
+	token  string
+	ttl    time.Duration
+	procs  []*proc
+	client *http.Client
+	// proxies[i][j] carry i's Raft and forwarding traffic to j.
+	raftProxy, apiProxy [][]*netproxy.Proxy
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func newHarness(t *testing.T, bin string, n int, ttl time.Duration) *harness {
+	h := &harness{t: t, bin: bin, token: fmt.Sprintf("chaos-%d", time.Now().UnixNano()), ttl: ttl,
+		client: &http.Client{Timeout: 10 * time.Second}}
+	base := t.TempDir()
+	for i := range n {
+		id := fmt.Sprintf("n%d", i+1)
+		dir := filepath.Join(base, id)
+		h.procs = append(h.procs, &proc{id: id, dir: dir, api: freePort(t), raft: freePort(t),
+			history: filepath.Join(base, id+".history.jsonl"), logPath: filepath.Join(base, id+".log")})
+	}
+	h.raftProxy, h.apiProxy = make([][]*netproxy.Proxy, n), make([][]*netproxy.Proxy, n)
+	for i := range n {
+		h.raftProxy[i], h.apiProxy[i] = make([]*netproxy.Proxy, n), make([]*netproxy.Proxy, n)
+		for j := range n {
+			if i == j {
+				continue
+			}
+			var err error
+			if h.raftProxy[i][j], err = netproxy.Start(h.procs[j].raft); err != nil {
+				t.Fatal(err)
+			}
+			if h.apiProxy[i][j], err = netproxy.Start(h.procs[j].api); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	t.Cleanup(h.close)
+	return h
+}
+
+func (h *harness) close() {
+	for _, p := range h.procs {
+		p.mu.Lock()
+		if p.cmd != nil && p.cmd.Process != nil {
+			_ = p.cmd.Process.Signal(syscall.SIGCONT)
+			_ = p.cmd.Process.Kill()
+		}
+		p.mu.Unlock()
+		if p.exited != nil {
+			<-p.exited
+		}
+	}
+	for i := range h.raftProxy {
+		for j := range h.raftProxy[i] {
+			if h.raftProxy[i][j] != nil {
+				h.raftProxy[i][j].Close()
+				h.apiProxy[i][j].Close()
+			}
+		}
+	}
+	if h.t.Failed() {
+		for _, p := range h.procs {
+			b, _ := os.ReadFile(p.logPath)
+			lines := strings.Split(string(b), "\n")
+			h.t.Logf("--- %s log (last 40 lines) ---\n%s", p.id, strings.Join(lines[max(0, len(lines)-40):], "\n"))
+		}
+	}
+}
+
+// start runs node i; join names an API address to join through ("" for the
+// bootstrap node).
+func (h *harness) start(i int, join string) {
+	h.t.Helper()
+	p := h.procs[i]
+	var dialMap []string
+	for j, q := range h.procs {
+		if j != i {
+			dialMap = append(dialMap, q.raft+"="+h.raftProxy[i][j].Addr(), q.api+"="+h.apiProxy[i][j].Addr())
+		}
+	}
+	args := []string{"serve", "--node-id", p.id, "--data-dir", p.dir, "--api-addr", p.api, "--raft-addr", p.raft,
+		"--token", h.token, "--lease-ttl", h.ttl.String(), "--workers", "4", "--http-allow", "127.0.0.1",
+		"--dial-map", strings.Join(dialMap, ","), "--history-file", p.history, "--log-level", "info", "--drain-grace", "0s"}
+	if join != "" {
+		args = append(args, "--join", join)
+	}
+	logf, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	cmd := exec.Command(h.bin, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Env = append(os.Environ(), "ORLOJ_TOKEN=")
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		h.t.Fatalf("start %s: %v", p.id, err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); logf.Close(); close(exited) }()
+	p.mu.Lock()
+	p.cmd, p.exited, p.stopped = cmd, exited, false
+	p.mu.Unlock()
+}
+
+func (h *harness) alive(i int) bool {
+	p := h.procs[i]
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.exited == nil {
+		return false
+	}
+	select {
+	case <-p.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+func (h *harness) kill(i int) {
+	p := h.procs[i]
+	p.mu.Lock()
+	cmd, exited := p.cmd, p.exited
+	p.mu.Unlock()
+	_ = cmd.Process.Kill()
+	<-exited
+}
+
+func (h *harness) signal(i int, sig syscall.Signal) {
+	p := h.procs[i]
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_ = p.cmd.Process.Signal(sig)
+	p.stopped = sig == syscall.SIGSTOP
+}
+
+// partition cuts (or heals) every link into and out of node i.
+func (h *harness) partition(i int, cut bool) {
+	for j := range h.procs {
+		if j == i {
+			continue
+		}
+		for _, p := range []*netproxy.Proxy{h.raftProxy[i][j], h.raftProxy[j][i], h.apiProxy[i][j], h.apiProxy[j][i]} {
+			if cut {
+				p.Cut()
+			} else {
+				p.Heal()
+			}
+		}
+	}
+}
+
+// call sends a request to node i's API and decodes a 2xx answer into out.
+func (h *harness) call(ctx context.Context, i int, method, path string, body, out any) (int, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return 0, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+h.procs[i].api+path, rd)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Authorization", "Bearer "+h.token)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := h.client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return resp.StatusCode, err
+	}
+	if resp.StatusCode/100 != 2 {
+		return resp.StatusCode, fmt.Errorf("%s %s on %s: %d %s", method, path, h.procs[i].id, resp.StatusCode, bytes.TrimSpace(raw))
+	}
+	if out != nil {
+		return resp.StatusCode, json.Unmarshal(raw, out)
+	}
+	return resp.StatusCode, nil
+}
+
+type member struct {
+	ID       string `json:"id"`
+	Role     string `json:"role"`
+	Suffrage string `json:"suffrage"`
+}
+
+// leader returns the index of the node that says it leads, or -1.
+func (h *harness) leader(ctx context.Context) int {
+	for i := range h.procs {
+		if !h.alive(i) || h.procs[i].stopped {
+			continue
+		}
+		var ms []member
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		_, err := h.call(cctx, i, "GET", "/v1/cluster/members", nil, &ms)
+		cancel()
+		if err != nil {
+			continue
+		}
+		for _, m := range ms {
+			if m.ID == h.procs[i].id && m.Role == "leader" {
+				return i
+			}
+		}
+	}
+	return -1
+}
+
+// await polls cond until it holds or the deadline passes: the processes
+// report over HTTP, so there is no event to wait on.
+func await(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", within, what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
