@@ -100,7 +100,8 @@ func instantService(b *testing.B) string {
 func startCluster(b *testing.B, n int, module []byte) *benchCluster {
 	b.Helper()
 	c := &benchCluster{}
-	log := hclog.New(&hclog.LoggerOptions{Level: hclog.Error, Output: os.Stderr})
+	// Off: shutdown chatter (peers gone) would interleave with the result lines.
+	log := hclog.New(&hclog.LoggerOptions{Level: hclog.Off, Output: os.Stderr})
 	factory := func(d host.APIDeps) (http.Handler, error) {
 		return api.New(api.Config{Node: d.Node, Runtime: d.Runtime, Token: d.Token, Clock: d.Clock, Logger: d.Logger,
 			MaxBodyBytes: d.MaxBodyBytes, MaxModuleBytes: d.MaxModuleBytes, Metrics: d.Metrics})

@@ -362,6 +362,19 @@ func checkRun(t *testing.T, h *harness, cnt *counter, ids []string, final map[st
 	}
 	report = append(report, "lease history: "+strings.ReplaceAll(lin.String(), "\n", "; "))
 
+	// Every node's workers ran tasks: followers' completions went through
+	// the leader.
+	completed := map[string]int{}
+	for _, o := range pair(recs) {
+		if o.Op == "complete" && o.Res == "ok" {
+			completed[o.Node]++
+		}
+	}
+	if len(completed) < 2 {
+		t.Errorf("tasks completed by %v: want workers on more than one node", completed)
+	}
+	report = append(report, fmt.Sprintf("completions by node: %v", completed))
+
 	// 5. Replicas agree once quiet.
 	var states []stateView
 	await(t, time.Minute, "every replica to apply the same index", func() bool {
