@@ -234,9 +234,11 @@ func (h *harness) call(ctx context.Context, i int, method, path string, body, ou
 }
 
 type member struct {
-	ID       string `json:"id"`
-	Role     string `json:"role"`
-	Suffrage string `json:"suffrage"`
+	ID           string  `json:"id"`
+	Role         string  `json:"role"`
+	Suffrage     string  `json:"suffrage"`
+	LastContact  *string `json:"last_contact"`
+	AppliedIndex *uint64 `json:"applied_index"`
 }
 
 // leader returns the index of the node that says it leads, or -1.

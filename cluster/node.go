@@ -265,7 +265,7 @@ func openLogStore(cfg Config) (logStore, error) {
 	return walStore{w, meta}, nil
 }
 
-// walStore closes the WAL's meta store too: raft-wal v0.4.0's Close leaves
+// walStore closes the WAL's meta store too: raft-wal v0.4.x's Close leaves
 // it open, and its file lock then blocks the next Open in this process.
 type walStore struct {
 	*raftwal.WAL

@@ -304,3 +304,46 @@ func TestDLQNotifierBackoffAndMemory(t *testing.T) {
 		t.Fatalf("after a second dead-lettering: requests %+v keys %v", got, keys)
 	}
 }
+
+// A node that learns it was removed stops, and will not start again on its
+// old data: it must come back fresh (wiped data dir, --join).
+func TestDaemonStopsWhenRemoved(t *testing.T) {
+	dir := t.TempDir()
+	cfg := testDaemonConfig(t, dir)
+	d := startDaemon(t, cfg)
+	// Wait until the node has recorded itself, as it does on start.
+	deadline := time.After(10 * time.Second)
+	for {
+		ch := d.Node().FSM().Changed()
+		if m, ok := d.Node().FSM().Member(cfg.NodeID); ok && m.APIAddr == d.APIAddr() {
+			break
+		}
+		select {
+		case <-ch:
+		case <-deadline:
+			t.Fatal("the node did not record its member entry")
+		}
+	}
+	m, _ := d.Node().FSM().Member(cfg.NodeID)
+	m.Removed = true
+	apply(t, d.Node(), &cluster.SetMember{Member: m, Now: time.Now().UnixNano()})
+	select {
+	case err := <-d.Err():
+		if !errors.Is(err, ErrRemoved) || !strings.Contains(err.Error(), "wipe") {
+			t.Fatalf("daemon error = %v; want ErrRemoved saying what to do", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a removed node kept running")
+	}
+	if err := d.Stop(time.Second); err != nil {
+		t.Fatal(err)
+	}
+	again, err := NewDaemon(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := again.Start(); !errors.Is(err, ErrRemoved) {
+		again.Stop(0)
+		t.Fatalf("restart of a removed node: %v; want ErrRemoved", err)
+	}
+}

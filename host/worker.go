@@ -63,6 +63,12 @@ type Pool struct {
 	stopping chan struct{} // closed by Stop: claim nothing more
 	hardStop context.CancelFunc
 	wg       sync.WaitGroup
+
+	// claiming admits one claim proposal per node at a time: every idle
+	// worker wakes on a submission, and letting all of them propose would
+	// cost a Raft entry (and, on a follower, a round trip to the leader)
+	// per worker for one task. The others wait for the next change.
+	claiming sync.Mutex
 }
 
 // NewPool builds a pool; Start runs it.
@@ -137,8 +143,9 @@ func (p *Pool) work(ctx context.Context, n int) {
 		if at, ok := p.c.FSM().NextRunnableAt(); ok {
 			if until := time.Duration(at - p.cfg.Clock().UnixNano()); until > 0 {
 				wait = min(wait, until)
-			} else {
+			} else if p.claiming.TryLock() {
 				claim, err := p.claim(ctx)
+				p.claiming.Unlock()
 				if err != nil {
 					log.Debug("claim", "error", err)
 				}
@@ -149,6 +156,10 @@ func (p *Pool) work(ctx context.Context, n int) {
 					}
 					continue
 				}
+			} else {
+				// Another worker is claiming; its entry may land before this
+				// one starts waiting, so look again soon rather than idle.
+				wait = min(wait, 5*time.Millisecond)
 			}
 		}
 		// Jitter spreads idle workers so they do not all claim at once.

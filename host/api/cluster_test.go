@@ -67,7 +67,7 @@ func TestClusterJoinTransferRemove(t *testing.T) {
 	r := f.do("POST", "/v1/cluster/join", api.JoinRequest{ID: "n2", RaftAddr: n2Addr, APIAddr: "127.0.0.1:17070"})
 	want(t, r, http.StatusOK, "")
 	r.decode(t, &ms)
-	if len(ms) != 2 || ms[1].ID != "n2" || ms[1].Role != "follower" || ms[1].Suffrage != "nonvoter" || ms[1].AppliedIndex != nil {
+	if len(ms) != 2 || ms[1].ID != "n2" || ms[1].Role != "unreachable" || ms[1].Suffrage != "nonvoter" || ms[1].AppliedIndex != nil {
 		t.Fatalf("members after join = %s", r.body)
 	}
 	// A non-voter cannot lead.

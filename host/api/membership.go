@@ -2,9 +2,12 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -35,42 +38,108 @@ func (s *Server) configuration() (raft.Configuration, error) {
 	return f.Configuration(), nil
 }
 
-// memberViews describes the configuration as this node sees it. Raft does
-// not tell a node its peers' state, so only the leader and this node have
-// a known role; other members are followers when a leader is known.
-func (s *Server) memberViews() ([]MemberView, error) {
+// memberViews describes the configuration: this node from its own Raft
+// state, the others by asking each (GET /v1/cluster/self) concurrently.
+func (s *Server) memberViews(ctx context.Context) ([]MemberView, error) {
 	conf, err := s.configuration()
 	if err != nil {
 		return nil, err
 	}
 	_, leaderID := s.node.Leader()
-	r := s.node.Raft()
-	out := make([]MemberView, 0, len(conf.Servers))
-	for _, srv := range conf.Servers {
+	out := make([]MemberView, len(conf.Servers))
+	var wg sync.WaitGroup
+	for i, srv := range conf.Servers {
 		m := MemberView{ID: string(srv.ID), Address: string(srv.Address), Role: "unknown", Suffrage: "voter"}
 		if srv.Suffrage != raft.Voter {
 			m.Suffrage = "nonvoter"
 		}
 		switch {
 		case string(srv.ID) == s.node.ID():
-			m.Role = roleOf(r.State())
-			applied := s.fsm.AppliedIndex()
-			m.AppliedIndex = &applied
-			if m.Role == "leader" {
-				lc := "0s"
-				m.LastContact = &lc
-			} else if t := r.LastContact(); !t.IsZero() {
-				lc := time.Since(t).Round(time.Millisecond).String()
-				m.LastContact = &lc
-			}
+			out[i] = s.selfView(m)
+			continue
 		case string(srv.ID) == leaderID:
 			m.Role = "leader"
 		case leaderID != "":
 			m.Role = "follower"
 		}
-		out = append(out, m)
+		out[i] = m
+		rec, ok := s.fsm.Member(m.ID)
+		if !ok || rec.APIAddr == "" {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if v, err := s.askSelf(ctx, rec.APIAddr); err == nil && v.ID == m.ID {
+				v.Address, v.Suffrage = m.Address, m.Suffrage
+				out[i] = v
+			} else if m.Role != "leader" {
+				out[i].Role = "unreachable"
+			}
+		}()
 	}
+	wg.Wait()
 	return out, nil
+}
+
+// selfView fills m with this node's own state.
+func (s *Server) selfView(m MemberView) MemberView {
+	r := s.node.Raft()
+	m.Role = roleOf(r.State())
+	applied := s.fsm.AppliedIndex()
+	m.AppliedIndex = &applied
+	if m.Role == "leader" {
+		lc := "0s"
+		m.LastContact = &lc
+	} else if t := r.LastContact(); !t.IsZero() {
+		lc := time.Since(t).Round(time.Millisecond).String()
+		m.LastContact = &lc
+	}
+	return m
+}
+
+// memberAskTimeout bounds each member's answer to a members listing.
+const memberAskTimeout = 700 * time.Millisecond
+
+func (s *Server) askSelf(ctx context.Context, apiAddr string) (MemberView, error) {
+	ctx, cancel := context.WithTimeout(ctx, memberAskTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+apiAddr+"/v1/cluster/self", nil)
+	if err != nil {
+		return MemberView{}, err
+	}
+	req.Header.Set("Authorization", "Bearer "+s.cfg.Token)
+	resp, err := s.peers.Do(req)
+	if err != nil {
+		return MemberView{}, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return MemberView{}, fmt.Errorf("member %s: status %d", apiAddr, resp.StatusCode)
+	}
+	var v MemberView
+	err = json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&v)
+	return v, err
+}
+
+// self: GET /v1/cluster/self, this node as a member.
+func (s *Server) self(w http.ResponseWriter, r *http.Request) error {
+	if err := checkQuery(r.URL.Query()); err != nil {
+		return err
+	}
+	m := MemberView{ID: s.node.ID(), Suffrage: "voter"}
+	if conf, err := s.configuration(); err == nil {
+		for _, srv := range conf.Servers {
+			if string(srv.ID) == m.ID {
+				m.Address = string(srv.Address)
+				if srv.Suffrage != raft.Voter {
+					m.Suffrage = "nonvoter"
+				}
+			}
+		}
+	}
+	s.reply(w, http.StatusOK, s.selfView(m))
+	return nil
 }
 
 func roleOf(st raft.RaftState) string {
@@ -85,8 +154,8 @@ func roleOf(st raft.RaftState) string {
 	return "unknown"
 }
 
-func (s *Server) replyMembers(w http.ResponseWriter) error {
-	ms, err := s.memberViews()
+func (s *Server) replyMembers(w http.ResponseWriter, r *http.Request) error {
+	ms, err := s.memberViews(r.Context())
 	if err != nil {
 		return err
 	}
@@ -99,7 +168,7 @@ func (s *Server) members(w http.ResponseWriter, r *http.Request) error {
 	if err := checkQuery(r.URL.Query()); err != nil {
 		return err
 	}
-	return s.replyMembers(w)
+	return s.replyMembers(w, r)
 }
 
 // join: POST /v1/cluster/join {"id","raft_addr","api_addr"} adds a node as
@@ -171,7 +240,7 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) error {
 			return fmt.Errorf("record member %s: %w", req.ID, err)
 		}
 	}
-	return s.replyMembers(w)
+	return s.replyMembers(w, r)
 }
 
 // promote: POST /v1/cluster/promote {"id"} makes a non-voter a voter. A
@@ -202,7 +271,7 @@ func (s *Server) promote(w http.ResponseWriter, r *http.Request) error {
 			}
 			s.log.Info("member promoted to voter", "member", req.ID)
 		}
-		return s.replyMembers(w)
+		return s.replyMembers(w, r)
 	}
 	return notFound("no member %q in the cluster configuration", req.ID)
 }
@@ -251,7 +320,7 @@ func (s *Server) remove(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("remove member %s: %w", req.ID, err)
 	}
 	s.log.Info("member removed", "member", req.ID)
-	return s.replyMembers(w)
+	return s.replyMembers(w, r)
 }
 
 // transfer: POST /v1/cluster/transfer {"id"}: hands leadership to id, or

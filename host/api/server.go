@@ -126,6 +126,7 @@ type Server struct {
 	mux      *http.ServeMux
 	tokenSum [sha256.Size]byte
 	metrics  http.Handler
+	peers    *http.Client // asks other members about themselves
 
 	closeOnce sync.Once
 	closing   chan struct{} // closed by Close: long-polls answer at once
@@ -141,6 +142,7 @@ func New(cfg Config) (*Server, error) {
 		cfg: cfg, node: cfg.Node, fsm: cfg.Node.FSM(), c: cfg.Metrics.Instrument(cfg.Node),
 		log: cfg.Logger.Named("api"), mux: http.NewServeMux(),
 		tokenSum: sha256.Sum256([]byte(cfg.Token)), closing: make(chan struct{}),
+		peers: &http.Client{Timeout: memberAskTimeout},
 	}
 	s.metrics = promhttp.HandlerFor(cfg.Metrics.Gatherer(), promhttp.HandlerOpts{
 		ErrorLog: promLogger{s.log}, ErrorHandling: promhttp.ContinueOnError,
@@ -188,6 +190,7 @@ func (s *Server) routes() {
 	s.handle("POST /v1/cluster/promote", s.promote)
 	s.handle("POST /v1/cluster/transfer", s.transfer)
 	s.handle("GET /v1/cluster/state", s.state)
+	s.handle("GET /v1/cluster/self", s.self)
 }
 
 // handle registers a handler that answers errors as JSON. Writes are sent

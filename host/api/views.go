@@ -133,8 +133,12 @@ type BulkResult struct {
 	IDs   []string `json:"ids"`
 }
 
-// MemberView is one server in the Raft configuration. last_contact and
-// applied_index are known only for the node answering (null for others).
+// MemberView is one server in the Raft configuration. Role, last_contact
+// and applied_index come from the member itself (GET /v1/cluster/self),
+// asked with a short timeout; a member that does not answer shows the role
+// the answering node infers ("unreachable" if it is not the leader) and null
+// for the rest. last_contact is how long ago the member last heard from the
+// leader ("0s" for the leader).
 type MemberView struct {
 	ID           string  `json:"id"`
 	Address      string  `json:"address"`
