@@ -21,7 +21,11 @@ import (
 	"github.com/orloj/orloj/chaos/lincheck"
 )
 
-var long = flag.Bool("chaos.long", false, "run the long fault run (make chaos): 300 tasks, 75 s of faults")
+var (
+	long      = flag.Bool("chaos.long", false, "run the long fault run (make chaos): 300 tasks, 75 s of faults")
+	heartbeat = flag.Duration("chaos.heartbeat", 0, "Raft heartbeat and election timeout of the nodes (0: orlojd's default)")
+	faultMix  = flag.String("chaos.faults", "mixed", "mixed (kills, pauses, partitions), leader-kill, or none (measures elections under load alone)")
+)
 
 // runParams size a run.
 type runParams struct {
@@ -129,6 +133,7 @@ func TestChaos(t *testing.T) {
 	bin, agentPath := build(t)
 	cnt := startCounter(t)
 	h := newHarness(t, bin, p.nodes, p.ttl)
+	h.heartbeat = *heartbeat
 	ctx, cancel := context.WithTimeout(context.Background(), p.faultFor+5*time.Minute)
 	defer cancel()
 
@@ -179,13 +184,23 @@ func TestChaos(t *testing.T) {
 	var faults []fault
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
 	t.Logf("fault seed time %s", start.Format(time.RFC3339Nano))
+	termsBefore := h.maxTerm(ctx)
 	for round := 0; time.Since(start) < p.faultFor; round++ {
 		time.Sleep(time.Duration(2000+rng.IntN(3000)) * time.Millisecond)
+		if *faultMix == "none" {
+			continue
+		}
 		leader := h.leader(ctx)
 		target := rng.IntN(p.nodes)
-		kind := []string{"kill", "pause", "partition"}[round%3]
-		if kind == "kill" && leader >= 0 && (round/3)%2 == 0 {
-			target = leader // the leader is killed at least a third of the time
+		// Half the faults are kills, and every other kill takes the leader.
+		kind := []string{"kill", "pause", "kill", "partition"}[round%4]
+		if kind == "kill" && leader >= 0 && (round%8 == 0 || *faultMix == "leader-kill") {
+			target = leader
+		}
+		if *faultMix == "leader-kill" {
+			if kind = "kill"; leader < 0 {
+				continue
+			}
 		}
 		f := fault{kind: kind, node: target, wasLeader: target == leader, at: time.Now()}
 		switch kind {
@@ -206,6 +221,7 @@ func TestChaos(t *testing.T) {
 		t.Logf("%6.1fs  %-9s %s (leader: %v)", time.Since(start).Seconds(), kind, h.procs[target].id, f.wasLeader)
 	}
 	wg.Wait()
+	elections := h.maxTerm(ctx) - termsBefore
 	for i := range h.procs {
 		if !h.alive(i) {
 			h.start(i, h.procs[(i+1)%p.nodes].api)
@@ -220,8 +236,8 @@ func TestChaos(t *testing.T) {
 	})
 	healed := time.Since(start)
 	report := checkRun(t, h, cnt, ids, final, faults, p)
-	report = append(report, fmt.Sprintf("run: %d nodes, %d tasks, %d faults over %s, all final %s after start",
-		p.nodes, p.tasks, len(faults), p.faultFor.Round(time.Second), healed.Round(time.Second)))
+	report = append(report, fmt.Sprintf("run: %d nodes, %d tasks, %d faults (%s) over %s, all final %s after start; Raft timeouts %s; %d elections while faults ran",
+		p.nodes, p.tasks, len(faults), *faultMix, p.faultFor.Round(time.Second), healed.Round(time.Second), orDefault(*heartbeat), elections))
 	fmt.Println("chaos figures:\n  " + strings.Join(report, "\n  "))
 }
 
@@ -436,6 +452,7 @@ type stateView struct {
 	AppliedIndex    uint64 `json:"applied_index"`
 	Hash            string `json:"hash"`
 	FenceRejections uint64 `json:"fence_rejections"`
+	Term            uint64 `json:"term"`
 }
 
 // takeovers measures, from the merged history: for each SIGKILL of a
@@ -528,4 +545,28 @@ func pair(recs []lincheck.Record) []histOp {
 		}
 	}
 	return ops
+}
+
+func orDefault(d time.Duration) string {
+	if d == 0 {
+		return "default"
+	}
+	return d.String()
+}
+
+// maxTerm is the highest Raft term a live node reports.
+func (h *harness) maxTerm(ctx context.Context) uint64 {
+	var top uint64
+	for i := range h.procs {
+		if !h.alive(i) {
+			continue
+		}
+		var s stateView
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		if _, err := h.call(cctx, i, "GET", "/v1/cluster/state", nil, &s); err == nil {
+			top = max(top, s.Term)
+		}
+		cancel()
+	}
+	return top
 }

@@ -35,12 +35,14 @@ type proc struct {
 
 // harness runs the processes of one cluster.
 type harness struct {
-	t      *testing.T
-	bin    string
-	token  string
-	ttl    time.Duration
-	procs  []*proc
-	client *http.Client
+	t     *testing.T
+	bin   string
+	token string
+	ttl   time.Duration
+	// heartbeat, if set, is passed as both Raft timeouts.
+	heartbeat time.Duration
+	procs     []*proc
+	client    *http.Client
 	// proxies[i][j] carry i's Raft and forwarding traffic to j.
 	raftProxy, apiProxy [][]*netproxy.Proxy
 }
@@ -130,6 +132,9 @@ func (h *harness) start(i int, join string) {
 		"--dial-map", strings.Join(dialMap, ","), "--history-file", p.history, "--log-level", "info", "--drain-grace", "0s"}
 	if join != "" {
 		args = append(args, "--join", join)
+	}
+	if h.heartbeat > 0 {
+		args = append(args, "--raft-heartbeat", h.heartbeat.String(), "--raft-election", h.heartbeat.String())
 	}
 	logf, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -415,7 +416,8 @@ func (s *Server) state(w http.ResponseWriter, r *http.Request) error {
 			return fmt.Errorf("hash state: %w", err)
 		}
 		if s.fsm.AppliedIndex() == before {
-			s.reply(w, http.StatusOK, StateView{Node: s.node.ID(), AppliedIndex: before, Hash: h, FenceRejections: s.fsm.FenceRejections()})
+			term, _ := strconv.ParseUint(s.node.Raft().Stats()["term"], 10, 64)
+			s.reply(w, http.StatusOK, StateView{Node: s.node.ID(), AppliedIndex: before, Hash: h, FenceRejections: s.fsm.FenceRejections(), Term: term})
 			return nil
 		}
 		if err := r.Context().Err(); err != nil {

@@ -221,6 +221,9 @@ type StateView struct {
 	AppliedIndex    uint64 `json:"applied_index"`
 	Hash            string `json:"hash"`
 	FenceRejections uint64 `json:"fence_rejections"`
+	// Term is this node's current Raft term: how many elections it has
+	// seen, which shows a cluster that flaps.
+	Term uint64 `json:"term"`
 }
 
 // MemberRequest names a member (remove; transfer, where "" means any).
