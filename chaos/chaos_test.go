@@ -194,13 +194,14 @@ func TestChaos(t *testing.T) {
 		target := rng.IntN(p.nodes)
 		// Half the faults are kills, and every other kill takes the leader.
 		kind := []string{"kill", "pause", "kill", "partition"}[round%4]
-		if kind == "kill" && leader >= 0 && (round%8 == 0 || *faultMix == "leader-kill") {
-			target = leader
-		}
 		if *faultMix == "leader-kill" {
-			if kind = "kill"; leader < 0 {
+			if leader < 0 {
 				continue
 			}
+			kind = "kill"
+		}
+		if kind == "kill" && leader >= 0 && (round%4 == 0 || *faultMix == "leader-kill") {
+			target = leader
 		}
 		f := fault{kind: kind, node: target, wasLeader: target == leader, at: time.Now()}
 		switch kind {

@@ -62,34 +62,20 @@ func NewReply(index uint64, result any, err error) (Reply, error) {
 		}
 		return r, nil
 	}
-	switch result.(type) {
-	case nil:
+	if result == nil {
 		return r, nil
-	case *Claim:
-		r.Kind = "claim"
-	case Lease:
-		r.Kind = "lease"
-	case Task:
-		r.Kind = "task"
-	case SubmitResult:
-		r.Kind = "submit"
-	case LedgerRecord:
-		r.Kind = "ledger"
-	case Member:
-		r.Kind = "member"
-	case Agent:
-		r.Kind = "agent"
-	case int:
-		r.Kind = "int"
-	default:
-		return Reply{}, fmt.Errorf("forward: no wire form for result type %T", result)
 	}
-	b, err := json.Marshal(result)
-	if err != nil {
-		return Reply{}, fmt.Errorf("forward: encode %T: %w", result, err)
+	for _, k := range resultKinds {
+		if k.is(result) {
+			b, err := json.Marshal(result)
+			if err != nil {
+				return Reply{}, fmt.Errorf("forward: encode %T: %w", result, err)
+			}
+			r.Kind, r.Result = k.name, b
+			return r, nil
+		}
 	}
-	r.Result = b
-	return r, nil
+	return Reply{}, fmt.Errorf("forward: no wire form for result type %T", result)
 }
 
 // Outcome decodes a Reply into what Node.Apply would have returned.
@@ -102,51 +88,45 @@ func (r Reply) Outcome() (any, error) {
 		}
 		return nil, &RemoteError{Msg: r.Error}
 	}
-	var v any
-	switch r.Kind {
-	case "":
+	if r.Kind == "" {
 		return nil, nil
-	case "claim":
-		v = &Claim{}
-	case "lease":
-		v = &Lease{}
-	case "task":
-		v = &Task{}
-	case "submit":
-		v = &SubmitResult{}
-	case "ledger":
-		v = &LedgerRecord{}
-	case "member":
-		v = &Member{}
-	case "agent":
-		v = &Agent{}
-	case "int":
-		v = new(int)
-	default:
-		return nil, fmt.Errorf("forward: unknown result kind %q", r.Kind)
 	}
-	if err := json.Unmarshal(r.Result, v); err != nil {
-		return nil, fmt.Errorf("forward: decode %s result: %w", r.Kind, err)
+	for _, k := range resultKinds {
+		if k.name == r.Kind {
+			v, err := k.decode(r.Result)
+			if err != nil {
+				return nil, fmt.Errorf("forward: decode %s result: %w", r.Kind, err)
+			}
+			return v, nil
+		}
 	}
-	switch p := v.(type) {
-	case *Claim:
-		return p, nil // Apply returns the pointer for claims
-	case *Lease:
-		return *p, nil
-	case *Task:
-		return *p, nil
-	case *SubmitResult:
-		return *p, nil
-	case *LedgerRecord:
-		return *p, nil
-	case *Member:
-		return *p, nil
-	case *Agent:
-		return *p, nil
-	case *int:
-		return *p, nil
+	return nil, fmt.Errorf("forward: unknown result kind %q", r.Kind)
+}
+
+// resultKind is one Go type an Apply returns, under its wire name.
+type resultKind struct {
+	name   string
+	is     func(any) bool
+	decode func([]byte) (any, error)
+}
+
+func kindOf[T any](name string) resultKind {
+	return resultKind{
+		name: name,
+		is:   func(v any) bool { _, ok := v.(T); return ok },
+		decode: func(b []byte) (any, error) {
+			var v T
+			err := json.Unmarshal(b, &v)
+			return v, err
+		},
 	}
-	return nil, fmt.Errorf("forward: unhandled kind %q", r.Kind)
+}
+
+// resultKinds lists every type the FSM's Apply returns (apply.go); the
+// round-trip test covers each.
+var resultKinds = []resultKind{
+	kindOf[*Claim]("claim"), kindOf[Lease]("lease"), kindOf[Task]("task"), kindOf[SubmitResult]("submit"),
+	kindOf[LedgerRecord]("ledger"), kindOf[Member]("member"), kindOf[Agent]("agent"), kindOf[int]("int"),
 }
 
 // RemoteError is an error the leader returned for a forwarded command. It

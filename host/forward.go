@@ -161,6 +161,18 @@ func (f *Forwarder) applyOnce(ctx context.Context, cmd cluster.Command) (any, bo
 	return res, false, err
 }
 
+// forwardable reports whether cmd is one a node's workers, outbox or
+// membership upkeep propose.
+func forwardable(cmd cluster.Command) bool {
+	switch cmd.(type) {
+	case *cluster.ClaimTask, *cluster.RenewLease, *cluster.RecordIntent, *cluster.RecordResult,
+		*cluster.StageWrite, *cluster.CompleteTask, *cluster.FailAttempt, *cluster.AppendJournal,
+		*cluster.MarkEffectDone, *cluster.SetMember:
+		return true
+	}
+	return false
+}
+
 // ForwardHandler serves ForwardPath on every node: the leader applies, a
 // follower answers 421 so the sender looks for the leader again.
 func ForwardHandler(node *cluster.Node, token string, log hclog.Logger) http.Handler {
@@ -185,6 +197,12 @@ func ForwardHandler(node *cluster.Node, token string, log hclog.Logger) http.Han
 		cmd, err := cluster.DecodeCommand(body)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if !forwardable(cmd) {
+			// Agents, submissions and DLQ actions go through the API, which
+			// validates them; this route carries only what workers propose.
+			http.Error(w, fmt.Sprintf("%T cannot be forwarded", cmd), http.StatusForbidden)
 			return
 		}
 		if node.Raft().State() != raftLeader {
