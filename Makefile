@@ -47,7 +47,7 @@ demo: build agents
 clean:
 	rm -rf $(BIN)
 
-# The long fault run: 3 real nodes, 300 tasks, 75 s of kills, pauses and
+# The long fault run: 3 real nodes, 600 tasks, 75 s of kills, pauses and
 # partitions; prints the figures docs/BENCHMARKS.md quotes.
 chaos: build
 	$(GO) test ./chaos/ -run TestChaos -count 1 -v -timeout 30m -chaos.long

@@ -22,7 +22,7 @@ import (
 )
 
 var (
-	long      = flag.Bool("chaos.long", false, "run the long fault run (make chaos): 300 tasks, 75 s of faults")
+	long      = flag.Bool("chaos.long", false, "run the long fault run (make chaos): 600 tasks, 75 s of faults")
 	heartbeat = flag.Duration("chaos.heartbeat", 0, "Raft heartbeat and election timeout of the nodes (0: orlojd's default)")
 	faultMix  = flag.String("chaos.faults", "mixed", "mixed (kills, pauses, partitions), leader-kill, or none (measures elections under load alone)")
 )
@@ -37,7 +37,7 @@ type runParams struct {
 
 func params() runParams {
 	if *long {
-		return runParams{nodes: 3, tasks: 300, faultFor: 75 * time.Second, ttl: 1500 * time.Millisecond}
+		return runParams{nodes: 3, tasks: 600, faultFor: 75 * time.Second, ttl: 1500 * time.Millisecond}
 	}
 	return runParams{nodes: 3, tasks: 60, faultFor: 20 * time.Second, ttl: 1500 * time.Millisecond}
 }
