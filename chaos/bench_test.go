@@ -42,6 +42,7 @@ func BenchmarkCluster6Calls(b *testing.B) {
 				var next atomic.Int64
 				lat := make([][]time.Duration, clients)
 				var wg sync.WaitGroup
+				first := c.leader.Raft().LastIndex()
 				b.ResetTimer()
 				start := time.Now()
 				for k := range clients {
@@ -61,6 +62,7 @@ func BenchmarkCluster6Calls(b *testing.B) {
 				if len(all) > 0 {
 					b.ReportMetric(float64(len(all))/elapsed.Seconds(), "tasks/s")
 					b.ReportMetric(float64(all[len(all)/2].Microseconds())/1000, "p50-ms")
+					b.ReportMetric(float64(c.leader.Raft().LastIndex()-first)/float64(len(all)), "raft-entries/task")
 				}
 			})
 		}
