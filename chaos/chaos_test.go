@@ -192,7 +192,8 @@ func TestChaos(t *testing.T) {
 		}
 		leader := h.leader(ctx)
 		target := rng.IntN(p.nodes)
-		// Half the faults are kills, and every other kill takes the leader.
+		// Half the faults are kills; every other kill takes the leader, the
+		// others a worker.
 		kind := []string{"kill", "pause", "kill", "partition"}[round%4]
 		if *faultMix == "leader-kill" {
 			if leader < 0 {
@@ -200,8 +201,11 @@ func TestChaos(t *testing.T) {
 			}
 			kind = "kill"
 		}
-		if kind == "kill" && leader >= 0 && (round%4 == 0 || *faultMix == "leader-kill") {
+		switch {
+		case kind == "kill" && leader >= 0 && (round%4 == 0 || *faultMix == "leader-kill"):
 			target = leader
+		case kind == "kill" && leader >= 0 && target == leader:
+			target = (leader + 1 + rng.IntN(p.nodes-1)) % p.nodes // a worker, not the leader
 		}
 		f := fault{kind: kind, node: target, wasLeader: target == leader, at: time.Now()}
 		switch kind {
@@ -499,7 +503,8 @@ func takeovers(recs []lincheck.Record, faults []fault) (worker, leader []time.Du
 		}
 		for task := range held {
 			for _, o := range ops {
-				if o.Ret > k && o.Op == "claim" && o.Res == "ok" && o.Task == task && o.Node != node {
+				// By any node, the restarted one included.
+				if o.Call > k && o.Op == "claim" && o.Res == "ok" && o.Task == task {
 					worker = append(worker, time.Duration(o.Ret-k))
 					break
 				}
