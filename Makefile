@@ -49,5 +49,7 @@ clean:
 
 # The long fault run: 3 real nodes, 600 tasks, 75 s of kills, pauses and
 # partitions; prints the figures docs/BENCHMARKS.md quotes.
+# CHAOS_NODES=5 runs five.
+CHAOS_NODES ?= 3
 chaos: build
-	$(GO) test ./chaos/ -run TestChaos -count 1 -v -timeout 30m -chaos.long
+	$(GO) test ./chaos/ -run TestChaos -count 1 -v -timeout 30m -chaos.long -chaos.nodes $(CHAOS_NODES)

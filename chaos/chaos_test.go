@@ -24,6 +24,7 @@ import (
 var (
 	long      = flag.Bool("chaos.long", false, "run the long fault run (make chaos): 600 tasks, 75 s of faults")
 	heartbeat = flag.Duration("chaos.heartbeat", 0, "Raft heartbeat and election timeout of the nodes (0: orlojd's default)")
+	nodes     = flag.Int("chaos.nodes", 3, "cluster size (3 or 5)")
 	faultMix  = flag.String("chaos.faults", "mixed", "mixed (kills, pauses, partitions), leader-kill, or none (measures elections under load alone)")
 )
 
@@ -37,9 +38,9 @@ type runParams struct {
 
 func params() runParams {
 	if *long {
-		return runParams{nodes: 3, tasks: 600, faultFor: 75 * time.Second, ttl: 1500 * time.Millisecond}
+		return runParams{nodes: *nodes, tasks: 600, faultFor: 75 * time.Second, ttl: 1500 * time.Millisecond}
 	}
-	return runParams{nodes: 3, tasks: 60, faultFor: 20 * time.Second, ttl: 1500 * time.Millisecond}
+	return runParams{nodes: *nodes, tasks: 60, faultFor: 20 * time.Second, ttl: 1500 * time.Millisecond}
 }
 
 // counter is the counting service the agent calls: it records every request
