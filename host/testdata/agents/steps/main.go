@@ -25,6 +25,9 @@ func run() error {
 		Steps []step `json:"steps"`
 		Emit  []step `json:"emit"`
 		Now   bool   `json:"now"`
+		// NowFirst reads the clock before the steps, so a retry after a
+		// failing step must replay the reading.
+		NowFirst bool `json:"now_first"`
 	}
 	if err := orloj.DecodeInput(&in); err != nil {
 		return err
@@ -38,6 +41,13 @@ func run() error {
 		}
 	}
 	var out []json.RawMessage
+	if in.NowFirst {
+		t, err := orloj.Now()
+		if err != nil {
+			return err
+		}
+		out = append(out, json.RawMessage(fmt.Sprintf("%d", t.UnixNano())))
+	}
 	for i, s := range in.Steps {
 		var opts []orloj.CallOption
 		if s.Key != "" {
