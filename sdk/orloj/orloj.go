@@ -199,23 +199,62 @@ func Warnf(format string, args ...any) { Log(LevelWarn, fmt.Sprintf(format, args
 // Errorf because it returns no error: to fail the task, return one from run.
 func LogErrorf(format string, args ...any) { Log(LevelError, fmt.Sprintf(format, args...)) }
 
-// encodeRequest builds the CallRequest JSON shared by call and emit.
+// encodeRequest builds the CallRequest JSON shared by call and emit by
+// appending: encoding/json runs a function call per byte inside wasm, and
+// marshalling an abi.CallRequest would scan the params twice more (json.Valid,
+// then RawMessage compaction). Raw params are not validated here: the host
+// decodes, validates and canonicalises every request and answers
+// invalid_argument, so the guest would only repeat that work.
 func encodeRequest(tool string, params any, opts []CallOption) ([]byte, error) {
-	p, err := marshal(params)
-	if err != nil {
-		return nil, fmt.Errorf("params: %w: %w", ErrInvalidArgument, err)
+	var p []byte
+	switch v := params.(type) {
+	case json.RawMessage:
+		p = v
+	case []byte:
+		p = v
+	default:
+		var err error
+		if p, err = json.Marshal(v); err != nil {
+			return nil, fmt.Errorf("params: %w: %w", ErrInvalidArgument, err)
+		}
 	}
-	req := abi.CallRequest{Tool: tool, Params: p}
+	if len(p) == 0 {
+		p = []byte("null")
+	}
+	req := abi.CallRequest{Tool: tool}
 	for _, o := range opts {
 		if o.apply != nil {
 			o.apply(&req)
 		}
 	}
-	b, err := json.Marshal(req)
-	if err != nil {
-		return nil, fmt.Errorf("request: %w: %w", ErrInvalidArgument, err)
+	b := make([]byte, 0, len(p)+len(tool)+len(req.Key)+32)
+	b = append(b, `{"tool":`...)
+	b = appendJSONString(b, tool)
+	b = append(b, `,"params":`...)
+	b = append(b, p...)
+	if req.Key != "" {
+		b = append(b, `,"key":`...)
+		b = appendJSONString(b, req.Key)
 	}
-	return b, nil
+	return append(b, '}'), nil
+}
+
+// appendJSONString appends s as a JSON string. Bytes of invalid UTF-8 pass
+// through; the host's decoder refuses them.
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c < 0x20:
+			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		default:
+			b = append(b, c)
+		}
+	}
+	return append(b, '"')
 }
 
 // errNotJSON is returned for a json.RawMessage or []byte that is not JSON.

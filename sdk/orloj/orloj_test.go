@@ -179,7 +179,7 @@ func TestCall(t *testing.T) {
 			wantMsg: "params",
 		},
 		{
-			name:    "invalid raw params never reach the host",
+			name:    "invalid raw params are refused by the host decoder",
 			tool:    "echo",
 			params:  json.RawMessage(`{"a":`),
 			handler: echo,

@@ -2,11 +2,13 @@ package orloj
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"go/ast"
 	"go/parser"
 	"go/token"
 	"maps"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -192,4 +194,42 @@ func TestCutUTF8(t *testing.T) {
 			}
 		})
 	}
+}
+
+// encodeRequest appends its JSON by hand; it must say what json.Marshal of
+// the same abi.CallRequest says, whatever the tool, key and params hold.
+func TestEncodeRequestMatchesMarshal(t *testing.T) {
+	for _, c := range []struct {
+		tool, key string
+		params    any
+	}{
+		{"http", "", json.RawMessage(`{"url":"https://x.example/a?b=1"}`)},
+		{"model", "step-1", map[string]any{"prompt": "say \"hi\"\n\ttab \\ slash", "n": 2}},
+		{"t", "k\x00\x1f\"\\é✓", []byte(`[1,2,3]`)},
+		{"t", "", nil},
+		{"t", "", json.RawMessage(nil)},
+		{"we\"ird\\tool", "", "plain string"},
+	} {
+		got, err := encodeRequest(c.tool, c.params, []CallOption{WithKey(c.key)})
+		if err != nil {
+			t.Fatalf("encodeRequest(%q): %v", c.tool, err)
+		}
+		var dec abi.CallRequest
+		if err := json.Unmarshal(got, &dec); err != nil {
+			t.Fatalf("encodeRequest(%q) = %s: not JSON: %v", c.tool, got, err)
+		}
+		p, _ := marshal(c.params)
+		if dec.Tool != c.tool || dec.Key != c.key || !jsonEqual(t, dec.Params, p) {
+			t.Errorf("encodeRequest(%q, %q) = %s; decodes to %+v", c.tool, c.key, got, dec)
+		}
+	}
+}
+
+func jsonEqual(t *testing.T, a, b []byte) bool {
+	t.Helper()
+	var x, y any
+	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
+		return false
+	}
+	return reflect.DeepEqual(x, y)
 }
