@@ -360,7 +360,7 @@ func (d *Daemon) Start() (err error) {
 	}
 	d.handler = handler
 	mux := http.NewServeMux()
-	mux.Handle(ForwardPath, ForwardHandler(d.node, d.token, cfg.Logger))
+	mux.Handle(ForwardPath, ForwardHandler(d.node, d.token, d.metrics, cfg.Logger))
 	mux.Handle("/", handler)
 	d.srv = &http.Server{
 		Handler:           mux,

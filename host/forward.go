@@ -175,10 +175,12 @@ func forwardable(cmd cluster.Command) bool {
 
 // ForwardHandler serves ForwardPath on every node: the leader applies, a
 // follower answers 421 so the sender looks for the leader again.
-func ForwardHandler(node *cluster.Node, token string, log hclog.Logger) http.Handler {
+// m, if not nil, counts what it serves.
+func ForwardHandler(node *cluster.Node, token string, m *Metrics, log hclog.Logger) http.Handler {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
+	log = log.Named("forward")
 	want := []byte("Bearer " + token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
@@ -186,35 +188,51 @@ func ForwardHandler(node *cluster.Node, token string, log hclog.Logger) http.Han
 			return
 		}
 		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			m.ObserveForwarded(nil, "refused")
+			log.Warn("forwarded command with a bad token", "remote", r.RemoteAddr)
 			http.Error(w, "unauthorized", http.StatusUnauthorized)
 			return
 		}
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxForwardBody))
 		if err != nil {
+			m.ObserveForwarded(nil, "refused")
 			http.Error(w, "read command: "+err.Error(), http.StatusRequestEntityTooLarge)
 			return
 		}
 		cmd, err := cluster.DecodeCommand(body)
 		if err != nil {
+			m.ObserveForwarded(nil, "refused")
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
 		if !forwardable(cmd) {
 			// Agents, submissions and DLQ actions go through the API, which
 			// validates them; this route carries only what workers propose.
+			m.ObserveForwarded(cmd, "refused")
+			log.Warn("refused a command that is not a worker's", "command", fmt.Sprintf("%T", cmd), "remote", r.RemoteAddr)
 			http.Error(w, fmt.Sprintf("%T cannot be forwarded", cmd), http.StatusForbidden)
 			return
 		}
 		if node.Raft().State() != raftLeader {
+			m.ObserveForwarded(cmd, "refused")
 			w.WriteHeader(http.StatusMisdirectedRequest)
 			return
 		}
 		res, idx, err := node.ApplyIndexed(r.Context(), cmd)
 		rep, encErr := cluster.NewReply(idx, res, err)
 		if encErr != nil {
+			m.ObserveForwarded(cmd, "error")
 			log.Error("forwarded command", "error", encErr)
 			http.Error(w, encErr.Error(), http.StatusInternalServerError)
 			return
+		}
+		switch {
+		case err == nil:
+			m.ObserveForwarded(cmd, "applied")
+		case idx > 0:
+			m.ObserveForwarded(cmd, "rejected")
+		default:
+			m.ObserveForwarded(cmd, "error")
 		}
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(rep)

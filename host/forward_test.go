@@ -11,13 +11,15 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/orloj/orloj/cluster"
 )
 
 // twoNodes is a leader (n1) and a caught-up follower (n2), each serving
 // ForwardPath, with n1's API address recorded.
-func twoNodes(t *testing.T) (n1, n2 *cluster.Node, url1, url2 string) {
+func twoNodes(t *testing.T, m *Metrics) (n1, n2 *cluster.Node, url1, url2 string) {
 	t.Helper()
 	log := testLogger(t)
 	cfg1 := nodeConfig(t.TempDir(), freeAddr(t), log)
@@ -40,12 +42,12 @@ func twoNodes(t *testing.T) (n1, n2 *cluster.Node, url1, url2 string) {
 	if err := n1.Raft().AddVoter("n2", raft.ServerAddress(cfg2.RaftAddr), 0, 5*time.Second).Error(); err != nil {
 		t.Fatal(err)
 	}
-	s1 := httptest.NewServer(ForwardHandler(n1, "tok", log))
+	s1 := httptest.NewServer(ForwardHandler(n1, "tok", m, log))
 	t.Cleanup(s1.Close)
-	s2 := httptest.NewServer(ForwardHandler(n2, "tok", log))
+	s2 := httptest.NewServer(ForwardHandler(n2, "tok", m, log))
 	t.Cleanup(s2.Close)
-	m := cluster.Member{ID: "n1", APIAddr: strings.TrimPrefix(s1.URL, "http://"), RaftAddr: cfg1.RaftAddr}
-	r, idx, err := n1.ApplyIndexed(ctx, &cluster.SetMember{Member: m, Now: time.Now().UnixNano()})
+	self := cluster.Member{ID: "n1", APIAddr: strings.TrimPrefix(s1.URL, "http://"), RaftAddr: cfg1.RaftAddr}
+	r, idx, err := n1.ApplyIndexed(ctx, &cluster.SetMember{Member: self, Now: time.Now().UnixNano()})
 	if err != nil || r == nil {
 		t.Fatal(err)
 	}
@@ -58,7 +60,7 @@ func twoNodes(t *testing.T) (n1, n2 *cluster.Node, url1, url2 string) {
 // A follower's worker claims, renews and is fenced through the leader, and
 // finds its claim in its own replica the moment the claim returns.
 func TestForwarderThroughLeader(t *testing.T) {
-	n1, n2, _, _ := twoNodes(t)
+	n1, n2, _, _ := twoNodes(t, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	ag := cluster.Agent{Name: "a", Version: "v1"}
@@ -98,7 +100,8 @@ func TestForwarderThroughLeader(t *testing.T) {
 // The forward route takes only workers' commands, with the token, on the
 // leader.
 func TestForwardHandlerRefuses(t *testing.T) {
-	_, _, url1, url2 := twoNodes(t)
+	m := NewMetrics(prometheus.NewRegistry())
+	_, _, url1, url2 := twoNodes(t, m)
 	claim, _ := cluster.Encode(&cluster.ClaimTask{Node: "x", TTL: time.Second, Now: 1})
 	put, _ := cluster.Encode(&cluster.PutAgent{Agent: cluster.Agent{Name: "a", Version: "v"}, Module: []byte("x"), Now: 1})
 	for _, c := range []struct {
@@ -121,6 +124,14 @@ func TestForwardHandlerRefuses(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != c.want {
 			t.Errorf("%s: status %d, want %d", c.name, resp.StatusCode, c.want)
+		}
+	}
+	for _, c := range []struct {
+		command, result string
+		want            float64
+	}{{"unknown", "refused", 2}, {"put_agent", "refused", 1}, {"claim_task", "refused", 1}, {"claim_task", "applied", 1}} {
+		if got := testutil.ToFloat64(m.forwarded.WithLabelValues(c.command, c.result)); got != c.want {
+			t.Errorf("orloj_forwarded_commands_total{%s,%s} = %v, want %v", c.command, c.result, got, c.want)
 		}
 	}
 }

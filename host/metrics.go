@@ -38,6 +38,7 @@ type Metrics struct {
 	applyTime   *prometheus.HistogramVec
 	httpReqs    *prometheus.CounterVec
 	httpTime    *prometheus.HistogramVec
+	forwarded   *prometheus.CounterVec
 
 	submitted   prometheus.Counter
 	ended       *prometheus.CounterVec
@@ -98,6 +99,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "API request latency on this node, by route pattern (long-polls included).",
 			Buckets: prometheus.ExponentialBuckets(0.001, 4, 9),
 		}, []string{"route"}),
+		forwarded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "orloj_forwarded_commands_total",
+			Help: "Commands other nodes' workers sent this node to propose, by command and result: applied, rejected (by the state machine), refused (not leader, not allowed, bad token or body) or error.",
+		}, []string{"command", "result"}),
 
 		submitted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "orloj_tasks_submitted_total",
@@ -136,7 +141,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.gather = g
 	}
 	reg.MustRegister(m.attempts, m.attemptTime, m.instantiate, m.calls, m.callTime, m.applyTime,
-		m.httpReqs, m.httpTime, m.submitted, m.ended, m.retries, m.deadLetters,
+		m.httpReqs, m.httpTime, m.forwarded, m.submitted, m.ended, m.retries, m.deadLetters,
 		m.grants, m.renewals, m.expiries, m.takeovers, stateCollector{m})
 	return m
 }
@@ -367,4 +372,17 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(dlqDesc, prometheus.GaugeValue, float64(counts[cluster.StateDeadLetter]))
 	ch <- prometheus.MustNewConstMetric(fenceDesc, prometheus.CounterValue, float64(f.FenceRejections()))
+}
+
+// ObserveForwarded counts a command another node sent to be proposed here;
+// cmd is nil when it could not be decoded. A nil Metrics records nothing.
+func (m *Metrics) ObserveForwarded(cmd cluster.Command, result string) {
+	if m == nil {
+		return
+	}
+	name := "unknown"
+	if cmd != nil {
+		name = m.commandName(cmd)
+	}
+	m.forwarded.WithLabelValues(name, result).Inc()
 }
