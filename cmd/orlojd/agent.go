@@ -12,20 +12,9 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-)
 
-// agentView is the API's view of one agent version.
-type agentView struct {
-	Name        string   `json:"name"`
-	Version     string   `json:"version"`
-	Digest      string   `json:"digest"`
-	Size        int64    `json:"size"`
-	Tools       []string `json:"tools"`
-	MemoryLimit uint64   `json:"memory_limit"`
-	Timeout     string   `json:"timeout"`
-	MaxAttempts int      `json:"max_attempts"`
-	CreatedAt   apiTime  `json:"created_at"`
-}
+	"github.com/orloj/orloj/host/api"
+)
 
 func newAgentCmd() *cobra.Command {
 	var o clientOptions
@@ -119,12 +108,12 @@ func agentPush(ctx context.Context, c *client, path string, p pushOptions) error
 	if c.json {
 		return c.printJSON(raw)
 	}
-	var a agentView
+	var a api.AgentView
 	if err := decode(raw, &a, "/v1/agents"); err != nil {
 		return err
 	}
 	_, err = fmt.Fprintf(c.stdout, "pushed %s@%s (sha256:%s, %s; tools: %s)\n",
-		a.Name, a.Version, shortDigest(a.Digest), formatSize(a.Size), orNone(strings.Join(a.Tools, ",")))
+		a.Name, a.Version, shortDigest(a.Digest), formatSize(int64(a.Size)), orNone(strings.Join(a.Tools, ",")))
 	return err
 }
 
@@ -138,7 +127,7 @@ func newAgentLsCmd(o *clientOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var list []agentView
+			var list []api.AgentView
 			raw, err := c.getJSON(cmd.Context(), "/v1/agents", nil, &list)
 			if err != nil {
 				return err
@@ -151,11 +140,11 @@ func newAgentLsCmd(o *clientOptions) *cobra.Command {
 	}
 }
 
-func agentTable(c *client, list []agentView) error {
+func agentTable(c *client, list []api.AgentView) error {
 	rows := make([][]string, 0, len(list))
 	for _, a := range list {
-		rows = append(rows, []string{a.Name, a.Version, orNone(strings.Join(a.Tools, ",")), formatSize(a.Size),
-			shortDigest(a.Digest), a.CreatedAt.short()})
+		rows = append(rows, []string{a.Name, a.Version, orNone(strings.Join(a.Tools, ",")), formatSize(int64(a.Size)),
+			shortDigest(a.Digest), timeOf(a.CreatedAt).short()})
 	}
 	return table(c.stdout, []string{"NAME", "VERSION", "TOOLS", "SIZE", "DIGEST", "CREATED"}, rows)
 }
@@ -170,10 +159,7 @@ func newAgentShowCmd(o *clientOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var v struct {
-				Agent    agentView   `json:"agent"`
-				Versions []agentView `json:"versions"`
-			}
+			var v api.AgentDetail
 			raw, err := c.getJSON(cmd.Context(), "/v1/agents/"+url.PathEscape(args[0]), nil, &v)
 			if err != nil {
 				return err
@@ -191,9 +177,9 @@ func newAgentShowCmd(o *clientOptions) *cobra.Command {
 				attempts = strconv.Itoa(a.MaxAttempts)
 			}
 			if err := fields(c.stdout, [][2]string{
-				{"Name", a.Name}, {"Newest", a.Version}, {"Digest", "sha256:" + a.Digest}, {"Size", formatSize(a.Size)},
+				{"Name", a.Name}, {"Newest", a.Version}, {"Digest", "sha256:" + a.Digest}, {"Size", formatSize(int64(a.Size))},
 				{"Tools", orNone(strings.Join(a.Tools, ", "))}, {"Memory limit", mem}, {"Timeout", a.Timeout},
-				{"Max attempts", attempts}, {"Created", a.CreatedAt.long()},
+				{"Max attempts", attempts}, {"Created", timeOf(a.CreatedAt).long()},
 			}); err != nil {
 				return err
 			}

@@ -2,7 +2,8 @@ package main
 
 // The operator CLI's HTTP client: how it finds the API and its token, how it
 // turns API errors into exit statuses, and the table/JSON output every verb
-// shares. The wire types follow docs/cli.md and the API contract.
+// shares. Answers decode into host/api's own view types, so the CLI reads
+// exactly what the server writes.
 
 import (
 	"bytes"
@@ -269,32 +270,38 @@ func fields(w io.Writer, kv [][2]string) error {
 	return tw.Flush()
 }
 
-// apiTime is an RFC 3339 time in a view; empty or null means unset.
-type apiTime struct{ time.Time }
+// apiTime is one of the API's times, parsed for display. The views carry
+// times as RFC 3339 strings (*string, null when unset); they are parsed only
+// here, at print time, so the CLI decodes into host/api's own view types.
+type apiTime struct {
+	time.Time
+	raw string // the API's text when it is not RFC 3339: shown as is, not hidden
+}
 
-func (t *apiTime) UnmarshalJSON(b []byte) error {
-	var s string
-	if string(b) == "null" {
-		return nil
+// timeOf parses a view's time; nil or "" is unset.
+func timeOf(s *string) apiTime {
+	if s == nil || *s == "" {
+		return apiTime{}
 	}
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("time: %w", err)
-	}
-	if s == "" {
-		return nil
-	}
-	v, err := time.Parse(time.RFC3339Nano, s)
+	t, err := time.Parse(time.RFC3339Nano, *s)
 	if err != nil {
-		return fmt.Errorf("time: %w", err)
+		return apiTime{raw: *s}
 	}
-	t.Time = v
-	return nil
+	return apiTime{Time: t}
+}
+
+// deref reads an optional string of a view; null is "".
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
 }
 
 // short renders a time for a table: the clock time today, the date else.
 func (t apiTime) short() string {
 	if t.IsZero() {
-		return "-"
+		return orDash(t.raw)
 	}
 	lt := t.Local()
 	if y, m, d := lt.Date(); time.Now().Format("2006-01-02") == fmt.Sprintf("%04d-%02d-%02d", y, m, d) {
@@ -305,15 +312,15 @@ func (t apiTime) short() string {
 
 func (t apiTime) long() string {
 	if t.IsZero() {
-		return ""
+		return t.raw
 	}
 	return t.Local().Format("2006-01-02 15:04:05.000 MST")
 }
 
-// until renders how far t is from now: "in 1.2s" or "3s ago".
+// relative renders how far t is from now: "in 1.2s" or "3s ago".
 func (t apiTime) relative() string {
 	if t.IsZero() {
-		return "-"
+		return orDash(t.raw)
 	}
 	d := time.Until(t.Time)
 	if d >= 0 {

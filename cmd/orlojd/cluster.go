@@ -5,17 +5,9 @@ import (
 	"strconv"
 
 	"github.com/spf13/cobra"
-)
 
-// memberView is one Raft member as the API reports it.
-type memberView struct {
-	ID           string `json:"id"`
-	Address      string `json:"address"`
-	Role         string `json:"role"`
-	Suffrage     string `json:"suffrage"`
-	LastContact  string `json:"last_contact"`
-	AppliedIndex uint64 `json:"applied_index"`
-}
+	"github.com/orloj/orloj/host/api"
+)
 
 func newClusterCmd() *cobra.Command {
 	var o clientOptions
@@ -32,17 +24,19 @@ func printMembers(c *client, raw []byte) error {
 	if c.json {
 		return c.printJSON(raw)
 	}
-	var list []memberView
+	var list []api.MemberView
 	if err := decode(raw, &list, "/v1/cluster/members"); err != nil {
 		return err
 	}
 	rows := make([][]string, 0, len(list))
 	for _, m := range list {
+		// null is a member that did not answer; 0 (nothing applied yet) shows
+		// the same way, as it always has.
 		applied := "-"
-		if m.AppliedIndex > 0 {
-			applied = strconv.FormatUint(m.AppliedIndex, 10)
+		if m.AppliedIndex != nil && *m.AppliedIndex > 0 {
+			applied = strconv.FormatUint(*m.AppliedIndex, 10)
 		}
-		rows = append(rows, []string{m.ID, m.Address, m.Role, m.Suffrage, applied, orDash(m.LastContact)})
+		rows = append(rows, []string{m.ID, m.Address, m.Role, m.Suffrage, applied, orDash(deref(m.LastContact))})
 	}
 	return table(c.stdout, []string{"ID", "RAFT ADDRESS", "ROLE", "SUFFRAGE", "APPLIED", "LAST CONTACT"}, rows)
 }
@@ -129,9 +123,7 @@ func newClusterTransferCmd(o *clientOptions) *cobra.Command {
 			if len(args) == 1 {
 				req["id"] = args[0]
 			}
-			var res struct {
-				Leader string `json:"leader"`
-			}
+			var res api.TransferResult
 			raw, err := c.postJSON(cmd.Context(), "/v1/cluster/transfer", req, &res)
 			if err != nil {
 				return err

@@ -9,16 +9,9 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-)
 
-// ledgerView is one ledger entry in `dlq show`.
-type ledgerView struct {
-	ID        string `json:"id"`
-	Tool      string `json:"tool"`
-	Attempt   int    `json:"attempt"`
-	HasResult bool   `json:"has_result"`
-	Status    string `json:"status"`
-}
+	"github.com/orloj/orloj/host/api"
+)
 
 // The error classes a dead letter can carry.
 var dlqClasses = []string{"permanent", "policy", "in_doubt", "attempts_exhausted"}
@@ -83,7 +76,7 @@ func newDLQLsCmd(o *clientOptions) *cobra.Command {
 				}
 				q.Set(p.flag, t.UTC().Format(time.RFC3339Nano))
 			}
-			var list []taskView
+			var list []api.TaskView
 			raw, err := c.getJSON(cmd.Context(), "/v1/dlq", q, &list)
 			if err != nil {
 				return err
@@ -95,9 +88,9 @@ func newDLQLsCmd(o *clientOptions) *cobra.Command {
 			for _, t := range list {
 				class, msg := "-", "-"
 				if t.Error != nil {
-					class, msg = t.Error.Class, t.Error.Message
+					class, msg = string(t.Error.Class), t.Error.Message
 				}
-				rows = append(rows, []string{t.ID, t.Agent + "@" + t.Version, class, strconv.Itoa(t.Attempts), t.UpdatedAt.short(), truncate(msg, 70)})
+				rows = append(rows, []string{t.ID, t.Agent + "@" + t.Version, class, strconv.Itoa(t.Attempts), timeOf(t.UpdatedAt).short(), truncate(msg, 70)})
 			}
 			return table(c.stdout, []string{"ID", "AGENT", "CLASS", "ATTEMPTS", "SINCE", "ERROR"}, rows)
 		},
@@ -130,11 +123,7 @@ func newDLQShowCmd(o *clientOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var v struct {
-				Task   taskView     `json:"task"`
-				Calls  []ledgerView `json:"calls"`
-				Events []eventView  `json:"events"`
-			}
+			var v api.DLQEntry
 			raw, err := c.getJSON(cmd.Context(), "/v1/dlq/"+url.PathEscape(args[0]), nil, &v)
 			if err != nil {
 				return err
@@ -189,7 +178,7 @@ finishes from the step that failed.`,
 			if all {
 				return dlqBulk(cmd, c, "/v1/dlq/retry", map[string]string{"agent": fl.agent, "class": fl.class, "version": version}, "requeued")
 			}
-			var tv taskView
+			var tv api.TaskView
 			raw, err := c.postJSON(cmd.Context(), "/v1/dlq/"+url.PathEscape(args[0])+"/retry", map[string]string{"version": version}, &tv)
 			if err != nil {
 				return err
@@ -228,7 +217,7 @@ func newDLQDiscardCmd(o *clientOptions) *cobra.Command {
 			if all {
 				return dlqBulk(cmd, c, "/v1/dlq/discard", map[string]string{"agent": fl.agent, "class": fl.class, "reason": reason}, "discarded")
 			}
-			var tv taskView
+			var tv api.TaskView
 			raw, err := c.postJSON(cmd.Context(), "/v1/dlq/"+url.PathEscape(args[0])+"/discard", map[string]string{"reason": reason}, &tv)
 			if err != nil {
 				return err
@@ -265,10 +254,7 @@ func dlqBulk(cmd *cobra.Command, c *client, path string, req map[string]string, 
 			delete(req, k)
 		}
 	}
-	var res struct {
-		Count int      `json:"count"`
-		IDs   []string `json:"ids"`
-	}
+	var res api.BulkResult
 	raw, err := c.postJSON(cmd.Context(), path, req, &res)
 	if err != nil {
 		return err

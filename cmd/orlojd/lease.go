@@ -4,18 +4,9 @@ import (
 	"strconv"
 
 	"github.com/spf13/cobra"
-)
 
-// leaseView is a live lease: which node runs which task, until when.
-type leaseView struct {
-	TaskID    string  `json:"task_id"`
-	Token     uint64  `json:"token"`
-	Node      string  `json:"node"`
-	Attempt   int     `json:"attempt"`
-	GrantedAt apiTime `json:"granted_at"`
-	ExpiresAt apiTime `json:"expires_at"`
-	TTL       string  `json:"ttl"`
-}
+	"github.com/orloj/orloj/host/api"
+)
 
 func newLeaseCmd() *cobra.Command {
 	var o clientOptions
@@ -33,7 +24,7 @@ func newLeaseCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var list []leaseView
+			var list []api.LeaseView
 			raw, err := c.getJSON(cmd.Context(), "/v1/leases", nil, &list)
 			if err != nil {
 				return err
@@ -44,7 +35,7 @@ func newLeaseCmd() *cobra.Command {
 			rows := make([][]string, 0, len(list))
 			for _, l := range list {
 				rows = append(rows, []string{l.TaskID, l.Node, strconv.Itoa(l.Attempt), strconv.FormatUint(l.Token, 10),
-					l.GrantedAt.short(), l.ExpiresAt.relative(), orDash(l.TTL)})
+					timeOf(l.GrantedAt).short(), timeOf(l.ExpiresAt).relative(), orDash(l.TTL)})
 			}
 			return table(c.stdout, []string{"TASK", "NODE", "ATTEMPT", "TOKEN", "GRANTED", "EXPIRES", "TTL"}, rows)
 		},

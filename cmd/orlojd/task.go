@@ -16,66 +16,9 @@ import (
 
 	"github.com/mattn/go-isatty"
 	"github.com/spf13/cobra"
+
+	"github.com/orloj/orloj/host/api"
 )
-
-// taskView is the API's view of a task.
-type taskView struct {
-	ID             string          `json:"id"`
-	Agent          string          `json:"agent"`
-	Version        string          `json:"version"`
-	State          string          `json:"state"`
-	Attempts       int             `json:"attempts"`
-	MaxAttempts    int             `json:"max_attempts"`
-	Input          json.RawMessage `json:"input"`
-	Output         json.RawMessage `json:"output"`
-	Error          *taskError      `json:"error"`
-	History        []attemptView   `json:"history"`
-	Lease          *leaseView      `json:"lease"`
-	NextAt         apiTime         `json:"next_at"`
-	CreatedAt      apiTime         `json:"created_at"`
-	UpdatedAt      apiTime         `json:"updated_at"`
-	IdempotencyKey string          `json:"idempotency_key"`
-	DiscardReason  string          `json:"discard_reason"`
-	Existing       bool            `json:"existing"`
-}
-
-type taskError struct {
-	Class      string `json:"class"`
-	Message    string `json:"message"`
-	StderrTail string `json:"stderr_tail"`
-}
-
-type attemptView struct {
-	N          int     `json:"n"`
-	Node       string  `json:"node"`
-	Token      uint64  `json:"token"`
-	StartedAt  apiTime `json:"started_at"`
-	EndedAt    apiTime `json:"ended_at"`
-	Outcome    string  `json:"outcome"`
-	Error      string  `json:"error"`
-	RetryDelay string  `json:"retry_delay"`
-}
-
-type eventView struct {
-	Seq     uint64          `json:"seq"`
-	At      apiTime         `json:"at"`
-	Type    string          `json:"type"`
-	Attempt int             `json:"attempt"`
-	CallID  string          `json:"call_id"`
-	Tool    string          `json:"tool"`
-	Message string          `json:"message"`
-	Detail  json.RawMessage `json:"detail"`
-}
-
-type callView struct {
-	ID         string  `json:"id"`
-	Tool       string  `json:"tool"`
-	Outcome    string  `json:"outcome"`
-	Attempt    int     `json:"attempt"`
-	Status     string  `json:"status"`
-	DurationUS int64   `json:"duration_us"`
-	At         apiTime `json:"at"`
-}
 
 // The task states of the API. The final ones end `task wait`.
 var (
@@ -130,7 +73,7 @@ the first submission created instead of a new one.`,
 			if maxAttempts > 0 {
 				req["max_attempts"] = maxAttempts
 			}
-			var tv taskView
+			var tv api.TaskView
 			raw, err := c.postJSON(cmd.Context(), "/v1/tasks", req, &tv)
 			if err != nil {
 				return err
@@ -163,7 +106,7 @@ func newTaskGetCmd(o *clientOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var tv taskView
+			var tv api.TaskView
 			raw, err := c.getJSON(cmd.Context(), "/v1/tasks/"+url.PathEscape(args[0]), nil, &tv)
 			if err != nil {
 				return err
@@ -177,27 +120,27 @@ func newTaskGetCmd(o *clientOptions) *cobra.Command {
 }
 
 // printTask is the table form of a task, shared by get, wait and dlq show.
-func printTask(w io.Writer, tv taskView) error {
+func printTask(w io.Writer, tv api.TaskView) error {
 	attempts := strconv.Itoa(tv.Attempts)
 	if tv.MaxAttempts > 0 {
 		attempts += " of " + strconv.Itoa(tv.MaxAttempts)
 	}
 	kv := [][2]string{
-		{"ID", tv.ID}, {"Agent", tv.Agent + "@" + tv.Version}, {"State", tv.State}, {"Attempts", attempts},
-		{"Key", tv.IdempotencyKey}, {"Created", tv.CreatedAt.long()}, {"Updated", tv.UpdatedAt.long()},
+		{"ID", tv.ID}, {"Agent", tv.Agent + "@" + tv.Version}, {"State", string(tv.State)}, {"Attempts", attempts},
+		{"Key", tv.IdempotencyKey}, {"Created", timeOf(tv.CreatedAt).long()}, {"Updated", timeOf(tv.UpdatedAt).long()},
 	}
 	if tv.State == "retry_pending" {
-		kv = append(kv, [2]string{"Next try", tv.NextAt.relative()})
+		kv = append(kv, [2]string{"Next try", timeOf(tv.NextAt).relative()})
 	}
 	if l := tv.Lease; l != nil {
-		kv = append(kv, [2]string{"Lease", fmt.Sprintf("node %s, token %d, expires %s", l.Node, l.Token, l.ExpiresAt.relative())})
+		kv = append(kv, [2]string{"Lease", fmt.Sprintf("node %s, token %d, expires %s", l.Node, l.Token, timeOf(l.ExpiresAt).relative())})
 	}
 	kv = append(kv, [2]string{"Input", truncate(compactJSON(tv.Input), 400)})
 	if tv.State == "succeeded" {
 		kv = append(kv, [2]string{"Output", compactJSON(tv.Output)})
 	}
 	if e := tv.Error; e != nil {
-		kv = append(kv, [2]string{"Error", e.Class + ": " + e.Message})
+		kv = append(kv, [2]string{"Error", string(e.Class) + ": " + e.Message})
 	}
 	kv = append(kv, [2]string{"Discarded", tv.DiscardReason})
 	if err := fields(w, kv); err != nil {
@@ -215,15 +158,16 @@ func printTask(w io.Writer, tv taskView) error {
 	fmt.Fprintln(w, "History:")
 	rows := make([][]string, 0, len(tv.History))
 	for _, h := range tv.History {
+		started, ended := timeOf(h.StartedAt), timeOf(h.EndedAt)
 		took := "-"
-		if !h.EndedAt.IsZero() && !h.StartedAt.IsZero() {
-			took = roundDuration(h.EndedAt.Sub(h.StartedAt.Time)).String()
+		if !ended.IsZero() && !started.IsZero() {
+			took = roundDuration(ended.Sub(started.Time)).String()
 		}
-		retry := h.RetryDelay
+		retry := deref(h.RetryDelay)
 		if d, err := time.ParseDuration(retry); err == nil {
 			retry = roundDuration(d).String()
 		}
-		rows = append(rows, []string{"  " + strconv.Itoa(h.N), h.Node, h.StartedAt.short(), took,
+		rows = append(rows, []string{"  " + strconv.Itoa(h.N), h.Node, started.short(), took,
 			orDash(h.Outcome), orDash(retry), truncate(orDash(h.Error), 80)})
 	}
 	return table(w, []string{"  #", "NODE", "STARTED", "TOOK", "OUTCOME", "RETRY IN", "ERROR"}, rows)
@@ -257,7 +201,7 @@ func newTaskLsCmd(o *clientOptions) *cobra.Command {
 			if limit > 0 {
 				q.Set("limit", strconv.Itoa(limit))
 			}
-			var list []taskView
+			var list []api.TaskView
 			raw, err := c.getJSON(cmd.Context(), "/v1/tasks", q, &list)
 			if err != nil {
 				return err
@@ -267,8 +211,8 @@ func newTaskLsCmd(o *clientOptions) *cobra.Command {
 			}
 			rows := make([][]string, 0, len(list))
 			for _, t := range list {
-				rows = append(rows, []string{t.ID, t.Agent + "@" + t.Version, t.State, strconv.Itoa(t.Attempts),
-					t.CreatedAt.short(), t.UpdatedAt.short()})
+				rows = append(rows, []string{t.ID, t.Agent + "@" + t.Version, string(t.State), strconv.Itoa(t.Attempts),
+					timeOf(t.CreatedAt).short(), timeOf(t.UpdatedAt).short()})
 			}
 			return table(c.stdout, []string{"ID", "AGENT", "STATE", "ATTEMPTS", "CREATED", "UPDATED"}, rows)
 		},
@@ -290,7 +234,7 @@ func newTaskEventsCmd(o *clientOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var list []eventView
+			var list []api.EventView
 			raw, err := c.getJSON(cmd.Context(), "/v1/tasks/"+url.PathEscape(args[0])+"/events", nil, &list)
 			if err != nil {
 				return err
@@ -304,9 +248,9 @@ func newTaskEventsCmd(o *clientOptions) *cobra.Command {
 }
 
 // eventTable shows a journal by time (see callTable for why not by seq).
-func eventTable(w io.Writer, list []eventView) error {
+func eventTable(w io.Writer, list []api.EventView) error {
 	list = slices.Clone(list)
-	slices.SortStableFunc(list, func(a, b eventView) int { return a.At.Compare(b.At.Time) })
+	slices.SortStableFunc(list, func(a, b api.EventView) int { return timeOf(a.At).Compare(timeOf(b.At).Time) })
 	rows := make([][]string, 0, len(list))
 	for _, e := range list {
 		msg := e.Message
@@ -323,7 +267,7 @@ func eventTable(w io.Writer, list []eventView) error {
 		if e.Attempt > 0 {
 			attempt = strconv.Itoa(e.Attempt)
 		}
-		rows = append(rows, []string{e.At.Local().Format("15:04:05.000"), attempt, e.Type, orDash(e.Tool), truncate(msg, 100)})
+		rows = append(rows, []string{timeOf(e.At).Local().Format("15:04:05.000"), attempt, e.Type, orDash(e.Tool), truncate(msg, 100)})
 	}
 	return table(w, []string{"AT", "ATTEMPT", "EVENT", "TOOL", "DETAIL"}, rows)
 }
@@ -348,7 +292,7 @@ func newTaskCallsCmd(o *clientOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var list []callView
+			var list []api.CallView
 			raw, err := c.getJSON(cmd.Context(), "/v1/tasks/"+url.PathEscape(args[0])+"/calls", nil, &list)
 			if err != nil {
 				return err
@@ -365,9 +309,9 @@ func newTaskCallsCmd(o *clientOptions) *cobra.Command {
 // journal order, where a replayed call is journaled with its attempt's end,
 // after a call invoked in the same attempt; the table reads better by time.
 // Attempts count from 1 again after a DLQ retry, so a line marks each retry.
-func callTable(w io.Writer, list []callView) error {
+func callTable(w io.Writer, list []api.CallView) error {
 	list = slices.Clone(list)
-	slices.SortStableFunc(list, func(a, b callView) int { return a.At.Compare(b.At.Time) })
+	slices.SortStableFunc(list, func(a, b api.CallView) int { return timeOf(a.At).Compare(timeOf(b.At).Time) })
 	rows := make([][]string, 0, len(list))
 	var rounds []int // rows that start a round after a DLQ retry
 	// A call appears once per attempt, so a call seen again under the same
@@ -438,7 +382,7 @@ change of state is shown as it happens.`,
 			if tv.State != "succeeded" {
 				msg := fmt.Sprintf("task %s ended %s", tv.ID, tv.State)
 				if tv.Error != nil {
-					msg += ": " + tv.Error.Class + ": " + tv.Error.Message
+					msg += ": " + string(tv.Error.Class) + ": " + tv.Error.Message
 				}
 				return errors.New(msg)
 			}
@@ -465,7 +409,7 @@ const (
 
 // waitTask long-polls until the task reaches a final state or timeout (0:
 // none) passes. progress, if set, hears one line per change of state.
-func waitTask(ctx context.Context, c *client, id string, timeout time.Duration, progress io.Writer) (taskView, []byte, error) {
+func waitTask(ctx context.Context, c *client, id string, timeout time.Duration, progress io.Writer) (api.TaskView, []byte, error) {
 	var deadline time.Time
 	if timeout > 0 {
 		deadline = time.Now().Add(timeout)
@@ -481,7 +425,7 @@ func waitTask(ctx context.Context, c *client, id string, timeout time.Duration, 
 		if !deadline.IsZero() {
 			step = min(step, time.Until(deadline))
 		}
-		var tv taskView
+		var tv api.TaskView
 		raw, err := c.getJSON(ctx, path, url.Values{"timeout": {roundDuration(max(step, time.Millisecond)).String()}}, &tv)
 		if err != nil {
 			return tv, nil, err
@@ -492,7 +436,7 @@ func waitTask(ctx context.Context, c *client, id string, timeout time.Duration, 
 			fmt.Fprintf(progress, "%s  %s\n", time.Now().Format("15:04:05"), progressLine(tv))
 			last = key
 		}
-		if finalStates[tv.State] {
+		if finalStates[string(tv.State)] {
 			return tv, raw, nil
 		}
 		if !deadline.IsZero() && !time.Now().Before(deadline) {
@@ -502,7 +446,7 @@ func waitTask(ctx context.Context, c *client, id string, timeout time.Duration, 
 }
 
 // progressLine describes where a task is, for `task wait` on a terminal.
-func progressLine(tv taskView) string {
+func progressLine(tv api.TaskView) string {
 	of := ""
 	if tv.MaxAttempts > 0 {
 		of = " of " + strconv.Itoa(tv.MaxAttempts)
@@ -517,19 +461,19 @@ func progressLine(tv taskView) string {
 	case "retry_pending":
 		why := ""
 		if tv.Error != nil {
-			why = ": " + tv.Error.Class + ": " + truncate(tv.Error.Message, 60)
+			why = ": " + string(tv.Error.Class) + ": " + truncate(tv.Error.Message, 60)
 		}
-		return fmt.Sprintf("retry_pending: attempt %d%s failed%s; next try %s", tv.Attempts, of, why, tv.NextAt.relative())
+		return fmt.Sprintf("retry_pending: attempt %d%s failed%s; next try %s", tv.Attempts, of, why, timeOf(tv.NextAt).relative())
 	case "dead_letter":
 		why := ""
 		if tv.Error != nil {
-			why = ": " + tv.Error.Class
+			why = ": " + string(tv.Error.Class)
 		}
 		return fmt.Sprintf("dead_letter after %d attempt(s)%s", tv.Attempts, why)
 	case "succeeded":
 		return fmt.Sprintf("succeeded after %d attempt(s)", tv.Attempts)
 	}
-	return tv.State
+	return string(tv.State)
 }
 
 func newTaskCancelCmd(o *clientOptions) *cobra.Command {
@@ -543,7 +487,7 @@ func newTaskCancelCmd(o *clientOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var tv taskView
+			var tv api.TaskView
 			raw, err := c.postJSON(cmd.Context(), "/v1/tasks/"+url.PathEscape(args[0])+"/cancel", map[string]string{"reason": reason}, &tv)
 			if err != nil {
 				return err
