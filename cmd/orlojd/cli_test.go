@@ -260,3 +260,18 @@ func TestServeRefusesBadConfig(t *testing.T) {
 		t.Fatalf("serve created %s before refusing its config", dir)
 	}
 }
+
+// A multi-line value keeps to the value column; an unset time is a dash.
+func TestFieldsAndClock(t *testing.T) {
+	var b strings.Builder
+	if err := fields(&b, [][2]string{{"State", "dead_letter"}, {"Error", "permanent: boom\nwasm stack:\n  main.run"}, {"Empty", ""}}); err != nil {
+		t.Fatal(err)
+	}
+	want := "State: dead_letter\nError: permanent: boom\n       wasm stack:\n         main.run\n"
+	if b.String() != want {
+		t.Fatalf("fields =\n%q\nwant\n%q", b.String(), want)
+	}
+	if got := timeOf(nil).clock(); got != "-" {
+		t.Fatalf("clock of an unset time = %q, want -", got)
+	}
+}

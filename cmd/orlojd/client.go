@@ -265,7 +265,13 @@ func fields(w io.Writer, kv [][2]string) error {
 		if p[1] == "" {
 			continue
 		}
-		fmt.Fprintf(tw, "%s:\t%s\n", p[0], p[1])
+		// A multi-line value (a wasm stack, a wrapped error) continues in
+		// the value column instead of breaking the alignment.
+		lines := strings.Split(strings.TrimRight(p[1], "\n"), "\n")
+		fmt.Fprintf(tw, "%s:\t%s\n", p[0], lines[0])
+		for _, l := range lines[1:] {
+			fmt.Fprintf(tw, "\t%s\n", l)
+		}
 	}
 	return tw.Flush()
 }
@@ -308,6 +314,14 @@ func (t apiTime) short() string {
 		return lt.Format("15:04:05")
 	}
 	return lt.Format("2006-01-02 15:04")
+}
+
+// clock renders the time of day to the millisecond, for event lists.
+func (t apiTime) clock() string {
+	if t.IsZero() {
+		return orDash(t.raw)
+	}
+	return t.Local().Format("15:04:05.000")
 }
 
 func (t apiTime) long() string {

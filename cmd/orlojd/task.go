@@ -267,7 +267,7 @@ func eventTable(w io.Writer, list []api.EventView) error {
 		if e.Attempt > 0 {
 			attempt = strconv.Itoa(e.Attempt)
 		}
-		rows = append(rows, []string{timeOf(e.At).Local().Format("15:04:05.000"), attempt, e.Type, orDash(e.Tool), truncate(msg, 100)})
+		rows = append(rows, []string{timeOf(e.At).clock(), attempt, e.Type, orDash(e.Tool), truncate(msg, 100)})
 	}
 	return table(w, []string{"AT", "ATTEMPT", "EVENT", "TOOL", "DETAIL"}, rows)
 }
