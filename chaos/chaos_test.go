@@ -109,6 +109,10 @@ type fault struct {
 	node      int
 	wasLeader bool
 	at        time.Time
+	// termBefore is the highest Raft term just before the fault; a kill
+	// after which it grew was followed by an election, so it is counted
+	// with the leader's deaths, not the workers'.
+	termBefore uint64
 }
 
 type taskView struct {
@@ -186,11 +190,20 @@ func TestChaos(t *testing.T) {
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
 	t.Logf("fault seed time %s", start.Format(time.RFC3339Nano))
 	termsBefore := h.maxTerm(ctx)
+	// electionsSince marks the last fault if an election followed it.
+	electionsSince := func() {
+		if n := len(faults); n > 0 && faults[n-1].kind == "kill" && !faults[n-1].wasLeader && h.maxTerm(ctx) > faults[n-1].termBefore {
+			faults[n-1].wasLeader = true
+			t.Logf("the kill of %s was followed by an election: counted as a leader's death", h.procs[faults[n-1].node].id)
+		}
+	}
 	for round := 0; time.Since(start) < p.faultFor; round++ {
 		time.Sleep(time.Duration(2000+rng.IntN(3000)) * time.Millisecond)
 		if *faultMix == "none" {
 			continue
 		}
+		electionsSince()
+		termBefore := h.maxTerm(ctx)
 		leader := h.leader(ctx)
 		target := rng.IntN(p.nodes)
 		// Half the faults are kills; every other kill takes the leader, the
@@ -208,7 +221,7 @@ func TestChaos(t *testing.T) {
 		case kind == "kill" && leader >= 0 && target == leader:
 			target = (leader + 1 + rng.IntN(p.nodes-1)) % p.nodes // a worker, not the leader
 		}
-		f := fault{kind: kind, node: target, wasLeader: target == leader, at: time.Now()}
+		f := fault{kind: kind, node: target, wasLeader: target == leader, at: time.Now(), termBefore: termBefore}
 		switch kind {
 		case "kill":
 			h.kill(target)
@@ -227,6 +240,8 @@ func TestChaos(t *testing.T) {
 		t.Logf("%6.1fs  %-9s %s (leader: %v)", time.Since(start).Seconds(), kind, h.procs[target].id, f.wasLeader)
 	}
 	wg.Wait()
+	time.Sleep(2 * time.Second) // an election the last fault caused has ended by now
+	electionsSince()
 	elections := h.maxTerm(ctx) - termsBefore
 	for i := range h.procs {
 		if !h.alive(i) {
@@ -265,7 +280,7 @@ func (h *harness) pushAgent(ctx context.Context, module []byte) error {
 // submit retries a submission on every live node until one takes it.
 func (h *harness) submit(ctx context.Context, job, url string) string {
 	body := map[string]any{"agent": "sixcalls", "version": "v1", "idempotency_key": job, "max_attempts": 25,
-		"input": map[string]string{"url": url, "job": job}, "retry": map[string]any{"base": "100ms", "factor": 2, "cap": "1s"}}
+		"input": map[string]string{"url": url, "job": job}, "retry": map[string]any{"base": "100ms", "factor": 2, "cap": "500ms"}}
 	for try := 0; ; try++ {
 		for i := range h.procs {
 			if !h.alive(i) {
@@ -559,21 +574,4 @@ func orDefault(d time.Duration) string {
 		return "default"
 	}
 	return d.String()
-}
-
-// maxTerm is the highest Raft term a live node reports.
-func (h *harness) maxTerm(ctx context.Context) uint64 {
-	var top uint64
-	for i := range h.procs {
-		if !h.alive(i) {
-			continue
-		}
-		var s stateView
-		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		if _, err := h.call(cctx, i, "GET", "/v1/cluster/state", nil, &s); err == nil {
-			top = max(top, s.Term)
-		}
-		cancel()
-	}
-	return top
 }

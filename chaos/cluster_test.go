@@ -244,28 +244,47 @@ type member struct {
 	Suffrage     string  `json:"suffrage"`
 	LastContact  *string `json:"last_contact"`
 	AppliedIndex *uint64 `json:"applied_index"`
+	Term         uint64  `json:"term"`
 }
 
-// leader returns the index of the node that says it leads, or -1.
+// leader returns the index of the node that leads, or -1: of the nodes
+// that say they lead (a deposed leader may not know yet), the one with the
+// highest term.
 func (h *harness) leader(ctx context.Context) int {
+	best, bestTerm := -1, uint64(0)
+	for i, self := range h.selves(ctx) {
+		if self.Role == "leader" && self.Term >= bestTerm {
+			best, bestTerm = i, self.Term
+		}
+	}
+	return best
+}
+
+// maxTerm is the highest Raft term a live node reports.
+func (h *harness) maxTerm(ctx context.Context) uint64 {
+	var top uint64
+	for _, self := range h.selves(ctx) {
+		top = max(top, self.Term)
+	}
+	return top
+}
+
+// selves asks every live, running node about itself.
+func (h *harness) selves(ctx context.Context) map[int]member {
+	out := map[int]member{}
 	for i := range h.procs {
 		if !h.alive(i) || h.procs[i].stopped {
 			continue
 		}
-		var ms []member
+		var m member
 		cctx, cancel := context.WithTimeout(ctx, time.Second)
-		_, err := h.call(cctx, i, "GET", "/v1/cluster/members", nil, &ms)
+		_, err := h.call(cctx, i, "GET", "/v1/cluster/self", nil, &m)
 		cancel()
-		if err != nil {
-			continue
-		}
-		for _, m := range ms {
-			if m.ID == h.procs[i].id && m.Role == "leader" {
-				return i
-			}
+		if err == nil {
+			out[i] = m
 		}
 	}
-	return -1
+	return out
 }
 
 // await polls cond until it holds or the deadline passes: the processes

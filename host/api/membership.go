@@ -89,6 +89,7 @@ func (s *Server) selfView(m MemberView) MemberView {
 	m.Role = roleOf(r.State())
 	applied := s.fsm.AppliedIndex()
 	m.AppliedIndex = &applied
+	m.Term, _ = strconv.ParseUint(r.Stats()["term"], 10, 64)
 	if m.Role == "leader" {
 		lc := "0s"
 		m.LastContact = &lc

@@ -146,6 +146,9 @@ type MemberView struct {
 	Suffrage     string  `json:"suffrage"` // voter, nonvoter
 	LastContact  *string `json:"last_contact"`
 	AppliedIndex *uint64 `json:"applied_index"`
+	// Term is the member's Raft term as it reports it; 0 when it did not
+	// answer.
+	Term uint64 `json:"term,omitempty"`
 }
 
 // TransferResult answers a leadership transfer with the new leader's ID
