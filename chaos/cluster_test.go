@@ -128,7 +128,7 @@ func (h *harness) start(i int, join string) {
 		}
 	}
 	args := []string{"serve", "--node-id", p.id, "--data-dir", p.dir, "--api-addr", p.api, "--raft-addr", p.raft,
-		"--token", h.token, "--lease-ttl", h.ttl.String(), "--workers", "4", "--http-allow", "127.0.0.1",
+		"--token", h.token, "--lease-ttl", h.ttl.String(), "--workers", "8", "--http-allow", "127.0.0.1",
 		"--dial-map", strings.Join(dialMap, ","), "--history-file", p.history, "--log-level", "info", "--drain-grace", "0s"}
 	if join != "" {
 		args = append(args, "--join", join)
