@@ -37,6 +37,10 @@ func newLinearMemory(reserve uint64, stats *memoryStats) experimental.LinearMemo
 		// Reservations count against RLIMIT_AS (ulimit -v).
 		panic(fmt.Errorf("sandbox: reserve %d bytes of address space for guest memory: %w", reserve, err))
 	}
+	// Huge pages: a fresh instance touches a few MiB (the Go runtime's heap
+	// and the data segments), and faulting them in 4 KiB at a time was a
+	// tenth of a task's CPU. Advice only; with THP off it does nothing.
+	_ = unix.Madvise(b, unix.MADV_HUGEPAGE)
 	m.buf = b[:reserve]
 	return m
 }
