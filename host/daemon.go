@@ -40,7 +40,7 @@ const dlqNotifiedFile = "dlq-notified.json"
 
 // ErrRemoved is why a node stops, or refuses to start, after it was removed
 // from the cluster.
-var ErrRemoved = errors.New("removed from the cluster")
+var ErrRemoved = errors.New("node removed from the cluster")
 
 // DaemonConfig configures one node: what `orlojd serve` runs. Start from
 // DefaultDaemonConfig; Validate names the first bad field.
@@ -327,7 +327,7 @@ func (d *Daemon) Start() (err error) {
 		return fmt.Errorf("open node: %w", err)
 	}
 	if m, ok := d.node.FSM().Member(cfg.NodeID); ok && m.Removed {
-		return fmt.Errorf("%w: node %s was removed; to rejoin, wipe %s and start with --join", ErrRemoved, cfg.NodeID, cfg.DataDir)
+		return fmt.Errorf("%w: %s; to rejoin, wipe %s and start it with --join", ErrRemoved, cfg.NodeID, cfg.DataDir)
 	}
 	if d.rt, err = sandbox.New(d.ctx, sandbox.Config{CacheDir: cfg.CacheDir, MaxModuleBytes: cfg.MaxModuleBytes}); err != nil {
 		return fmt.Errorf("start sandbox: %w", err)
@@ -608,7 +608,7 @@ func (d *Daemon) registerSelf(ctx context.Context) {
 		switch {
 		case ok && m.Removed:
 			d.pool.Stop(0)
-			d.fatal(fmt.Errorf("%w: node %s was removed from the cluster; to rejoin, wipe %s and start with --join", ErrRemoved, want.ID, d.cfg.DataDir))
+			d.fatal(fmt.Errorf("%w: %s; to rejoin, wipe %s and start it with --join", ErrRemoved, want.ID, d.cfg.DataDir))
 			return
 		case ok && m == want:
 		default:
