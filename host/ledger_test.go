@@ -290,14 +290,7 @@ func TestDeniedToolFailsClosed(t *testing.T) {
 // value recorded is the value the guest saw.
 func TestNowIsRecorded(t *testing.T) {
 	t.Parallel()
-	var n atomic.Int32
-	fl := plugins.NewStub("flaky", plugins.Idempotent, func(context.Context, plugins.Call) (plugins.Result, error) {
-		if n.Add(1) == 1 {
-			return plugins.Result{}, abi.Errorf(abi.StatusTransient, "later")
-		}
-		return plugins.Result{Body: json.RawMessage(`0`)}, nil
-	})
-	e := newEnv(t, []plugins.Tool{fl})
+	e := newEnv(t, []plugins.Tool{failsOnce("flaky")})
 	e.pushAgent("steps", "v1", agentPath(t, "steps"), "flaky")
 	// The steps agent calls flaky first, then reads now: attempt 1 fails
 	// before reading it, attempt 2 records one reading.
@@ -306,13 +299,7 @@ func TestNowIsRecorded(t *testing.T) {
 	if tk.State != cluster.StateSucceeded {
 		t.Fatalf("task %s %+v", tk.State, tk.Error)
 	}
-	calls, _ := e.node.FSM().Calls("n")
-	var clock []cluster.LedgerRecord
-	for _, c := range calls {
-		if c.Tool == nowTool {
-			clock = append(clock, c)
-		}
-	}
+	clock := clockRecords(e, "n")
 	var out []json.RawMessage
 	json.Unmarshal(tk.Output, &out)
 	if len(clock) != 1 || len(out) != 2 || string(out[1]) != string(clock[0].Result) {
@@ -324,33 +311,43 @@ func TestNowIsRecorded(t *testing.T) {
 // replayed by the retry, so the guest sees the same time in both attempts.
 func TestNowIsReplayed(t *testing.T) {
 	t.Parallel()
-	var n atomic.Int32
-	fl := plugins.NewStub("flaky", plugins.Idempotent, func(context.Context, plugins.Call) (plugins.Result, error) {
-		if n.Add(1) == 1 {
-			return plugins.Result{}, abi.Errorf(abi.StatusTransient, "later")
-		}
-		return plugins.Result{Body: json.RawMessage(`0`)}, nil
-	})
-	e := newEnv(t, []plugins.Tool{fl})
+	e := newEnv(t, []plugins.Tool{failsOnce("flaky")})
 	e.pushAgent("steps", "v1", agentPath(t, "steps"), "flaky")
 	e.submit("r", "steps", "v1", map[string]any{"now_first": true, "steps": []any{map[string]any{"tool": "flaky"}}}, cluster.RetryPolicy{Base: 20 * time.Millisecond})
 	tk := e.wait("r", settle, cluster.StateSucceeded, cluster.StateDeadLetter)
 	if tk.State != cluster.StateSucceeded || tk.Attempts != 2 {
 		t.Fatalf("task %s after %d attempts, %+v", tk.State, tk.Attempts, tk.Error)
 	}
-	calls, _ := e.node.FSM().Calls("r")
-	var clock []cluster.LedgerRecord
-	for _, c := range calls {
-		if c.Tool == nowTool {
-			clock = append(clock, c)
-		}
-	}
+	clock := clockRecords(e, "r")
 	var out []json.RawMessage
 	json.Unmarshal(tk.Output, &out)
 	// One reading, taken by attempt 1, and what attempt 2 output.
 	if len(clock) != 1 || clock[0].Attempt != 1 || len(out) != 2 || string(out[0]) != string(clock[0].Result) {
 		t.Fatalf("clock records %+v, output %s", clock, tk.Output)
 	}
+}
+
+// failsOnce is an idempotent tool whose first call fails transiently.
+func failsOnce(name string) plugins.Tool {
+	var n atomic.Int32
+	return plugins.NewStub(name, plugins.Idempotent, func(context.Context, plugins.Call) (plugins.Result, error) {
+		if n.Add(1) == 1 {
+			return plugins.Result{}, abi.Errorf(abi.StatusTransient, "later")
+		}
+		return plugins.Result{Body: json.RawMessage(`0`)}, nil
+	})
+}
+
+// clockRecords are the task's recorded clock readings.
+func clockRecords(e *env, taskID string) []cluster.LedgerRecord {
+	calls, _ := e.node.FSM().Calls(taskID)
+	var clock []cluster.LedgerRecord
+	for _, c := range calls {
+		if c.Tool == nowTool {
+			clock = append(clock, c)
+		}
+	}
+	return clock
 }
 
 func abiCanonical(b []byte) ([]byte, error) { return abi.Canonicalize(b) }
