@@ -121,7 +121,7 @@ func startCluster(b *testing.B, n int, module []byte) *benchCluster {
 	for i := range n {
 		cfg := host.DefaultDaemonConfig()
 		cfg.NodeID, cfg.DataDir, cfg.CacheDir = fmt.Sprintf("n%d", i+1), b.TempDir(), cache
-		cfg.APIAddr, cfg.RaftAddr = "127.0.0.1:0", freeAddrB(b)
+		cfg.APIAddr, cfg.RaftAddr = "127.0.0.1:0", freePort(b)
 		cfg.Token, cfg.HTTPAllow, cfg.Logger, cfg.API = "bench", []string{"127.0.0.1"}, log, factory
 		if i > 0 {
 			cfg.Join = c.daemons[0].APIAddr()
@@ -170,15 +170,6 @@ func startCluster(b *testing.B, n int, module []byte) *benchCluster {
 		time.Sleep(20 * time.Millisecond) // membership changes come with no event to wait on
 	}
 	return c
-}
-
-func freeAddrB(b *testing.B) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // run submits one task on the leader and waits, on the leader's replica,

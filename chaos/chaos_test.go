@@ -2,6 +2,7 @@ package chaos_test
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"math/rand/v2"
@@ -19,6 +20,8 @@ import (
 	"time"
 
 	"github.com/orloj/orloj/chaos/lincheck"
+	"github.com/orloj/orloj/cluster"
+	"github.com/orloj/orloj/host/api"
 )
 
 var (
@@ -115,17 +118,13 @@ type fault struct {
 	termBefore uint64
 }
 
-type taskView struct {
-	ID       string `json:"id"`
-	State    string `json:"state"`
-	Attempts int    `json:"attempts"`
-	Error    *struct {
-		Class   string `json:"class"`
-		Message string `json:"message"`
-	} `json:"error"`
-	Input struct {
+// jobOf is the job name a task's input carries.
+func jobOf(tv api.TaskView) string {
+	var in struct {
 		Job string `json:"job"`
-	} `json:"input"`
+	}
+	_ = json.Unmarshal(tv.Input, &in)
+	return in.Job
 }
 
 // TestChaos runs a cluster under kills, pauses and partitions and checks
@@ -156,7 +155,7 @@ func TestChaos(t *testing.T) {
 		h.start(i, h.procs[0].api)
 	}
 	await(t, 60*time.Second, "every node to join as a voter", func() bool {
-		var ms []member
+		var ms []api.MemberView
 		if _, err := h.call(ctx, 0, "GET", "/v1/cluster/members", nil, &ms); err != nil {
 			return false
 		}
@@ -240,7 +239,8 @@ func TestChaos(t *testing.T) {
 		t.Logf("%6.1fs  %-9s %s (leader: %v)", time.Since(start).Seconds(), kind, h.procs[target].id, f.wasLeader)
 	}
 	wg.Wait()
-	time.Sleep(2 * time.Second) // an election the last fault caused has ended by now
+	// Once a leader is known, any election the last fault caused is over.
+	await(t, 30*time.Second, "a leader after the last fault", func() bool { return h.leader(ctx) >= 0 })
 	electionsSince()
 	elections := h.maxTerm(ctx) - termsBefore
 	for i := range h.procs {
@@ -250,7 +250,7 @@ func TestChaos(t *testing.T) {
 	}
 
 	// Heal done: every task must end.
-	var final map[string]taskView
+	var final map[string]api.TaskView
 	await(t, 3*time.Minute, "every task to succeed or dead-letter", func() bool {
 		final = h.tasks(ctx, ids)
 		return final != nil
@@ -286,7 +286,7 @@ func (h *harness) submit(ctx context.Context, job, url string) string {
 			if !h.alive(i) {
 				continue
 			}
-			var tv taskView
+			var tv api.TaskView
 			cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 			_, err := h.call(cctx, (i+try)%len(h.procs), "POST", "/v1/tasks", body, &tv)
 			cancel()
@@ -303,17 +303,17 @@ func (h *harness) submit(ctx context.Context, job, url string) string {
 }
 
 // tasks returns every task's view once all are final, else nil.
-func (h *harness) tasks(ctx context.Context, ids []string) map[string]taskView {
+func (h *harness) tasks(ctx context.Context, ids []string) map[string]api.TaskView {
 	for i := range h.procs {
-		out := map[string]taskView{}
+		out := map[string]api.TaskView{}
 		ok := true
 		for _, id := range ids {
-			var tv taskView
+			var tv api.TaskView
 			if _, err := h.call(ctx, i, "GET", "/v1/tasks/"+id, nil, &tv); err != nil {
 				ok = false
 				break
 			}
-			if tv.State != "succeeded" && tv.State != "dead_letter" {
+			if !tv.State.Final() {
 				return nil
 			}
 			out[id] = tv
@@ -326,7 +326,7 @@ func (h *harness) tasks(ctx context.Context, ids []string) map[string]taskView {
 }
 
 // checkRun asserts the run's invariants and returns its figures.
-func checkRun(t *testing.T, h *harness, cnt *counter, ids []string, final map[string]taskView, faults []fault, p runParams) []string {
+func checkRun(t *testing.T, h *harness, cnt *counter, ids []string, final map[string]api.TaskView, faults []fault, p runParams) []string {
 	var report []string
 	// 1. Nothing lost: every submitted task ended, dead letters with a reason.
 	succeeded, dead := 0, 0
@@ -335,11 +335,11 @@ func checkRun(t *testing.T, h *harness, cnt *counter, ids []string, final map[st
 		switch {
 		case id == "" || !ok:
 			t.Errorf("task %q lost", id)
-		case tv.State == "succeeded":
+		case tv.State == cluster.StateSucceeded:
 			succeeded++
 		case tv.Error == nil || tv.Error.Message == "":
 			t.Errorf("task %s dead-lettered without a reason", id)
-		case tv.Error.Class != "exhausted":
+		case tv.Error.Class != cluster.ClassExhausted:
 			// The workload has no poison: only running out of attempts
 			// under faults may dead-letter a task.
 			t.Errorf("task %s dead-lettered: %s: %s", id, tv.Error.Class, tv.Error.Message)
@@ -349,7 +349,7 @@ func checkRun(t *testing.T, h *harness, cnt *counter, ids []string, final map[st
 	}
 	report = append(report, fmt.Sprintf("tasks: %d submitted, %d succeeded, %d dead-lettered, %d lost", len(ids), succeeded, dead, len(ids)-succeeded-dead))
 	for _, tv := range final {
-		if tv.State == "dead_letter" && tv.Error != nil {
+		if tv.State == cluster.StateDeadLetter && tv.Error != nil {
 			report = append(report, fmt.Sprintf("a dead letter: %s: %s: %s", tv.ID, tv.Error.Class, tv.Error.Message))
 			break
 		}
@@ -361,8 +361,8 @@ func checkRun(t *testing.T, h *harness, cnt *counter, ids []string, final map[st
 	repeats := 0
 	for _, tv := range final {
 		for step := 1; step <= 6; step++ {
-			keys := cnt.byStep[fmt.Sprintf("%s/%d", tv.Input.Job, step)]
-			if tv.State == "succeeded" && len(keys) != 1 || len(keys) > 1 {
+			keys := cnt.byStep[fmt.Sprintf("%s/%d", jobOf(tv), step)]
+			if tv.State == cluster.StateSucceeded && len(keys) != 1 || len(keys) > 1 {
 				t.Errorf("task %s step %d: %d distinct keys, want 1", tv.ID, step, len(keys))
 			}
 			for k := range keys {
@@ -403,7 +403,11 @@ func checkRun(t *testing.T, h *harness, cnt *counter, ids []string, final map[st
 	// Every node's workers ran tasks: followers' completions went through
 	// the leader.
 	completed := map[string]int{}
-	for _, o := range pair(recs) {
+	ops, err := lincheck.Operations(recs)
+	if err != nil {
+		t.Fatalf("pair histories: %v", err)
+	}
+	for _, o := range ops {
 		if o.Op == "complete" && o.Res == "ok" {
 			completed[o.Node]++
 		}
@@ -414,17 +418,17 @@ func checkRun(t *testing.T, h *harness, cnt *counter, ids []string, final map[st
 	report = append(report, fmt.Sprintf("completions by node: %v", completed))
 
 	// 5. Replicas agree once quiet.
-	var states []stateView
+	var states []api.StateView
 	await(t, time.Minute, "every replica to apply the same index", func() bool {
 		states = states[:0]
 		for i := range h.procs {
-			var s stateView
+			var s api.StateView
 			if _, err := h.call(context.Background(), i, "GET", "/v1/cluster/state", nil, &s); err != nil {
 				return false
 			}
 			states = append(states, s)
 		}
-		return slices.IndexFunc(states, func(s stateView) bool { return s.AppliedIndex != states[0].AppliedIndex }) < 0
+		return slices.IndexFunc(states, func(s api.StateView) bool { return s.AppliedIndex != states[0].AppliedIndex }) < 0
 	})
 	for _, s := range states[1:] {
 		if s.Hash != states[0].Hash {
@@ -435,7 +439,7 @@ func checkRun(t *testing.T, h *harness, cnt *counter, ids []string, final map[st
 		len(states), states[0].AppliedIndex, states[0].Hash, !t.Failed(), states[0].FenceRejections))
 
 	// 6. Takeover figures.
-	workerTake, leaderResume, toExpiry := takeovers(recs, faults)
+	workerTake, leaderResume, toExpiry := takeovers(ops, faults)
 	if len(workerTake) > 0 {
 		p99 := percentile(workerTake, 0.99)
 		report = append(report, fmt.Sprintf("worker SIGKILL → task re-leased: p50 %s, p99 %s, n=%d (limit TTL+2s = %s)",
@@ -459,24 +463,16 @@ func checkRun(t *testing.T, h *harness, cnt *counter, ids []string, final map[st
 
 // partialEffects counts the effects of dead-lettered tasks (calls made
 // before they gave up).
-func partialEffects(c *counter, final map[string]taskView) int {
+func partialEffects(c *counter, final map[string]api.TaskView) int {
 	n := 0
 	for _, tv := range final {
-		if tv.State != "succeeded" {
+		if tv.State != cluster.StateSucceeded {
 			for step := 1; step <= 6; step++ {
-				n += len(c.byStep[fmt.Sprintf("%s/%d", tv.Input.Job, step)])
+				n += len(c.byStep[fmt.Sprintf("%s/%d", jobOf(tv), step)])
 			}
 		}
 	}
 	return n
-}
-
-type stateView struct {
-	Node            string `json:"node"`
-	AppliedIndex    uint64 `json:"applied_index"`
-	Hash            string `json:"hash"`
-	FenceRejections uint64 `json:"fence_rejections"`
-	Term            uint64 `json:"term"`
 }
 
 // takeovers measures, from the merged history: for each SIGKILL of a
@@ -485,8 +481,13 @@ type stateView struct {
 //
 // toExpiry is, for the worker takeovers, the part until the leader expired
 // the lease; the rest is backoff and waiting for a free worker.
-func takeovers(recs []lincheck.Record, faults []fault) (worker, leader, toExpiry []time.Duration) {
-	ops := pair(recs)
+func takeovers(all []lincheck.Operation, faults []fault) (worker, leader, toExpiry []time.Duration) {
+	var ops []lincheck.Operation
+	for _, o := range all {
+		if o.Ret > 0 { // measured only on what returned
+			ops = append(ops, o)
+		}
+	}
 	sort.Slice(ops, func(i, j int) bool { return ops[i].Ret < ops[j].Ret })
 	for _, f := range faults {
 		if f.kind != "kill" {
@@ -547,39 +548,6 @@ func percentile(ds []time.Duration, q float64) time.Duration {
 	s := slices.Clone(ds)
 	slices.Sort(s)
 	return s[min(len(s)-1, int(q*float64(len(s))))].Round(time.Millisecond)
-}
-
-// histOp is one call joined with its return (Ret is 0 when none was written).
-type histOp struct {
-	Op, Node, Task, Res string
-	Call, Ret           int64
-}
-
-func pair(recs []lincheck.Record) []histOp {
-	byID := map[string]*histOp{}
-	var out []*histOp
-	for _, r := range recs {
-		switch r.P {
-		case "call":
-			o := &histOp{Op: r.Op, Node: r.Node, Task: r.Task, Call: r.T, Res: "unknown"}
-			byID[r.ID] = o
-			out = append(out, o)
-		case "ret":
-			if o := byID[r.ID]; o != nil {
-				o.Ret, o.Res = r.T, r.Res
-				if r.Task != "" {
-					o.Task = r.Task
-				}
-			}
-		}
-	}
-	ops := make([]histOp, 0, len(out))
-	for _, o := range out {
-		if o.Ret > 0 {
-			ops = append(ops, *o)
-		}
-	}
-	return ops
 }
 
 func orDefault(d time.Duration) string {

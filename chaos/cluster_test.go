@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/orloj/orloj/chaos/netproxy"
+	"github.com/orloj/orloj/host/api"
 )
 
 // proc is one orlojd process and the proxies that carry its outbound
@@ -47,7 +48,7 @@ type harness struct {
 	raftProxy, apiProxy [][]*netproxy.Proxy
 }
 
-func freePort(t *testing.T) string {
+func freePort(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -238,15 +239,6 @@ func (h *harness) call(ctx context.Context, i int, method, path string, body, ou
 	return resp.StatusCode, nil
 }
 
-type member struct {
-	ID           string  `json:"id"`
-	Role         string  `json:"role"`
-	Suffrage     string  `json:"suffrage"`
-	LastContact  *string `json:"last_contact"`
-	AppliedIndex *uint64 `json:"applied_index"`
-	Term         uint64  `json:"term"`
-}
-
 // leader returns the index of the node that leads, or -1: of the nodes
 // that say they lead (a deposed leader may not know yet), the one with the
 // highest term.
@@ -270,13 +262,13 @@ func (h *harness) maxTerm(ctx context.Context) uint64 {
 }
 
 // selves asks every live, running node about itself.
-func (h *harness) selves(ctx context.Context) map[int]member {
-	out := map[int]member{}
+func (h *harness) selves(ctx context.Context) map[int]api.MemberView {
+	out := map[int]api.MemberView{}
 	for i := range h.procs {
 		if !h.alive(i) || h.procs[i].stopped {
 			continue
 		}
-		var m member
+		var m api.MemberView
 		cctx, cancel := context.WithTimeout(ctx, time.Second)
 		_, err := h.call(cctx, i, "GET", "/v1/cluster/self", nil, &m)
 		cancel()

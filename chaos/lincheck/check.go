@@ -215,6 +215,28 @@ func Check(recs []Record, timeout time.Duration) (Report, error) {
 	return rep, err
 }
 
+// Operation is one call joined with its return, as Operations lists them.
+type Operation struct {
+	ID, Node, Op, Task string
+	Token              uint64
+	Res                string // ResUnknown when no ret line was written
+	Call, Ret          int64  // unix nanos; Ret is 0 when no ret line was written
+}
+
+// Operations pairs the calls and returns of a history, in call order, for
+// callers that measure it (takeover times) rather than check it.
+func Operations(recs []Record) ([]Operation, error) {
+	ops, _, err := join(recs)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Operation, len(ops))
+	for i, o := range ops {
+		out[i] = Operation{ID: o.id, Node: o.node, Op: o.kind, Task: o.task, Token: o.token, Res: o.res, Call: o.call, Ret: o.ret}
+	}
+	return out, nil
+}
+
 // join pairs calls with returns by id. A call without a ret line was cut off
 // by a kill and is unknown.
 func join(recs []Record) ([]*op, int, error) {
