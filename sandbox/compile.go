@@ -94,7 +94,7 @@ func (r *Runtime) compile(ctx context.Context, wasm []byte, digest string) (*Mod
 	}
 	// Fewer, larger data segments instantiate faster (see mergeDataSegments);
 	// the module's identity stays the digest of what was uploaded.
-	wasm, _ = mergeDataSegments(wasm)
+	wasm, _ = mergeDataSegments(wasm, scan)
 	compiled, err := r.rt.CompileModule(ctx, wasm)
 	if err != nil {
 		return nil, fmt.Errorf("%w: module does not compile: %v", ErrInvalidModule, err)

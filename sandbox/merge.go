@@ -14,34 +14,18 @@ const maxMergeGap = 1 << 10
 // segments lying close together become one, with the gaps between them
 // zero-filled. Go's linker emits one segment per symbol (about 40,000 for a
 // small agent), and wazero decodes and copies each one at every
-// instantiation: merged, a Go agent has three. The result is equivalent
+// instantiation: merged, a Go agent has two or three. The result is equivalent
 // because instantiation starts from zeroed memory and the segments do not
 // overlap. Modules that could tell the difference are returned unchanged:
 // passive segments or a data count section (segment indices may be named by
 // memory.init and data.drop), an offset that is not an i32.const, a memory
 // other than 0, overlapping segments, or anything that does not parse.
 // merged reports whether the module was rewritten.
-func mergeDataSegments(wasm []byte) (out []byte, merged bool) {
-	if len(wasm) < 8 {
-		return wasm, false
-	}
-	r := &reader{b: wasm[8:]}
-	var start, end int // the data section, header included
-	for r.err == nil && len(r.b) > 0 {
-		at := len(wasm) - len(r.b)
-		id := r.byte()
-		size := r.u32()
-		r.bytes(size)
-		switch {
-		case r.err != nil:
-			return wasm, false
-		case id == 12:
-			return wasm, false
-		case id == 11:
-			start, end = at, len(wasm)-len(r.b)
-		}
-	}
-	if r.err != nil || start == 0 {
+//
+// scan is scanModule's result for wasm, which locates the sections.
+func mergeDataSegments(wasm []byte, scan *moduleScan) (out []byte, merged bool) {
+	start, end := scan.data[0], scan.data[1]
+	if scan.dataCount || start == end {
 		return wasm, false
 	}
 	segs, ok := activeSegments(wasm[start:end])

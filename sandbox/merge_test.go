@@ -28,7 +28,7 @@ func image(t *testing.T, wasm []byte) []byte {
 // initialise is byte for byte the same.
 func TestMergeDataSegmentsGoGuest(t *testing.T) {
 	wasm := goGuest(t, "echo")
-	merged, ok := mergeDataSegments(wasm)
+	merged, ok := merge(wasm)
 	if !ok {
 		t.Fatal("a Go guest was not merged")
 	}
@@ -77,7 +77,7 @@ func TestMergeDataSegmentsRefuses(t *testing.T) {
 		{"one segment", mod(false, at(0, 1)), false},
 		{"truncated", mod(false, at(0, 1), at(1, 2))[:20], false},
 	} {
-		got, ok := mergeDataSegments(c.wasm)
+		got, ok := merge(c.wasm)
 		if ok != c.want {
 			t.Errorf("%s: merged = %v, want %v", c.name, ok, c.want)
 			continue
@@ -93,18 +93,22 @@ func TestMergeDataSegmentsRefuses(t *testing.T) {
 
 // dataSegments lists a module's active data segments in file order.
 func dataSegments(wasm []byte) ([]segment, error) {
-	r := &reader{b: wasm[8:]}
-	for r.err == nil && len(r.b) > 0 {
-		at := len(wasm) - len(r.b)
-		id := r.byte()
-		r.bytes(r.u32())
-		if id == 11 && r.err == nil {
-			segs, ok := activeSegments(wasm[at : len(wasm)-len(r.b)])
-			if !ok {
-				return nil, fmt.Errorf("data section has segments other than active ones at i32.const offsets")
-			}
-			return segs, nil
-		}
+	scan, err := scanModule(wasm)
+	if err != nil {
+		return nil, err
 	}
-	return nil, r.err
+	segs, ok := activeSegments(wasm[scan.data[0]:scan.data[1]])
+	if !ok {
+		return nil, fmt.Errorf("data section has segments other than active ones at i32.const offsets")
+	}
+	return segs, nil
+}
+
+// merge scans wasm, then merges its data segments.
+func merge(wasm []byte) ([]byte, bool) {
+	scan, err := scanModule(wasm)
+	if err != nil {
+		return wasm, false
+	}
+	return mergeDataSegments(wasm, scan)
 }

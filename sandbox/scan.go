@@ -32,6 +32,10 @@ const (
 // moduleScan is what scanModule learned.
 type moduleScan struct {
 	imports []wasmImport
+	// data is where the data section lies, header included ([0, 0) if
+	// none); dataCount is whether a data count section is present.
+	data      [2]int
+	dataCount bool
 }
 
 // scanModule walks a module's binary structure without decoding code, and
@@ -55,6 +59,7 @@ func scanModule(b []byte) (*moduleScan, error) {
 	s := &moduleScan{}
 	var locals uint64
 	for r.err == nil && len(r.b) > 0 {
+		at := len(b) - len(r.b)
 		id := r.byte()
 		size := r.u32()
 		body := r.bytes(size)
@@ -104,12 +109,14 @@ func scanModule(b []byte) (*moduleScan, error) {
 			}
 		case 8, 12: // start, data count: one u32
 			sr.u32()
+			s.dataCount = s.dataCount || id == 12
 		case 9:
 			scanElements(sr)
 		case 10:
 			locals, err = scanCode(sr, locals)
 		case 11:
 			scanData(sr)
+			s.data = [2]int{at, len(b) - len(r.b)}
 		case 13: // tags: attribute and type index each
 			n := sr.count("tags", maxTypes, 2)
 			for i := uint32(0); i < n && sr.err == nil; i++ {
