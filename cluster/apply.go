@@ -424,7 +424,7 @@ func (a *applier) complete(c *CompleteTask) any {
 
 func (a *applier) fail(c *FailAttempt) any {
 	switch c.Error.Class {
-	case ClassTransient, ClassPermanent, ClassPolicy, ClassInDoubt:
+	case ClassTransient, ClassPermanent, ClassPolicy, ClassBudget, ClassInDoubt:
 	default:
 		return fmt.Errorf("%w: error class %q", ErrInvalidCmd, c.Error.Class)
 	}

@@ -171,7 +171,10 @@ type FailAttempt struct {
 type RetryDLQ struct {
 	TaskID  string `json:"task_id"`
 	Version string `json:"version,omitempty"`
-	Now     int64  `json:"now"`
+	// Budget, where a field is non-zero, replaces the task's (to grant
+	// more after a budget ran out).
+	Budget Budget `json:"budget,omitempty"`
+	Now    int64  `json:"now"`
 }
 
 // DiscardDLQ drops a dead-lettered task, keeping it for audit.

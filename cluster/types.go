@@ -41,7 +41,8 @@ type ErrorClass string
 const (
 	ClassTransient ErrorClass = "transient" // retry with backoff
 	ClassPermanent ErrorClass = "permanent" // DLQ now
-	ClassPolicy    ErrorClass = "policy"    // denied, budget: DLQ now
+	ClassPolicy    ErrorClass = "policy"    // denied by the manifest: DLQ now
+	ClassBudget    ErrorClass = "budget"    // a budget ran out: DLQ now; retry with more
 	ClassInDoubt   ErrorClass = "in_doubt"  // DLQ now, a person resolves
 	ClassExpired   ErrorClass = "lease_expired"
 	ClassExhausted ErrorClass = "attempts_exhausted"
@@ -121,6 +122,10 @@ type Task struct {
 	CreatedAt      int64           `json:"created_at"`
 	UpdatedAt      int64           `json:"updated_at"`
 	LastToken      uint64          `json:"last_token,omitempty"` // highest fencing token granted
+	// Budget is the manifest's budget with the submitter's (and later a
+	// DLQ retry's) overrides and the defaults applied: what the executor
+	// enforces.
+	Budget Budget `json:"budget"`
 }
 
 // AgentManifest is what an agent may do and how it runs.
@@ -129,6 +134,7 @@ type AgentManifest struct {
 	MemoryLimit uint64        `json:"memory_limit,omitempty"`
 	Timeout     time.Duration `json:"timeout,omitempty"`
 	MaxAttempts int           `json:"max_attempts,omitempty"`
+	Budget      Budget        `json:"budget,omitempty"`
 }
 
 // Agent is one registered version of an agent module.

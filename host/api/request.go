@@ -194,7 +194,7 @@ func parseDuration(what, s string) (time.Duration, error) {
 var taskStates = []cluster.TaskState{cluster.StateQueued, cluster.StateRunning, cluster.StateRetryPending,
 	cluster.StateSucceeded, cluster.StateDeadLetter, cluster.StateDiscarded, cluster.StateCancelled}
 
-var errorClasses = []cluster.ErrorClass{cluster.ClassTransient, cluster.ClassPermanent, cluster.ClassPolicy,
+var errorClasses = []cluster.ErrorClass{cluster.ClassTransient, cluster.ClassPermanent, cluster.ClassPolicy, cluster.ClassBudget,
 	cluster.ClassInDoubt, cluster.ClassExpired, cluster.ClassExhausted}
 
 func parseState(s string) (cluster.TaskState, error) {
