@@ -202,6 +202,7 @@ type StageWrite struct {
 // AppendJournal adds events to a task's journal.
 type AppendJournal struct {
 	TaskID string  `json:"task_id"`
+	Token  uint64  `json:"token,omitempty"` // when set, fenced like a ledger write
 	Events []Event `json:"events"`
 	Now    int64   `json:"now"`
 }

@@ -3,6 +3,8 @@ package cluster
 import (
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -127,4 +129,68 @@ func (b Budget) Validate() error {
 		return fmt.Errorf("budget max_duration %s: want a positive duration (0 for none)", b.MaxDuration)
 	}
 	return nil
+}
+
+// ParseBudget reads the `--budget` form: comma-separated kind=value pairs,
+// e.g. "calls=500,tokens=200000,effects=10,duration=5m". Kinds not named
+// stay zero (the default, or none).
+func ParseBudget(spec string) (Budget, error) {
+	var b Budget
+	seen := map[string]bool{}
+	for _, part := range strings.Split(spec, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(part, "=")
+		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+		if !ok || v == "" {
+			return Budget{}, fmt.Errorf("budget %q: want kind=value (calls, tokens, effects, duration)", part)
+		}
+		if seen[k] {
+			return Budget{}, fmt.Errorf("budget %q: %s given twice", spec, k)
+		}
+		seen[k] = true
+		if BudgetKind(k) == BudgetDuration {
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 {
+				return Budget{}, fmt.Errorf("budget duration=%s: want a positive duration such as 90s or 5m", v)
+			}
+			b.MaxDuration = d
+			continue
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n <= 0 {
+			return Budget{}, fmt.Errorf("budget %s=%s: want a positive whole number", k, v)
+		}
+		switch BudgetKind(k) {
+		case BudgetCalls:
+			b.MaxCalls = n
+		case BudgetTokens:
+			b.MaxTokens = n
+		case BudgetEffects:
+			b.MaxEffects = n
+		default:
+			return Budget{}, fmt.Errorf("budget %q: unknown kind %q; want calls, tokens, effects or duration", part, k)
+		}
+	}
+	return b, b.Validate()
+}
+
+// String renders b in ParseBudget's form, zero fields left out.
+func (b Budget) String() string {
+	var parts []string
+	if b.MaxCalls != 0 {
+		parts = append(parts, fmt.Sprintf("calls=%d", b.MaxCalls))
+	}
+	if b.MaxTokens != 0 {
+		parts = append(parts, fmt.Sprintf("tokens=%d", b.MaxTokens))
+	}
+	if b.MaxEffects != 0 {
+		parts = append(parts, fmt.Sprintf("effects=%d", b.MaxEffects))
+	}
+	if b.MaxDuration != 0 {
+		parts = append(parts, "duration="+b.MaxDuration.String())
+	}
+	return strings.Join(parts, ",")
 }

@@ -2,12 +2,14 @@ package host
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -18,11 +20,12 @@ import (
 
 // Call outcomes, as journaled and listed by `task calls`.
 const (
-	OutcomeInvoked  = "invoked"  // the tool ran and its result was recorded
-	OutcomeReplayed = "replayed" // the recorded result was returned; the tool did not run
-	OutcomeInDoubt  = "in_doubt" // an earlier attempt may have applied it; see the tool's semantics
-	OutcomeDenied   = "denied"   // the agent's manifest does not allow the tool
-	OutcomeError    = "error"    // the tool failed transiently; not recorded, retried next attempt
+	OutcomeInvoked  = "invoked"         // the tool ran and its result was recorded
+	OutcomeReplayed = "replayed"        // the recorded result was returned; the tool did not run
+	OutcomeInDoubt  = "in_doubt"        // an earlier attempt may have applied it; see the tool's semantics
+	OutcomeDenied   = "denied"          // the agent's manifest does not allow the tool
+	OutcomeError    = "error"           // the tool failed transiently; not recorded, retried next attempt
+	OutcomeBudget   = "budget_exceeded" // a budget of the task ran out; the tool did not run
 )
 
 // nowTool names the ledger entries that record the guest's clock readings.
@@ -30,6 +33,30 @@ const nowTool = "orloj.now"
 
 // maxLogEvents bounds how many guest log lines one attempt journals.
 const maxLogEvents = 200
+
+// maxDeniedEvents bounds how many refused calls one attempt journals one
+// by one; the rest are counted in one summary event.
+const maxDeniedEvents = 100
+
+// A long attempt's journal goes to the cluster in chunks while it runs, so
+// no entry carries more than the FSM accepts and the host holds little:
+// at journalFlushEvents events or journalFlushBytes bytes, whichever first.
+const (
+	journalFlushEvents = cluster.MaxEventsPerEntry / 2
+	journalFlushBytes  = 512 << 10
+)
+
+// maxReasonBytes bounds the reason a call event carries (a tool's error
+// text), so the event stays within cluster.MaxEventDetailBytes.
+const maxReasonBytes = 1 << 10
+
+// maxPreloadBytes bounds the recorded results an attempt holds in memory
+// for fast replay; the rest are read from the local replica when asked.
+const maxPreloadBytes = 32 << 20
+
+// maxEffectBytes bounds the params of all effects one attempt emits: they
+// travel in the entry that completes the task.
+const maxEffectBytes = 512 << 10
 
 // CallDetail is the Detail of a "call" journal event.
 type CallDetail struct {
@@ -55,30 +82,38 @@ type ledgerDispatcher struct {
 	log     hclog.Logger
 	metrics *Metrics
 
-	mu          sync.Mutex
-	occurrences map[string]int
+	mu sync.Mutex
+	// occurrences counts earlier identical (tool, params) calls, keyed by
+	// a hash so a guest repeating huge params costs 32 bytes, not a copy.
+	occurrences map[[sha256.Size]byte]int
 	expected    []string // call IDs recorded by earlier attempts, in order
-	// recorded holds the results earlier attempts recorded, read once at
-	// the start: a replay answers from here without decoding a record.
-	recorded  map[string]cluster.LedgerRecord
-	n         int // ledger calls made in this attempt
-	diverged  bool
-	output    []byte
-	effects   []cluster.Effect
-	events    []cluster.Event // journaled with the attempt's completion
-	logEvents int
+	// recorded holds results earlier attempts recorded, read once at the
+	// start (up to maxPreloadBytes): a replay answers from here without
+	// decoding a record.
+	recorded    map[string]cluster.LedgerRecord
+	n           int // ledger calls made in this attempt
+	diverged    bool
+	output      []byte
+	effects     []cluster.Effect
+	effectBytes int
+	events      []cluster.Event // not yet journaled: flushed in chunks, the rest with the attempt's end
+	eventBytes  int
+	logEvents   int
+	denials     int // refused calls (manifest or budget) in this attempt
+	spend       *spend
 
 	// What the attempt ran into, for classifying its failure.
 	inDoubt       string
 	denied        string
 	lastTransient bool
 	fenced        error
+	flushErr      error // a chunk of the journal could not be recorded
 }
 
 func newLedgerDispatcher(c Cluster, tools *plugins.Registry, claim *cluster.Claim, agent cluster.Agent, clock func() time.Time, log hclog.Logger) (*ledgerDispatcher, error) {
 	d := &ledgerDispatcher{
 		c: c, tools: tools, task: claim.Task, lease: claim.Lease, clock: clock, log: log,
-		allowed: map[string]bool{}, occurrences: map[string]int{}, recorded: map[string]cluster.LedgerRecord{},
+		allowed: map[string]bool{}, occurrences: map[[sha256.Size]byte]int{}, recorded: map[string]cluster.LedgerRecord{},
 	}
 	for _, t := range agent.Manifest.Tools {
 		d.allowed[t] = true
@@ -87,13 +122,75 @@ func newLedgerDispatcher(c Cluster, tools *plugins.Registry, claim *cluster.Clai
 	if err != nil {
 		return nil, fmt.Errorf("read ledger of task %s: %w", claim.Task.ID, err)
 	}
+	preloaded := 0
 	for _, r := range recs {
 		d.expected = append(d.expected, r.CallID)
-		if r.HasResult {
+		if r.HasResult && preloaded+len(r.Result) <= maxPreloadBytes {
+			preloaded += len(r.Result)
 			d.recorded[r.CallID] = r
 		}
 	}
+	d.spend = newSpend(claim.Task, recs, clock)
 	return d, nil
+}
+
+// note adds an event to the attempt's journal, cut to the sizes the FSM
+// accepts.
+func (d *ledgerDispatcher) note(e cluster.Event) {
+	e.Message = truncate(e.Message, cluster.MaxEventMessageBytes)
+	if len(e.Detail) > cluster.MaxEventDetailBytes {
+		e.Detail = nil // only call details are set here, and they are bounded
+	}
+	d.events = append(d.events, e)
+	d.eventBytes += len(e.Message) + len(e.Detail) + len(e.CallID) + len(e.Tool) + len(e.Type) + 64
+}
+
+// flush journals the events gathered so far when there are enough of them
+// to make an entry worth it, or when all is set. Called at the start of each
+// host call, so a guest that makes 20,000 calls leaves no 20,000-event
+// entry behind.
+func (d *ledgerDispatcher) flush(ctx context.Context, all bool) error {
+	if len(d.events) == 0 || (!all && len(d.events) < journalFlushEvents && d.eventBytes < journalFlushBytes) {
+		return nil
+	}
+	_, err := d.c.Apply(context.WithoutCancel(ctx), &cluster.AppendJournal{TaskID: d.task.ID, Token: d.lease.Token,
+		Events: d.events, Now: d.now()})
+	if err != nil {
+		d.flushErr = err
+		return d.proposeFailed(err)
+	}
+	d.events, d.eventBytes = nil, 0
+	return nil
+}
+
+// summarize journals how many refused calls were not journaled one by one.
+func (d *ledgerDispatcher) summarize() {
+	if n := d.denials - maxDeniedEvents; n > 0 {
+		d.note(cluster.Event{At: d.now(), Type: "calls_refused", Attempt: d.lease.Attempt,
+			Message: fmt.Sprintf("%d more refused calls not journaled one by one (%d in this attempt)", n, d.denials)})
+	}
+}
+
+// refused notes a call the manifest or a budget refused; after
+// maxDeniedEvents, only the count.
+func (d *ledgerDispatcher) refused(e cluster.Event) {
+	d.denials++
+	if d.denials <= maxDeniedEvents {
+		d.note(e)
+	}
+}
+
+// truncate cuts s to at most n bytes on a rune boundary, saying so.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	const mark = " …(truncated)"
+	cut := n - len(mark)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + mark
 }
 
 func (d *ledgerDispatcher) Input(context.Context) ([]byte, error) { return d.task.Input, nil }
@@ -101,6 +198,9 @@ func (d *ledgerDispatcher) Input(context.Context) ([]byte, error) { return d.tas
 func (d *ledgerDispatcher) Output(_ context.Context, out []byte) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if len(out) > cluster.MaxOutputBytes {
+		return abi.Errorf(abi.StatusInvalidArgument, "output is %d bytes; the limit is %d", len(out), cluster.MaxOutputBytes)
+	}
 	if !json.Valid(out) {
 		return abi.Errorf(abi.StatusInvalidArgument, "output is not valid JSON")
 	}
@@ -108,31 +208,68 @@ func (d *ledgerDispatcher) Output(_ context.Context, out []byte) error {
 	return nil
 }
 
-func (d *ledgerDispatcher) Log(_ context.Context, level abi.LogLevel, line []byte) error {
+func (d *ledgerDispatcher) Log(ctx context.Context, level abi.LogLevel, line []byte) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.log.Debug("guest log", "task", d.task.ID, "level", level.String(), "line", string(line))
+	if err := d.flush(ctx, false); err != nil {
+		return err
+	}
 	if d.logEvents < maxLogEvents {
 		d.logEvents++
-		d.events = append(d.events, cluster.Event{At: d.now(), Type: "log", Attempt: d.lease.Attempt, Message: level.String() + ": " + string(line)})
+		msg := truncate(level.String()+": "+string(line), cluster.MaxEventMessageBytes)
+		d.log.Debug("guest log", "task", d.task.ID, "level", level.String(), "line", msg)
+		d.note(cluster.Event{At: d.now(), Type: "log", Attempt: d.lease.Attempt, Message: msg})
 	}
 	return nil
 }
 
-func (d *ledgerDispatcher) Emit(_ context.Context, e abi.Effect) error {
+func (d *ledgerDispatcher) Emit(ctx context.Context, e abi.Effect) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if err := d.flush(ctx, false); err != nil {
+		return err
+	}
 	if !d.allowed[e.Tool] {
 		return abi.Errorf(abi.StatusPermissionDenied, "agent %s may not call %s", d.task.Agent, e.Tool)
 	}
 	if _, ok := d.tools.Get(e.Tool); !ok {
 		return abi.Errorf(abi.StatusNotFound, "no tool %q on this node", e.Tool)
 	}
-	occ := d.occurrences["emit\x00"+e.Tool+"\x00"+string(e.Params)]
-	d.occurrences["emit\x00"+e.Tool+"\x00"+string(e.Params)]++
+	if d.effectBytes+len(e.Params) > maxEffectBytes {
+		return abi.Errorf(abi.StatusInvalidArgument, "the effects of one attempt may carry %d bytes of params; this one would make %d", maxEffectBytes, d.effectBytes+len(e.Params))
+	}
+	if berr := d.spend.effect(); berr != nil {
+		return d.overBudget(berr, cluster.Event{At: d.now(), Type: "effect_refused", Attempt: d.lease.Attempt, Tool: e.Tool})
+	}
+	d.effectBytes += len(e.Params)
+	k := occurrenceKey("emit", e.Tool, e.Params)
+	occ := d.occurrences[k]
+	d.occurrences[k]++
 	key := CallID(d.task.ID, "emit:"+e.Tool, e.Params, e.Key, occ)
 	d.effects = append(d.effects, cluster.Effect{Tool: e.Tool, Params: e.Params, Key: key})
 	return nil
+}
+
+// overBudget refuses a call or effect because a budget ran out: the first
+// refusal is journaled with what ran out, later ones are only counted.
+func (d *ledgerDispatcher) overBudget(berr *BudgetError, e cluster.Event) error {
+	d.metrics.ObserveBudgetExceeded(berr.Kind)
+	e.Message = berr.Error()
+	d.refused(e)
+	return abi.Errorf(abi.StatusBudgetExceeded, "%s", berr.Error())
+}
+
+// occurrenceKey names a (kind, tool, params) triple for counting repeats.
+func occurrenceKey(kind, tool string, params []byte) [sha256.Size]byte {
+	h := sha256.New()
+	h.Write([]byte(kind))
+	h.Write([]byte{0})
+	h.Write([]byte(tool))
+	h.Write([]byte{0})
+	h.Write(params)
+	var k [sha256.Size]byte
+	h.Sum(k[:0])
+	return k
 }
 
 func (d *ledgerDispatcher) now() int64 { return d.clock().UnixNano() }
@@ -142,6 +279,9 @@ func (d *ledgerDispatcher) now() int64 { return d.clock().UnixNano() }
 func (d *ledgerDispatcher) Now(ctx context.Context) (time.Time, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if err := d.flush(ctx, false); err != nil {
+		return time.Time{}, err
+	}
 	id := d.identify(nowTool, []byte("null"), "")
 	rec, ok := d.recorded[id]
 	if !ok {
@@ -171,14 +311,14 @@ func (d *ledgerDispatcher) Now(ctx context.Context) (time.Time, error) {
 func (d *ledgerDispatcher) identify(tool string, params []byte, key string) string {
 	occ := 0
 	if key == "" {
-		k := tool + "\x00" + string(params)
+		k := occurrenceKey("call", tool, params)
 		occ = d.occurrences[k]
 		d.occurrences[k]++
 	}
 	id := CallID(d.task.ID, tool, params, key, occ)
 	if i := d.n; !d.diverged && i < len(d.expected) && d.expected[i] != id {
 		d.diverged = true
-		d.events = append(d.events, cluster.Event{At: d.now(), Type: "divergence", Attempt: d.lease.Attempt, CallID: id, Tool: tool,
+		d.note(cluster.Event{At: d.now(), Type: "divergence", Attempt: d.lease.Attempt, CallID: id, Tool: tool,
 			Message: fmt.Sprintf("call %d differs from the recorded run: expected %.12s, got %.12s (%s)", i+1, d.expected[i], id, tool)})
 	}
 	d.n++
@@ -188,6 +328,7 @@ func (d *ledgerDispatcher) identify(tool string, params []byte, key string) stri
 func (d *ledgerDispatcher) callEvent(id, tool string, start time.Time, detail CallDetail) cluster.Event {
 	took := time.Since(start)
 	detail.Duration = took.Microseconds()
+	detail.Reason = truncate(detail.Reason, maxReasonBytes)
 	label := tool
 	if _, ok := d.tools.Get(tool); !ok {
 		label = "unregistered" // a guest-chosen name must not become a label
@@ -210,12 +351,20 @@ func (d *ledgerDispatcher) proposeFailed(err error) error {
 func (d *ledgerDispatcher) Call(ctx context.Context, req abi.CallRequest) ([]byte, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if err := d.flush(ctx, false); err != nil {
+		return nil, err
+	}
 	start := time.Now()
 	id := d.identify(req.Tool, req.Params, req.Key)
 
 	if !d.allowed[req.Tool] {
+		// A refused call still counts toward max_calls: an agent that
+		// loops on a forbidden tool ends at its budget, not its timeout.
+		if berr := d.spend.call(id); berr != nil {
+			return nil, d.overBudget(berr, d.callEvent(id, req.Tool, start, CallDetail{Outcome: OutcomeBudget, Status: abi.StatusBudgetExceeded.String()}))
+		}
 		d.denied = req.Tool
-		d.events = append(d.events, d.callEvent(id, req.Tool, start, CallDetail{Outcome: OutcomeDenied, Status: abi.StatusPermissionDenied.String()}))
+		d.refused(d.callEvent(id, req.Tool, start, CallDetail{Outcome: OutcomeDenied, Status: abi.StatusPermissionDenied.String()}))
 		return nil, abi.Errorf(abi.StatusPermissionDenied, "agent %s may not call %s (not in its manifest)", d.task.Agent, req.Tool)
 	}
 	tool, ok := d.tools.Get(req.Tool)
@@ -233,22 +382,27 @@ func (d *ledgerDispatcher) Call(ctx context.Context, req abi.CallRequest) ([]byt
 	}
 	if found && rec.HasResult {
 		d.lastTransient = false
-		d.events = append(d.events, d.callEvent(id, req.Tool, start, CallDetail{Outcome: OutcomeReplayed, Status: rec.Status}))
+		d.note(d.callEvent(id, req.Tool, start, CallDetail{Outcome: OutcomeReplayed, Status: rec.Status}))
 		return replay(rec)
+	}
+	// Checked before the intent: a call over budget never reaches the
+	// ledger, let alone the tool.
+	if berr := d.spend.call(id); berr != nil {
+		return nil, d.overBudget(berr, d.callEvent(id, req.Tool, start, CallDetail{Outcome: OutcomeBudget, Status: abi.StatusBudgetExceeded.String()}))
 	}
 	if found {
 		// INTENT without RESULT: an earlier attempt may have applied it.
 		switch tool.Semantics() {
 		case plugins.Unsafe:
 			d.inDoubt = fmt.Sprintf("call %s to %s (attempt %d) may have taken effect; %s is unsafe to repeat", id, req.Tool, rec.Attempt, req.Tool)
-			d.events = append(d.events, d.callEvent(id, req.Tool, start, CallDetail{Outcome: OutcomeInDoubt, Status: abi.StatusInDoubt.String(), Reason: "unsafe tool"}))
+			d.note(d.callEvent(id, req.Tool, start, CallDetail{Outcome: OutcomeInDoubt, Status: abi.StatusInDoubt.String(), Reason: "unsafe tool"}))
 			return nil, abi.Errorf(abi.StatusInDoubt, "%s", d.inDoubt)
 		case plugins.Reconcile:
 			if r, ok := tool.(plugins.Reconciler); ok {
 				res, applied, err := r.Reconcile(ctx, call)
 				if err != nil {
 					d.lastTransient = true
-					d.events = append(d.events, d.callEvent(id, req.Tool, start, CallDetail{Outcome: OutcomeError, Status: abi.StatusTransient.String(), Reason: "reconcile: " + err.Error()}))
+					d.note(d.callEvent(id, req.Tool, start, CallDetail{Outcome: OutcomeError, Status: abi.StatusTransient.String(), Reason: "reconcile: " + err.Error()}))
 					return nil, abi.Errorf(abi.StatusTransient, "reconcile %s: %v", req.Tool, err)
 				}
 				if applied {
@@ -264,7 +418,7 @@ func (d *ledgerDispatcher) Call(ctx context.Context, req abi.CallRequest) ([]byt
 		return nil, d.proposeFailed(err)
 	}
 	if lr, ok := r.(cluster.LedgerRecord); ok && lr.HasResult {
-		d.events = append(d.events, d.callEvent(id, req.Tool, start, CallDetail{Outcome: OutcomeReplayed, Status: lr.Status}))
+		d.note(d.callEvent(id, req.Tool, start, CallDetail{Outcome: OutcomeReplayed, Status: lr.Status}))
 		return replay(lr)
 	}
 	res, err := tool.Invoke(withToken(ctx, d.lease.Token), call)
@@ -284,22 +438,28 @@ func (d *ledgerDispatcher) record(ctx context.Context, id, tool string, start ti
 			return nil, fmt.Errorf("call %s: %w", tool, context.Cause(ctx))
 		}
 		d.lastTransient = true
-		d.events = append(d.events, d.callEvent(id, tool, start, CallDetail{Outcome: OutcomeError, Status: st.String(), Reason: errText(callErr)}))
-		return nil, abi.Errorf(abi.StatusTransient, "%s", errText(callErr))
+		d.note(d.callEvent(id, tool, start, CallDetail{Outcome: OutcomeError, Status: st.String(), Reason: errText(callErr)}))
+		return nil, abi.Errorf(abi.StatusTransient, "%s", truncate(errText(callErr), maxReasonBytes))
 	}
 	d.lastTransient = false
 	body := res.Body
+	if st == abi.StatusOK && len(body) > abi.MaxResponseBytes {
+		// The guest could not take it anyway; record what it is told.
+		st, callErr = abi.StatusToolError, abi.Errorf(abi.StatusToolError, "tool %s returned %d bytes, limit %d", tool, len(body), abi.MaxResponseBytes)
+	}
 	if st != abi.StatusOK {
 		msg := errText(callErr)
 		var ae *abi.Error
 		if errors.As(callErr, &ae) {
 			msg = ae.Message
 		}
-		body = abi.EncodeErrorBody(st, msg)
+		body = abi.EncodeErrorBody(st, truncate(msg, abi.MaxResponseBytes/2))
 	}
 	var usage json.RawMessage
 	if res.Usage != nil {
 		usage, _ = json.Marshal(res.Usage)
+		d.spend.tokens += max(res.Usage.PromptTokens, 0) + max(res.Usage.CompletionTokens, 0)
+		d.metrics.ObserveTokens(tool, res.Usage.PromptTokens, res.Usage.CompletionTokens)
 	}
 	ev := d.callEvent(id, tool, start, CallDetail{Outcome: OutcomeInvoked, Status: st.String(), Reason: reason})
 	_, err := d.c.Apply(context.WithoutCancel(ctx), &cluster.RecordResult{TaskID: d.task.ID, Token: d.lease.Token, CallID: id,

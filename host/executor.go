@@ -1,12 +1,14 @@
 package host
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -124,11 +126,23 @@ func (e *Executor) Run(ctx context.Context, claim *cluster.Claim) (rep AttemptRe
 		return e.fail(ctx, rep, lease, cluster.TaskError{Class: cluster.ClassTransient, Message: err.Error()}, nil, log)
 	}
 	d.metrics = e.metrics
+	timeout := cmp.Or(agent.Manifest.Timeout, sandbox.DefaultTimeout)
+	left, limited := d.spend.remaining()
+	if limited && left <= 0 {
+		stopRenew()
+		berr := d.spend.deadline()
+		e.metrics.ObserveBudgetExceeded(berr.Kind)
+		return e.fail(ctx, rep, lease, cluster.TaskError{Class: cluster.ClassBudget, Message: berr.Error()}, nil, log)
+	}
+	budgetBound := limited && left < timeout
+	if budgetBound {
+		timeout = left
+	}
 	res := e.rt.Run(runCtx, mod, sandbox.RunConfig{
 		TaskID:      task.ID,
 		Name:        agent.Name,
 		MemoryLimit: agent.Manifest.MemoryLimit,
-		Timeout:     agent.Manifest.Timeout,
+		Timeout:     timeout,
 		Dispatcher:  d,
 	})
 	lost := errors.Is(context.Cause(runCtx), errLeaseLost) || d.fenced != nil
@@ -142,26 +156,59 @@ func (e *Executor) Run(ctx context.Context, claim *cluster.Claim) (rep AttemptRe
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if res.Outcome == sandbox.OutcomeSuccess && d.inDoubt == "" {
-		_, err := e.c.Apply(ctx, &cluster.CompleteTask{TaskID: task.ID, Token: lease.Token, Output: d.output,
-			Outbox: d.effects, Journal: d.events, Now: e.clock().UnixNano()})
-		if err != nil {
-			rep.Err = fmt.Errorf("complete task %s: %w", task.ID, err)
+	if budgetBound && res.Outcome == sandbox.OutcomeDeadline {
+		e.metrics.ObserveBudgetExceeded(d.spend.deadline().Kind)
+	}
+	d.summarize()
+	if res.Outcome == sandbox.OutcomeSuccess && d.inDoubt == "" && d.spend.tripped == nil {
+		done, err := e.complete(ctx, d, task, lease)
+		if done {
+			rep.Err = err
 			rep.LeaseLost = errors.Is(err, cluster.ErrStaleToken)
-			log.Warn("complete", "error", err)
+			rep.Succeeded = err == nil
+			if err != nil {
+				log.Warn("complete", "error", err)
+			} else {
+				log.Debug("attempt succeeded", "duration", res.Duration)
+			}
 			return rep
 		}
-		rep.Succeeded = true
-		log.Debug("attempt succeeded", "duration", res.Duration)
-		return rep
+		// The completion is over a limit: the task cannot succeed as it is.
+		return e.fail(ctx, rep, lease, cluster.TaskError{Class: cluster.ClassPermanent, Message: err.Error()}, d.events, log)
 	}
 	return e.fail(ctx, rep, lease, classify(res, d), d.events, log)
 }
 
+// complete reports a successful attempt. A completion too large for one
+// entry journals its events on their own first; if it is still too large
+// (the output and the outbox are what remain), done is false and err says
+// why: the attempt must be failed instead.
+func (e *Executor) complete(ctx context.Context, d *ledgerDispatcher, task cluster.Task, lease cluster.Lease) (done bool, err error) {
+	size := len(d.output) + d.effectBytes + 256*len(d.effects) + d.eventBytes
+	if size > cluster.MaxCommandBytes/2 {
+		if err := d.flush(ctx, true); err != nil {
+			return true, fmt.Errorf("complete task %s: journal: %w", task.ID, err)
+		}
+	}
+	_, err = e.c.Apply(ctx, &cluster.CompleteTask{TaskID: task.ID, Token: lease.Token, Output: d.output,
+		Outbox: d.effects, Journal: d.events, Now: e.clock().UnixNano()})
+	switch {
+	case errors.Is(err, cluster.ErrTooLarge):
+		if d.flush(ctx, true) != nil {
+			d.events = nil // the failure must fit; it says why
+		}
+		return false, fmt.Errorf("the attempt's completion cannot be recorded (output %d bytes, %d effects): %w", len(d.output), len(d.effects), err)
+	case err != nil:
+		return true, fmt.Errorf("complete task %s: %w", task.ID, err)
+	}
+	return true, nil
+}
+
 func (e *Executor) fail(ctx context.Context, rep AttemptReport, lease cluster.Lease, te cluster.TaskError, events []cluster.Event, log hclog.Logger) AttemptReport {
+	te.Message = truncate(te.Message, cluster.MaxErrorMessageBytes)
 	rep.Class, rep.Err = te.Class, errors.New(te.Message)
 	if len(rep.Result.Stderr) > 0 {
-		te.StderrTail = string(tail(rep.Result.Stderr, stderrTail))
+		te.StderrTail = string(tailRunes(rep.Result.Stderr, stderrTail))
 	}
 	_, err := e.c.Apply(ctx, &cluster.FailAttempt{TaskID: lease.TaskID, Token: lease.Token, Error: te, Journal: events,
 		Jitter: rand.Uint64(), Now: e.clock().UnixNano()})
@@ -182,6 +229,8 @@ func classify(res sandbox.Result, d *ledgerDispatcher) cluster.TaskError {
 	switch {
 	case d.inDoubt != "":
 		return cluster.TaskError{Class: cluster.ClassInDoubt, Message: d.inDoubt}
+	case d.spend.tripped != nil:
+		return cluster.TaskError{Class: cluster.ClassBudget, Message: d.spend.tripped.Error()}
 	case res.Outcome == sandbox.OutcomeGuestError && res.ExitCode == abi.ExitTransient:
 		return cluster.TaskError{Class: cluster.ClassTransient, Message: msg}
 	case d.denied != "" && res.Outcome == sandbox.OutcomeGuestError:
@@ -241,9 +290,17 @@ func (e *Executor) keepLease(ctx context.Context, cancel context.CancelCauseFunc
 	}
 }
 
-func tail(b []byte, n int) []byte {
+// tailRunes is the last n bytes of b at most, starting on a rune boundary
+// so the tail stays valid UTF-8 where b was.
+func tailRunes(b []byte, n int) []byte {
 	if len(b) <= n {
 		return b
 	}
-	return b[len(b)-n:]
+	b = b[len(b)-n:]
+	for i := 0; i < len(b) && i < utf8.UTFMax; i++ {
+		if utf8.RuneStart(b[i]) {
+			return b[i:]
+		}
+	}
+	return b
 }

@@ -49,6 +49,9 @@ type Metrics struct {
 	expiries    prometheus.Counter
 	takeovers   prometheus.Counter
 
+	tokens      *prometheus.CounterVec
+	budgetTrips *prometheus.CounterVec
+
 	commandNames sync.Map // reflect.Type → snake_case label
 }
 
@@ -143,7 +146,34 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	reg.MustRegister(m.attempts, m.attemptTime, m.instantiate, m.calls, m.callTime, m.applyTime,
 		m.httpReqs, m.httpTime, m.forwarded, m.submitted, m.ended, m.retries, m.deadLetters,
 		m.grants, m.renewals, m.expiries, m.takeovers, stateCollector{m})
+	m.tokens = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "orloj_model_tokens_total",
+		Help: "Model tokens spent by calls this node invoked (replays cost none), by tool and kind (prompt, completion).",
+	}, []string{"tool", "kind"})
+	m.budgetTrips = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "orloj_budget_exceeded_total",
+		Help: "Calls or effects refused on this node because a task's budget ran out, by budget (calls, tokens, effects, duration).",
+	}, []string{"budget"})
+	reg.MustRegister(m.tokens, m.budgetTrips)
 	return m
+}
+
+// ObserveTokens counts the model tokens of one invoked call. tool must be
+// a registered tool's name.
+func (m *Metrics) ObserveTokens(tool string, prompt, completion int64) {
+	if m == nil {
+		return
+	}
+	m.tokens.WithLabelValues(tool, "prompt").Add(float64(max(prompt, 0)))
+	m.tokens.WithLabelValues(tool, "completion").Add(float64(max(completion, 0)))
+}
+
+// ObserveBudgetExceeded counts a budget that ran out.
+func (m *Metrics) ObserveBudgetExceeded(kind cluster.BudgetKind) {
+	if m == nil {
+		return
+	}
+	m.budgetTrips.WithLabelValues(string(kind)).Inc()
 }
 
 // Gatherer returns the registry the metrics were registered with when it can

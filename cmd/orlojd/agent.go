@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/orloj/orloj/cluster"
 	"github.com/orloj/orloj/host/api"
 )
 
@@ -32,6 +33,7 @@ type pushOptions struct {
 	tools                      []string
 	timeout                    time.Duration
 	maxAttempts                int
+	budget                     string
 }
 
 func newAgentPushCmd(o *clientOptions) *cobra.Command {
@@ -62,6 +64,7 @@ other bytes under an existing version are refused.`,
 	f.StringVar(&p.memoryLimit, "memory-limit", "", "linear memory cap per attempt, e.g. 256MiB (default the node's)")
 	f.DurationVar(&p.timeout, "timeout", 0, "wall-time limit per attempt, e.g. 30s (default the node's)")
 	f.IntVar(&p.maxAttempts, "max-attempts", 0, "attempts before a task of this agent dead-letters (default 8)")
+	f.StringVar(&p.budget, "budget", "", "what each task may spend over all its attempts: calls=N,tokens=N,effects=N,duration=D (default calls=10000,effects=1000)")
 	return cmd
 }
 
@@ -96,6 +99,12 @@ func agentPush(ctx context.Context, c *client, path string, p pushOptions) error
 	}
 	if p.maxAttempts > 0 {
 		q.Set("max_attempts", strconv.Itoa(p.maxAttempts))
+	}
+	if p.budget != "" {
+		if _, err := cluster.ParseBudget(p.budget); err != nil {
+			return usagef("--budget: %v", err)
+		}
+		q.Set("budget", p.budget)
 	}
 	wasm, err := os.ReadFile(path)
 	if err != nil {

@@ -156,7 +156,7 @@ func newDLQShowCmd(o *clientOptions) *cobra.Command {
 }
 
 func newDLQRetryCmd(o *clientOptions) *cobra.Command {
-	var version string
+	var version, budget string
 	var all bool
 	var fl dlqFilter
 	cmd := &cobra.Command{
@@ -166,7 +166,8 @@ func newDLQRetryCmd(o *clientOptions) *cobra.Command {
 Its attempts start again from zero and its ledger is kept, so every call
 that already has a recorded result is replayed, not repeated. With
 --agent-version the task runs a newer version of its agent: a fixed agent
-finishes from the step that failed.`,
+finishes from the step that failed. With --budget the task gets more to
+spend (a task dead-lettered with class budget continues from its ledger).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := newClient(cmd, o)
 			if err != nil {
@@ -175,11 +176,22 @@ finishes from the step that failed.`,
 			if err := bulkArgs(args, all, fl); err != nil {
 				return err
 			}
+			if all && budget != "" {
+				return usagef("--budget goes with one ID, not --all")
+			}
 			if all {
 				return dlqBulk(cmd, c, "/v1/dlq/retry", map[string]string{"agent": fl.agent, "class": fl.class, "version": version}, "requeued")
 			}
+			req := api.RetryDLQRequest{Version: version}
+			if budget != "" {
+				b, err := budgetFlag(budget)
+				if err != nil {
+					return err
+				}
+				req.Budget = &b
+			}
 			var tv api.TaskView
-			raw, err := c.postJSON(cmd.Context(), "/v1/dlq/"+url.PathEscape(args[0])+"/retry", map[string]string{"version": version}, &tv)
+			raw, err := c.postJSON(cmd.Context(), "/v1/dlq/"+url.PathEscape(args[0])+"/retry", req, &tv)
 			if err != nil {
 				return err
 			}
@@ -191,6 +203,7 @@ finishes from the step that failed.`,
 		},
 	}
 	cmd.Flags().StringVar(&version, "agent-version", "", "run the retry on this version of the task's agent")
+	cmd.Flags().StringVar(&budget, "budget", "", "replace the named budgets of the task: calls=N,tokens=N,effects=N,duration=D")
 	cmd.Flags().BoolVar(&all, "all", false, "retry every dead letter the filters select")
 	fl.flags(cmd)
 	return cmd

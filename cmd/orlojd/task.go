@@ -17,6 +17,7 @@ import (
 	"github.com/mattn/go-isatty"
 	"github.com/spf13/cobra"
 
+	"github.com/orloj/orloj/cluster"
 	"github.com/orloj/orloj/host/api"
 )
 
@@ -39,7 +40,7 @@ func newTaskCmd() *cobra.Command {
 }
 
 func newTaskSubmitCmd(o *clientOptions) *cobra.Command {
-	var input, key, version string
+	var input, key, version, budget string
 	var maxAttempts int
 	cmd := &cobra.Command{
 		Use:   "submit AGENT",
@@ -73,6 +74,13 @@ the first submission created instead of a new one.`,
 			if maxAttempts > 0 {
 				req["max_attempts"] = maxAttempts
 			}
+			if budget != "" {
+				b, err := budgetFlag(budget)
+				if err != nil {
+					return err
+				}
+				req["budget"] = b
+			}
 			var tv api.TaskView
 			raw, err := c.postJSON(cmd.Context(), "/v1/tasks", req, &tv)
 			if err != nil {
@@ -93,7 +101,23 @@ the first submission created instead of a new one.`,
 	f.StringVar(&key, "key", "", "idempotency key: a resubmission with the same key returns the same task")
 	f.StringVar(&version, "version", "", "agent version (default the newest)")
 	f.IntVar(&maxAttempts, "max-attempts", 0, "attempts before the task dead-letters (default the agent's)")
+	f.StringVar(&budget, "budget", "", budgetHelp+" (default the agent's)")
 	return cmd
+}
+
+const budgetHelp = "what the task may spend over all its attempts: calls=N,tokens=N,effects=N,duration=D"
+
+// budgetFlag turns a --budget value into the API's budget object.
+func budgetFlag(spec string) (api.BudgetRequest, error) {
+	b, err := cluster.ParseBudget(spec)
+	if err != nil {
+		return api.BudgetRequest{}, usagef("--budget: %v", err)
+	}
+	r := api.BudgetRequest{MaxCalls: b.MaxCalls, MaxTokens: b.MaxTokens, MaxEffects: b.MaxEffects}
+	if b.MaxDuration > 0 {
+		r.MaxDuration = b.MaxDuration.String()
+	}
+	return r, nil
 }
 
 func newTaskGetCmd(o *clientOptions) *cobra.Command {
@@ -143,6 +167,18 @@ func printTask(w io.Writer, tv api.TaskView) error {
 		kv = append(kv, [2]string{"Error", string(e.Class) + ": " + e.Message})
 	}
 	kv = append(kv, [2]string{"Discarded", tv.DiscardReason})
+	kv = append(kv, [2]string{"Budget", budgetLine(tv.Budget)})
+	if sp := tv.Spent; sp != nil {
+		line := fmt.Sprintf("%d calls, %d tokens", sp.Calls, sp.Tokens)
+		if sp.Tokens > 0 {
+			var per []string
+			for _, a := range sp.ByAttempt {
+				per = append(per, fmt.Sprintf("attempt %d: %d", a.Attempt, a.Tokens))
+			}
+			line += " (" + strings.Join(per, ", ") + ")"
+		}
+		kv = append(kv, [2]string{"Spent", line})
+	}
 	if err := fields(w, kv); err != nil {
 		return err
 	}
@@ -501,4 +537,16 @@ func newTaskCancelCmd(o *clientOptions) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&reason, "reason", "", "why, for the journal")
 	return cmd
+}
+
+// budgetLine renders a task's budget; a zero limit is none.
+func budgetLine(b api.BudgetView) string {
+	limit := func(n int64) string {
+		if n == 0 {
+			return "none"
+		}
+		return strconv.FormatInt(n, 10)
+	}
+	return fmt.Sprintf("calls %s, tokens %s, effects %s, duration %s",
+		limit(b.MaxCalls), limit(b.MaxTokens), limit(b.MaxEffects), orNone(b.MaxDuration))
 }

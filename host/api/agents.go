@@ -18,13 +18,13 @@ import (
 // for months.
 const maxAttemptsLimit = 1000
 
-// pushAgent: POST /v1/agents?name=&version=&tools=&memory_limit=&timeout=&max_attempts=
+// pushAgent: POST /v1/agents?name=&version=&tools=&memory_limit=&timeout=&max_attempts=&budget=
 // with the raw module as the body. The module is validated (imports,
 // exports, size) before it is proposed, so the log never carries one the
 // sandbox would refuse.
 func (s *Server) pushAgent(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	if err := checkQuery(q, "name", "version", "tools", "memory_limit", "timeout", "max_attempts"); err != nil {
+	if err := checkQuery(q, "name", "version", "tools", "memory_limit", "timeout", "max_attempts", "budget"); err != nil {
 		return err
 	}
 	name, version := q.Get("name"), q.Get("version")
@@ -71,6 +71,13 @@ func (s *Server) pushAgent(w http.ResponseWriter, r *http.Request) error {
 			return badRequest("max_attempts %q must be a whole number from 0 (the default, 8) to %d", v, maxAttemptsLimit)
 		}
 		m.MaxAttempts = n
+	}
+	if v := q.Get("budget"); v != "" {
+		b, err := cluster.ParseBudget(v)
+		if err != nil {
+			return badRequest("budget: %v", err)
+		}
+		m.Budget = b
 	}
 	// Compiling costs up to hundreds of milliseconds: refuse early where the
 	// proposal would be refused anyway.

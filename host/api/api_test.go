@@ -433,7 +433,7 @@ func TestDLQ(t *testing.T) {
 
 	// Single retry, pinned to a new version; then the task is runnable again.
 	f.pushHello("hello", "v2")
-	r = f.do("POST", "/v1/dlq/"+a.ID+"/retry", api.VersionRequest{Version: "v2"})
+	r = f.do("POST", "/v1/dlq/"+a.ID+"/retry", api.RetryDLQRequest{Version: "v2"})
 	want(t, r, http.StatusOK, "")
 	var v api.TaskView
 	r.decode(t, &v)
@@ -441,7 +441,7 @@ func TestDLQ(t *testing.T) {
 		t.Fatalf("retried = %+v", v)
 	}
 	want(t, f.do("POST", "/v1/dlq/"+a.ID+"/retry", nil), http.StatusConflict, api.CodeConflict)
-	want(t, f.do("POST", "/v1/dlq/"+b.ID+"/retry", api.VersionRequest{Version: "v9"}), http.StatusNotFound, api.CodeNotFound)
+	want(t, f.do("POST", "/v1/dlq/"+b.ID+"/retry", api.RetryDLQRequest{Version: "v9"}), http.StatusNotFound, api.CodeNotFound)
 
 	// Single discard needs a reason.
 	want(t, f.do("POST", "/v1/dlq/"+b.ID+"/discard", nil), http.StatusBadRequest, api.CodeBadRequest)

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -92,7 +93,16 @@ func (s *Server) showDLQ(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	s.reply(w, http.StatusOK, DLQEntry{Task: taskView(t), Calls: ledgerViews(calls), Events: eventViews(events)})
+	v := DLQEntry{Task: taskView(t), CallsTotal: len(calls), EventsTotal: len(events)}
+	v.Task.Spent = spentView(calls)
+	calls, events = calls[max(len(calls)-dlqShowLast, 0):], events[max(len(events)-dlqShowLast, 0):]
+	v.Calls, v.Events = ledgerViews(calls), eventViews(events)
+	for i, c := range v.Calls {
+		if len(c.Result) > dlqShowResult {
+			v.Calls[i].Result = json.RawMessage(fmt.Sprintf(`{"truncated":true,"bytes":%d}`, len(c.Result)))
+		}
+	}
+	s.reply(w, http.StatusOK, v)
 	return nil
 }
 
@@ -106,7 +116,7 @@ func (s *Server) retryDLQ(w http.ResponseWriter, r *http.Request) error {
 	if err := checkID(id); err != nil {
 		return err
 	}
-	var req VersionRequest
+	var req RetryDLQRequest
 	if err := s.decodeJSON(w, r, &req, true); err != nil {
 		return err
 	}
@@ -115,7 +125,11 @@ func (s *Server) retryDLQ(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
-	return s.applyTask(w, r, &cluster.RetryDLQ{TaskID: id, Version: req.Version, Now: s.cfg.Clock().UnixNano()})
+	budget, err := budgetOf(req.Budget)
+	if err != nil {
+		return err
+	}
+	return s.applyTask(w, r, &cluster.RetryDLQ{TaskID: id, Version: req.Version, Budget: budget, Now: s.cfg.Clock().UnixNano()})
 }
 
 // discardDLQ: POST /v1/dlq/{id}/discard {"reason"}; the reason is required.

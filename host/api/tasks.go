@@ -47,6 +47,10 @@ func (s *Server) submitTask(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	budget, err := budgetOf(req.Budget)
+	if err != nil {
+		return err
+	}
 	version := req.Version
 	if version == "" {
 		ag, err := s.fsm.Agent(req.Agent, "")
@@ -65,7 +69,7 @@ func (s *Server) submitTask(w http.ResponseWriter, r *http.Request) error {
 	}
 	resp, err := s.c.Apply(r.Context(), &cluster.SubmitTask{
 		Task: cluster.Task{ID: s.cfg.NewTaskID(), Agent: req.Agent, Version: version, Input: input,
-			IdempotencyKey: req.IdempotencyKey, Policy: policy},
+			IdempotencyKey: req.IdempotencyKey, Policy: policy, Budget: budget},
 		Now: s.cfg.Clock().UnixNano(),
 	})
 	if err != nil {
@@ -83,6 +87,25 @@ func (s *Server) submitTask(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.reply(w, status, v)
 	return nil
+}
+
+// budgetOf validates a budget override; nil overrides nothing.
+func budgetOf(req *BudgetRequest) (cluster.Budget, error) {
+	if req == nil {
+		return cluster.Budget{}, nil
+	}
+	b := cluster.Budget{MaxCalls: req.MaxCalls, MaxTokens: req.MaxTokens, MaxEffects: req.MaxEffects}
+	if req.MaxDuration != "" {
+		d, err := parseDuration("budget.max_duration", req.MaxDuration)
+		if err != nil {
+			return b, err
+		}
+		b.MaxDuration = d
+	}
+	if err := b.Validate(); err != nil {
+		return b, badRequest("%v", err)
+	}
+	return b, nil
 }
 
 // retryPolicy validates a submission's retry overrides; zero fields are
@@ -164,7 +187,13 @@ func (s *Server) getTask(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	s.reply(w, http.StatusOK, taskView(t))
+	calls, err := s.fsm.Calls(t.ID)
+	if err != nil {
+		return err
+	}
+	v := taskView(t)
+	v.Spent = spentView(calls)
+	s.reply(w, http.StatusOK, v)
 	return nil
 }
 

@@ -15,15 +15,16 @@ import (
 // AgentView is one registered agent version. memory_limit, timeout and
 // max_attempts are the values in effect: defaults are filled in.
 type AgentView struct {
-	Name        string   `json:"name"`
-	Version     string   `json:"version"`
-	Digest      string   `json:"digest"`
-	Size        int      `json:"size"`
-	Tools       []string `json:"tools"`
-	MemoryLimit uint64   `json:"memory_limit"`
-	Timeout     string   `json:"timeout"`
-	MaxAttempts int      `json:"max_attempts"`
-	CreatedAt   *string  `json:"created_at"`
+	Name        string     `json:"name"`
+	Version     string     `json:"version"`
+	Digest      string     `json:"digest"`
+	Size        int        `json:"size"`
+	Tools       []string   `json:"tools"`
+	MemoryLimit uint64     `json:"memory_limit"`
+	Timeout     string     `json:"timeout"`
+	MaxAttempts int        `json:"max_attempts"`
+	Budget      BudgetView `json:"budget"`
+	CreatedAt   *string    `json:"created_at"`
 }
 
 // AgentDetail is GET /v1/agents/{name}.
@@ -83,6 +84,34 @@ type TaskView struct {
 	// Existing is true when a submission's idempotency key matched this
 	// earlier task; false everywhere else.
 	Existing bool `json:"existing"`
+	// Budget is what the task may spend (0 or "" for no limit).
+	Budget BudgetView `json:"budget"`
+	// Spent is what the task has spent, from its ledger; only GET
+	// /v1/tasks/{id} and the DLQ's show fill it.
+	Spent *SpentView `json:"spent,omitempty"`
+}
+
+// BudgetView is a task's budget, defaults applied.
+type BudgetView struct {
+	MaxCalls    int64  `json:"max_calls"`
+	MaxTokens   int64  `json:"max_tokens"`
+	MaxEffects  int64  `json:"max_effects"`
+	MaxDuration string `json:"max_duration"`
+}
+
+// SpentView is what a task spent, counted from its ledger: each recorded
+// call once, however often it was replayed.
+type SpentView struct {
+	Calls     int64         `json:"calls"`
+	Tokens    int64         `json:"tokens"`
+	ByAttempt []AttemptCost `json:"by_attempt"`
+}
+
+// AttemptCost is what the calls one attempt recorded cost.
+type AttemptCost struct {
+	Attempt int   `json:"attempt"`
+	Calls   int64 `json:"calls"`
+	Tokens  int64 `json:"tokens"`
 }
 
 // EventView is one line of a task's journal.
@@ -122,10 +151,22 @@ type LedgerView struct {
 
 // DLQEntry is GET /v1/dlq/{id}.
 type DLQEntry struct {
-	Task   TaskView     `json:"task"`
-	Calls  []LedgerView `json:"calls"`
-	Events []EventView  `json:"events"`
+	Task TaskView `json:"task"`
+	// Calls and Events are the last dlqShowLast of each (the ones that
+	// led here); CallsTotal and EventsTotal count them all. A recorded
+	// result over dlqShowResult bytes shows as {"truncated":true,"bytes":N}.
+	Calls       []LedgerView `json:"calls"`
+	CallsTotal  int          `json:"calls_total"`
+	Events      []EventView  `json:"events"`
+	EventsTotal int          `json:"events_total"`
 }
+
+// What a DLQ entry shows of a task's ledger and journal: a task may have
+// recorded 10,000 calls, and its dead letter must still answer quickly.
+const (
+	dlqShowLast   = 200
+	dlqShowResult = 16 << 10
+)
 
 // BulkResult answers a bulk DLQ operation: the tasks it changed.
 type BulkResult struct {
@@ -167,6 +208,25 @@ type SubmitRequest struct {
 	IdempotencyKey string          `json:"idempotency_key"`
 	MaxAttempts    int             `json:"max_attempts"`
 	Retry          *RetryRequest   `json:"retry"`
+	// Budget overrides the agent's budget for this task; fields left out
+	// keep the agent's (or the default).
+	Budget *BudgetRequest `json:"budget"`
+}
+
+// BudgetRequest sets a task's budgets; zero or absent fields keep what the
+// task (or its agent) has. MaxDuration is a Go duration ("5m").
+type BudgetRequest struct {
+	MaxCalls    int64  `json:"max_calls"`
+	MaxTokens   int64  `json:"max_tokens"`
+	MaxEffects  int64  `json:"max_effects"`
+	MaxDuration string `json:"max_duration"`
+}
+
+// RetryDLQRequest is the body of a single DLQ retry: optionally another
+// version of the agent, and more budget.
+type RetryDLQRequest struct {
+	Version string         `json:"version"`
+	Budget  *BudgetRequest `json:"budget"`
 }
 
 // RetryRequest overrides the backoff of one task; empty fields keep the
@@ -180,11 +240,6 @@ type RetryRequest struct {
 // ReasonRequest is the body of cancel and discard.
 type ReasonRequest struct {
 	Reason string `json:"reason"`
-}
-
-// VersionRequest is the body of a single DLQ retry.
-type VersionRequest struct {
-	Version string `json:"version"`
 }
 
 // BulkRetryRequest is POST /v1/dlq/retry.
@@ -263,6 +318,7 @@ func agentView(a cluster.Agent) AgentView {
 		Tools:       append([]string{}, a.Manifest.Tools...),
 		MemoryLimit: a.Manifest.MemoryLimit, MaxAttempts: a.Manifest.MaxAttempts,
 		Timeout: a.Manifest.Timeout.String(), CreatedAt: timeView(a.CreatedAt),
+		Budget: budgetView(a.Manifest.Budget.WithDefaults()),
 	}
 	if v.MemoryLimit == 0 {
 		v.MemoryLimit = sandbox.DefaultMemoryLimit
@@ -297,6 +353,7 @@ func taskView(t cluster.Task) TaskView {
 		History: make([]AttemptView, 0, len(t.History)),
 		NextAt:  timeView(t.NextAt), CreatedAt: timeView(t.CreatedAt), UpdatedAt: timeView(t.UpdatedAt),
 		IdempotencyKey: t.IdempotencyKey, DiscardReason: t.DiscardReason,
+		Budget: budgetView(t.Budget.WithDefaults()),
 	}
 	if t.Error != nil {
 		v.Error = &ErrorView{Class: t.Error.Class, Message: t.Error.Message, StderrTail: t.Error.StderrTail}
@@ -362,4 +419,36 @@ func ledgerViews(rs []cluster.LedgerRecord) []LedgerView {
 			Status: r.Status, Result: rawView(r.Result), Usage: rawView(r.Usage)})
 	}
 	return out
+}
+
+func budgetView(b cluster.Budget) BudgetView {
+	v := BudgetView{MaxCalls: b.MaxCalls, MaxTokens: b.MaxTokens, MaxEffects: b.MaxEffects}
+	if b.MaxDuration > 0 {
+		v.MaxDuration = b.MaxDuration.String()
+	}
+	return v
+}
+
+// spentView adds up a task's ledger: calls (clock readings are not calls)
+// and model tokens, by the attempt that recorded them.
+func spentView(recs []cluster.LedgerRecord) *SpentView {
+	v := &SpentView{ByAttempt: []AttemptCost{}}
+	at := map[int]int{}
+	for _, r := range recs {
+		if r.Tool == host.ClockTool {
+			continue
+		}
+		i, ok := at[r.Attempt]
+		if !ok {
+			i = len(v.ByAttempt)
+			at[r.Attempt] = i
+			v.ByAttempt = append(v.ByAttempt, AttemptCost{Attempt: r.Attempt})
+		}
+		n := host.UsageTokens(r.Usage)
+		v.Calls++
+		v.Tokens += n
+		v.ByAttempt[i].Calls++
+		v.ByAttempt[i].Tokens += n
+	}
+	return v
 }
