@@ -134,7 +134,11 @@ func newDLQShowCmd(o *clientOptions) *cobra.Command {
 			if err := printTask(c.stdout, v.Task); err != nil {
 				return err
 			}
-			fmt.Fprintln(c.stdout, "Ledger (a retry replays every recorded result):")
+			if v.CallsTotal > len(v.Calls) {
+				fmt.Fprintf(c.stdout, "Ledger (the last %d of %d calls; a retry replays every recorded result):\n", len(v.Calls), v.CallsTotal)
+			} else {
+				fmt.Fprintln(c.stdout, "Ledger (a retry replays every recorded result):")
+			}
 			rows := make([][]string, 0, len(v.Calls))
 			for _, l := range v.Calls {
 				rec := "recorded"
@@ -147,7 +151,11 @@ func newDLQShowCmd(o *clientOptions) *cobra.Command {
 				return err
 			}
 			if len(v.Events) > 0 {
-				fmt.Fprintln(c.stdout, "Journal:")
+				if v.EventsTotal > len(v.Events) {
+					fmt.Fprintf(c.stdout, "Journal (the last %d of %d events; orlojd task events lists them all):\n", len(v.Events), v.EventsTotal)
+				} else {
+					fmt.Fprintln(c.stdout, "Journal:")
+				}
 				return eventTable(c.stdout, v.Events)
 			}
 			return nil
