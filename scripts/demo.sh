@@ -4,7 +4,8 @@
 # A six-step document pipeline (fetch, OCR, classify, extract, validate,
 # record) runs against local stand-ins for its services, which count every
 # request. The records database fails twice; a poison document dead-letters;
-# a fixed agent version finishes it from the failed step. Every step uses
+# a fixed agent version finishes it from the failed step; a task over its
+# token budget waits in the DLQ until it is granted more. Every step uses
 # the orlojd CLI. Everything runs in a temporary directory and is stopped on
 # exit, failure or Ctrl-C.
 #
@@ -138,13 +139,28 @@ run orlojd task calls "$poison"
 note "v2 made the same fetch, OCR and model calls, so they were replayed from the ledger: only"
 note "the record write, the step that never happened, ran."
 
-say "(d) What the services saw"
+say "(d) A budget: this invoice's task may spend 20 model tokens. Classify spends more, so extract is refused."
+note "A call over budget never reaches its tool; the task waits in the DLQ for a person to grant more."
+printf '{"document": "%s/blobs/invoice-2.txt", "ocr_url": "%s/ocr", "records_url": "%s/records"}\n' "$S" "$S" "$S" >invoice2.json
+printf '%s$ orlojd task submit docpipeline --input @invoice2.json --budget tokens=20%s\n' "$bold" "$off"
+capped=$(orlojd task submit docpipeline --input @invoice2.json --budget tokens=20)
+echo "$capped"
+rc=0
+orlojd task wait -q "$capped" >/dev/null || rc=$?
+[[ $rc -eq 1 ]] || { echo "demo: task wait exited $rc for the capped task, want 1 (dead_letter)" >&2; exit 1; }
+run orlojd task get "$capped"
+run orlojd dlq retry "$capped" --budget tokens=100000
+run orlojd task wait "$capped"
+run orlojd task calls "$capped"
+note "The retry replayed the fetch, OCR and classify calls (their tokens counted once) and ran the rest."
+
+say "(e) What the services saw"
 summary=$("$work/standins" -url "$S" -summary)
 echo "$summary"
-want="blob 2, ocr 2, model 4, records 4 requests; 2 records written; 0 duplicate effects"
+want="blob 3, ocr 3, model 6, records 5 requests; 3 records written; 0 duplicate effects"
 if [[ $summary != "$want" ]]; then
 	echo "demo: expected: $want" >&2
 	exit 1
 fi
-note "Two documents: each fetched, OCR'd and sent to the model exactly once, across 5 attempts"
-note "and a bug fix; 2 failed writes retried; 2 records written. Done in $(($(date +%s) - started)) s."
+note "Three documents: each fetched, OCR'd and sent to the model exactly once, across 7 attempts,"
+note "a bug fix and a budget raised; 2 failed writes retried; 3 records written. Done in $(($(date +%s) - started)) s."
