@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	goruntime "runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -228,5 +230,48 @@ func TestBudgetErrorUnwraps(t *testing.T) {
 	var err error = &BudgetError{Kind: cluster.BudgetCalls, Limit: 1, Used: 2}
 	if !errors.Is(err, ErrBudgetExceeded) {
 		t.Fatal("BudgetError does not unwrap to ErrBudgetExceeded")
+	}
+}
+
+// TestDispatcherMemoryIsBounded: 600 denied calls with distinct 1 MiB
+// params used to keep every params string in the occurrence map (700 MB of
+// host memory); the dispatcher now keeps a hash per distinct call.
+func TestDispatcherMemoryIsBounded(t *testing.T) {
+	var n atomic.Int64
+	e := newEnv(t, []plugins.Tool{countingTool("echo", json.RawMessage(`"ok"`), &n)})
+	ag := e.pushAgent("steps", "v1", agentPath(t, "steps"), "echo")
+	e.submitBudget("b-mem", "steps", nil, cluster.Budget{}, quickRetry)
+	claim, ok := e.apply(&cluster.ClaimTask{Node: "test", TTL: time.Minute, Now: time.Now().UnixNano()}).(*cluster.Claim)
+	if !ok || claim == nil {
+		t.Fatal("no claim")
+	}
+	d, err := newLedgerDispatcher(e.node, e.tools, claim, ag, time.Now, e.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	heap := func() uint64 {
+		goruntime.GC()
+		var ms goruntime.MemStats
+		goruntime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	before := heap()
+	params := make([]byte, 1<<20)
+	for i := range 600 {
+		copy(params, fmt.Sprintf(`{"i":%d,"pad":"`, i))
+		for j := 20; j < len(params)-2; j++ {
+			params[j] = 'x'
+		}
+		copy(params[len(params)-2:], `"}`)
+		_, err := d.Call(context.Background(), abi.CallRequest{Tool: "forbidden", Params: params})
+		if st, _ := abi.StatusOf(err); st != abi.StatusPermissionDenied {
+			t.Fatalf("call %d: %v; want permission_denied", i, err)
+		}
+	}
+	if grew := int64(heap()) - int64(before); grew > 32<<20 {
+		t.Fatalf("600 denied 1 MiB calls grew the heap by %d MiB; want it bounded", grew>>20)
+	}
+	if d.denials != 600 || len(d.events) > maxDeniedEvents {
+		t.Fatalf("denials %d, events held %d; want 600 and at most %d", d.denials, len(d.events), maxDeniedEvents)
 	}
 }
