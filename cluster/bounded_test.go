@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -412,4 +413,135 @@ func TestConfigRefusesSmallMemTable(t *testing.T) {
 	if _, err := NewFSM(db, nil); err == nil || !strings.Contains(err.Error(), "MemTableSize") {
 		t.Fatalf("NewFSM over a small Badger = %v", err)
 	}
+}
+
+// TestClusterRefusesEntryAlike: on three nodes over loopback, an entry only
+// Apply can refuse is refused by all three alike (same state hash), and
+// they restart clean, one of them rebuilding its state from the Raft log
+// alone (the restart that used to panic at the same index every time).
+func TestClusterRefusesEntryAlike(t *testing.T) {
+	t.Parallel()
+	clock := newFakeClock(time.Unix(1000, 0))
+	cfgs := make([]Config, 3)
+	for i := range cfgs {
+		cfgs[i] = testConfig(t, t.TempDir(), clock)
+		cfgs[i].NodeID, cfgs[i].Bootstrap = fmt.Sprint("n", i+1), i == 0
+	}
+	nodes := openNodes(t, cfgs)
+	lead := nodes[0]
+	if err := lead.WaitLeader(ctxTimeout(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cfgs[1:] {
+		if err := lead.Raft().AddVoter(raft.ServerID(c.NodeID), raft.ServerAddress(c.RaftAddr), 0, 5*time.Second).Error(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx := ctxTimeout(t, 30*time.Second)
+	must := func(cmd Command) any {
+		t.Helper()
+		r, err := lead.Apply(ctx, cmd)
+		if err != nil {
+			t.Fatalf("%T: %v", cmd, err)
+		}
+		return r
+	}
+	now := func() int64 { return clock.Now().UnixNano() }
+	long := strings.Repeat("L", MaxNameBytes)
+	must(&PutAgent{Agent: Agent{Name: "doc", Version: "v1"}, Module: []byte("mod"), Now: now()})
+	must(&SubmitTask{Task: Task{ID: long, Agent: "doc", Version: "v1"}, Now: now()})
+	c := must(&ClaimTask{Node: "n1", TTL: time.Hour, Now: now()}).(*Claim)
+	_, idx, err := lead.ApplyIndexed(ctx, hugeCompletion(long, c.Lease.Token, now()))
+	if !errors.Is(err, ErrTooLarge) || idx == 0 {
+		t.Fatalf("huge completion: index %d, %v; want it committed and refused", idx, err)
+	}
+	must(&SubmitTask{Task: Task{ID: "b", Agent: "doc", Version: "v1"}, Now: now()})
+	cb := must(&ClaimTask{Node: "n1", TTL: time.Hour, Now: now()}).(*Claim)
+	if cb.Task.ID != "b" {
+		t.Fatalf("claim after the refusal got %s", cb.Task.ID)
+	}
+	must(&CompleteTask{TaskID: "b", Token: cb.Lease.Token, Output: json.RawMessage(`1`), Now: now()})
+	hash := sameState(t, nodes, lead.FSM().AppliedIndex())
+
+	for _, n := range nodes {
+		if err := n.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// n3 loses its state store: it must rebuild it from the log, refusal
+	// included, and agree.
+	if err := os.RemoveAll(filepath.Join(cfgs[2].DataDir, "state")); err != nil {
+		t.Fatal(err)
+	}
+	nodes = openNodes(t, cfgs)
+	var leader *Node
+	for leader == nil {
+		for _, n := range nodes {
+			if n.IsLeader() {
+				leader = n
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("no leader after the restart")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	// The new leader's first entries (lease extension) change state: compare
+	// the tasks, then all three hashes after one more command.
+	if err := leader.Barrier(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if tk, _ := leader.FSM().Task(long); tk.State != StateRunning {
+		t.Fatalf("after restart the refused task is %s", tk.State)
+	}
+	if _, err := leader.Apply(ctx, &CancelTask{TaskID: long, Now: now()}); err != nil {
+		t.Fatal(err)
+	}
+	if got := sameState(t, nodes, leader.FSM().AppliedIndex()); got == hash {
+		t.Fatal("state did not move after the cancel") // sanity: the hashes compare something
+	}
+}
+
+func openNodes(t *testing.T, cfgs []Config) []*Node {
+	t.Helper()
+	nodes := make([]*Node, len(cfgs))
+	for i, c := range cfgs {
+		n, err := Open(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { n.Close() })
+		nodes[i] = n
+	}
+	return nodes
+}
+
+// sameState waits until every node has applied index and checks they hold
+// the same state.
+func sameState(t *testing.T, nodes []*Node, index uint64) string {
+	t.Helper()
+	ctx := ctxTimeout(t, 20*time.Second)
+	var first string
+	for i, n := range nodes {
+		if err := n.FSM().WaitApplied(ctx, index); err != nil {
+			t.Fatalf("node %d: %v", i+1, err)
+		}
+		h, err := n.FSM().Hash()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			first = h
+		} else if h != first {
+			t.Fatalf("node %d's state differs at index %d", i+1, index)
+		}
+	}
+	return first
+}
+
+func ctxTimeout(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
 }

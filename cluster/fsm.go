@@ -323,7 +323,7 @@ func (t *tx) refuse(err error) { t.err, t.refused = err, true }
 // limit.
 func (t *tx) charge(n int) bool {
 	if t.lim != nil && (t.entrySize+n > t.lim.entryBytes || t.entryOps+1 > t.lim.entryOps) {
-		t.refuse(fmt.Errorf("%w: the entry writes more than one entry may (%d bytes or %d keys, by the FSM's count)",
+		t.refuse(fmt.Errorf("%w: the entry would write more than the per-entry limit of %d bytes or %d keys (by the FSM's count)",
 			ErrTooLarge, t.lim.entryBytes, t.lim.entryOps))
 		return false
 	}
