@@ -426,6 +426,10 @@ func TestClusterRefusesEntryAlike(t *testing.T) {
 	for i := range cfgs {
 		cfgs[i] = testConfig(t, t.TempDir(), clock)
 		cfgs[i].NodeID, cfgs[i].Bootstrap = fmt.Sprint("n", i+1), i == 0
+		// The defaults' timeouts: three nodes under the race detector on a
+		// loaded machine flap with the single-node tests' 100 ms.
+		d := DefaultConfig()
+		cfgs[i].HeartbeatTimeout, cfgs[i].ElectionTimeout, cfgs[i].LeaderLeaseTimeout = d.HeartbeatTimeout, d.ElectionTimeout, d.LeaderLeaseTimeout
 	}
 	nodes := openNodes(t, cfgs)
 	lead := nodes[0]
@@ -437,10 +441,10 @@ func TestClusterRefusesEntryAlike(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ctx := ctxTimeout(t, 30*time.Second)
+	ctx := ctxTimeout(t, 60*time.Second)
 	must := func(cmd Command) any {
 		t.Helper()
-		r, err := lead.Apply(ctx, cmd)
+		r, _, err := applyOnLeader(ctx, t, nodes, cmd)
 		if err != nil {
 			t.Fatalf("%T: %v", cmd, err)
 		}
@@ -451,7 +455,7 @@ func TestClusterRefusesEntryAlike(t *testing.T) {
 	must(&PutAgent{Agent: Agent{Name: "doc", Version: "v1"}, Module: []byte("mod"), Now: now()})
 	must(&SubmitTask{Task: Task{ID: long, Agent: "doc", Version: "v1"}, Now: now()})
 	c := must(&ClaimTask{Node: "n1", TTL: time.Hour, Now: now()}).(*Claim)
-	_, idx, err := lead.ApplyIndexed(ctx, hugeCompletion(long, c.Lease.Token, now()))
+	_, idx, err := applyOnLeader(ctx, t, nodes, hugeCompletion(long, c.Lease.Token, now()))
 	if !errors.Is(err, ErrTooLarge) || idx == 0 {
 		t.Fatalf("huge completion: index %d, %v; want it committed and refused", idx, err)
 	}
@@ -461,7 +465,7 @@ func TestClusterRefusesEntryAlike(t *testing.T) {
 		t.Fatalf("claim after the refusal got %s", cb.Task.ID)
 	}
 	must(&CompleteTask{TaskID: "b", Token: cb.Lease.Token, Output: json.RawMessage(`1`), Now: now()})
-	hash := sameState(t, nodes, lead.FSM().AppliedIndex())
+	hash := sameState(t, nodes, maxApplied(nodes))
 
 	for _, n := range nodes {
 		if err := n.Close(); err != nil {
@@ -474,33 +478,53 @@ func TestClusterRefusesEntryAlike(t *testing.T) {
 		t.Fatal(err)
 	}
 	nodes = openNodes(t, cfgs)
-	var leader *Node
-	for leader == nil {
+	// The new leader's first entry (lease extension) changes state: compare
+	// the task, then all three hashes after one more command.
+	_, idx, err = applyOnLeader(ctx, t, nodes, &CancelTask{TaskID: long, Now: now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes {
+		if err := n.FSM().WaitApplied(ctx, idx); err != nil {
+			t.Fatal(err)
+		}
+		if tk, _ := n.FSM().Task(long); tk.State != StateCancelled || len(tk.History) != 1 || tk.History[0].Outcome != string(StateCancelled) {
+			t.Fatalf("%s: the refused completion's task after restart: %s %+v", n.ID(), tk.State, tk.History)
+		}
+	}
+	if got := sameState(t, nodes, maxApplied(nodes)); got == hash {
+		t.Fatal("state did not move after the cancel") // sanity: the hashes compare something
+	}
+}
+
+// applyOnLeader proposes cmd through whichever node leads, trying again
+// while no node does or a leader stepped down before enqueuing it.
+func applyOnLeader(ctx context.Context, t *testing.T, nodes []*Node, cmd Command) (any, uint64, error) {
+	t.Helper()
+	for {
 		for _, n := range nodes {
-			if n.IsLeader() {
-				leader = n
+			if !n.IsLeader() {
+				continue
+			}
+			r, idx, err := n.ApplyIndexed(ctx, cmd)
+			if !errors.Is(err, ErrNotLeader) || errors.Is(err, ErrOutcomeUnknown) {
+				return r, idx, err
 			}
 		}
 		select {
 		case <-ctx.Done():
-			t.Fatal("no leader after the restart")
+			t.Fatalf("%T: no leader took it: %v", cmd, ctx.Err())
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	// The new leader's first entries (lease extension) change state: compare
-	// the tasks, then all three hashes after one more command.
-	if err := leader.Barrier(ctx); err != nil {
-		t.Fatal(err)
+}
+
+func maxApplied(nodes []*Node) uint64 {
+	var m uint64
+	for _, n := range nodes {
+		m = max(m, n.FSM().AppliedIndex())
 	}
-	if tk, _ := leader.FSM().Task(long); tk.State != StateRunning {
-		t.Fatalf("after restart the refused task is %s", tk.State)
-	}
-	if _, err := leader.Apply(ctx, &CancelTask{TaskID: long, Now: now()}); err != nil {
-		t.Fatal(err)
-	}
-	if got := sameState(t, nodes, leader.FSM().AppliedIndex()); got == hash {
-		t.Fatal("state did not move after the cancel") // sanity: the hashes compare something
-	}
+	return m
 }
 
 func openNodes(t *testing.T, cfgs []Config) []*Node {
