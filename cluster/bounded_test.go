@@ -12,6 +12,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/hashicorp/raft"
@@ -568,4 +569,33 @@ func ctxTimeout(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// TestBoundedFitsTheLimits: what a proposer cuts with Bounded passes Validate.
+func TestBoundedFitsTheLimits(t *testing.T) {
+	t.Parallel()
+	big := strings.Repeat("é", MaxErrorMessageBytes) // two bytes a rune: cut mid-rune
+	ev := Event{Type: "call_denied", Tool: big, Message: big, Detail: json.RawMessage(`"` + big + `"`)}.Bounded()
+	if err := (&AppendJournal{TaskID: "t", Events: []Event{ev}}).Validate(); err != nil {
+		t.Fatalf("bounded event: %v", err)
+	}
+	if !json.Valid(ev.Detail) || !utf8ValidAll(ev.Tool, ev.Message) {
+		t.Fatalf("bounded event is not valid text: %q", ev.Detail)
+	}
+	te := TaskError{Class: ClassPermanent, Message: big, StderrTail: "start" + big + "panic: end"}.Bounded()
+	if err := (&FailAttempt{TaskID: "t", Error: te}).Validate(); err != nil {
+		t.Fatalf("bounded error: %v", err)
+	}
+	if !strings.HasSuffix(te.StderrTail, "panic: end") || !utf8ValidAll(te.Message, te.StderrTail) {
+		t.Fatal("the stderr tail must keep its end, on a rune boundary")
+	}
+}
+
+func utf8ValidAll(ss ...string) bool {
+	for _, s := range ss {
+		if !utf8.ValidString(s) {
+			return false
+		}
+	}
+	return true
 }

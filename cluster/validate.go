@@ -3,6 +3,7 @@ package cluster
 import (
 	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // Validate checks what a command carries against the limits in limits.go and
@@ -126,6 +127,9 @@ func (c *PutAgent) Validate() error {
 	}
 	if len(c.Module) > MaxInlineModule {
 		return fmt.Errorf("%w: %w: inline module is %d bytes, limit %d; send it in chunks", ErrInvalidCmd, ErrTooLarge, len(c.Module), MaxInlineModule)
+	}
+	if ag.Manifest.MaxAttempts > MaxAttemptsPerTask {
+		return fmt.Errorf("%w: manifest max_attempts %d: want at most %d", ErrInvalidCmd, ag.Manifest.MaxAttempts, MaxAttemptsPerTask)
 	}
 	for i, tool := range ag.Manifest.Tools {
 		if err := checkName(fmt.Sprintf("manifest tool %d", i), tool, true); err != nil {
@@ -269,4 +273,37 @@ func (c *MarkEffectDone) Validate() error {
 		return err
 	}
 	return checkBytes("effect error", len(c.Error), MaxErrorMessageBytes)
+}
+
+// Bounded returns e cut to the event limits, for proposers that record what
+// a guest or a tool said: names and the message are cut on a rune boundary,
+// and a detail over the limit is replaced by a note of its size (cutting
+// JSON would break it).
+func (e Event) Bounded() Event {
+	e.Type, e.CallID, e.Tool = truncate(e.Type, MaxNameBytes), truncate(e.CallID, MaxNameBytes), truncate(e.Tool, MaxNameBytes)
+	e.Message = truncate(e.Message, MaxEventMessageBytes)
+	if len(e.Detail) > MaxEventDetailBytes {
+		e.Detail = []byte(fmt.Sprintf(`{"truncated_bytes":%d}`, len(e.Detail)))
+	}
+	return e
+}
+
+// Bounded returns e cut to the failure limits: the message keeps its start,
+// the stderr tail its end (where a panic's last lines are).
+func (e TaskError) Bounded() TaskError {
+	e.Message = truncate(e.Message, MaxErrorMessageBytes)
+	e.StderrTail = tail(e.StderrTail, MaxStderrTailBytes)
+	return e
+}
+
+// tail keeps at most the last n bytes of s, from a rune boundary.
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	i := len(s) - n
+	for i < len(s) && !utf8.RuneStart(s[i]) {
+		i++
+	}
+	return s[i:]
 }
