@@ -248,43 +248,62 @@ func TestApplyRefusesEntryOverWriteLimit(t *testing.T) {
 }
 
 // TestApplyBatchSplitsTransactions: a batch whose entries together exceed
-// Badger's transaction limit, in bytes and in writes, applies whole.
+// Badger's transaction limit, in bytes or in writes, applies whole.
 func TestApplyBatchSplitsTransactions(t *testing.T) {
 	t.Parallel()
-	f, db := openDiskFSM(t, t.TempDir(), MinBadgerMemTableSize)
-	defer db.Close()
-	h := &harness{t: t, fsm: f}
-	h.agent("doc", "v1", "m")
-	h.submit("t", RetryPolicy{}, 0)
-	c := h.claim(1)
-	var cmds []Command
-	// ~16 MB in 150 results of 100 KiB (Badger takes 5 MB per transaction)...
 	big := json.RawMessage(`"` + strings.Repeat("r", 100<<10) + `"`)
-	for i := 0; i < 150; i++ {
-		cmds = append(cmds, &RecordResult{TaskID: "t", Token: c.Lease.Token, CallID: fmt.Sprint("big-", i), Tool: "http", Status: "ok", Result: big, Now: 2})
-	}
-	// ...and 61,440 journal events in 60 entries (Badger takes 52,428 writes).
 	evs := make([]Event, MaxEventsPerEntry)
 	for i := range evs {
 		evs[i] = Event{Type: "call_denied", Tool: "shell"}
 	}
-	for i := 0; i < 60; i++ {
-		cmds = append(cmds, &AppendJournal{TaskID: "t", Token: c.Lease.Token, Events: evs, Now: 3})
+	tests := []struct {
+		name    string
+		opsOnly bool // commit on the op count alone
+		n       int
+		cmd     func(i int, token uint64) Command
+	}{
+		// ~6 MB in 60 results of 100 KiB; Badger takes 5 MB per transaction.
+		{"bytes", false, 60, func(i int, token uint64) Command {
+			return &RecordResult{TaskID: "t", Token: token, CallID: fmt.Sprint("big-", i), Tool: "http", Status: "ok", Result: big, Now: 2}
+		}},
+		// 56,320 small events in 55 entries; Badger takes 52,428 writes.
+		{"writes", true, 55, func(i int, token uint64) Command {
+			return &AppendJournal{TaskID: "t", Token: token, Events: evs, Now: 3}
+		}},
 	}
-	batch := entries(t, h.idx+1, cmds...)
-	for i, r := range h.applyLogs(batch) {
-		if err, ok := r.(error); ok {
-			t.Fatalf("entry %d: %v", i, err)
-		}
-	}
-	if calls, _ := f.Calls("t"); len(calls) != 150 {
-		t.Fatalf("%d results stored, want 150", len(calls))
-	}
-	if ev, _ := f.Journal("t"); len(ev) < 60*MaxEventsPerEntry {
-		t.Fatalf("%d journal events, want at least %d", len(ev), 60*MaxEventsPerEntry)
-	}
-	if f.AppliedIndex() != h.idx {
-		t.Fatalf("applied %d, want %d", f.AppliedIndex(), h.idx)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f, db := openDiskFSM(t, t.TempDir(), MinBadgerMemTableSize)
+			defer db.Close()
+			if tt.opsOnly {
+				f.lim.commitBytes = 1 << 40
+			}
+			h := &harness{t: t, fsm: f}
+			h.agent("doc", "v1", "m")
+			h.submit("t", RetryPolicy{}, 0)
+			c := h.claim(1)
+			var cmds []Command
+			for i := 0; i < tt.n; i++ {
+				cmds = append(cmds, tt.cmd(i, c.Lease.Token))
+			}
+			for i, r := range h.applyLogs(entries(t, h.idx+1, cmds...)) {
+				if err, ok := r.(error); ok {
+					t.Fatalf("entry %d: %v", i, err)
+				}
+			}
+			if f.AppliedIndex() != h.idx {
+				t.Fatalf("applied %d, want %d", f.AppliedIndex(), h.idx)
+			}
+			if n := f.txnTooBig.Load(); n != 0 {
+				t.Fatalf("Badger refused %d shared transactions: the FSM's count fell below Badger's", n)
+			}
+			calls, _ := f.Calls("t")
+			ev, _ := f.Journal("t")
+			if tt.name == "bytes" && len(calls) != tt.n || tt.name == "writes" && len(ev) < tt.n*MaxEventsPerEntry {
+				t.Fatalf("%d results and %d events stored", len(calls), len(ev))
+			}
+		})
 	}
 }
 
@@ -294,14 +313,14 @@ func TestApplyBatchSplitsTransactions(t *testing.T) {
 // the outcome does not depend on how the entries were batched.
 func TestBadgerRefusalRetriesEntryAlone(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t) // in memory, 64 MiB memtable: 10 MB per transaction
+	h := newHarness(t) // Badger takes 5 MB per transaction
 	h.fsm.lim.commitBytes, h.fsm.lim.commitOps = 1<<40, 1<<40
 	h.agent("doc", "v1", "m")
 	h.submit("t", RetryPolicy{}, 0)
 	c := h.claim(1)
 	big := json.RawMessage(`"` + strings.Repeat("r", 200<<10) + `"`)
 	var cmds []Command
-	for i := 0; i < 80; i++ { // 16 MB
+	for i := 0; i < 40; i++ { // 8 MB
 		cmds = append(cmds, &RecordResult{TaskID: "t", Token: c.Lease.Token, CallID: fmt.Sprint("c", i), Tool: "http", Status: "ok", Result: big, Now: 2})
 	}
 	for i, r := range h.applyLogs(entries(t, h.idx+1, cmds...)) {
@@ -309,8 +328,11 @@ func TestBadgerRefusalRetriesEntryAlone(t *testing.T) {
 			t.Fatalf("entry %d: %v", i, err)
 		}
 	}
-	if calls, _ := h.fsm.Calls("t"); len(calls) != 80 {
-		t.Fatalf("%d results stored, want 80", len(calls))
+	if h.fsm.txnTooBig.Load() == 0 {
+		t.Fatal("the test did not reach Badger's limit")
+	}
+	if calls, _ := h.fsm.Calls("t"); len(calls) != 40 {
+		t.Fatalf("%d results stored, want 40", len(calls))
 	}
 	indexesAgree(t, h.fsm)
 }

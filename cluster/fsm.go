@@ -58,11 +58,14 @@ var defaultWriteLimits = writeLimits{entryBytes: entryMaxBytes, entryOps: entryM
 // FSM is the replicated state machine. Raft calls Apply/ApplyBatch from one
 // goroutine; reads go straight to Badger and may run concurrently.
 type FSM struct {
-	db      *badger.DB
-	log     hclog.Logger
-	idx     *indexes
-	lim     writeLimits
-	applied atomic.Uint64
+	db  *badger.DB
+	log hclog.Logger
+	idx *indexes
+	lim writeLimits
+	// txnTooBig counts shared transactions Badger refused though the
+	// write limits should prevent it (tests assert none).
+	txnTooBig atomic.Uint64
+	applied   atomic.Uint64
 	// onApply, if set, is told about each applied command (metrics). Atomic
 	// because it is installed after Raft has started applying.
 	onApply atomic.Pointer[func(MessageType, any)]
@@ -203,6 +206,9 @@ func (f *FSM) refuse(t *tx, logs []*raft.Log, pending []int, i int, resps []any)
 	cause := t.err
 	t = f.rollback(t, logs, pending, resps)
 	if errors.Is(cause, badger.ErrTxnTooBig) && len(pending) > 0 {
+		f.txnTooBig.Add(1)
+		f.log.Warn("Badger refused a shared transaction within the FSM's write limits; retrying the entry alone",
+			"index", logs[i].Index, "entries_before", len(pending))
 		if resps[i] = f.applyEntry(t, logs[i]); !t.refused {
 			return t
 		}

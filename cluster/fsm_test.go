@@ -25,7 +25,9 @@ type harness struct {
 
 func newFSM(t testing.TB) *FSM {
 	t.Helper()
-	db, err := badger.Open(badger.DefaultOptions("").WithInMemory(true).WithLogger(nil))
+	// The smallest memtable Open allows: the cheapest, and the tightest
+	// Badger transaction the FSM must stay under.
+	db, err := badger.Open(badger.DefaultOptions("").WithInMemory(true).WithLogger(nil).WithMemTableSize(MinBadgerMemTableSize))
 	if err != nil {
 		t.Fatal(err)
 	}
