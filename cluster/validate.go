@@ -266,8 +266,8 @@ func (c *AppendJournal) Validate() error {
 }
 
 func (c *MarkEffectDone) Validate() error {
-	if c.N < 0 || c.N >= MaxEffectsPerTask {
-		return fmt.Errorf("%w: effect number %d: want 0 to %d", ErrInvalidCmd, c.N, MaxEffectsPerTask-1)
+	if c.N < 0 {
+		return fmt.Errorf("%w: effect number %d is negative", ErrInvalidCmd, c.N)
 	}
 	if err := checkNames("task id", c.TaskID); err != nil {
 		return err
