@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // Claim is the response to a granted ClaimTask.
@@ -19,8 +20,10 @@ type SubmitResult struct {
 	Existing bool `json:"existing"` // the idempotency key matched an earlier task
 }
 
-// applier applies one log entry. Every apply function validates before it
-// writes, so a rejected command leaves no trace but its response.
+// applier applies one log entry. Every command is validated first (the same
+// Validate the proposer ran), and every apply function checks state before
+// it writes, so a rejected command leaves no trace but its response (and a
+// fence rejection counted).
 type applier struct {
 	*tx
 	idx    uint64
@@ -28,6 +31,9 @@ type applier struct {
 }
 
 func (a *applier) apply(cmd Command) any {
+	if err := cmd.Validate(); err != nil {
+		return err
+	}
 	switch c := cmd.(type) {
 	case *PutAgent:
 		return a.putAgent(c)
@@ -64,9 +70,6 @@ func (a *applier) apply(cmd Command) any {
 	case *PutModuleChunk:
 		return a.putModuleChunk(c)
 	case *SetMember:
-		if c.Member.ID == "" {
-			return fmt.Errorf("%w: member id is empty", ErrInvalidCmd)
-		}
 		a.put(memberKey(c.Member.ID), c.Member)
 		return c.Member
 	}
@@ -116,12 +119,6 @@ func (a *applier) fenced(id string, token uint64) (*Task, error) {
 
 func (a *applier) putAgent(c *PutAgent) any {
 	ag := c.Agent
-	if ag.Name == "" || ag.Version == "" {
-		return fmt.Errorf("%w: agent name and version are required", ErrInvalidCmd)
-	}
-	if len(c.Module) > MaxInlineModule {
-		return fmt.Errorf("%w: inline module is %d bytes, limit %d; send it in chunks", ErrInvalidCmd, len(c.Module), MaxInlineModule)
-	}
 	module := c.Module
 	if len(module) == 0 {
 		// Chunked upload: the chunks are already applied; check them whole.
@@ -176,18 +173,12 @@ func (a *applier) module(digest string, size int) ([]byte, error) {
 }
 
 func (a *applier) putModuleChunk(c *PutModuleChunk) any {
-	if len(c.Digest) != 64 || c.N < 0 || len(c.Data) == 0 || len(c.Data) > moduleChunk {
-		return fmt.Errorf("%w: module chunk %d of %.12s: bad digest, index or size (%d bytes)", ErrInvalidCmd, c.N, c.Digest, len(c.Data))
-	}
 	a.putRaw(moduleKey(c.Digest, c.N), c.Data)
 	return nil
 }
 
 func (a *applier) submit(c *SubmitTask) any {
 	t := c.Task
-	if t.ID == "" || t.Agent == "" || t.Version == "" {
-		return fmt.Errorf("%w: task id, agent and version are required", ErrInvalidCmd)
-	}
 	if t.IdempotencyKey != "" {
 		if b, ok := a.getRaw(idemKey(t.IdempotencyKey)); ok {
 			existing, err := a.loadTask(string(b))
@@ -211,6 +202,13 @@ func (a *applier) submit(c *SubmitTask) any {
 		t.Policy.MaxAttempts = ag.Manifest.MaxAttempts
 	}
 	t.Policy = t.Policy.withDefaults()
+	// The task's budget: the manifest's, what the submitter overrode, then
+	// the defaults. The manifest's was valid when registered; the sum is
+	// checked again because that is what the executor enforces.
+	t.Budget = ag.Manifest.Budget.Override(t.Budget).WithDefaults()
+	if err := validateBudget("task "+t.ID, t.Budget); err != nil {
+		return err
+	}
 	t.State, t.Seq, t.Attempts = StateQueued, a.idx, 0
 	t.CreatedAt, t.UpdatedAt, t.NextAt = c.Now, c.Now, c.Now
 	t.Lease, t.Output, t.Error, t.History = nil, nil, nil, nil
@@ -224,9 +222,6 @@ func (a *applier) submit(c *SubmitTask) any {
 }
 
 func (a *applier) claim(c *ClaimTask) any {
-	if c.Node == "" || c.TTL <= 0 {
-		return fmt.Errorf("%w: claim needs a node and a positive TTL", ErrInvalidCmd)
-	}
 	first, ok := a.tx.idx.runq.first()
 	if !ok {
 		return nil
@@ -256,9 +251,6 @@ func (a *applier) claim(c *ClaimTask) any {
 }
 
 func (a *applier) renew(c *RenewLease) any {
-	if c.TTL <= 0 {
-		return fmt.Errorf("%w: renew needs a positive TTL", ErrInvalidCmd)
-	}
 	t, err := a.fenced(c.TaskID, c.Token)
 	if err != nil {
 		return err
@@ -313,7 +305,7 @@ func (a *applier) endAttempt(t *Task, e TaskError, jitter uint64, now int64) {
 	t.Lease, t.UpdatedAt = nil, now
 	h := a.lastAttempt(t)
 	if h != nil {
-		h.EndedAt, h.Outcome, h.Error = now, string(e.Class), e.Message
+		h.EndedAt, h.Outcome, h.Error = now, string(e.Class), truncate(e.Message, maxHistoryError)
 	}
 	retryable := e.Class == ClassTransient || e.Class == ClassExpired
 	switch {
@@ -413,6 +405,7 @@ func (a *applier) complete(c *CompleteTask) any {
 		}
 		a.del(k)
 	}
+	a.dropStageCount(t.ID)
 	for i, e := range c.Outbox {
 		e.TaskID, e.N, e.Done = t.ID, i, false
 		a.put(outboxKey(t.ID, i), e)
@@ -423,11 +416,6 @@ func (a *applier) complete(c *CompleteTask) any {
 }
 
 func (a *applier) fail(c *FailAttempt) any {
-	switch c.Error.Class {
-	case ClassTransient, ClassPermanent, ClassPolicy, ClassBudget, ClassInDoubt:
-	default:
-		return fmt.Errorf("%w: error class %q", ErrInvalidCmd, c.Error.Class)
-	}
 	t, err := a.fenced(c.TaskID, c.Token)
 	if err != nil {
 		return err
@@ -454,6 +442,11 @@ func (a *applier) retryDLQ(c *RetryDLQ) any {
 		}
 		t.Version = c.Version
 	}
+	budget := t.Budget.Override(c.Budget).WithDefaults()
+	if err := validateBudget("task "+t.ID, budget); err != nil {
+		return err
+	}
+	t.Budget = budget
 	a.del(dlqKey(t.ID))
 	t.State, t.Attempts, t.NextAt, t.UpdatedAt = StateQueued, 0, c.Now, c.Now
 	a.putRaw(runqKey(t.NextAt, t.Seq, t.ID), nil)
@@ -469,9 +462,6 @@ func (a *applier) discard(c *DiscardDLQ) any {
 	}
 	if t.State != StateDeadLetter {
 		return fmt.Errorf("task %s is %s, not dead_letter: %w", t.ID, t.State, ErrInvalidState)
-	}
-	if strings.TrimSpace(c.Reason) == "" {
-		return fmt.Errorf("%w: discard needs a reason", ErrInvalidCmd)
 	}
 	a.del(dlqKey(t.ID))
 	a.dropStaged(t.ID)
@@ -511,22 +501,49 @@ func (a *applier) dropStaged(taskID string) {
 	for _, k := range a.keys(stagePrefix(taskID), 0) {
 		a.del(k)
 	}
+	a.dropStageCount(taskID)
 }
 
-func (a *applier) stage(c *StageWrite) any {
-	if c.Write.Key == "" {
-		return fmt.Errorf("%w: kv key is empty", ErrInvalidCmd)
+func (a *applier) dropStageCount(taskID string) {
+	if _, ok := a.getRaw(stageCountKey(taskID)); ok {
+		a.del(stageCountKey(taskID))
 	}
+}
+
+// stage records a kv write for the task's completion. Every staged write is
+// applied by the one CompleteTask entry, so a task may stage at most
+// MaxStagedWrites of at most MaxStagedBytes in all, counted in
+// stageCountKey as they are staged.
+func (a *applier) stage(c *StageWrite) any {
 	t, err := a.fenced(c.TaskID, c.Token)
 	if err != nil {
 		return err
 	}
+	var n, size uint64
+	if b, ok := a.getRaw(stageCountKey(t.ID)); ok && len(b) == 16 {
+		n, size = u64(b[:8]), u64(b[8:])
+	}
+	w := uint64(stagedBytes(c.Write))
+	if n+1 > MaxStagedWrites {
+		return fmt.Errorf("task %s: %w: staged writes would be %d, limit %d", t.ID, ErrTooLarge, n+1, MaxStagedWrites)
+	}
+	if size+w > MaxStagedBytes {
+		return fmt.Errorf("task %s: %w: staged writes would hold %d bytes, limit %d", t.ID, ErrTooLarge, size+w, MaxStagedBytes)
+	}
+	a.putRaw(stageCountKey(t.ID), append(putU64(n+1), putU64(size+w)...))
 	a.put(stageKey(t.ID, a.idx), c.Write)
 	return nil
 }
 
+// appendJournal adds events; with a token, only while the lease holds.
 func (a *applier) appendJournal(c *AppendJournal) any {
-	if _, err := a.loadTask(c.TaskID); err != nil {
+	var err error
+	if c.Token != 0 {
+		_, err = a.fenced(c.TaskID, c.Token)
+	} else {
+		_, err = a.loadTask(c.TaskID)
+	}
+	if err != nil {
 		return err
 	}
 	for _, e := range c.Events {
@@ -551,4 +568,20 @@ func (a *applier) effectDone(c *MarkEffectDone) any {
 	}
 	a.journal(c.TaskID, c.Now, ev)
 	return nil
+}
+
+// maxHistoryError bounds the error an attempt's history line keeps (the task's
+// last error and the journal keep it whole): a task record carries a line
+// per attempt and is rewritten by every claim.
+const maxHistoryError = 256
+
+// truncate cuts s to at most n bytes, on a rune boundary.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }

@@ -55,6 +55,10 @@ func (t MessageType) String() string {
 // clock reading (Now, unix nanos) so Apply never reads a clock.
 type Command interface {
 	messageType() MessageType
+	// Validate refuses what the FSM would refuse without reading state:
+	// sizes over the limits in limits.go (ErrTooLarge) and malformed fields
+	// (ErrInvalidCmd). See validate.go.
+	Validate() error
 }
 
 // PutAgent registers a module version. Module holds the wasm bytes when they
@@ -199,7 +203,9 @@ type StageWrite struct {
 	Now    int64   `json:"now"`
 }
 
-// AppendJournal adds events to a task's journal.
+// AppendJournal adds events to a task's journal. With a Token it is fenced
+// like RecordResult: a worker flushing a long attempt's events in chunks (at
+// most MaxEventsPerEntry each) cannot write after it lost the lease.
 type AppendJournal struct {
 	TaskID string  `json:"task_id"`
 	Token  uint64  `json:"token,omitempty"` // when set, fenced like a ledger write
@@ -235,8 +241,28 @@ func (MarkEffectDone) messageType() MessageType { return MsgMarkEffectDone }
 func (PutModuleChunk) messageType() MessageType { return MsgPutModuleChunk }
 func (SetMember) messageType() MessageType      { return MsgSetMember }
 
-// Encode renders a command as a log entry: one type byte, then JSON.
+// Encode renders a command as a log entry: one type byte, then JSON. It
+// refuses, before anything is proposed, a command Validate refuses
+// (ErrTooLarge or ErrInvalidCmd) and one whose entry would exceed
+// MaxCommandBytes (ErrTooLarge), naming the command type, its size and the
+// limit.
 func Encode(c Command) ([]byte, error) {
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", c.messageType(), err)
+	}
+	b, err := marshal(c)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > MaxCommandBytes {
+		return nil, fmt.Errorf("%s: %w: command is %d bytes, limit %d", c.messageType(), ErrTooLarge, len(b), MaxCommandBytes)
+	}
+	return b, nil
+}
+
+// marshal is Encode without the checks: tests use it to build entries only
+// Apply may refuse.
+func marshal(c Command) ([]byte, error) {
 	body, err := json.Marshal(c)
 	if err != nil {
 		return nil, fmt.Errorf("encode %s: %w", c.messageType(), err)

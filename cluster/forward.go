@@ -16,14 +16,21 @@ import (
 
 // DecodeCommand parses an encoded command (Encode's output) for forwarding.
 // Unlike the FSM it refuses types it does not know, flag or not: a leader
-// should not commit an entry it cannot apply.
+// should not commit an entry it cannot apply. It refuses what Encode would
+// have: an entry over MaxCommandBytes, or a command Validate refuses.
 func DecodeCommand(b []byte) (Command, error) {
+	if len(b) > MaxCommandBytes {
+		return nil, fmt.Errorf("%s: %w: command is %d bytes, limit %d", MessageType(b[0]), ErrTooLarge, len(b), MaxCommandBytes)
+	}
 	c, ok, err := decode(b)
 	if err != nil {
 		return nil, err
 	}
 	if !ok {
 		return nil, fmt.Errorf("%w: unknown type %d", ErrInvalidCmd, b[0])
+	}
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", c.messageType(), err)
 	}
 	return c, nil
 }
@@ -45,7 +52,10 @@ var sentinels = []struct {
 	err  error
 }{
 	{"not_found", ErrNotFound}, {"stale_token", ErrStaleToken}, {"invalid_state", ErrInvalidState},
-	{"not_leader", ErrNotLeader}, {"unknown_agent", ErrUnknownAgent}, {"invalid_command", ErrInvalidCmd},
+	{"not_leader", ErrNotLeader}, {"unknown_agent", ErrUnknownAgent},
+	// too_large before invalid_command: an error may wrap both, and the
+	// size is the more useful one to branch on.
+	{"too_large", ErrTooLarge}, {"invalid_command", ErrInvalidCmd},
 	{"already_exists", ErrAlreadyExists},
 }
 
@@ -142,9 +152,9 @@ func (e *RemoteError) Unwrap() error { return e.err }
 // ApplyIndexed is Apply that also returns the entry's Raft index, so a
 // follower that forwarded the command can wait to have applied it too.
 func (n *Node) ApplyIndexed(ctx context.Context, cmd Command) (any, uint64, error) {
-	data, err := Encode(cmd)
+	data, err := Encode(cmd) // refuses, unproposed, what the FSM would refuse unread
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, fmt.Errorf("apply %w", err)
 	}
 	timeout := n.cfg.ApplyTimeout
 	if dl, ok := ctx.Deadline(); ok {

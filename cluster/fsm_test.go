@@ -25,7 +25,9 @@ type harness struct {
 
 func newFSM(t testing.TB) *FSM {
 	t.Helper()
-	db, err := badger.Open(badger.DefaultOptions("").WithInMemory(true).WithLogger(nil))
+	// The smallest memtable Open allows: the cheapest, and the tightest
+	// Badger transaction the FSM must stay under.
+	db, err := badger.Open(badger.DefaultOptions("").WithInMemory(true).WithLogger(nil).WithMemTableSize(MinBadgerMemTableSize))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,9 +43,11 @@ func newHarness(t testing.TB) *harness {
 	return &harness{t: t, fsm: newFSM(t)}
 }
 
+// apply feeds c to the FSM unchecked (marshal, not Encode), so Apply's own
+// refusals are what tests see.
 func (h *harness) apply(c Command) any {
 	h.t.Helper()
-	data, err := Encode(c)
+	data, err := marshal(c)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -479,8 +483,12 @@ func TestLargeModuleInChunks(t *testing.T) {
 	if err, _ := h.apply(&PutAgent{Agent: Agent{Name: "big", Version: "v2", Digest: strings.Repeat("ab", 32), Size: 3 * ModuleChunkSize}}).(error); !errors.Is(err, ErrInvalidCmd) {
 		t.Fatalf("agent over missing chunks: %v", err)
 	}
-	if err, _ := h.apply(&PutAgent{Agent: Agent{Name: "big", Version: "v3"}, Module: module}).(error); !errors.Is(err, ErrInvalidCmd) {
+	if err, _ := h.apply(&PutAgent{Agent: Agent{Name: "big", Version: "v3"}, Module: module[:MaxInlineModule+1]}).(error); !errors.Is(err, ErrInvalidCmd) || !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("oversized inline module: %v", err)
+	}
+	// An entry past MaxCommandBytes is refused whole, before it is decoded.
+	if err, _ := h.apply(&PutAgent{Agent: Agent{Name: "big", Version: "v3"}, Module: module}).(error); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("entry over MaxCommandBytes: %v", err)
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 //	l/TASK/CALL                    LedgerRecord
 //	j/TASK/SEQ                     Event
 //	st/TASK/SEQ                    staged KVWrite
+//	sc/TASK                        staged writes' count and bytes (2 × u64 BE)
 //	kv/KEY                         committed kv value
 //	ob/TASK/N                      outbox Effect
 //	mb/ID                          Member (API address)
@@ -61,6 +62,7 @@ func journalKey(task string, seq uint64) []byte { return []byte("j/" + task + "/
 func journalPrefix(task string) []byte          { return []byte("j/" + task + "/") }
 func stageKey(task string, seq uint64) []byte   { return []byte("st/" + task + "/" + hex16(seq)) }
 func stagePrefix(task string) []byte            { return []byte("st/" + task + "/") }
+func stageCountKey(task string) []byte          { return []byte("sc/" + task) }
 func kvKey(key string) []byte                   { return []byte("kv/" + key) }
 func outboxKey(task string, n int) []byte       { return []byte(fmt.Sprintf("ob/%s/%04x", task, n)) }
 func outboxPrefix(task string) []byte           { return []byte("ob/" + task + "/") }

@@ -45,6 +45,17 @@ const (
 
 	// MaxCallsPerTask is the hard ceiling on a task's calls budget.
 	MaxCallsPerTask = 1_000_000
+
+	// MaxNameBytes bounds every identifier a command carries (task, call,
+	// agent, node, kv key, idempotency key, tool, event type): each is part
+	// of a Badger key, and Badger refuses keys over 65,000 bytes.
+	MaxNameBytes = 1 << 10
+	// MaxInputBytes bounds a task's input: the task record carrying it is
+	// rewritten by every claim and renewal.
+	MaxInputBytes = 1 << 20
+	// MaxAttemptsPerTask bounds a retry policy's attempts: each attempt
+	// adds a line to the task record's history.
+	MaxAttemptsPerTask = 1000
 )
 
 // ErrTooLarge marks a command, or a part of one, over a limit above. The

@@ -67,7 +67,9 @@ type Config struct {
 	// History, if set, records the lease commands this node's leader loop
 	// proposes (expiries) for linearizability checks.
 	History *History
-	// BadgerMemory keeps Badger's caches small (tests run many nodes).
+	// BadgerMemTableSize is Badger's memtable size. It also sets the largest
+	// Badger transaction (15% of it), so it may not go below
+	// MinBadgerMemTableSize: one entry at the FSM's write limit must fit.
 	BadgerMemTableSize int64
 }
 
@@ -110,6 +112,8 @@ func (c Config) Validate() error {
 		return errors.New("cluster config: ExpiryInterval must be positive")
 	case c.Clock == nil:
 		return errors.New("cluster config: Clock is nil")
+	case c.BadgerMemTableSize < MinBadgerMemTableSize:
+		return fmt.Errorf("cluster config: BadgerMemTableSize %d is below %d (MinBadgerMemTableSize): the FSM's largest entry must fit one Badger transaction", c.BadgerMemTableSize, MinBadgerMemTableSize)
 	case c.LogStore != "" && c.LogStore != LogStoreWAL && c.LogStore != LogStoreBolt:
 		return fmt.Errorf("cluster config: LogStore %q is neither %q nor %q", c.LogStore, LogStoreWAL, LogStoreBolt)
 	}
