@@ -137,10 +137,7 @@ func newLedgerDispatcher(c Cluster, tools *plugins.Registry, claim *cluster.Clai
 // note adds an event to the attempt's journal, cut to the sizes the FSM
 // accepts.
 func (d *ledgerDispatcher) note(e cluster.Event) {
-	e.Message = truncate(e.Message, cluster.MaxEventMessageBytes)
-	if len(e.Detail) > cluster.MaxEventDetailBytes {
-		e.Detail = nil // only call details are set here, and they are bounded
-	}
+	e = e.Bounded()
 	d.events = append(d.events, e)
 	d.eventBytes += len(e.Message) + len(e.Detail) + len(e.CallID) + len(e.Tool) + len(e.Type) + 64
 }
@@ -461,9 +458,18 @@ func (d *ledgerDispatcher) record(ctx context.Context, id, tool string, start ti
 		d.spend.tokens += max(res.Usage.PromptTokens, 0) + max(res.Usage.CompletionTokens, 0)
 		d.metrics.ObserveTokens(tool, res.Usage.PromptTokens, res.Usage.CompletionTokens)
 	}
-	ev := d.callEvent(id, tool, start, CallDetail{Outcome: OutcomeInvoked, Status: st.String(), Reason: reason})
-	_, err := d.c.Apply(context.WithoutCancel(ctx), &cluster.RecordResult{TaskID: d.task.ID, Token: d.lease.Token, CallID: id,
-		Status: st.String(), Result: body, Usage: usage, Event: &ev, Now: d.now()})
+	ev := d.callEvent(id, tool, start, CallDetail{Outcome: OutcomeInvoked, Status: st.String(), Reason: reason}).Bounded()
+	rr := &cluster.RecordResult{TaskID: d.task.ID, Token: d.lease.Token, CallID: id,
+		Status: st.String(), Result: body, Usage: usage, Event: &ev, Now: d.now()}
+	_, err := d.c.Apply(context.WithoutCancel(ctx), rr)
+	if errors.Is(err, cluster.ErrTooLarge) {
+		// The result cannot be recorded (its JSON grows past an entry
+		// when escaped): record, and answer, what the guest is told.
+		st = abi.StatusToolError
+		body = abi.EncodeErrorBody(st, fmt.Sprintf("tool %s returned a result too large to record (%d bytes): %v", tool, len(body), err))
+		rr.Status, rr.Result = st.String(), body
+		_, err = d.c.Apply(context.WithoutCancel(ctx), rr)
+	}
 	if err != nil {
 		return nil, d.proposeFailed(err)
 	}

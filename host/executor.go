@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -205,11 +204,11 @@ func (e *Executor) complete(ctx context.Context, d *ledgerDispatcher, task clust
 }
 
 func (e *Executor) fail(ctx context.Context, rep AttemptReport, lease cluster.Lease, te cluster.TaskError, events []cluster.Event, log hclog.Logger) AttemptReport {
-	te.Message = truncate(te.Message, cluster.MaxErrorMessageBytes)
-	rep.Class, rep.Err = te.Class, errors.New(te.Message)
 	if len(rep.Result.Stderr) > 0 {
-		te.StderrTail = string(tailRunes(rep.Result.Stderr, stderrTail))
+		te.StderrTail = string(rep.Result.Stderr[max(len(rep.Result.Stderr)-stderrTail, 0):])
 	}
+	te = te.Bounded()
+	rep.Class, rep.Err = te.Class, errors.New(te.Message)
 	_, err := e.c.Apply(ctx, &cluster.FailAttempt{TaskID: lease.TaskID, Token: lease.Token, Error: te, Journal: events,
 		Jitter: rand.Uint64(), Now: e.clock().UnixNano()})
 	if err != nil {
@@ -288,19 +287,4 @@ func (e *Executor) keepLease(ctx context.Context, cancel context.CancelCauseFunc
 			}
 		}
 	}
-}
-
-// tailRunes is the last n bytes of b at most, starting on a rune boundary
-// so the tail stays valid UTF-8 where b was.
-func tailRunes(b []byte, n int) []byte {
-	if len(b) <= n {
-		return b
-	}
-	b = b[len(b)-n:]
-	for i := 0; i < len(b) && i < utf8.UTFMax; i++ {
-		if utf8.RuneStart(b[i]) {
-			return b[i:]
-		}
-	}
-	return b
 }
