@@ -332,9 +332,6 @@ func (d *Daemon) Start() (err error) {
 	if d.rt, err = sandbox.New(d.ctx, sandbox.Config{CacheDir: cfg.CacheDir, MaxModuleBytes: cfg.MaxModuleBytes}); err != nil {
 		return fmt.Errorf("start sandbox: %w", err)
 	}
-	if d.tools, err = d.buildTools(); err != nil {
-		return err
-	}
 	// A registry per daemon, not the global one: tests run several daemons
 	// in one process.
 	reg := prometheus.NewRegistry()
@@ -343,6 +340,10 @@ func (d *Daemon) Start() (err error) {
 	d.metrics.AttachFSM(d.node.FSM())
 	// Workers on every node propose through the leader.
 	d.fwd = NewForwarder(d.node, d.token, dial, cfg.Logger)
+	// The tools after the forwarder: the kv tool proposes through it.
+	if d.tools, err = d.buildTools(d.fwd); err != nil {
+		return err
+	}
 	exec := NewExecutor(d.fwd, d.rt, d.tools, cfg.Clock, cfg.Logger, WithMetrics(d.metrics))
 	pcfg := DefaultPoolConfig()
 	pcfg.NodeID, pcfg.Workers, pcfg.LeaseTTL = cfg.NodeID, cfg.Workers, cfg.LeaseTTL
@@ -382,7 +383,12 @@ func (d *Daemon) Start() (err error) {
 	d.pool.Start(context.Background())
 	d.wg.Add(1)
 	go func() { defer d.wg.Done(); d.registerSelf(d.ctx) }()
-	outbox := NewOutbox(d.node, d.tools, d.node.IsLeader, cfg.Clock, cfg.Logger)
+	ocfg := DefaultOutboxConfig()
+	ocfg.Clock, ocfg.Logger, ocfg.Metrics = cfg.Clock, cfg.Logger, d.metrics
+	outbox, err := NewOutbox(d.node, d.tools, d.node.IsLeader, ocfg)
+	if err != nil {
+		return err
+	}
 	d.wg.Add(1)
 	go func() { defer d.wg.Done(); outbox.Run(d.ctx) }()
 	if cfg.DLQWebhook != "" {
@@ -401,13 +407,18 @@ func (d *Daemon) Start() (err error) {
 	return nil
 }
 
-func (d *Daemon) buildTools() (*plugins.Registry, error) {
+// buildTools registers the built-in tools; the kv tool proposes through c.
+func (d *Daemon) buildTools(c Cluster) (*plugins.Registry, error) {
 	cfg := d.cfg
 	httpTool, err := plugins.NewHTTP(plugins.HTTPConfig{AllowHosts: cfg.HTTPAllow})
 	if err != nil {
 		return nil, fmt.Errorf("http tool: %w", err)
 	}
-	tools := []plugins.Tool{httpTool, plugins.NewKV(NewKVBackend(d.fwd, func() int64 { return cfg.Clock().UnixNano() }))}
+	kv, err := NewKVBackend(c, func() int64 { return cfg.Clock().UnixNano() })
+	if err != nil {
+		return nil, fmt.Errorf("kv tool: %w", err)
+	}
+	tools := []plugins.Tool{httpTool, plugins.NewKV(kv)}
 	if cfg.ModelURL != "" {
 		m, err := plugins.NewModel(plugins.ModelConfig{BaseURL: cfg.ModelURL, APIKey: cfg.ModelKey, Model: cfg.Model})
 		if err != nil {
