@@ -615,20 +615,27 @@ func (d *Daemon) registerSelf(ctx context.Context) {
 		// Wake on applied entries only while the record is missing (start,
 		// join); once it is there, a check a second is enough.
 		var wake <-chan struct{}
-		m, ok := d.node.FSM().Member(want.ID)
-		switch {
-		case ok && m.Removed:
+		removed := false
+		_ = catchPanic(d.log, "register this node", func() error {
+			m, ok := d.node.FSM().Member(want.ID)
+			switch {
+			case ok && m.Removed:
+				removed = true
+			case ok && m == want:
+			default:
+				wake = d.node.FSM().Changed()
+				if addr, _ := d.node.Leader(); addr != "" {
+					if _, err := d.fwd.Apply(ctx, &cluster.SetMember{Member: want, Now: d.cfg.Clock().UnixNano()}); err != nil {
+						d.log.Debug("record this node's API address", "error", err)
+					}
+				}
+			}
+			return nil
+		})
+		if removed {
 			d.pool.Stop(0)
 			d.fatal(fmt.Errorf("%w: %s; to rejoin, wipe %s and start it with --join", ErrRemoved, want.ID, d.cfg.DataDir))
 			return
-		case ok && m == want:
-		default:
-			wake = d.node.FSM().Changed()
-			if addr, _ := d.node.Leader(); addr != "" {
-				if _, err := d.fwd.Apply(ctx, &cluster.SetMember{Member: want, Now: d.cfg.Clock().UnixNano()}); err != nil {
-					d.log.Debug("record this node's API address", "error", err)
-				}
-			}
 		}
 		t := time.NewTimer(time.Second) // also how soon a removal is noticed
 		select {
@@ -811,7 +818,8 @@ func newDLQNotifier(node *cluster.Node, cfg DaemonConfig, log hclog.Logger) *dlq
 func (n *dlqNotifier) run(ctx context.Context) {
 	for {
 		changed := n.node.FSM().Changed()
-		wait := n.pass(ctx)
+		wait := dlqIdleScan // what a pass that panicked waits
+		_ = catchPanic(n.log, "dlq webhook pass", func() error { wait = n.pass(ctx); return nil })
 		scanned := time.Now()
 		t := time.NewTimer(wait)
 		select {
