@@ -277,3 +277,42 @@ func TestNewOutboxRefusesNilDependencies(t *testing.T) {
 		t.Fatalf("NewKVBackend(nil forwarder) = %v", err)
 	}
 }
+
+// TestOutboxKVEffect: a kv effect's write is applied in the entry that marks
+// it dispatched, not staged (its task has no lease any more); a delete
+// removes; a bad op is refused for good.
+func TestOutboxKVEffect(t *testing.T) {
+	t.Parallel()
+	s := newOutboxSetup(t)
+	backend, err := NewKVBackend(s.e.node, func() int64 { return 1 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.e.tools.Register(plugins.NewKV(backend)); err != nil {
+		t.Fatal(err)
+	}
+	s.e.succeededWithEffects("t",
+		cluster.Effect{Tool: "kv", Params: json.RawMessage(`{"op":"put","key":"a","value":{"n":1}}`), Key: "k0"},
+		cluster.Effect{Tool: "kv", Params: json.RawMessage(`{"op":"put","key":"b","value":2}`), Key: "k1"},
+		cluster.Effect{Tool: "kv", Params: json.RawMessage(`{"op":"delete","key":"b"}`), Key: "k2"},
+		cluster.Effect{Tool: "kv", Params: json.RawMessage(`{"op":"swap","key":"c"}`), Key: "k3"})
+	if waits := s.drain(t); len(waits) != 0 {
+		t.Fatalf("kv effects were retried: %v", waits)
+	}
+	if v, ok, _ := s.e.node.FSM().KV("a"); !ok || string(v) != `{"n":1}` {
+		t.Fatalf("kv a = %s %v", v, ok)
+	}
+	if _, ok, _ := s.e.node.FSM().KV("b"); ok {
+		t.Fatal("kv b survived its delete")
+	}
+	var types []string
+	for _, ev := range effectEvents(t, s.e, "t") {
+		types = append(types, ev.Type)
+	}
+	if strings.Join(types, ",") != "effect_dispatched,effect_dispatched,effect_dispatched,effect_failed" {
+		t.Fatalf("journal effects = %v", types)
+	}
+	if v := testutil.ToFloat64(s.m.effects.done.WithLabelValues("kv", string(EffectDispatched))); v != 3 {
+		t.Fatalf("orloj_effects_total{kv,dispatched} = %v", v)
+	}
+}
