@@ -818,8 +818,7 @@ func newDLQNotifier(node *cluster.Node, cfg DaemonConfig, log hclog.Logger) *dlq
 func (n *dlqNotifier) run(ctx context.Context) {
 	for {
 		changed := n.node.FSM().Changed()
-		wait := dlqIdleScan // what a pass that panicked waits
-		_ = catchPanic(n.log, "dlq webhook pass", func() error { wait = n.pass(ctx); return nil })
+		wait := n.safePass(ctx)
 		scanned := time.Now()
 		t := time.NewTimer(wait)
 		select {
@@ -846,6 +845,13 @@ func (n *dlqNotifier) run(ctx context.Context) {
 func noticeKey(t cluster.Task) string {
 	sum := sha256.Sum256([]byte(fmt.Sprintf("%s\x00%d", t.ID, t.UpdatedAt)))
 	return hex.EncodeToString(sum[:16])
+}
+
+// safePass is pass, with a panic logged and waited out like an idle scan.
+func (n *dlqNotifier) safePass(ctx context.Context) time.Duration {
+	wait := dlqIdleScan
+	_ = catchPanic(n.log, "dlq webhook pass", func() error { wait = n.pass(ctx); return nil })
+	return wait
 }
 
 // pass delivers what is due and returns how long to wait before the next.

@@ -18,24 +18,6 @@ import (
 	"github.com/orloj/orloj/plugins"
 )
 
-// manualClock is a clock the test moves.
-type manualClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *manualClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *manualClock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = t
-}
-
 // succeededWithEffects commits a succeeded task whose outbox holds effects,
 // without running a guest.
 func (e *env) succeededWithEffects(id string, effects ...cluster.Effect) {
@@ -52,10 +34,19 @@ func (e *env) succeededWithEffects(id string, effects ...cluster.Effect) {
 	e.apply(&cluster.CompleteTask{TaskID: id, Token: c.Lease.Token, Output: json.RawMessage(`1`), Outbox: effects, Now: now})
 }
 
+// newIdleEnv is a node without workers.
+func newIdleEnv(t *testing.T, reg *plugins.Registry) *env {
+	t.Helper()
+	e := &env{t: t, dir: t.TempDir(), addr: freeAddr(t), tools: reg, log: testLogger(t), ttl: 2 * time.Second}
+	e.open(false)
+	t.Cleanup(e.close)
+	return e
+}
+
 type outboxSetup struct {
 	e     *env
 	ob    *Outbox
-	clock *manualClock
+	clock *fakeClock
 	m     *Metrics
 }
 
@@ -67,10 +58,8 @@ func newOutboxSetup(t *testing.T, tools ...plugins.Tool) outboxSetup {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, dir: t.TempDir(), addr: freeAddr(t), tools: reg, log: testLogger(t), ttl: 2 * time.Second}
-	e.open(false)
-	t.Cleanup(e.close)
-	clock := &manualClock{now: time.Unix(1_000_000, 0)}
+	e := newIdleEnv(t, reg)
+	clock := &fakeClock{now: time.Unix(1_000_000, 0)}
 	m := NewMetrics(prometheus.NewRegistry())
 	ob, err := NewOutbox(e.node, reg, e.node.IsLeader, OutboxConfig{
 		Policy: cluster.RetryPolicy{Base: time.Second, Factor: 2, Cap: 10 * time.Second},
@@ -93,7 +82,7 @@ func (s outboxSetup) drain(t *testing.T) []time.Duration {
 			return waits
 		}
 		waits = append(waits, next.Sub(s.clock.Now()))
-		s.clock.Set(next)
+		s.clock.Add(next.Sub(s.clock.Now()))
 	}
 	t.Fatal("the outbox never finished")
 	return nil
@@ -228,9 +217,7 @@ func TestOutboxRunSurvivesPanics(t *testing.T) {
 		return plugins.Result{Body: json.RawMessage(`{}`)}, nil
 	})
 	reg, _ := plugins.NewRegistry(boom, notify)
-	e := &env{t: t, dir: t.TempDir(), addr: freeAddr(t), tools: reg, log: testLogger(t), ttl: 2 * time.Second}
-	e.open(false)
-	t.Cleanup(e.close)
+	e := newIdleEnv(t, reg)
 	ob, err := NewOutbox(e.node, reg, e.node.IsLeader, OutboxConfig{Policy: cluster.RetryPolicy{Base: time.Millisecond, Factor: 2, Cap: time.Millisecond}, Logger: e.log})
 	if err != nil {
 		t.Fatal(err)

@@ -41,3 +41,66 @@ func TestToolPanicDuringCallIsRetried(t *testing.T) {
 		t.Fatalf("re-invoked with key %s, first call had %s", k2, k1)
 	}
 }
+
+// TestDLQNotifierPassRecovers: a webhook pass that panics is waited out like
+// an idle scan, and the next pass delivers.
+func TestDLQNotifierPassRecovers(t *testing.T) {
+	t.Parallel()
+	hook := newWebhook(t, 0)
+	e := newEnv(t, nil)
+	pushAndSubmit(t, e.node, "p")
+	e.wait("p", 30*time.Second, cluster.StateDeadLetter)
+
+	var broken atomic.Bool
+	broken.Store(true)
+	cfg := DefaultDaemonConfig()
+	cfg.DataDir, cfg.DLQWebhook = e.dir, hook.srv.URL
+	cfg.Clock = func() time.Time {
+		if broken.Load() {
+			panic("clock broke")
+		}
+		return time.Now()
+	}
+	n := newDLQNotifier(e.node, cfg, testLogger(t))
+	if wait := n.safePass(context.Background()); wait != dlqIdleScan {
+		t.Fatalf("a panicking pass waits %s, want %s", wait, dlqIdleScan)
+	}
+	broken.Store(false)
+	n.safePass(context.Background())
+	if got, _ := hook.requests(); len(got) != 1 || got[0].TaskID != "p" {
+		t.Fatalf("after recovering: requests %+v", got)
+	}
+}
+
+// TestWorkerSurvivesPanic: a panic in a worker's attempt (here, in the
+// report hook) does not end the worker: the single worker runs the next
+// task.
+func TestWorkerSurvivesPanic(t *testing.T) {
+	t.Parallel()
+	reg, _ := plugins.NewRegistry()
+	e := newIdleEnv(t, reg)
+	var reports atomic.Int32
+	cfg := DefaultPoolConfig()
+	cfg.NodeID, cfg.Workers, cfg.LeaseTTL, cfg.Logger = "n1", 1, 2*time.Second, e.log
+	cfg.OnAttempt = func(AttemptReport) {
+		if reports.Add(1) == 1 {
+			panic("report hook broke")
+		}
+	}
+	p, err := NewPool(cfg, e.node, e.exec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Start(context.Background())
+	t.Cleanup(func() { p.Stop(5 * time.Second) })
+	e.pushAgent("steps", "v1", agentPath(t, "steps"))
+	for _, id := range []string{"a", "b"} {
+		e.submit(id, "steps", "v1", map[string]any{}, cluster.RetryPolicy{})
+		if tk := e.wait(id, settle, cluster.StateSucceeded, cluster.StateDeadLetter); tk.State != cluster.StateSucceeded {
+			t.Fatalf("task %s: %s %+v", id, tk.State, tk.Error)
+		}
+	}
+	if n := reports.Load(); n != 2 {
+		t.Fatalf("%d attempts reported, want 2", n)
+	}
+}
