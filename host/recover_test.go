@@ -3,6 +3,7 @@ package host
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -102,5 +103,62 @@ func TestWorkerSurvivesPanic(t *testing.T) {
 	}
 	if n := reports.Load(); n != 2 {
 		t.Fatalf("%d attempts reported, want 2", n)
+	}
+}
+
+// TestDaemonKVTool: through a started daemon (its own tools, forwarder and
+// outbox), a task puts and reads a kv key and emits a kv put; both are
+// visible after it succeeds, and the daemon still serves.
+func TestDaemonKVTool(t *testing.T) {
+	t.Parallel()
+	d := startDaemon(t, testDaemonConfig(t, t.TempDir()))
+	n := d.Node()
+	ctx := context.Background()
+	wasm, err := os.ReadFile(agentPath(t, "steps"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cluster.ProposeAgent(ctx, n, cluster.Agent{Name: "steps", Version: "v1",
+		Manifest: cluster.AgentManifest{Tools: []string{"kv"}, Timeout: 20 * time.Second}}, wasm, time.Now().UnixNano()); err != nil {
+		t.Fatal(err)
+	}
+	kv := func(params string) map[string]any {
+		return map[string]any{"tool": "kv", "params": json.RawMessage(params)}
+	}
+	in, _ := json.Marshal(map[string]any{
+		"steps": []any{kv(`{"op":"put","key":"k","value":1}`), kv(`{"op":"get","key":"k"}`)},
+		"emit":  []any{kv(`{"op":"put","key":"fx","value":2}`)},
+	})
+	apply(t, n, &cluster.SubmitTask{Task: cluster.Task{ID: "kv", Agent: "steps", Version: "v1", Input: in,
+		Policy: cluster.RetryPolicy{MaxAttempts: 2, Base: time.Millisecond}}, Now: time.Now().UnixNano()})
+	deadline := time.After(settle)
+	for {
+		changed := n.FSM().Changed()
+		tk, _ := n.FSM().Task("kv")
+		eff, _ := n.FSM().Outbox("kv")
+		if tk.State == cluster.StateDeadLetter {
+			t.Fatalf("task dead-lettered: %+v", tk.Error)
+		}
+		if tk.State == cluster.StateSucceeded && len(eff) == 1 && eff[0].Done {
+			if eff[0].Error != "" || !strings.Contains(string(tk.Output), `"found":true`) {
+				t.Fatalf("output %s, effect %+v", tk.Output, eff[0])
+			}
+			break
+		}
+		select {
+		case <-changed:
+		case <-deadline:
+			t.Fatalf("task %s, effects %+v", tk.State, eff)
+		}
+	}
+	for key, want := range map[string]string{"k": "1", "fx": "2"} {
+		if v, ok, _ := n.FSM().KV(key); !ok || string(v) != want {
+			t.Fatalf("kv %s = %s %v, want %s", key, v, ok, want)
+		}
+	}
+	select {
+	case err := <-d.Err():
+		t.Fatalf("daemon stopped serving: %v", err)
+	default:
 	}
 }
