@@ -80,11 +80,12 @@ func TestWorkerSurvivesPanic(t *testing.T) {
 	t.Parallel()
 	reg, _ := plugins.NewRegistry()
 	e := newIdleEnv(t, reg)
-	var reports atomic.Int32
+	reports := make(chan AttemptReport, 2)
 	cfg := DefaultPoolConfig()
 	cfg.NodeID, cfg.Workers, cfg.LeaseTTL, cfg.Logger = "n1", 1, 2*time.Second, e.log
-	cfg.OnAttempt = func(AttemptReport) {
-		if reports.Add(1) == 1 {
+	cfg.OnAttempt = func(r AttemptReport) {
+		reports <- r
+		if r.TaskID == "a" {
 			panic("report hook broke")
 		}
 	}
@@ -101,8 +102,15 @@ func TestWorkerSurvivesPanic(t *testing.T) {
 			t.Fatalf("task %s: %s %+v", id, tk.State, tk.Error)
 		}
 	}
-	if n := reports.Load(); n != 2 {
-		t.Fatalf("%d attempts reported, want 2", n)
+	for _, want := range []string{"a", "b"} {
+		select {
+		case r := <-reports:
+			if r.TaskID != want || !r.Succeeded {
+				t.Fatalf("report %+v, want task %s succeeded", r, want)
+			}
+		case <-time.After(settle):
+			t.Fatalf("no report for task %s", want)
+		}
 	}
 }
 
