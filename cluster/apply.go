@@ -560,6 +560,9 @@ func (a *applier) effectDone(c *MarkEffectDone) any {
 	if e.Done {
 		return nil
 	}
+	if err := a.effectWrites(c); err != nil {
+		return err
+	}
 	e.Done, e.Error = true, c.Error
 	a.put(outboxKey(c.TaskID, c.N), e)
 	ev := Event{Type: "effect_dispatched", Tool: e.Tool, CallID: e.Key}

@@ -214,12 +214,14 @@ type AppendJournal struct {
 }
 
 // MarkEffectDone records that an outbox effect was dispatched, or failed
-// permanently (Error).
+// permanently (Error). Writes are the kv writes a dispatched kv effect
+// makes, applied in the same entry.
 type MarkEffectDone struct {
-	TaskID string `json:"task_id"`
-	N      int    `json:"n"`
-	Error  string `json:"error,omitempty"`
-	Now    int64  `json:"now"`
+	TaskID string    `json:"task_id"`
+	N      int       `json:"n"`
+	Error  string    `json:"error,omitempty"`
+	Writes []KVWrite `json:"writes,omitempty"`
+	Now    int64     `json:"now"`
 }
 
 func (PutAgent) messageType() MessageType       { return MsgPutAgent }

@@ -46,10 +46,13 @@ func (n *Node) leaderLoop(notify <-chan bool) {
 func (n *Node) leaderDuties(ctx context.Context, ready chan struct{}) {
 	defer n.wg.Done()
 	for {
-		err := n.Barrier(ctx)
-		if err == nil {
-			_, err = n.Apply(ctx, &ExtendLeases{Now: n.cfg.Clock().UnixNano()})
-		}
+		err := n.safely("take over leases", func() error {
+			if err := n.Barrier(ctx); err != nil {
+				return err
+			}
+			_, err := n.Apply(ctx, &ExtendLeases{Now: n.cfg.Clock().UnixNano()})
+			return err
+		})
 		if err == nil {
 			break
 		}
@@ -68,7 +71,7 @@ func (n *Node) leaderDuties(ctx context.Context, ready chan struct{}) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			n.expireLapsed(ctx)
+			_ = n.safely("expire leases", func() error { n.expireLapsed(ctx); return nil })
 		}
 	}
 }

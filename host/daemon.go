@@ -332,9 +332,6 @@ func (d *Daemon) Start() (err error) {
 	if d.rt, err = sandbox.New(d.ctx, sandbox.Config{CacheDir: cfg.CacheDir, MaxModuleBytes: cfg.MaxModuleBytes}); err != nil {
 		return fmt.Errorf("start sandbox: %w", err)
 	}
-	if d.tools, err = d.buildTools(); err != nil {
-		return err
-	}
 	// A registry per daemon, not the global one: tests run several daemons
 	// in one process.
 	reg := prometheus.NewRegistry()
@@ -343,6 +340,10 @@ func (d *Daemon) Start() (err error) {
 	d.metrics.AttachFSM(d.node.FSM())
 	// Workers on every node propose through the leader.
 	d.fwd = NewForwarder(d.node, d.token, dial, cfg.Logger)
+	// The tools after the forwarder: the kv tool proposes through it.
+	if d.tools, err = d.buildTools(d.fwd); err != nil {
+		return err
+	}
 	exec := NewExecutor(d.fwd, d.rt, d.tools, cfg.Clock, cfg.Logger, WithMetrics(d.metrics))
 	pcfg := DefaultPoolConfig()
 	pcfg.NodeID, pcfg.Workers, pcfg.LeaseTTL = cfg.NodeID, cfg.Workers, cfg.LeaseTTL
@@ -382,7 +383,12 @@ func (d *Daemon) Start() (err error) {
 	d.pool.Start(context.Background())
 	d.wg.Add(1)
 	go func() { defer d.wg.Done(); d.registerSelf(d.ctx) }()
-	outbox := NewOutbox(d.node, d.tools, d.node.IsLeader, cfg.Clock, cfg.Logger)
+	ocfg := DefaultOutboxConfig()
+	ocfg.Clock, ocfg.Logger, ocfg.Metrics = cfg.Clock, cfg.Logger, d.metrics
+	outbox, err := NewOutbox(d.node, d.tools, d.node.IsLeader, ocfg)
+	if err != nil {
+		return err
+	}
 	d.wg.Add(1)
 	go func() { defer d.wg.Done(); outbox.Run(d.ctx) }()
 	if cfg.DLQWebhook != "" {
@@ -401,13 +407,18 @@ func (d *Daemon) Start() (err error) {
 	return nil
 }
 
-func (d *Daemon) buildTools() (*plugins.Registry, error) {
+// buildTools registers the built-in tools; the kv tool proposes through c.
+func (d *Daemon) buildTools(c Cluster) (*plugins.Registry, error) {
 	cfg := d.cfg
 	httpTool, err := plugins.NewHTTP(plugins.HTTPConfig{AllowHosts: cfg.HTTPAllow})
 	if err != nil {
 		return nil, fmt.Errorf("http tool: %w", err)
 	}
-	tools := []plugins.Tool{httpTool, plugins.NewKV(NewKVBackend(d.fwd, func() int64 { return cfg.Clock().UnixNano() }))}
+	kv, err := NewKVBackend(c, func() int64 { return cfg.Clock().UnixNano() })
+	if err != nil {
+		return nil, fmt.Errorf("kv tool: %w", err)
+	}
+	tools := []plugins.Tool{httpTool, plugins.NewKV(kv)}
 	if cfg.ModelURL != "" {
 		m, err := plugins.NewModel(plugins.ModelConfig{BaseURL: cfg.ModelURL, APIKey: cfg.ModelKey, Model: cfg.Model})
 		if err != nil {
@@ -604,20 +615,27 @@ func (d *Daemon) registerSelf(ctx context.Context) {
 		// Wake on applied entries only while the record is missing (start,
 		// join); once it is there, a check a second is enough.
 		var wake <-chan struct{}
-		m, ok := d.node.FSM().Member(want.ID)
-		switch {
-		case ok && m.Removed:
+		removed := false
+		_ = catchPanic(d.log, "register this node", func() error {
+			m, ok := d.node.FSM().Member(want.ID)
+			switch {
+			case ok && m.Removed:
+				removed = true
+			case ok && m == want:
+			default:
+				wake = d.node.FSM().Changed()
+				if addr, _ := d.node.Leader(); addr != "" {
+					if _, err := d.fwd.Apply(ctx, &cluster.SetMember{Member: want, Now: d.cfg.Clock().UnixNano()}); err != nil {
+						d.log.Debug("record this node's API address", "error", err)
+					}
+				}
+			}
+			return nil
+		})
+		if removed {
 			d.pool.Stop(0)
 			d.fatal(fmt.Errorf("%w: %s; to rejoin, wipe %s and start it with --join", ErrRemoved, want.ID, d.cfg.DataDir))
 			return
-		case ok && m == want:
-		default:
-			wake = d.node.FSM().Changed()
-			if addr, _ := d.node.Leader(); addr != "" {
-				if _, err := d.fwd.Apply(ctx, &cluster.SetMember{Member: want, Now: d.cfg.Clock().UnixNano()}); err != nil {
-					d.log.Debug("record this node's API address", "error", err)
-				}
-			}
 		}
 		t := time.NewTimer(time.Second) // also how soon a removal is noticed
 		select {
@@ -800,7 +818,7 @@ func newDLQNotifier(node *cluster.Node, cfg DaemonConfig, log hclog.Logger) *dlq
 func (n *dlqNotifier) run(ctx context.Context) {
 	for {
 		changed := n.node.FSM().Changed()
-		wait := n.pass(ctx)
+		wait := n.safePass(ctx)
 		scanned := time.Now()
 		t := time.NewTimer(wait)
 		select {
@@ -827,6 +845,13 @@ func (n *dlqNotifier) run(ctx context.Context) {
 func noticeKey(t cluster.Task) string {
 	sum := sha256.Sum256([]byte(fmt.Sprintf("%s\x00%d", t.ID, t.UpdatedAt)))
 	return hex.EncodeToString(sum[:16])
+}
+
+// safePass is pass, with a panic logged and waited out like an idle scan.
+func (n *dlqNotifier) safePass(ctx context.Context) time.Duration {
+	wait := dlqIdleScan
+	_ = catchPanic(n.log, "dlq webhook pass", func() error { wait = n.pass(ctx); return nil })
+	return wait
 }
 
 // pass delivers what is due and returns how long to wait before the next.

@@ -367,7 +367,11 @@ func TestStagedWritesVisibleOnlyOnSuccess(t *testing.T) {
 		return plugins.Result{Body: json.RawMessage(`0`)}, nil
 	})
 	e := newEnv(t, nil)
-	kv := plugins.NewKV(NewKVBackend(e.node, func() int64 { return time.Now().UnixNano() }))
+	backend, err := NewKVBackend(e.node, func() int64 { return time.Now().UnixNano() })
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv := plugins.NewKV(backend)
 	if err := e.tools.Register(kv); err != nil {
 		t.Fatal(err)
 	}
@@ -425,7 +429,11 @@ func TestOutboxDispatchesOnceAfterSuccess(t *testing.T) {
 	e := newEnv(t, []plugins.Tool{notify, fl})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go NewOutbox(e.node, e.tools, e.node.IsLeader, time.Now, e.log).Run(ctx)
+	ob, err := NewOutbox(e.node, e.tools, e.node.IsLeader, OutboxConfig{Logger: e.log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ob.Run(ctx)
 	e.pushAgent("steps", "v1", agentPath(t, "steps"), "notify", "flaky")
 	in := map[string]any{"emit": []any{map[string]any{"tool": "notify", "params": map[string]any{"text": "done"}}},
 		"steps": []any{map[string]any{"tool": "flaky"}}}

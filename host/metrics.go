@@ -48,6 +48,7 @@ type Metrics struct {
 	renewals    prometheus.Counter
 	expiries    prometheus.Counter
 	takeovers   prometheus.Counter
+	effects     effectMetrics
 
 	tokens      *prometheus.CounterVec
 	budgetTrips *prometheus.CounterVec
@@ -140,6 +141,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Leases granted on a task whose previous lease expired: another attempt took over. Counted by every replica.",
 		}),
 	}
+	m.effects = newEffectMetrics(reg)
 	if g, ok := reg.(prometheus.Gatherer); ok {
 		m.gather = g
 	}

@@ -150,10 +150,7 @@ func (p *Pool) work(ctx context.Context, n int) {
 					log.Debug("claim", "error", err)
 				}
 				if claim != nil {
-					rep := p.exec.Run(ctx, claim)
-					if p.cfg.OnAttempt != nil {
-						p.cfg.OnAttempt(rep)
-					}
+					p.run(ctx, claim, log)
 					continue
 				}
 			} else {
@@ -175,11 +172,29 @@ func (p *Pool) work(ctx context.Context, n int) {
 	}
 }
 
-func (p *Pool) claim(ctx context.Context) (*cluster.Claim, error) {
-	r, err := p.c.Apply(ctx, &cluster.ClaimTask{Node: p.cfg.NodeID, TTL: p.cfg.LeaseTTL, Now: p.cfg.Clock().UnixNano()})
-	if err != nil {
-		return nil, err
-	}
-	claim, _ := r.(*cluster.Claim)
-	return claim, nil
+// claim proposes one claim. A panic is an error: the caller holds the
+// claiming lock, which must be released.
+func (p *Pool) claim(ctx context.Context) (claim *cluster.Claim, err error) {
+	err = catchPanic(p.log, "claim", func() error {
+		r, err := p.c.Apply(ctx, &cluster.ClaimTask{Node: p.cfg.NodeID, TTL: p.cfg.LeaseTTL, Now: p.cfg.Clock().UnixNano()})
+		if err != nil {
+			return err
+		}
+		claim, _ = r.(*cluster.Claim)
+		return nil
+	})
+	return claim, err
+}
+
+// run runs one attempt. A panic ends it without a report: its lease is no
+// longer renewed and lapses, and the leader counts the attempt as expired
+// and retries the task, as if this node had crashed. The worker goes on.
+func (p *Pool) run(ctx context.Context, claim *cluster.Claim, log hclog.Logger) {
+	_ = catchPanic(log.With("task", claim.Task.ID), "attempt", func() error {
+		rep := p.exec.Run(ctx, claim)
+		if p.cfg.OnAttempt != nil {
+			p.cfg.OnAttempt(rep)
+		}
+		return nil
+	})
 }

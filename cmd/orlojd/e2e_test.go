@@ -66,6 +66,7 @@ func buildAll(dir string) error {
 		{"docpipeline.wasm", "../../examples/agents/docpipeline", "", true},
 		{"docpipeline-v2.wasm", "../../examples/agents/docpipeline", "-X main.defaultDate=2026-11-01", true},
 		{"hello.wasm", "../../examples/agents/hello", "", true},
+		{"alltools.wasm", "./testdata/agents/alltools", "", true},
 	}
 	errs := make([]error, len(builds))
 	var wg sync.WaitGroup
