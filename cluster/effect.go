@@ -7,6 +7,22 @@ import "fmt"
 // effect done, so a kv effect is applied exactly once however often the
 // leader that dispatched it died. A failed effect applies nothing.
 func (a *applier) effectWrites(c *MarkEffectDone) error {
+	if err := checkEffectWrites(c); err != nil { // Validate ran already; this keeps the apply self-evident
+		return err
+	}
+	for _, w := range c.Writes {
+		if w.Delete {
+			a.del(kvKey(w.Key))
+		} else {
+			a.putRaw(kvKey(w.Key), w.Value)
+		}
+	}
+	return nil
+}
+
+// checkEffectWrites is MarkEffectDone's rule for the writes it carries,
+// shared by Validate (at proposal and in Apply).
+func checkEffectWrites(c *MarkEffectDone) error {
 	if c.Error != "" && len(c.Writes) > 0 {
 		return fmt.Errorf("%w: effect %d of task %s failed and carries writes", ErrInvalidCmd, c.N, c.TaskID)
 	}
@@ -22,13 +38,6 @@ func (a *applier) effectWrites(c *MarkEffectDone) error {
 	}
 	if size > MaxStagedBytes {
 		return fmt.Errorf("effect %d of task %s: %d bytes of kv writes, limit %d: %w", c.N, c.TaskID, size, MaxStagedBytes, ErrTooLarge)
-	}
-	for _, w := range c.Writes {
-		if w.Delete {
-			a.del(kvKey(w.Key))
-		} else {
-			a.putRaw(kvKey(w.Key), w.Value)
-		}
 	}
 	return nil
 }

@@ -272,6 +272,9 @@ func (c *MarkEffectDone) Validate() error {
 	if err := checkNames("task id", c.TaskID); err != nil {
 		return err
 	}
+	if err := checkEffectWrites(c); err != nil {
+		return err
+	}
 	return checkBytes("effect error", len(c.Error), MaxErrorMessageBytes)
 }
 
