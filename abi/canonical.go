@@ -20,74 +20,251 @@ const maxDepth = 512
 // Canonicalize returns the RFC 8785 (JSON Canonicalization Scheme) form of a
 // JSON text: no insignificant whitespace, object members sorted by their
 // UTF-16 code units, numbers in ECMAScript shortest form, strings with minimal
-// escaping. Duplicate member names, invalid UTF-8, non-finite numbers and
-// trailing data are errors, as I-JSON requires. Call IDs hash this form.
+// escaping. What CheckJSON refuses is an error here too. Call IDs hash this
+// form.
 func Canonicalize(in []byte) ([]byte, error) {
-	if !utf8.Valid(in) {
-		return nil, errors.New("canonical json: invalid UTF-8")
-	}
-	dec := json.NewDecoder(bytes.NewReader(in))
-	dec.UseNumber()
 	var out bytes.Buffer
-	if err := canonValue(dec, &out, 0); err != nil {
+	if err := walkJSON(in, &out); err != nil {
 		return nil, fmt.Errorf("canonical json: %w", err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("canonical json: data after the value")
 	}
 	return out.Bytes(), nil
 }
 
-func canonValue(dec *json.Decoder, out *bytes.Buffer, depth int) error {
-	if depth > maxDepth {
-		return fmt.Errorf("nesting deeper than %d", maxDepth)
+// CheckJSON refuses what I-JSON (RFC 7493) refuses and encoding/json would
+// accept, silently changing it: invalid UTF-8 (read as U+FFFD), escapes of
+// lone surrogates such as \ud800 (also read as U+FFFD, so "K\ud800" and
+// "K\ufffd" would be one key), duplicate member names at any depth (the
+// last one wins), numbers beyond a double, nesting deeper than 512 and data
+// after the value. Errors are *JSONError, naming where.
+func CheckJSON(in []byte) error {
+	return walkJSON(in, nil)
+}
+
+// JSONError is a JSON text refused by CheckJSON or Canonicalize.
+type JSONError struct {
+	// Path names the member or element refused, as `retry.base` or
+	// `input.items[2]`; "" is the text as a whole.
+	Path string
+	// Reason says what is wrong with it, without the path.
+	Reason string
+}
+
+func (e *JSONError) Error() string {
+	if e.Path == "" {
+		return e.Reason
 	}
-	tok, err := dec.Token()
+	return fmt.Sprintf("at %s: %s", e.Path, e.Reason)
+}
+
+// jsonPath is where the walk is, as a chain to the root: built for free on
+// the way down, rendered only for an error.
+type jsonPath struct {
+	parent *jsonPath
+	key    string
+	index  int // -1 for a member
+}
+
+func (p *jsonPath) String() string {
+	if p == nil {
+		return ""
+	}
+	prefix := p.parent.String()
+	if p.index >= 0 {
+		return fmt.Sprintf("%s[%d]", prefix, p.index)
+	}
+	if !plainKey(p.key) {
+		return fmt.Sprintf("%s[%q]", prefix, p.key)
+	}
+	if prefix == "" {
+		return p.key
+	}
+	return prefix + "." + p.key
+}
+
+func plainKey(k string) bool {
+	if k == "" {
+		return false
+	}
+	for _, c := range k {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+func refuse(at *jsonPath, format string, args ...any) error {
+	return &JSONError{Path: at.String(), Reason: fmt.Sprintf(format, args...)}
+}
+
+// walker reads one JSON text token by token; with out set it writes the
+// canonical form, without it it only checks.
+type walker struct {
+	in  []byte
+	dec *json.Decoder
+	out *bytes.Buffer
+}
+
+func walkJSON(in []byte, out *bytes.Buffer) error {
+	if !utf8.Valid(in) {
+		off := 0
+		for off < len(in) {
+			r, n := utf8.DecodeRune(in[off:])
+			if r == utf8.RuneError && n <= 1 {
+				break
+			}
+			off += n
+		}
+		return &JSONError{Reason: fmt.Sprintf("invalid UTF-8 at byte %d", off)}
+	}
+	dec := json.NewDecoder(bytes.NewReader(in))
+	dec.UseNumber()
+	w := &walker{in: in, dec: dec, out: out}
+	if err := w.value(nil, 0); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return &JSONError{Reason: "data after the value"}
+	}
+	return nil
+}
+
+// token reads the next token; a string's escapes are checked against its
+// raw text, which the decoder no longer has.
+func (w *walker) token(at *jsonPath) (json.Token, error) {
+	start := w.dec.InputOffset()
+	tok, err := w.dec.Token()
 	if err != nil {
 		if err == io.EOF {
-			return errors.New("unexpected end of input")
+			return nil, refuse(at, "unexpected end of input")
 		}
+		var syn *json.SyntaxError
+		if errors.As(err, &syn) {
+			return nil, refuse(at, "%s (byte %d)", strings.TrimPrefix(syn.Error(), "json: "), syn.Offset)
+		}
+		return nil, refuse(at, "%s", strings.TrimPrefix(err.Error(), "json: "))
+	}
+	// A lone surrogate decodes to U+FFFD; only then is the raw text read.
+	if s, ok := tok.(string); ok && strings.ContainsRune(s, utf8.RuneError) {
+		if esc := loneSurrogate(w.in[start:w.dec.InputOffset()]); esc != "" {
+			return nil, refuse(at, "the escape %s is a lone surrogate and names no character", esc)
+		}
+	}
+	return tok, nil
+}
+
+// loneSurrogate returns the first \uXXXX escape in raw that is half of a
+// surrogate pair without its other half, or "".
+func loneSurrogate(raw []byte) string {
+	for i := 0; i+1 < len(raw); i++ {
+		if raw[i] != '\\' {
+			continue
+		}
+		if raw[i+1] != 'u' {
+			i++ // \" \\ \n ...: the escaped byte is not an escape
+			continue
+		}
+		r, ok := hex4(raw, i+2)
+		if !ok {
+			return "" // the decoder refuses it
+		}
+		switch {
+		case r >= 0xDC00 && r <= 0xDFFF:
+			return string(raw[i : i+6])
+		case r >= 0xD800 && r <= 0xDBFF:
+			if i+11 < len(raw) && raw[i+6] == '\\' && raw[i+7] == 'u' {
+				if lo, ok := hex4(raw, i+8); ok && lo >= 0xDC00 && lo <= 0xDFFF {
+					i += 11
+					continue
+				}
+			}
+			return string(raw[i : i+6])
+		}
+		i += 5
+	}
+	return ""
+}
+
+func hex4(b []byte, i int) (rune, bool) {
+	if i+4 > len(b) {
+		return 0, false
+	}
+	var r rune
+	for _, c := range b[i : i+4] {
+		switch {
+		case c >= '0' && c <= '9':
+			r = r<<4 | rune(c-'0')
+		case c >= 'a' && c <= 'f':
+			r = r<<4 | rune(c-'a'+10)
+		case c >= 'A' && c <= 'F':
+			r = r<<4 | rune(c-'A'+10)
+		default:
+			return 0, false
+		}
+	}
+	return r, true
+}
+
+func (w *walker) value(at *jsonPath, depth int) error {
+	if depth > maxDepth {
+		return refuse(at, "nesting deeper than %d", maxDepth)
+	}
+	tok, err := w.token(at)
+	if err != nil {
 		return err
 	}
 	switch v := tok.(type) {
 	case json.Delim:
 		switch v {
 		case '{':
-			return canonObject(dec, out, depth)
+			return w.object(at, depth)
 		case '[':
-			return canonArray(dec, out, depth)
+			return w.array(at, depth)
 		}
-		return fmt.Errorf("unexpected %q", rune(v))
+		return refuse(at, "unexpected %q", rune(v))
 	case string:
-		writeString(out, v)
+		if w.out != nil {
+			writeString(w.out, v)
+		}
 	case json.Number:
 		s, err := formatNumber(string(v))
 		if err != nil {
-			return err
+			return refuse(at, "%v", err)
 		}
-		out.WriteString(s)
+		if w.out != nil {
+			w.out.WriteString(s)
+		}
 	case bool:
-		out.WriteString(strconv.FormatBool(v))
+		if w.out != nil {
+			w.out.WriteString(strconv.FormatBool(v))
+		}
 	case nil:
-		out.WriteString("null")
+		if w.out != nil {
+			w.out.WriteString("null")
+		}
 	}
 	return nil
 }
 
-func canonArray(dec *json.Decoder, out *bytes.Buffer, depth int) error {
-	out.WriteByte('[')
-	for i := 0; dec.More(); i++ {
-		if i > 0 {
+func (w *walker) array(at *jsonPath, depth int) error {
+	out := w.out
+	if out != nil {
+		out.WriteByte('[')
+	}
+	for i := 0; w.dec.More(); i++ {
+		if i > 0 && out != nil {
 			out.WriteByte(',')
 		}
-		if err := canonValue(dec, out, depth+1); err != nil {
+		if err := w.value(&jsonPath{parent: at, index: i}, depth+1); err != nil {
 			return err
 		}
 	}
-	if _, err := dec.Token(); err != nil { // ']'
+	if _, err := w.token(at); err != nil { // ']'
 		return err
 	}
-	out.WriteByte(']')
+	if out != nil {
+		out.WriteByte(']')
+	}
 	return nil
 }
 
@@ -97,30 +274,44 @@ type member struct {
 	value []byte
 }
 
-func canonObject(dec *json.Decoder, out *bytes.Buffer, depth int) error {
+func (w *walker) object(at *jsonPath, depth int) error {
+	out := w.out
 	var members []member
 	seen := make(map[string]struct{})
-	for dec.More() {
-		tok, err := dec.Token()
+	for w.dec.More() {
+		tok, err := w.token(at)
 		if err != nil {
 			return err
 		}
 		key, ok := tok.(string)
 		if !ok {
-			return errors.New("object key is not a string")
+			return refuse(at, "object key is not a string")
 		}
 		if _, dup := seen[key]; dup {
-			return fmt.Errorf("duplicate member %q", key)
+			return refuse(at, "duplicate member %q", key)
 		}
 		seen[key] = struct{}{}
+		child := &jsonPath{parent: at, key: key, index: -1}
+		if out == nil {
+			if err := w.value(child, depth+1); err != nil {
+				return err
+			}
+			continue
+		}
 		var val bytes.Buffer
-		if err := canonValue(dec, &val, depth+1); err != nil {
+		w.out = &val
+		err = w.value(child, depth+1)
+		w.out = out
+		if err != nil {
 			return err
 		}
 		members = append(members, member{key: key, utf16: utf16.Encode([]rune(key)), value: val.Bytes()})
 	}
-	if _, err := dec.Token(); err != nil { // '}'
+	if _, err := w.token(at); err != nil { // '}'
 		return err
+	}
+	if out == nil {
+		return nil
 	}
 	slices.SortFunc(members, func(a, b member) int { return slices.Compare(a.utf16, b.utf16) })
 	out.WriteByte('{')

@@ -2,6 +2,8 @@ package abi
 
 import (
 	"encoding/json"
+	"errors"
+	"strings"
 	"reflect"
 	"testing"
 )
@@ -113,4 +115,50 @@ func FuzzCanonicalize(f *testing.F) {
 			t.Fatalf("meaning changed: %q -> %q", in, out)
 		}
 	})
+}
+
+func TestCheckJSON(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, in string
+		path     string // "" with reason "" means accepted
+		reason   string
+	}{
+		{"plain", `{"a":[1,"x",{"b":null}]}`, "", ""},
+		{"surrogate pair", `"\ud83d\ude00"`, "", ""},
+		{"escaped backslash before u", `{"k":"\\ud800"}`, "", ""},
+		{"literal replacement char", `{"k":"K\ufffd","l":"K` + "\uFFFD" + `"}`, "", ""},
+		{"lone high surrogate", `{"k":"K\ud800"}`, "k", `\ud800 is a lone surrogate`},
+		{"lone low surrogate", `{"k":["a","\uDC00x"]}`, "k[1]", `\uDC00 is a lone surrogate`},
+		{"high then non-low", `"\ud800\u0041"`, "", `\ud800 is a lone surrogate`},
+		{"high at the end", `"\ud800"`, "", `\ud800 is a lone surrogate`},
+		{"surrogate in a key", `{"a":{"K\ud800":1}}`, "a", `\ud800 is a lone surrogate`},
+		{"duplicate at depth", `{"retry":{"base":"1s","base":"2s"}}`, "retry", `duplicate member "base"`},
+		{"duplicate in an array element", `{"x":[{},{"a":1,"a":1}]}`, "x[1]", `duplicate member "a"`},
+		{"odd key quoted", `{"a b":{"c":1,"c":2}}`, `["a b"]`, `duplicate member "c"`},
+		{"invalid utf8", "{\"k\":\"K\xfe\"}", "", "invalid UTF-8 at byte 7"},
+		{"infinite number", `{"n":1e400}`, "n", "not a finite"},
+		{"trailing", `{} x`, "", "data after the value"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := CheckJSON([]byte(tt.in))
+			if tt.reason == "" {
+				if err != nil {
+					t.Fatalf("CheckJSON(%s): %v", tt.in, err)
+				}
+				return
+			}
+			var je *JSONError
+			if !errors.As(err, &je) {
+				t.Fatalf("CheckJSON(%s) = %v, want a *JSONError", tt.in, err)
+			}
+			if je.Path != tt.path || !strings.Contains(je.Reason, tt.reason) {
+				t.Fatalf("CheckJSON(%s) = path %q reason %q, want path %q reason containing %q", tt.in, je.Path, je.Reason, tt.path, tt.reason)
+			}
+			if _, cerr := Canonicalize([]byte(tt.in)); cerr == nil {
+				t.Fatalf("Canonicalize accepts what CheckJSON refuses: %s", tt.in)
+			}
+		})
+	}
 }
