@@ -106,17 +106,6 @@ type walker struct {
 }
 
 func walkJSON(in []byte, out *bytes.Buffer) error {
-	if !utf8.Valid(in) {
-		off := 0
-		for off < len(in) {
-			r, n := utf8.DecodeRune(in[off:])
-			if r == utf8.RuneError && n <= 1 {
-				break
-			}
-			off += n
-		}
-		return &JSONError{Reason: fmt.Sprintf("invalid UTF-8 at byte %d", off)}
-	}
 	dec := json.NewDecoder(bytes.NewReader(in))
 	dec.UseNumber()
 	w := &walker{in: in, dec: dec, out: out}
@@ -144,13 +133,31 @@ func (w *walker) token(at *jsonPath) (json.Token, error) {
 		}
 		return nil, refuse(at, "%s", strings.TrimPrefix(err.Error(), "json: "))
 	}
-	// A lone surrogate decodes to U+FFFD; only then is the raw text read.
+	// Invalid UTF-8 and lone surrogates both decode to U+FFFD; only then is
+	// the raw text read. (Outside strings either is a syntax error.)
 	if s, ok := tok.(string); ok && strings.ContainsRune(s, utf8.RuneError) {
-		if esc := loneSurrogate(w.in[start:w.dec.InputOffset()]); esc != "" {
+		raw := w.in[start:w.dec.InputOffset()]
+		if bad := invalidUTF8(raw); bad >= 0 {
+			return nil, refuse(at, "invalid UTF-8 (byte %d)", start+int64(bad))
+		}
+		if esc := loneSurrogate(raw); esc != "" {
 			return nil, refuse(at, "the escape %s is a lone surrogate and names no character", esc)
 		}
 	}
 	return tok, nil
+}
+
+// invalidUTF8 returns the offset of the first byte in b that is not UTF-8,
+// or -1.
+func invalidUTF8(b []byte) int {
+	for off := 0; off < len(b); {
+		r, n := utf8.DecodeRune(b[off:])
+		if r == utf8.RuneError && n <= 1 {
+			return off
+		}
+		off += n
+	}
+	return -1
 }
 
 // loneSurrogate returns the first \uXXXX escape in raw that is half of a

@@ -136,7 +136,9 @@ func TestCheckJSON(t *testing.T) {
 		{"duplicate at depth", `{"retry":{"base":"1s","base":"2s"}}`, "retry", `duplicate member "base"`},
 		{"duplicate in an array element", `{"x":[{},{"a":1,"a":1}]}`, "x[1]", `duplicate member "a"`},
 		{"odd key quoted", `{"a b":{"c":1,"c":2}}`, `["a b"]`, `duplicate member "c"`},
-		{"invalid utf8", "{\"k\":\"K\xfe\"}", "", "invalid UTF-8 at byte 7"},
+		{"invalid utf8", "{\"k\":\"K\xfe\"}", "k", "invalid UTF-8 (byte 7)"},
+		{"invalid utf8 in a key", "{\"a\":{\"\xc3\":1}}", "a", "invalid UTF-8 (byte 7)"},
+		{"invalid utf8 outside strings", "{\"a\":1\xff}", "", "invalid character"},
 		{"infinite number", `{"n":1e400}`, "n", "not a finite"},
 		{"trailing", `{} x`, "", "data after the value"},
 	}
