@@ -1,9 +1,14 @@
 package api_test
 
 import (
+	"bytes"
+	"encoding/json"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
+
+	"github.com/hashicorp/go-hclog"
 
 	"github.com/orloj/orloj/cluster"
 	"github.com/orloj/orloj/host/api"
@@ -143,4 +148,55 @@ func TestQueryOutOfRange(t *testing.T) {
 	if r.decode(t, &ts); len(ts) != 0 {
 		t.Fatalf("dead letters since the last second int64 holds = %s", r.body)
 	}
+}
+
+// TestInternalErrorHasAnID: an unexpected failure answers with an error ID
+// and no detail; the server log has the detail under the same ID.
+func TestInternalErrorHasAnID(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	var logs syncBuffer
+	_, base := f.serve(func(c *api.Config) {
+		c.Logger = hclog.New(&hclog.LoggerOptions{Output: &logs, JSONFormat: true, Level: hclog.Error})
+	})
+	if err := f.node.Close(); err != nil { // the state store is gone: every read fails
+		t.Fatal(err)
+	}
+	r := doURL(t, base, "GET", "/v1/agents", nil, "Bearer "+testToken)
+	want(t, r, http.StatusInternalServerError, api.CodeInternal)
+	e := r.errBody(t)
+	if len(e.ErrorID) != 16 || e.Error != "internal error (id "+e.ErrorID+"); the server log has the details" {
+		t.Fatalf("answer %s", r.body)
+	}
+	var line struct {
+		ErrorID string `json:"error_id"`
+		Error   string `json:"error"`
+		Path    string `json:"path"`
+	}
+	for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		if json.Unmarshal([]byte(l), &line) == nil && line.ErrorID == e.ErrorID {
+			break
+		}
+	}
+	if line.ErrorID != e.ErrorID || line.Error == "" || line.Path != "/v1/agents" {
+		t.Fatalf("no log line with error_id %s and the detail: %s", e.ErrorID, logs.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
