@@ -318,6 +318,7 @@ func serve(stderr io.Writer, cfg serveConfig) error {
 	if err != nil {
 		return cfg.explainConfigError(err)
 	}
+	ownerOnlyUmask() // before Start creates anything in the data dir
 	// Listen before starting: a signal during start-up still drains.
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
