@@ -241,7 +241,8 @@ func TestServeConfigPrecedence(t *testing.T) {
 	}{
 		{file: `{"lease_tll": "1s"}`, want: `unknown key "lease_tll"`},
 		{file: `{"workers": "many"}`, want: "workers"},
-		{file: `not json`, want: "not a JSON object"},
+		{file: `not json`, want: "invalid character"},
+		{file: `{"workers": 2, "workers": 3}`, want: `duplicate member "workers"`},
 		{env: "ORLOJ_LEASE_TTL=soon", want: "ORLOJ_LEASE_TTL"},
 		{flag: "--log-level=loud", want: "--log-level"},
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/orloj/orloj/abi"
 	"github.com/orloj/orloj/host"
 )
 
@@ -220,6 +221,11 @@ func applyConfigFile(path string, sets []setting) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return usagef("--config: %v", err)
+	}
+	// The rules API bodies obey: a key given twice would otherwise let the
+	// last one win unseen.
+	if err := abi.CheckJSON(b); err != nil {
+		return usagef("config file %s: %v", path, err)
 	}
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(b, &raw); err != nil {
