@@ -67,6 +67,11 @@ func (s *Server) listDLQ(w http.ResponseWriter, r *http.Request) error {
 	}
 	f := dlqFilter{agent: q.Get("agent")}
 	var err error
+	if f.agent != "" {
+		if err = checkName("agent", f.agent); err != nil {
+			return err
+		}
+	}
 	if f.class, err = parseClass(q.Get("class")); err != nil {
 		return err
 	}

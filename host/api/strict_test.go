@@ -126,6 +126,8 @@ func TestQueryOutOfRange(t *testing.T) {
 		{"limit negative", "/v1/tasks?limit=-1", "limit"},
 		{"wait timeout overflows", "/v1/tasks/" + dead.ID + "/wait?timeout=9999999999h", "timeout"},
 		{"wait timeout negative", "/v1/tasks/" + dead.ID + "/wait?timeout=-1s", "timeout"},
+		{"agent filter not UTF-8", "/v1/tasks?agent=K%FE", "agent"},
+		{"dlq agent filter not a name", "/v1/dlq?agent=a%20b", "agent"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
