@@ -47,6 +47,10 @@ type JSONError struct {
 	Path string
 	// Reason says what is wrong with it, without the path.
 	Reason string
+
+	// segs is the path innermost first, gathered while the walk unwinds,
+	// so a walk that succeeds builds no paths at all.
+	segs []pathSeg
 }
 
 func (e *JSONError) Error() string {
@@ -56,29 +60,35 @@ func (e *JSONError) Error() string {
 	return fmt.Sprintf("at %s: %s", e.Path, e.Reason)
 }
 
-// jsonPath is where the walk is, as a chain to the root: built for free on
-// the way down, rendered only for an error.
-type jsonPath struct {
-	parent *jsonPath
-	key    string
-	index  int // -1 for a member
+type pathSeg struct {
+	key   string
+	index int // -1 for a member
 }
 
-func (p *jsonPath) String() string {
-	if p == nil {
-		return ""
+// within records that err happened inside seg.
+func within(err error, seg pathSeg) error {
+	if je, ok := err.(*JSONError); ok {
+		je.segs = append(je.segs, seg)
 	}
-	prefix := p.parent.String()
-	if p.index >= 0 {
-		return fmt.Sprintf("%s[%d]", prefix, p.index)
+	return err
+}
+
+func renderPath(segs []pathSeg) string {
+	var b strings.Builder
+	for i := len(segs) - 1; i >= 0; i-- {
+		switch sg := segs[i]; {
+		case sg.index >= 0:
+			fmt.Fprintf(&b, "[%d]", sg.index)
+		case !plainKey(sg.key):
+			fmt.Fprintf(&b, "[%q]", sg.key)
+		case b.Len() == 0:
+			b.WriteString(sg.key)
+		default:
+			b.WriteByte('.')
+			b.WriteString(sg.key)
+		}
 	}
-	if !plainKey(p.key) {
-		return fmt.Sprintf("%s[%q]", prefix, p.key)
-	}
-	if prefix == "" {
-		return p.key
-	}
-	return prefix + "." + p.key
+	return b.String()
 }
 
 func plainKey(k string) bool {
@@ -93,8 +103,8 @@ func plainKey(k string) bool {
 	return true
 }
 
-func refuse(at *jsonPath, format string, args ...any) error {
-	return &JSONError{Path: at.String(), Reason: fmt.Sprintf(format, args...)}
+func refuse(format string, args ...any) error {
+	return &JSONError{Reason: fmt.Sprintf(format, args...)}
 }
 
 // walker reads one JSON text token by token; with out set it writes the
@@ -109,7 +119,10 @@ func walkJSON(in []byte, out *bytes.Buffer) error {
 	dec := json.NewDecoder(bytes.NewReader(in))
 	dec.UseNumber()
 	w := &walker{in: in, dec: dec, out: out}
-	if err := w.value(nil, 0); err != nil {
+	if err := w.value(0); err != nil {
+		if je, ok := err.(*JSONError); ok {
+			je.Path = renderPath(je.segs)
+		}
 		return err
 	}
 	if _, err := dec.Token(); err != io.EOF {
@@ -120,28 +133,28 @@ func walkJSON(in []byte, out *bytes.Buffer) error {
 
 // token reads the next token; a string's escapes are checked against its
 // raw text, which the decoder no longer has.
-func (w *walker) token(at *jsonPath) (json.Token, error) {
+func (w *walker) token() (json.Token, error) {
 	start := w.dec.InputOffset()
 	tok, err := w.dec.Token()
 	if err != nil {
 		if err == io.EOF {
-			return nil, refuse(at, "unexpected end of input")
+			return nil, refuse("unexpected end of input")
 		}
 		var syn *json.SyntaxError
 		if errors.As(err, &syn) {
-			return nil, refuse(at, "%s (byte %d)", strings.TrimPrefix(syn.Error(), "json: "), syn.Offset)
+			return nil, refuse("%s (byte %d)", strings.TrimPrefix(syn.Error(), "json: "), syn.Offset)
 		}
-		return nil, refuse(at, "%s", strings.TrimPrefix(err.Error(), "json: "))
+		return nil, refuse("%s", strings.TrimPrefix(err.Error(), "json: "))
 	}
 	// Invalid UTF-8 and lone surrogates both decode to U+FFFD; only then is
 	// the raw text read. (Outside strings either is a syntax error.)
 	if s, ok := tok.(string); ok && strings.ContainsRune(s, utf8.RuneError) {
 		raw := w.in[start:w.dec.InputOffset()]
 		if bad := invalidUTF8(raw); bad >= 0 {
-			return nil, refuse(at, "invalid UTF-8 (byte %d)", start+int64(bad))
+			return nil, refuse("invalid UTF-8 (byte %d)", start+int64(bad))
 		}
 		if esc := loneSurrogate(raw); esc != "" {
-			return nil, refuse(at, "the escape %s is a lone surrogate and names no character", esc)
+			return nil, refuse("the escape %s is a lone surrogate and names no character", esc)
 		}
 	}
 	return tok, nil
@@ -212,11 +225,11 @@ func hex4(b []byte, i int) (rune, bool) {
 	return r, true
 }
 
-func (w *walker) value(at *jsonPath, depth int) error {
+func (w *walker) value(depth int) error {
 	if depth > maxDepth {
-		return refuse(at, "nesting deeper than %d", maxDepth)
+		return refuse("nesting deeper than %d", maxDepth)
 	}
-	tok, err := w.token(at)
+	tok, err := w.token()
 	if err != nil {
 		return err
 	}
@@ -224,11 +237,11 @@ func (w *walker) value(at *jsonPath, depth int) error {
 	case json.Delim:
 		switch v {
 		case '{':
-			return w.object(at, depth)
+			return w.object(depth)
 		case '[':
-			return w.array(at, depth)
+			return w.array(depth)
 		}
-		return refuse(at, "unexpected %q", rune(v))
+		return refuse("unexpected %q", rune(v))
 	case string:
 		if w.out != nil {
 			writeString(w.out, v)
@@ -236,7 +249,7 @@ func (w *walker) value(at *jsonPath, depth int) error {
 	case json.Number:
 		s, err := formatNumber(string(v))
 		if err != nil {
-			return refuse(at, "%v", err)
+			return refuse("%v", err)
 		}
 		if w.out != nil {
 			w.out.WriteString(s)
@@ -253,7 +266,7 @@ func (w *walker) value(at *jsonPath, depth int) error {
 	return nil
 }
 
-func (w *walker) array(at *jsonPath, depth int) error {
+func (w *walker) array(depth int) error {
 	out := w.out
 	if out != nil {
 		out.WriteByte('[')
@@ -262,11 +275,11 @@ func (w *walker) array(at *jsonPath, depth int) error {
 		if i > 0 && out != nil {
 			out.WriteByte(',')
 		}
-		if err := w.value(&jsonPath{parent: at, index: i}, depth+1); err != nil {
-			return err
+		if err := w.value(depth + 1); err != nil {
+			return within(err, pathSeg{index: i})
 		}
 	}
-	if _, err := w.token(at); err != nil { // ']'
+	if _, err := w.token(); err != nil { // ']'
 		return err
 	}
 	if out != nil {
@@ -281,40 +294,39 @@ type member struct {
 	value []byte
 }
 
-func (w *walker) object(at *jsonPath, depth int) error {
+func (w *walker) object(depth int) error {
 	out := w.out
 	var members []member
 	seen := make(map[string]struct{})
 	for w.dec.More() {
-		tok, err := w.token(at)
+		tok, err := w.token()
 		if err != nil {
 			return err
 		}
 		key, ok := tok.(string)
 		if !ok {
-			return refuse(at, "object key is not a string")
+			return refuse("object key is not a string")
 		}
 		if _, dup := seen[key]; dup {
-			return refuse(at, "duplicate member %q", key)
+			return refuse("duplicate member %q", key)
 		}
 		seen[key] = struct{}{}
-		child := &jsonPath{parent: at, key: key, index: -1}
 		if out == nil {
-			if err := w.value(child, depth+1); err != nil {
-				return err
+			if err := w.value(depth + 1); err != nil {
+				return within(err, pathSeg{key: key, index: -1})
 			}
 			continue
 		}
 		var val bytes.Buffer
 		w.out = &val
-		err = w.value(child, depth+1)
+		err = w.value(depth + 1)
 		w.out = out
 		if err != nil {
-			return err
+			return within(err, pathSeg{key: key, index: -1})
 		}
 		members = append(members, member{key: key, utf16: utf16.Encode([]rune(key)), value: val.Bytes()})
 	}
-	if _, err := w.token(at); err != nil { // '}'
+	if _, err := w.token(); err != nil { // '}'
 		return err
 	}
 	if out == nil {

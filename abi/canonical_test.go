@@ -3,8 +3,8 @@ package abi
 import (
 	"encoding/json"
 	"errors"
-	"strings"
 	"reflect"
+	"strings"
 	"testing"
 )
 
