@@ -95,11 +95,15 @@ func deep(n int) string {
 // FuzzCanonicalize checks that any accepted input canonicalizes to valid JSON
 // that means the same thing and is a fixed point.
 func FuzzCanonicalize(f *testing.F) {
-	for _, s := range []string{`{"b":1,"a":[true,null,"x"]}`, `1e30`, `-0`, `"\u00e9"`, `[[[]]]`, `{"a":{"a":{}}}`, `3.14159`, `"\ud83d\ude00"`} {
+	for _, s := range []string{`{"b":1,"a":[true,null,"x"]}`, `1e30`, `-0`, `"\u00e9"`, `[[[]]]`, `{"a":{"a":{}}}`, `3.14159`, `"\ud83d\ude00"`,
+		`"K\ud800"`, `{"k":["\udc00"]}`, "\"K\xfe\"", `{"a":1,"a":2}`, `"\\ud800"`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		out, err := Canonicalize(in)
+		if cerr := CheckJSON(in); (cerr == nil) != (err == nil) {
+			t.Fatalf("CheckJSON(%q) = %v but Canonicalize: %v", in, cerr, err)
+		}
 		if err != nil {
 			return
 		}
