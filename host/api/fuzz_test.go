@@ -12,8 +12,7 @@ import (
 )
 
 // requestTypes are the bodies the routes decode, indexed by the fuzzer's
-// first argument. (A single DLQ retry's body has a version field only, as
-// BulkRetryRequest has.)
+// first argument.
 var requestTypes = []reflect.Type{
 	reflect.TypeFor[SubmitRequest](),
 	reflect.TypeFor[ReasonRequest](),
