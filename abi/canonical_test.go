@@ -2,7 +2,9 @@ package abi
 
 import (
 	"encoding/json"
+	"errors"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -93,11 +95,15 @@ func deep(n int) string {
 // FuzzCanonicalize checks that any accepted input canonicalizes to valid JSON
 // that means the same thing and is a fixed point.
 func FuzzCanonicalize(f *testing.F) {
-	for _, s := range []string{`{"b":1,"a":[true,null,"x"]}`, `1e30`, `-0`, `"\u00e9"`, `[[[]]]`, `{"a":{"a":{}}}`, `3.14159`, `"\ud83d\ude00"`} {
+	for _, s := range []string{`{"b":1,"a":[true,null,"x"]}`, `1e30`, `-0`, `"\u00e9"`, `[[[]]]`, `{"a":{"a":{}}}`, `3.14159`, `"\ud83d\ude00"`,
+		`"K\ud800"`, `{"k":["\udc00"]}`, "\"K\xfe\"", `{"a":1,"a":2}`, `"\\ud800"`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		out, err := Canonicalize(in)
+		if cerr := CheckJSON(in); (cerr == nil) != (err == nil) {
+			t.Fatalf("CheckJSON(%q) = %v but Canonicalize: %v", in, cerr, err)
+		}
 		if err != nil {
 			return
 		}
@@ -113,4 +119,52 @@ func FuzzCanonicalize(f *testing.F) {
 			t.Fatalf("meaning changed: %q -> %q", in, out)
 		}
 	})
+}
+
+func TestCheckJSON(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, in string
+		path     string // "" with reason "" means accepted
+		reason   string
+	}{
+		{"plain", `{"a":[1,"x",{"b":null}]}`, "", ""},
+		{"surrogate pair", `"\ud83d\ude00"`, "", ""},
+		{"escaped backslash before u", `{"k":"\\ud800"}`, "", ""},
+		{"literal replacement char", `{"k":"K\ufffd","l":"K` + "\uFFFD" + `"}`, "", ""},
+		{"lone high surrogate", `{"k":"K\ud800"}`, "k", `\ud800 is a lone surrogate`},
+		{"lone low surrogate", `{"k":["a","\uDC00x"]}`, "k[1]", `\uDC00 is a lone surrogate`},
+		{"high then non-low", `"\ud800\u0041"`, "", `\ud800 is a lone surrogate`},
+		{"high at the end", `"\ud800"`, "", `\ud800 is a lone surrogate`},
+		{"surrogate in a key", `{"a":{"K\ud800":1}}`, "a", `\ud800 is a lone surrogate`},
+		{"duplicate at depth", `{"retry":{"base":"1s","base":"2s"}}`, "retry", `duplicate member "base"`},
+		{"duplicate in an array element", `{"x":[{},{"a":1,"a":1}]}`, "x[1]", `duplicate member "a"`},
+		{"odd key quoted", `{"a b":{"c":1,"c":2}}`, `["a b"]`, `duplicate member "c"`},
+		{"invalid utf8", "{\"k\":\"K\xfe\"}", "k", "invalid UTF-8 (byte 7)"},
+		{"invalid utf8 in a key", "{\"a\":{\"\xc3\":1}}", "a", "invalid UTF-8 (byte 7)"},
+		{"invalid utf8 outside strings", "{\"a\":1\xff}", "", "invalid character"},
+		{"infinite number", `{"n":1e400}`, "n", "not a finite"},
+		{"trailing", `{} x`, "", "data after the value"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := CheckJSON([]byte(tt.in))
+			if tt.reason == "" {
+				if err != nil {
+					t.Fatalf("CheckJSON(%s): %v", tt.in, err)
+				}
+				return
+			}
+			var je *JSONError
+			if !errors.As(err, &je) {
+				t.Fatalf("CheckJSON(%s) = %v, want a *JSONError", tt.in, err)
+			}
+			if je.Path != tt.path || !strings.Contains(je.Reason, tt.reason) {
+				t.Fatalf("CheckJSON(%s) = path %q reason %q, want path %q reason containing %q", tt.in, je.Path, je.Reason, tt.path, tt.reason)
+			}
+			if _, cerr := Canonicalize([]byte(tt.in)); cerr == nil {
+				t.Fatalf("Canonicalize accepts what CheckJSON refuses: %s", tt.in)
+			}
+		})
+	}
 }

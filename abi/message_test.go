@@ -31,6 +31,9 @@ func TestDecodeCallRequest(t *testing.T) {
 		{name: "duplicate tool", in: `{"tool":"x","tool":"y"}`, wantErr: "duplicate"},
 		{name: "tool not a string", in: `{"tool":1}`, wantErr: "must be a string"},
 		{name: "not an object", in: `[1]`, wantErr: "object"},
+		// "K\ud800" would otherwise be read as "K\ufffd": one call ID for two keys.
+		{name: "lone surrogate in a key", in: `{"tool":"a","key":"K\ud800"}`, wantErr: "lone surrogate"},
+		{name: "lone surrogate in params", in: `{"tool":"a","params":{"k":"\udfff"}}`, wantErr: "at params.k"},
 		{name: "duplicate param key", in: `{"tool":"a","params":{"x":1,"x":2}}`, wantErr: "duplicate"},
 		{name: "oversize", in: `{"tool":"a","params":"` + strings.Repeat("x", MaxRequestBytes) + `"}`, wantErr: "limit"},
 	}

@@ -288,8 +288,8 @@ func (d *Daemon) Start() (err error) {
 		}
 	}()
 	cfg := d.cfg
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return fmt.Errorf("create data dir: %w", err)
+	if err := prepareDataDir(cfg.DataDir); err != nil {
+		return err
 	}
 	if d.token, err = loadToken(cfg.DataDir, cfg.Token); err != nil {
 		return err

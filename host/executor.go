@@ -144,6 +144,7 @@ func (e *Executor) Run(ctx context.Context, claim *cluster.Claim) (rep AttemptRe
 		Timeout:     timeout,
 		Dispatcher:  d,
 	})
+	res = logHostFault(res, log)
 	lost := errors.Is(context.Cause(runCtx), errLeaseLost) || d.fenced != nil
 	stopRenew()
 	rep.Result = res

@@ -55,6 +55,10 @@ type attempt struct {
 type hostFault struct {
 	fn  string
 	err error
+	// stack is the host goroutine's stack when a host function panicked.
+	// Error leaves it out: the message becomes the task's error, shown
+	// through the API; the stack is for the node's log (Result.HostStack).
+	stack []byte
 }
 
 func (f *hostFault) Error() string {
@@ -91,7 +95,10 @@ func (a *attempt) recoverPanic(fn string) {
 	if f, ok := r.(*hostFault); ok {
 		panic(f) // already a fault: keep unwinding the guest
 	}
-	a.fail(fn, fmt.Errorf("panic: %v\n%s", r, debug.Stack()))
+	if a.fault == nil {
+		a.fault = &hostFault{fn: fn, err: fmt.Errorf("panic: %v", r), stack: debug.Stack()}
+	}
+	panic(a.fault)
 }
 
 // status maps a Dispatcher error to the status the guest sees, or aborts

@@ -457,6 +457,14 @@ func TestDispatcherErrors(t *testing.T) {
 		res := runGuest(t, m, RunConfig{Dispatcher: d})
 		wantOutcome(t, res, OutcomeHostFault)
 		wantContains(t, "err", res.Err.Error(), "host fault in orloj_v1.now: panic: boom")
+		// The message becomes the task's error, which the API shows: the
+		// stack goes to the node's log through HostStack instead.
+		if msg := res.Err.Error(); msg != "sandbox: host fault in orloj_v1.now: panic: boom" {
+			t.Errorf("err carries more than the panic: %q", msg)
+		}
+		if !strings.Contains(string(res.HostStack), "goroutine ") || !strings.Contains(string(res.HostStack), ".go:") {
+			t.Errorf("HostStack is not a stack: %q", res.HostStack)
+		}
 	})
 	t.Run("runtime error panic is a host fault", func(t *testing.T) {
 		d := newFaulty(hostloopInput(5, 0))
@@ -468,6 +476,9 @@ func TestDispatcherErrors(t *testing.T) {
 		}()
 		res := runGuest(t, m, RunConfig{Dispatcher: d})
 		wantOutcome(t, res, OutcomeHostFault)
+		if msg := res.Err.Error(); strings.Contains(msg, "\n") || strings.Contains(msg, ".go:") || len(res.HostStack) == 0 {
+			t.Errorf("err %q carries a stack, or HostStack is empty (%d bytes)", msg, len(res.HostStack))
+		}
 		var rtErr runtime.Error
 		if !errors.As(d.nowPanic.(error), &rtErr) {
 			t.Fatalf("test setup: %v", d.nowPanic)

@@ -84,6 +84,10 @@ type Result struct {
 	// PeakMemory is the largest size the guest's linear memory reached,
 	// in bytes (0 if it never started).
 	PeakMemory uint64
+	// HostStack is set with OutcomeHostFault when host code panicked: the
+	// Go stack, for the node's log. Err never carries it, since Err
+	// becomes the task's error, which the API shows.
+	HostStack []byte
 }
 
 // runState is what classify needs to know about a finished attempt.
@@ -111,6 +115,7 @@ func classify(s runState) Result {
 		}
 		res.Outcome = OutcomeHostFault
 		res.Err = s.fault
+		res.HostStack = s.fault.stack
 		return res
 	}
 	if s.err == nil {
@@ -158,18 +163,34 @@ func classify(s runState) Result {
 	if errors.As(s.err, &hf) {
 		res.Outcome = OutcomeHostFault
 		res.Err = hf
+		res.HostStack = hf.stack
 		return res
 	}
 	var rtErr runtime.Error
 	if errors.As(s.err, &rtErr) {
+		// wazero appends the wasm and Go stacks to the panic's text.
 		res.Outcome = OutcomeHostFault
-		res.Err = fmt.Errorf("sandbox: host panic while running the guest: %w", s.err)
+		res.Err = &hostPanicError{err: s.err}
+		if _, stack, ok := strings.Cut(s.err.Error(), "\n"); ok {
+			res.HostStack = []byte(stack)
+		}
 		return res
 	}
 	res.Outcome = OutcomeTrap
 	res.Err = &TrapError{err: unwrapStart(s.err)}
 	return res
 }
+
+// hostPanicError is a panic of host code that wazero recovered: its
+// message is the panic's first line; the stacks wazero added after it are in
+// Result.HostStack.
+type hostPanicError struct{ err error }
+
+func (e *hostPanicError) Error() string {
+	return "sandbox: host panic while running the guest: " + firstLine(e.err.Error())
+}
+
+func (e *hostPanicError) Unwrap() error { return e.err }
 
 // unwrapStart drops wazero's "module[] function[_start] failed: " wrapper,
 // which says nothing the caller does not know, so the first line of the

@@ -133,6 +133,27 @@ func TestTokenResolution(t *testing.T) {
 	t.Setenv("ORLOJ_TOKEN", "from-env")
 	check("from-env", "lease", "ls")
 	check("from-flag", "lease", "ls", "--token", "from-flag")
+
+	// A token file beats the variable; --token-file beats ORLOJ_TOKEN_FILE.
+	named := filepath.Join(t.TempDir(), "admin-token")
+	if err := os.WriteFile(named, []byte(" from-named-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	check("from-named-file", "lease", "ls", "--token-file", named)
+	t.Setenv("ORLOJ_TOKEN_FILE", named)
+	check("from-named-file", "lease", "ls")
+	t.Setenv("ORLOJ_TOKEN_FILE", filepath.Join(dir, "token"))
+	check("from-named-file", "lease", "ls", "--token-file", named)
+	check("from-file", "lease", "ls")
+	// A token file named but missing is a usage error, not a request
+	// without a token.
+	if _, errOut, code := runInProcess(t, "lease", "ls", "--token-file", filepath.Join(dir, "nope")); code != 2 || !strings.Contains(errOut, "--token-file") {
+		t.Fatalf("missing token file: exit %d, stderr %q", code, errOut)
+	}
+	// --token works but is not offered in help.
+	if out, _, _ := runInProcess(t, "lease", "--help"); strings.Contains(out, "--token ") || !strings.Contains(out, "--token-file") {
+		t.Fatalf("help offers --token or lacks --token-file:\n%s", out)
+	}
 }
 
 func TestWaitProgress(t *testing.T) {
@@ -220,7 +241,8 @@ func TestServeConfigPrecedence(t *testing.T) {
 	}{
 		{file: `{"lease_tll": "1s"}`, want: `unknown key "lease_tll"`},
 		{file: `{"workers": "many"}`, want: "workers"},
-		{file: `not json`, want: "not a JSON object"},
+		{file: `not json`, want: "invalid character"},
+		{file: `{"workers": 2, "workers": 3}`, want: `duplicate member "workers"`},
 		{env: "ORLOJ_LEASE_TTL=soon", want: "ORLOJ_LEASE_TTL"},
 		{flag: "--log-level=loud", want: "--log-level"},
 	}
@@ -273,5 +295,71 @@ func TestFieldsAndClock(t *testing.T) {
 	}
 	if got := timeOf(nil).clock(); got != "-" {
 		t.Fatalf("clock of an unset time = %q, want -", got)
+	}
+}
+
+// TestServeTokenFile: --token-file (ORLOJ_TOKEN_FILE, token_file) gives
+// serve the admin token without putting it on a command line; --token
+// still works, and is remembered so serve can warn about it.
+func TestServeTokenFile(t *testing.T) {
+	dir := t.TempDir()
+	tokFile := filepath.Join(dir, "admin-token")
+	if err := os.WriteFile(tokFile, []byte("  tok-123\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	empty := filepath.Join(dir, "empty")
+	if err := os.WriteFile(empty, []byte("\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("ORLOJ_TOKEN", "")
+	t.Setenv("ORLOJ_TOKEN_FILE", "")
+	tests := []struct {
+		name      string
+		env       []string // KEY=VALUE
+		args      []string
+		token     string
+		onCmdLine bool
+		err       string
+	}{
+		{name: "flag", args: []string{"--token-file", tokFile}, token: "tok-123"},
+		{name: "variable", env: []string{"ORLOJ_TOKEN_FILE=" + tokFile}, token: "tok-123"},
+		{name: "token variable", env: []string{"ORLOJ_TOKEN=tok-env"}, token: "tok-env"},
+		{name: "same token twice", env: []string{"ORLOJ_TOKEN=tok-123"}, args: []string{"--token-file", tokFile}, token: "tok-123"},
+		{name: "token on the command line", args: []string{"--token", "tok-flag"}, token: "tok-flag", onCmdLine: true},
+		{name: "two different tokens", env: []string{"ORLOJ_TOKEN=other"}, args: []string{"--token-file", tokFile}, err: "given twice"},
+		{name: "missing file", args: []string{"--token-file", filepath.Join(dir, "nope")}, err: "--token-file"},
+		{name: "empty file", args: []string{"--token-file", empty}, err: "is empty"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, kv := range tc.env {
+				k, v, _ := strings.Cut(kv, "=")
+				t.Setenv(k, v)
+			}
+			cmd := newServeCmd()
+			if err := cmd.ParseFlags(tc.args); err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := loadServeConfig(cmd.Flags(), "")
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("err = %v, want one saying %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Token != tc.token || cfg.tokenOnCommandLine != tc.onCmdLine {
+				t.Fatalf("token %q (on the command line: %v), want %q (%v)", cfg.Token, cfg.tokenOnCommandLine, tc.token, tc.onCmdLine)
+			}
+		})
+	}
+	var help bytes.Buffer
+	cmd := newServeCmd()
+	cmd.SetOut(&help)
+	_ = cmd.Usage()
+	if strings.Contains(help.String(), "--token ") || !strings.Contains(help.String(), "--token-file") {
+		t.Fatalf("serve help offers --token or lacks --token-file:\n%s", help.String())
 	}
 }

@@ -26,9 +26,10 @@ import (
 )
 
 const (
-	envAddr    = "ORLOJ_ADDR"
-	envToken   = "ORLOJ_TOKEN"
-	envDataDir = "ORLOJ_DATA_DIR"
+	envAddr      = "ORLOJ_ADDR"
+	envToken     = "ORLOJ_TOKEN"
+	envTokenFile = "ORLOJ_TOKEN_FILE"
+	envDataDir   = "ORLOJ_DATA_DIR"
 
 	defaultAddr    = "127.0.0.1:7070"
 	defaultDataDir = "orloj-data"
@@ -36,10 +37,11 @@ const (
 
 // clientOptions are the flags every client verb shares.
 type clientOptions struct {
-	addr    string
-	token   string
-	dataDir string
-	output  string
+	addr      string
+	token     string
+	tokenFile string
+	dataDir   string
+	output    string
 }
 
 // addClientFlags puts the shared flags on a verb group. They are persistent
@@ -48,7 +50,10 @@ type clientOptions struct {
 func addClientFlags(cmd *cobra.Command, o *clientOptions) {
 	f := cmd.PersistentFlags()
 	f.StringVar(&o.addr, "addr", "", "API address of a node (default $"+envAddr+" or "+defaultAddr+")")
-	f.StringVar(&o.token, "token", "", "admin token (default $"+envToken+", else the token file under --data-dir)")
+	f.StringVar(&o.tokenFile, "token-file", "", "file holding the admin token (default $"+envTokenFile+"; else $"+envToken+"; else DATA_DIR/token)")
+	// Hidden: a flag's value is in the process list for every local user.
+	f.StringVar(&o.token, "token", "", "admin token itself; prefer --token-file or $"+envToken)
+	_ = f.MarkHidden("token")
 	f.StringVar(&o.dataDir, "data-dir", "", "data dir of a node on this machine, to read its token file (default $"+envDataDir+" or ./"+defaultDataDir+")")
 	f.StringVarP(&o.output, "output", "o", "table", "output format: table or json")
 }
@@ -74,9 +79,13 @@ func newClient(cmd *cobra.Command, o *clientOptions) (*client, error) {
 	if err != nil {
 		return nil, usagef("--addr: %v", err)
 	}
+	token, err := o.resolveToken()
+	if err != nil {
+		return nil, err
+	}
 	return &client{
 		base:   base,
-		token:  o.resolveToken(),
+		token:  token,
 		json:   o.output == "json",
 		http:   &http.Client{},
 		stdout: cmd.OutOrStdout(),
@@ -84,19 +93,34 @@ func newClient(cmd *cobra.Command, o *clientOptions) (*client, error) {
 	}, nil
 }
 
-// resolveToken: --token, then $ORLOJ_TOKEN, then the token file a node on
-// this machine wrote. With none, requests go without one and the API answers
-// 401, which names the problem better than a guess here would.
-func (o *clientOptions) resolveToken() string {
-	if t := firstNonEmpty(o.token, os.Getenv(envToken)); t != "" {
-		return t
+// resolveToken: --token, then --token-file, then $ORLOJ_TOKEN_FILE, then
+// $ORLOJ_TOKEN, then the token file a node on this machine wrote. A token
+// file named but unreadable is an error; with none at all, requests go
+// without one and the API answers 401, which names the problem better than
+// a guess here would.
+func (o *clientOptions) resolveToken() (string, error) {
+	if o.token != "" {
+		return o.token, nil
+	}
+	for _, named := range []struct{ path, by string }{{o.tokenFile, "--token-file"}, {os.Getenv(envTokenFile), envTokenFile}} {
+		if named.path == "" {
+			continue
+		}
+		b, err := os.ReadFile(named.path)
+		if err != nil {
+			return "", usagef("%s: %v", named.by, err)
+		}
+		return strings.TrimSpace(string(b)), nil
+	}
+	if t := os.Getenv(envToken); t != "" {
+		return t, nil
 	}
 	dir := firstNonEmpty(o.dataDir, os.Getenv(envDataDir), defaultDataDir)
 	b, err := os.ReadFile(filepath.Join(dir, host.TokenFile))
 	if err != nil {
-		return ""
+		return "", nil
 	}
-	return strings.TrimSpace(string(b))
+	return strings.TrimSpace(string(b)), nil
 }
 
 func firstNonEmpty(vs ...string) string {

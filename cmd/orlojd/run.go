@@ -125,6 +125,9 @@ func runAgent(ctx context.Context, stdout, stderr io.Writer, path string, o runO
 		if rest != "" {
 			fmt.Fprintf(stderr, "--- details ---\n%s\n", strings.TrimRight(rest, "\n"))
 		}
+		if len(res.HostStack) > 0 { // local: the stack is the user's to see
+			fmt.Fprintf(stderr, "--- host stack ---\n%s\n", bytes.TrimRight(res.HostStack, "\n"))
+		}
 		return fmt.Errorf("%s: %s", filepath.Base(path), first)
 	}
 	out := disp.TaskOutput()

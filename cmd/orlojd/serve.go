@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/orloj/orloj/abi"
 	"github.com/orloj/orloj/host"
 )
 
@@ -32,6 +33,7 @@ type serveConfig struct {
 	NodeID         string
 	Join           string
 	Token          string
+	TokenFile      string
 	Workers        int
 	LeaseTTL       time.Duration
 	HTTPAllow      []string
@@ -47,6 +49,10 @@ type serveConfig struct {
 	RaftElection   time.Duration
 	DialMap        []string
 	HistoryFile    string
+
+	// tokenOnCommandLine is set when --token was a flag: serve warns that
+	// the process list shows it.
+	tokenOnCommandLine bool
 }
 
 func defaultServeConfig() serveConfig {
@@ -77,7 +83,10 @@ func (c *serveConfig) settings() []setting {
 		{"raft-addr", "host:port of the Raft transport", "RaftAddr", strValue{&c.RaftAddr}},
 		{"node-id", "this node's ID in the cluster (default the Raft address)", "NodeID", strValue{&c.NodeID}},
 		{"join", "API address of a member of the cluster to join (default: bootstrap a new one)", "Join", strValue{&c.Join}},
-		{"token", "admin token (default: read or create DATA_DIR/token); joining nodes need the cluster's", "Token", strValue{&c.Token}},
+		{"token-file", "file holding the admin token (default: read or create DATA_DIR/token); a joining node needs the cluster's", "Token", strValue{&c.TokenFile}},
+		// Hidden: a flag's value is in the process list for every local
+		// user; the variable ORLOJ_TOKEN and the file key stay documented.
+		{"token", "admin token itself; prefer --token-file or ORLOJ_TOKEN", "Token", strValue{&c.Token}},
 		{"workers", "attempts this node runs at once", "Workers", intValue{&c.Workers}},
 		{"lease-ttl", "lease length; a crashed node's tasks are taken over after it", "LeaseTTL", durValue{&c.LeaseTTL}},
 		{"http-allow", "hosts the http tool may reach, comma-separated (default none)", "HTTPAllow", listValue{&c.HTTPAllow}},
@@ -128,7 +137,7 @@ and exits 0. A second signal stops at once.`,
 	for _, s := range shown.settings() {
 		f.Var(s.value, s.flag, s.usage+" (env "+s.envVar()+")")
 	}
-	for _, hidden := range []string{"dial-map", "history-file"} {
+	for _, hidden := range []string{"dial-map", "history-file", "token"} {
 		_ = f.MarkHidden(hidden)
 	}
 	return cmd
@@ -176,7 +185,34 @@ func loadServeConfig(flags *pflag.FlagSet, configFile string) (serveConfig, erro
 	if cfg.DrainGrace < 0 {
 		return cfg, usagef("drain grace %s (--drain-grace, ORLOJ_DRAIN_GRACE, drain_grace) is negative", cfg.DrainGrace)
 	}
+	if fl := flags.Lookup("token"); fl != nil && fl.Changed {
+		cfg.tokenOnCommandLine = true
+	}
+	if err := cfg.readTokenFile(); err != nil {
+		return cfg, err
+	}
 	return cfg, nil
+}
+
+// readTokenFile resolves --token-file into Token. Giving the token twice,
+// differently, is refused rather than one silently winning.
+func (c *serveConfig) readTokenFile() error {
+	if c.TokenFile == "" {
+		return nil
+	}
+	b, err := os.ReadFile(c.TokenFile)
+	if err != nil {
+		return usagef("token file (--token-file, ORLOJ_TOKEN_FILE, token_file): %v", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	switch {
+	case tok == "":
+		return usagef("token file %s (--token-file, ORLOJ_TOKEN_FILE, token_file) is empty", c.TokenFile)
+	case c.Token != "" && c.Token != tok:
+		return usagef("the admin token is given twice, differently: by the token file %s and by --token, ORLOJ_TOKEN or token; give it once", c.TokenFile)
+	}
+	c.Token = tok
+	return nil
 }
 
 // applyConfigFile sets what the JSON object in path names. Unknown keys are
@@ -185,6 +221,11 @@ func applyConfigFile(path string, sets []setting) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return usagef("--config: %v", err)
+	}
+	// The rules API bodies obey: a key given twice would otherwise let the
+	// last one win unseen.
+	if err := abi.CheckJSON(b); err != nil {
+		return usagef("config file %s: %v", path, err)
 	}
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(b, &raw); err != nil {
@@ -283,10 +324,14 @@ func serve(stderr io.Writer, cfg serveConfig) error {
 	if err != nil {
 		return cfg.explainConfigError(err)
 	}
+	ownerOnlyUmask() // before Start creates anything in the data dir
 	// Listen before starting: a signal during start-up still drains.
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
+	if cfg.tokenOnCommandLine {
+		log.Warn("the admin token was given with --token: other local users can read it in the process list; use --token-file or ORLOJ_TOKEN")
+	}
 	if err := d.Start(); err != nil {
 		return err
 	}

@@ -158,7 +158,7 @@ func TestSubmit(t *testing.T) {
 		{name: "bad JSON", body: `{"agent":`, status: http.StatusBadRequest, code: api.CodeBadRequest},
 		{name: "syntax error", body: `{"agent" "hello"}`, status: http.StatusBadRequest, code: api.CodeBadRequest, msg: "byte"},
 		{name: "unknown field", body: `{"agent":"hello","inptu":1}`, status: http.StatusBadRequest, code: api.CodeBadRequest, msg: `unknown field "inptu"`},
-		{name: "unknown nested field", body: `{"agent":"hello","retry":{"bsae":"1s"}}`, status: http.StatusBadRequest, code: api.CodeBadRequest, msg: `"bsae"`},
+		{name: "unknown nested field", body: `{"agent":"hello","retry":{"bsae":"1s"}}`, status: http.StatusBadRequest, code: api.CodeBadRequest, msg: `"retry.bsae"`},
 		{name: "wrong type", body: `{"agent":"hello","max_attempts":"3"}`, status: http.StatusBadRequest, code: api.CodeBadRequest, msg: "max_attempts"},
 		{name: "trailing data", body: `{"agent":"hello"} {}`, status: http.StatusBadRequest, code: api.CodeBadRequest},
 		{name: "empty body", body: ``, status: http.StatusBadRequest, code: api.CodeBadRequest},

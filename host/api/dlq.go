@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"strings"
 	"time"
@@ -44,8 +45,20 @@ func parseTime(what, v string) (int64, error) {
 	if err != nil {
 		return 0, badRequest("%s %q is not an RFC 3339 time (e.g. 2026-11-27T10:00:00Z)", what, v)
 	}
+	// Times are kept as int64 nanoseconds: outside their range UnixNano
+	// wraps, and a filter would silently match everything.
+	if t.Before(minTime) || t.After(maxTime) {
+		return 0, badRequest("%s %q is out of range: times must be from %s to %s", what, v,
+			minTime.Format(time.RFC3339), maxTime.Format(time.RFC3339))
+	}
 	return t.UnixNano(), nil
 }
+
+// The times an int64 of nanoseconds since 1970 can hold, to the second.
+var (
+	minTime = time.Unix(0, math.MinInt64).UTC().Truncate(time.Second).Add(time.Second)
+	maxTime = time.Unix(0, math.MaxInt64).UTC().Truncate(time.Second)
+)
 
 // listDLQ: GET /v1/dlq?agent=&class=&since=&until=.
 func (s *Server) listDLQ(w http.ResponseWriter, r *http.Request) error {
@@ -55,6 +68,11 @@ func (s *Server) listDLQ(w http.ResponseWriter, r *http.Request) error {
 	}
 	f := dlqFilter{agent: q.Get("agent")}
 	var err error
+	if f.agent != "" {
+		if err = checkName("agent", f.agent); err != nil {
+			return err
+		}
+	}
 	if f.class, err = parseClass(q.Get("class")); err != nil {
 		return err
 	}
@@ -63,6 +81,9 @@ func (s *Server) listDLQ(w http.ResponseWriter, r *http.Request) error {
 	}
 	if f.until, err = parseTime("until", q.Get("until")); err != nil {
 		return err
+	}
+	if f.since != 0 && f.until != 0 && f.until <= f.since {
+		return badRequest("until %s is not after since %s", q.Get("until"), q.Get("since"))
 	}
 	ts, err := s.deadLetters(f)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/orloj/orloj/cluster"
+	"github.com/orloj/orloj/host"
 )
 
 // Error codes of the API contract. Each has one HTTP status.
@@ -33,6 +34,9 @@ type ErrorBody struct {
 	Leader *string `json:"leader,omitempty"`
 	// LeaderID is the leader's node ID, when known (not_leader only).
 	LeaderID string `json:"leader_id,omitempty"`
+	// ErrorID is set only with internal: the server logged the failure's
+	// detail under this ID, which the answer leaves out.
+	ErrorID string `json:"error_id,omitempty"`
 }
 
 // apiError is an error that already knows its response.
@@ -110,8 +114,18 @@ func (s *Server) toAPIError(r *http.Request, err error) *apiError {
 		// The client went away; nobody reads the answer.
 		return newError(http.StatusServiceUnavailable, CodeUnavailable, "request cancelled")
 	}
-	s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "error", err)
-	return newError(http.StatusInternalServerError, CodeInternal, "internal error serving %s %s; the server log has the details", r.Method, r.URL.Path)
+	return s.internal(r, "request failed", "error", err)
+}
+
+// internal logs a failure the client cannot fix under a fresh error ID and
+// answers with the ID only: the detail (wrapped errors, stacks, file paths)
+// stays in the log.
+func (s *Server) internal(r *http.Request, what string, detail ...any) *apiError {
+	id := host.NewErrorID()
+	s.log.Error(what, append([]any{"error_id", id, "method", r.Method, "path", r.URL.Path}, detail...)...)
+	e := newError(http.StatusInternalServerError, CodeInternal, "internal error (id %s); the server log has the details", id)
+	e.body.ErrorID = id
+	return e
 }
 
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {

@@ -16,8 +16,8 @@ import (
 	"github.com/orloj/orloj/cluster"
 )
 
-// decodeJSON reads a size-capped JSON object into v, refusing unknown
-// fields and trailing data. With optional, an empty body leaves v as is.
+// decodeJSON reads a size-capped JSON object into v with decodeStrict.
+// With optional, an empty body leaves v as is.
 func (s *Server) decodeJSON(w http.ResponseWriter, r *http.Request, v any, optional bool) error {
 	body, err := readCapped(w, r, s.cfg.MaxBodyBytes)
 	if err != nil {
@@ -29,15 +29,7 @@ func (s *Server) decodeJSON(w http.ResponseWriter, r *http.Request, v any, optio
 		}
 		return badRequest("request body is empty; send a JSON object")
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return badRequest("%s", describeJSONError(err))
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return badRequest("request body has data after the JSON object")
-	}
-	return nil
+	return decodeStrict(body, v)
 }
 
 // readCapped reads the whole body, refusing more than limit bytes with 413.

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -224,9 +225,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if p == http.ErrAbortHandler {
 				panic(p)
 			}
-			s.log.Error("handler panicked", "method", r.Method, "path", r.URL.Path, "panic", fmt.Sprint(p))
+			ae := s.internal(r, "handler panicked", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 			if !rec.wrote {
-				s.reply(rec, http.StatusInternalServerError, ErrorBody{Error: "internal error; the server log has the details", Code: CodeInternal})
+				s.reply(rec, ae.status, ae.body)
 			}
 		}
 		d := time.Since(start)
@@ -286,9 +287,10 @@ func (s *Server) authorized(r *http.Request) bool {
 func (s *Server) reply(w http.ResponseWriter, status int, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
-		s.log.Error("encode response", "type", fmt.Sprintf("%T", v), "error", err)
+		id := host.NewErrorID()
+		s.log.Error("encode response", "error_id", id, "type", fmt.Sprintf("%T", v), "error", err)
 		status = http.StatusInternalServerError
-		b, _ = json.Marshal(ErrorBody{Error: "internal error encoding the response", Code: CodeInternal})
+		b, _ = json.Marshal(ErrorBody{Error: fmt.Sprintf("internal error encoding the response (id %s); the server log has the details", id), Code: CodeInternal, ErrorID: id})
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")

@@ -153,7 +153,11 @@ func (s *Server) listTasks(w http.ResponseWriter, r *http.Request) error {
 		}
 		fl.State = st
 	}
-	fl.Agent = q.Get("agent")
+	if fl.Agent = q.Get("agent"); fl.Agent != "" {
+		if err := checkName("agent", fl.Agent); err != nil {
+			return err
+		}
+	}
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 {
