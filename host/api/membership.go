@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -66,9 +67,6 @@ func (s *Server) memberViews(ctx context.Context) ([]MemberView, error) {
 			m.Role = "follower"
 		}
 		out[i] = m
-		if s.cfg.Peers == nil {
-			continue
-		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -105,6 +103,9 @@ func (s *Server) selfView(m MemberView) MemberView {
 const memberAskTimeout = 700 * time.Millisecond
 
 func (s *Server) askSelf(ctx context.Context, raftAddr string) (MemberView, error) {
+	if s.cfg.Peers == nil {
+		return MemberView{}, errors.New("no client for other members configured")
+	}
 	ctx, cancel := context.WithTimeout(ctx, memberAskTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+raftAddr+host.SelfPath, nil)
