@@ -112,7 +112,7 @@ func startCluster(b *testing.B, n int, module []byte) *benchCluster {
 	// Off: shutdown chatter (peers gone) would interleave with the result lines.
 	log := hclog.New(&hclog.LoggerOptions{Level: hclog.Off, Output: os.Stderr})
 	factory := func(d host.APIDeps) (http.Handler, error) {
-		return api.New(api.Config{Node: d.Node, Runtime: d.Runtime, Token: d.Token, Clock: d.Clock, Logger: d.Logger,
+		return api.New(api.Config{Node: d.Node, Runtime: d.Runtime, Token: d.Token, Peers: d.Peers, Clock: d.Clock, Logger: d.Logger,
 			MaxBodyBytes: d.MaxBodyBytes, MaxModuleBytes: d.MaxModuleBytes, Metrics: d.Metrics})
 	}
 	// One compile cache for every cluster the benchmark starts (and for
@@ -124,7 +124,8 @@ func startCluster(b *testing.B, n int, module []byte) *benchCluster {
 		cfg.APIAddr, cfg.RaftAddr = "127.0.0.1:0", freePort(b)
 		cfg.Token, cfg.HTTPAllow, cfg.Logger, cfg.API = "bench", []string{"127.0.0.1"}, log, factory
 		if i > 0 {
-			cfg.Join = c.daemons[0].APIAddr()
+			first := c.daemons[0].Node()
+			cfg.Join, cfg.JoinToken = first.RaftAddr(), first.PKI().JoinToken().String()
 		}
 		d, err := host.NewDaemon(cfg)
 		if err != nil {

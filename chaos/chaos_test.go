@@ -152,7 +152,7 @@ func TestChaos(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 1; i < p.nodes; i++ {
-		h.start(i, h.procs[0].api)
+		h.start(i, h.procs[0].raft)
 	}
 	await(t, 60*time.Second, "every node to join as a voter", func() bool {
 		var ms []api.MemberView
@@ -225,7 +225,7 @@ func TestChaos(t *testing.T) {
 		case "kill":
 			h.kill(target)
 			time.Sleep(time.Duration(300+rng.IntN(1200)) * time.Millisecond) // down for a while
-			h.start(target, h.procs[(target+1)%p.nodes].api)
+			h.start(target, h.procs[(target+1)%p.nodes].raft)
 		case "pause":
 			h.signal(target, syscall.SIGSTOP)
 			time.Sleep(time.Duration(float64(p.ttl) * (0.5 + 2.5*rng.Float64())))
@@ -245,7 +245,7 @@ func TestChaos(t *testing.T) {
 	elections := h.maxTerm(ctx) - termsBefore
 	for i := range h.procs {
 		if !h.alive(i) {
-			h.start(i, h.procs[(i+1)%p.nodes].api)
+			h.start(i, h.procs[(i+1)%p.nodes].raft)
 		}
 	}
 
