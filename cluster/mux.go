@@ -47,9 +47,12 @@ type mux struct {
 	wg       sync.WaitGroup
 }
 
+// newMux serves ln; p nil (the plaintext benchmarks only) skips TLS.
 func newMux(ln net.Listener, p *PKI, log hclog.Logger) *mux {
-	m := &mux{ln: ln, raftTLS: p.ServerTLS(tls.RequireAndVerifyClientCert), httpTLS: p.ServerTLS(tls.VerifyClientCertIfGiven),
-		log: log.Named("mux"), pending: make(chan struct{}, maxPendingHandshakes), closed: make(chan struct{})}
+	m := &mux{ln: ln, log: log.Named("mux"), pending: make(chan struct{}, maxPendingHandshakes), closed: make(chan struct{})}
+	if p != nil {
+		m.raftTLS, m.httpTLS = p.ServerTLS(tls.RequireAndVerifyClientCert), p.ServerTLS(tls.VerifyClientCertIfGiven)
+	}
 	m.raft = &muxListener{m: m, conns: make(chan net.Conn)}
 	m.http = &muxListener{m: m, conns: make(chan net.Conn)}
 	m.wg.Add(1)
@@ -113,6 +116,15 @@ func (m *mux) handshake(c net.Conn) {
 		c.Close()
 		return
 	}
+	if cfg == nil { // plaintext benchmarks
+		_ = c.SetDeadline(time.Time{})
+		select {
+		case to.conns <- c:
+		case <-m.closed:
+			c.Close()
+		}
+		return
+	}
 	tc := tls.Server(c, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout)
 	err := tc.HandshakeContext(ctx)
@@ -165,6 +177,21 @@ type DialFunc func(ctx context.Context, addr string) (net.Conn, error)
 // DialCluster opens a connection of kind (ConnRaft or ConnHTTP) to a
 // node's cluster port and completes the TLS handshake with cfg.
 func DialCluster(ctx context.Context, dial DialFunc, addr string, kind byte, cfg *tls.Config) (*tls.Conn, error) {
+	c, err := dialKind(ctx, dial, addr, kind)
+	if err != nil {
+		return nil, err
+	}
+	tc := tls.Client(c, cfg)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		c.Close()
+		return nil, &HandshakeError{Addr: addr, Err: err}
+	}
+	_ = c.SetDeadline(time.Time{})
+	return tc, nil
+}
+
+// dialKind connects and sends the protocol byte.
+func dialKind(ctx context.Context, dial DialFunc, addr string, kind byte) (net.Conn, error) {
 	if dial == nil {
 		dial = func(ctx context.Context, addr string) (net.Conn, error) {
 			var d net.Dialer
@@ -182,13 +209,29 @@ func DialCluster(ctx context.Context, dial DialFunc, addr string, kind byte, cfg
 		c.Close()
 		return nil, fmt.Errorf("cluster port %s: %w", addr, err)
 	}
-	tc := tls.Client(c, cfg)
-	if err := tc.HandshakeContext(ctx); err != nil {
-		c.Close()
-		return nil, &HandshakeError{Addr: addr, Err: err}
+	return c, nil
+}
+
+// DialInternal opens a connection to the internal HTTP side of the node at
+// addr, as this node: mTLS with its certificate.
+func (n *Node) DialInternal(ctx context.Context, dial DialFunc, addr string) (net.Conn, error) {
+	if n.cfg.plaintext {
+		c, err := dialKind(ctx, dial, addr, ConnHTTP)
+		if err == nil {
+			_ = c.SetDeadline(time.Time{})
+		}
+		return c, err
 	}
-	_ = c.SetDeadline(time.Time{})
-	return tc, nil
+	return DialCluster(ctx, dial, addr, ConnHTTP, n.cfg.PKI.ClientTLS())
+}
+
+// VerifiedPeer returns the node ID of an internal request's peer, verified
+// against the cluster CA, or false.
+func (n *Node) VerifiedPeer(cs *tls.ConnectionState) (string, bool) {
+	if n.cfg.plaintext {
+		return "", true // the plaintext benchmarks: no certificates to check
+	}
+	return PeerNodeID(cs)
 }
 
 // HandshakeError is a TLS handshake with a cluster port that failed: the

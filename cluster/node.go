@@ -70,7 +70,9 @@ type Config struct {
 	// there is none; a node that does not bootstrap must have joined
 	// (host's join) to hold one.
 	PKI *PKI
-	// plaintext turns mTLS off, for this package's A/B benchmarks only.
+	// plaintext turns mTLS off, for A/B benchmarks only: nothing but this
+	// package's tests and a build tag no release uses
+	// (plaintext_bench.go) can set it.
 	plaintext bool
 	// History, if set, records the lease commands this node's leader loop
 	// proposes (expiries) for linearizability checks.
@@ -193,7 +195,7 @@ func Open(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open snapshot store: %w", err)
 	}
-	if cfg.PKI == nil && !cfg.plaintext {
+	if cfg.PKI == nil {
 		if cfg.PKI, err = openPKI(cfg); err != nil {
 			return nil, err
 		}
@@ -315,12 +317,7 @@ func exists(path string) bool {
 // InternalListener is the internal HTTP side of the cluster port: each
 // connection it returns is TLS, its peer certificate (if any) verified
 // against the cluster CA. Closing it closes the cluster port.
-func (n *Node) InternalListener() net.Listener {
-	if n.mux == nil {
-		return nil
-	}
-	return n.mux.http
-}
+func (n *Node) InternalListener() net.Listener { return n.mux.http }
 
 // PKI is this node's cluster credentials.
 func (n *Node) PKI() *PKI { return n.cfg.PKI }

@@ -21,8 +21,14 @@ type streamLayer struct {
 }
 
 func (s *streamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	if s.tls == nil {
-		return s.dial(string(addr), timeout)
+	if s.tls == nil { // plaintext benchmarks
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		c, err := dialKind(ctx, func(_ context.Context, a string) (net.Conn, error) { return s.dial(a, timeout) }, string(addr), ConnRaft)
+		if err == nil {
+			_ = c.SetDeadline(time.Time{})
+		}
+		return c, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -40,9 +46,9 @@ func deadlineOf(ctx context.Context, d time.Duration) time.Time {
 
 func (s *streamLayer) Addr() net.Addr { return s.advertise }
 
-// newTransport binds the cluster port. With a PKI (always, outside this
-// package's benchmarks) the port is multiplexed: Raft over mTLS, and an
-// internal HTTP side the returned mux serves.
+// newTransport binds the cluster port, multiplexed: Raft over mTLS, and
+// an internal HTTP side the returned mux serves. Only the plaintext
+// benchmarks leave TLS out.
 func newTransport(cfg Config) (*raft.NetworkTransport, *mux, error) {
 	addr, err := net.ResolveTCPAddr("tcp", cfg.RaftAddr)
 	if err != nil {
@@ -61,12 +67,12 @@ func newTransport(cfg Config) (*raft.NetworkTransport, *mux, error) {
 			return net.DialTimeout("tcp", a, timeout)
 		}
 	}
-	stream := &streamLayer{Listener: ln, advertise: addr, dial: dial}
-	var m *mux
-	if !cfg.plaintext {
-		m = newMux(ln, cfg.PKI, cfg.Logger)
-		stream.Listener, stream.tls = m.raft, cfg.PKI
+	stream := &streamLayer{advertise: addr, dial: dial, tls: cfg.PKI}
+	if cfg.plaintext {
+		stream.tls = nil
 	}
+	m := newMux(ln, stream.tls, cfg.Logger)
+	stream.Listener = m.raft
 	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  stream,
 		MaxPool: 3,

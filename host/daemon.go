@@ -117,7 +117,15 @@ type DaemonConfig struct {
 
 	Clock  func() time.Time
 	Logger hclog.Logger
+
+	// plaintext turns mTLS off on the cluster port, for A/B benchmarks
+	// only: settable only in builds with the orloj_bench_plaintext tag.
+	plaintext bool
 }
+
+// plaintextHook applies plaintext to the cluster config; nil unless built
+// with the orloj_bench_plaintext tag.
+var plaintextHook func(*cluster.Config)
 
 // APIFactory builds the HTTP handler of a daemon from its parts.
 type APIFactory func(APIDeps) (http.Handler, error)
@@ -334,6 +342,9 @@ func (d *Daemon) Start() (err error) {
 		}
 		ccfg.History = d.history
 	}
+	if cfg.plaintext && plaintextHook != nil {
+		plaintextHook(&ccfg)
+	}
 	if d.node, err = cluster.Open(ccfg); err != nil {
 		return fmt.Errorf("open node: %w", err)
 	}
@@ -353,7 +364,7 @@ func (d *Daemon) Start() (err error) {
 	d.metrics = NewMetrics(reg)
 	d.metrics.AttachFSM(d.node.FSM())
 	// Workers on every node propose through the leader.
-	d.peers = NewClusterClient(pki.ClientTLS(), clusterDialer(cfg.DialMap))
+	d.peers = NewNodeClient(d.node, clusterDialer(cfg.DialMap))
 	d.fwd = NewForwarder(d.node, clusterDialer(cfg.DialMap), cfg.Logger)
 	exec := NewExecutor(d.fwd, d.rt, d.tools, cfg.Clock, cfg.Logger, WithMetrics(d.metrics))
 	pcfg := DefaultPoolConfig()

@@ -44,7 +44,7 @@ func NewForwarder(node *cluster.Node, dial cluster.DialFunc, log hclog.Logger) *
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	return &Forwarder{node: node, client: NewClusterClient(node.PKI().ClientTLS(), dial), log: log.Named("forward"), retryFor: 10 * time.Second}
+	return &Forwarder{node: node, client: NewNodeClient(node, dial), log: log.Named("forward"), retryFor: 10 * time.Second}
 }
 
 // FSM is the local replica.
@@ -177,7 +177,7 @@ func ForwardHandler(node *cluster.Node, m *Metrics, log hclog.Logger) http.Handl
 			http.Error(w, "POST only", http.StatusMethodNotAllowed)
 			return
 		}
-		if _, ok := cluster.PeerNodeID(r.TLS); !ok {
+		if _, ok := node.VerifiedPeer(r.TLS); !ok {
 			m.ObserveForwarded(nil, "refused")
 			log.Warn("refused a forwarded command without a node certificate", "remote", r.RemoteAddr)
 			http.Error(w, "a node certificate from the cluster CA is required", http.StatusUnauthorized)

@@ -51,9 +51,19 @@ func NewClusterClient(cfg *tls.Config, dial cluster.DialFunc) *http.Client {
 		},
 		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     90 * time.Second,
-		// An idle connection the peer closed is retried by the transport on
-		// a new one only for idempotent requests; the Forwarder decides the
-		// rest.
+	}
+	return &http.Client{Transport: tr}
+}
+
+// NewNodeClient is the HTTP client of node for other nodes' internal
+// routes: mTLS with the node's certificate.
+func NewNodeClient(node *cluster.Node, dial cluster.DialFunc) *http.Client {
+	tr := &http.Transport{
+		DialTLSContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+			return node.DialInternal(ctx, dial, addr)
+		},
+		MaxIdleConnsPerHost: 64,
+		IdleConnTimeout:     90 * time.Second,
 	}
 	return &http.Client{Transport: tr}
 }
@@ -66,9 +76,9 @@ func clusterDialer(m map[string]string) cluster.DialFunc {
 
 // requireNode lets through only requests whose TLS peer presented a
 // certificate verified against the cluster CA.
-func requireNode(h http.Handler, log hclog.Logger) http.Handler {
+func requireNode(node *cluster.Node, h http.Handler, log hclog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, ok := cluster.PeerNodeID(r.TLS); !ok {
+		if _, ok := node.VerifiedPeer(r.TLS); !ok {
 			log.Warn("refused an internal request without a node certificate", "path", r.URL.Path, "remote", r.RemoteAddr)
 			writeJSON(w, http.StatusUnauthorized, internalError{Error: "a node certificate from the cluster CA is required", Code: "unauthorized"})
 			return
@@ -344,7 +354,7 @@ func (d *Daemon) serveInternal(api http.Handler) {
 	mux.Handle(ForwardPath, ForwardHandler(d.node, d.metrics, d.cfg.Logger))
 	mux.Handle(EnrollPath, EnrollHandler(d.node, d.cfg.Logger))
 	if in, ok := api.(interface{ Internal() http.Handler }); ok {
-		mux.Handle("/internal/", requireNode(in.Internal(), log))
+		mux.Handle("/internal/", requireNode(d.node, in.Internal(), log))
 	}
 	d.isrv = &http.Server{
 		Handler:           mux,
