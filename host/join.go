@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -330,6 +331,9 @@ func (d *Daemon) join(ctx context.Context) {
 			continue
 		case errors.Is(err, ErrJoinRefused):
 			d.fatal(fmt.Errorf("join %s: %w (this node's certificate in %s is not accepted by the cluster)", addr, err, filepath.Join(d.cfg.DataDir, cluster.CertFile)))
+			return
+		case errors.As(err, new(x509.UnknownAuthorityError)):
+			d.fatal(fmt.Errorf("%w: the member at %s is not of this node's cluster: its certificate is not from the CA in %s", ErrJoinRefused, addr, filepath.Join(d.cfg.DataDir, cluster.CAFile)))
 			return
 		}
 		if ctx.Err() != nil {

@@ -3,6 +3,7 @@ package host_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net"
 	"net/http"
 	"os"
@@ -190,4 +191,38 @@ func TestJoinRefusedAtOnce(t *testing.T) {
 func decodeJSON(resp *http.Response, v any) error {
 	defer resp.Body.Close()
 	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// A node whose certificate comes from another cluster's CA cannot join:
+// the member's certificate does not verify against its CA, and the daemon
+// stops with the reason instead of retrying.
+func TestForeignCertificateCannotJoin(t *testing.T) {
+	t.Parallel()
+	d1 := start(t, joinConfig(t, "n1", t.TempDir()))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := d1.Node().WaitLeader(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cfg := joinConfig(t, "n2", t.TempDir())
+	if _, err := cluster.BootstrapPKI(cfg.DataDir, "n2", []string{cfg.RaftAddr}); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Join = d1.Node().RaftAddr()
+	d2 := start(t, cfg)
+	select {
+	case err := <-d2.Err():
+		if !errors.Is(err, host.ErrJoinRefused) || !strings.Contains(err.Error(), "not of this node's cluster") {
+			t.Fatalf("stopped with %v", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("the node with a foreign certificate kept trying to join")
+	}
+	conf := d1.Node().Raft().GetConfiguration()
+	if err := conf.Error(); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(conf.Configuration().Servers); n != 1 {
+		t.Fatalf("the cluster has %d members, want 1", n)
+	}
 }

@@ -2,6 +2,7 @@ package api
 
 import (
 	"net/http"
+	"strings"
 
 	"github.com/hashicorp/raft"
 
@@ -23,7 +24,7 @@ func (s *Server) Internal() http.Handler {
 }
 
 func (s *Server) internal(mux *http.ServeMux, pattern string, h func(http.ResponseWriter, *http.Request) error) {
-	write := pattern[0] == 'P'
+	write := strings.HasPrefix(pattern, "POST ")
 	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		if _, ok := s.node.VerifiedPeer(r.TLS); !ok {
 			s.reply(w, http.StatusUnauthorized, ErrorBody{Error: "a node certificate from the cluster CA is required", Code: CodeUnauthorized})
