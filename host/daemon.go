@@ -262,6 +262,10 @@ type Daemon struct {
 
 	ctx    context.Context // ends at Stop: background loops, long polls
 	cancel context.CancelFunc
+	// startCtx ends when Stop is called, even while Start runs: a join
+	// still looking for the cluster gives up.
+	startCtx   context.Context
+	abortStart context.CancelFunc
 	wg     sync.WaitGroup
 	errc   chan error // fatal errors after Start
 }
@@ -281,7 +285,9 @@ func NewDaemon(cfg DaemonConfig) (*Daemon, error) {
 		cfg.CacheDir = filepath.Join(cfg.DataDir, "compile")
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Daemon{cfg: cfg, log: cfg.Logger, ctx: ctx, cancel: cancel, errc: make(chan error, 1)}, nil
+	startCtx, abortStart := context.WithCancel(context.Background())
+	return &Daemon{cfg: cfg, log: cfg.Logger, ctx: ctx, cancel: cancel, startCtx: startCtx, abortStart: abortStart,
+		errc: make(chan error, 1)}, nil
 }
 
 // Start opens the stores, joins or bootstraps the cluster, and starts
@@ -444,6 +450,7 @@ func (d *Daemon) buildTools() (*plugins.Registry, error) {
 // retried), close the API listener, close the node. Safe to call twice or
 // before Start.
 func (d *Daemon) Stop(grace time.Duration) error {
+	d.abortStart()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.stopped {

@@ -195,7 +195,7 @@ func (d *Daemon) credentials(apiAddr string) (*cluster.PKI, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: --join-token: %w", ErrJoinRefused, err)
 	}
-	ctx, cancel := context.WithTimeout(d.ctx, enrollFor)
+	ctx, cancel := context.WithTimeout(d.startCtx, enrollFor)
 	defer cancel()
 	return d.enroll(ctx, tok, apiAddr)
 }

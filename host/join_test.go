@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -226,3 +227,47 @@ func TestForeignCertificateCannotJoin(t *testing.T) {
 		t.Fatalf("the cluster has %d members, want 1", n)
 	}
 }
+
+// Stop ends a join that is still looking for the cluster, at once.
+func TestStopAbortsEnrollment(t *testing.T) {
+	t.Parallel()
+	cfg := joinConfig(t, "n2", t.TempDir())
+	tok, err := cluster.BootstrapPKI(t.TempDir(), "x", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Join, cfg.JoinToken = joinAddr(t), tok.JoinToken().String() // nobody listens there
+	retrying := make(chan struct{})
+	var once sync.Once
+	cfg.Logger = hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: writerFunc(func(p []byte) {
+		if strings.Contains(string(p), "enroll with the cluster") {
+			once.Do(func() { close(retrying) })
+		}
+	})})
+	d, err := host.NewDaemon(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan error, 1)
+	go func() { started <- d.Start() }()
+	<-retrying // Start is inside its retry loop
+	began := time.Now()
+	if err := d.Stop(0); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-started:
+		if err == nil {
+			t.Fatal("Start succeeded with no cluster to join")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Start still running after Stop")
+	}
+	if el := time.Since(began); el > 5*time.Second {
+		t.Fatalf("Stop took %s", el)
+	}
+}
+
+type writerFunc func([]byte)
+
+func (f writerFunc) Write(p []byte) (int, error) { f(p); return len(p), nil }

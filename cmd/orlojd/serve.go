@@ -307,8 +307,20 @@ func serve(stderr io.Writer, cfg serveConfig) error {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
-	if err := d.Start(); err != nil {
-		return err
+	// Start runs on its own goroutine so a signal can end a join that is
+	// still looking for the cluster.
+	started := make(chan error, 1)
+	go func() { started <- d.Start() }()
+	select {
+	case err := <-started:
+		if err != nil {
+			return err
+		}
+	case sig := <-sigs:
+		log.Info("signal received during start-up; stopping", "signal", sig.String())
+		_ = d.Stop(0)
+		<-started
+		return fmt.Errorf("%s during start-up: stopped", sig)
 	}
 	scheme := "http://"
 	if cfg.APITLS {
