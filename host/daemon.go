@@ -266,8 +266,8 @@ type Daemon struct {
 	// still looking for the cluster gives up.
 	startCtx   context.Context
 	abortStart context.CancelFunc
-	wg     sync.WaitGroup
-	errc   chan error // fatal errors after Start
+	wg         sync.WaitGroup
+	errc       chan error // fatal errors after Start
 }
 
 // NewDaemon checks cfg; Start opens and runs the node.
