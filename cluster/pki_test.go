@@ -87,28 +87,38 @@ func TestRawRaftClientCannotAppendOrVote(t *testing.T) {
 	hash, _ := n.FSM().Hash()
 	term := n.Raft().Stats()["term"]
 
-	evil, err := raft.NewTCPTransport("127.0.0.1:0", nil, 1, 2*time.Second, io.Discard)
+	raw, err := raft.NewTCPTransport("127.0.0.1:0", nil, 1, 2*time.Second, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer evil.Close()
+	defer raw.Close()
+	// The same client, but sending the Raft protocol byte first, then
+	// plaintext Raft: refused by the TLS handshake.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefixed := raft.NewNetworkTransport(&prefixStream{Listener: ln}, 1, 2*time.Second, io.Discard)
+	defer prefixed.Close()
 	target := raft.ServerAddress(n.RaftAddr())
-	cmd, err := Encode(&SubmitTask{Task: Task{ID: "injected", Agent: "doc", Version: "v1", Input: []byte(`{}`)}, Now: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ae := &raft.AppendEntriesRequest{
-		RPCHeader: raft.RPCHeader{ID: []byte("evil"), Addr: []byte(evil.LocalAddr())},
-		Term:      1000, PrevLogEntry: applied, PrevLogTerm: 1, LeaderCommitIndex: applied + 1,
-		Entries: []*raft.Log{{Index: applied + 1, Term: 1000, Type: raft.LogCommand, Data: cmd}},
-	}
-	if err := evil.AppendEntries("n1", target, ae, &raft.AppendEntriesResponse{}); err == nil {
-		t.Fatal("AppendEntries without a certificate succeeded")
-	}
-	rv := &raft.RequestVoteRequest{RPCHeader: raft.RPCHeader{ID: []byte("evil"), Addr: []byte(evil.LocalAddr())},
-		Term: 1001, LastLogIndex: applied + 100, LastLogTerm: 1000}
-	if err := evil.RequestVote("n1", target, rv, &raft.RequestVoteResponse{}); err == nil {
-		t.Fatal("RequestVote without a certificate succeeded")
+	for _, evil := range []*raft.NetworkTransport{raw, prefixed} {
+		cmd, err := Encode(&SubmitTask{Task: Task{ID: "injected", Agent: "doc", Version: "v1", Input: []byte(`{}`)}, Now: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ae := &raft.AppendEntriesRequest{
+			RPCHeader: raft.RPCHeader{ID: []byte("evil"), Addr: []byte(evil.LocalAddr())},
+			Term:      1000, PrevLogEntry: applied, PrevLogTerm: 1, LeaderCommitIndex: applied + 1,
+			Entries: []*raft.Log{{Index: applied + 1, Term: 1000, Type: raft.LogCommand, Data: cmd}},
+		}
+		if err := evil.AppendEntries("n1", target, ae, &raft.AppendEntriesResponse{}); err == nil {
+			t.Fatal("AppendEntries without a certificate succeeded")
+		}
+		rv := &raft.RequestVoteRequest{RPCHeader: raft.RPCHeader{ID: []byte("evil"), Addr: []byte(evil.LocalAddr())},
+			Term: 1001, LastLogIndex: applied + 100, LastLogTerm: 1000}
+		if err := evil.RequestVote("n1", target, rv, &raft.RequestVoteResponse{}); err == nil {
+			t.Fatal("RequestVote without a certificate succeeded")
+		}
 	}
 	// The node still leads, in the same term, with the same state.
 	if err := n.Barrier(ctx); err != nil {
@@ -242,4 +252,19 @@ func TestTwoNodesOverMTLS(t *testing.T) {
 	if err := n2.FSM().WaitApplied(ctx, idx); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// prefixStream dials like raft's TCP stream layer but sends ConnRaft first.
+type prefixStream struct{ net.Listener }
+
+func (p *prefixStream) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	c, err := net.DialTimeout("tcp", string(addr), timeout)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := c.Write([]byte{ConnRaft}); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
 }
