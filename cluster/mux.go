@@ -53,8 +53,8 @@ func newMux(ln net.Listener, p *PKI, log hclog.Logger) *mux {
 	if p != nil {
 		m.raftTLS, m.httpTLS = p.ServerTLS(tls.RequireAndVerifyClientCert), p.ServerTLS(tls.VerifyClientCertIfGiven)
 	}
-	m.raft = &muxListener{m: m, conns: make(chan net.Conn)}
-	m.http = &muxListener{m: m, conns: make(chan net.Conn)}
+	m.raft = &muxListener{m: m, conns: make(chan net.Conn), done: make(chan struct{}), ownsPort: true}
+	m.http = &muxListener{m: m, conns: make(chan net.Conn), done: make(chan struct{})}
 	m.wg.Add(1)
 	go m.accept()
 	return m
@@ -120,6 +120,8 @@ func (m *mux) handshake(c net.Conn) {
 		_ = c.SetDeadline(time.Time{})
 		select {
 		case to.conns <- c:
+		case <-to.done:
+			c.Close()
 		case <-m.closed:
 			c.Close()
 		}
@@ -137,6 +139,8 @@ func (m *mux) handshake(c net.Conn) {
 	_ = c.SetDeadline(time.Time{})
 	select {
 	case to.conns <- tc:
+	case <-to.done:
+		tc.Close()
 	case <-m.closed:
 		tc.Close()
 	}
@@ -151,24 +155,35 @@ func (m *mux) Close() error {
 	return m.closeErr
 }
 
-// muxListener is one side of the mux as a net.Listener. Closing either
-// side closes the port: Raft's transport and the HTTP server close at the
-// same time, when the node closes.
+// muxListener is one side of the mux as a net.Listener. Closing the Raft
+// side (the transport, when the node closes) closes the port; closing the
+// HTTP side only stops handing it connections.
 type muxListener struct {
-	m     *mux
-	conns chan net.Conn
+	m        *mux
+	conns    chan net.Conn
+	done     chan struct{}
+	once     sync.Once
+	ownsPort bool
 }
 
 func (l *muxListener) Accept() (net.Conn, error) {
 	select {
 	case c := <-l.conns:
 		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
 	case <-l.m.closed:
 		return nil, net.ErrClosed
 	}
 }
 
-func (l *muxListener) Close() error   { return l.m.Close() }
+func (l *muxListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	if l.ownsPort {
+		return l.m.Close()
+	}
+	return nil
+}
 func (l *muxListener) Addr() net.Addr { return l.m.ln.Addr() }
 
 // DialFunc opens a TCP connection to a cluster address.
