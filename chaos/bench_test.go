@@ -27,54 +27,82 @@ import (
 // service that answers at once) on one node and on three, every node in
 // this process and on the same cores. "seq" runs one task at a time (p50 is
 // the latency figure); "par64" keeps 64 in flight (tasks/s is throughput).
-// Followers' workers claim and record through the leader.
+// Followers' workers claim and record through the leader, over mTLS on the
+// cluster port. Built with -tags orloj_bench_plaintext, each case runs a
+// second time with TLS off ("seq-plaintext", "par64-plaintext"), so one run
+// shows what mTLS costs.
 func BenchmarkCluster6Calls(b *testing.B) {
 	agent := buildAgent(b)
 	srv := instantService(b)
+	transports := []string{""}
+	if plaintext != nil {
+		transports = append(transports, "-plaintext")
+	}
 	for _, nodes := range []int{1, 3} {
 		for _, mode := range []string{"seq", "par64"} {
-			b.Run(fmt.Sprintf("nodes=%d/%s", nodes, mode), func(b *testing.B) {
-				c := startCluster(b, nodes, agent)
-				// Tasks at once, so every node loads the module before the
-				// clock starts.
-				var warm sync.WaitGroup
-				for n := range 8 * nodes {
-					warm.Go(func() { c.run(b, srv, int64(-1-n)) })
-				}
-				warm.Wait()
-				clients := 1
-				if mode == "par64" {
-					clients = 64
-				}
-				var next atomic.Int64
-				lat := make([][]time.Duration, clients)
-				var wg sync.WaitGroup
-				first := c.leader.Raft().LastIndex()
-				b.ResetTimer()
-				start := time.Now()
-				for k := range clients {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						for n := next.Add(1); n <= int64(b.N) && !b.Failed(); n = next.Add(1) {
-							lat[k] = append(lat[k], c.run(b, srv, n))
-						}
-					}()
-				}
-				wg.Wait()
-				elapsed := time.Since(start)
-				b.StopTimer()
-				all := slices.Concat(lat...)
-				slices.Sort(all)
-				if len(all) > 0 {
-					b.ReportMetric(float64(len(all))/elapsed.Seconds(), "tasks/s")
-					b.ReportMetric(float64(all[len(all)/2].Microseconds())/1000, "p50-ms")
-					b.ReportMetric(float64(c.leader.Raft().LastIndex()-first)/float64(len(all)), "raft-entries/task")
-				}
-			})
+			for _, tr := range transports {
+				b.Run(fmt.Sprintf("nodes=%d/%s%s", nodes, mode, tr), func(b *testing.B) {
+					c := startCluster(b, nodes, agent, tr != "")
+					// Tasks at once, so every node loads the module before the
+					// clock starts.
+					var warm sync.WaitGroup
+					for n := range 8 * nodes {
+						warm.Go(func() { c.run(b, srv, int64(-1-n)) })
+					}
+					warm.Wait()
+					clients := 1
+					if mode == "par64" {
+						clients = 64
+					}
+					var next atomic.Int64
+					lat := make([][]time.Duration, clients)
+					var wg sync.WaitGroup
+					first := c.leader.Raft().LastIndex()
+					b.ResetTimer()
+					start := time.Now()
+					for k := range clients {
+						wg.Add(1)
+						go func() {
+							defer wg.Done()
+							for n := next.Add(1); n <= int64(b.N) && !b.Failed(); n = next.Add(1) {
+								lat[k] = append(lat[k], c.run(b, srv, n))
+							}
+						}()
+					}
+					wg.Wait()
+					elapsed := time.Since(start)
+					b.StopTimer()
+					all := slices.Concat(lat...)
+					slices.Sort(all)
+					if len(all) > 0 {
+						b.ReportMetric(float64(len(all))/elapsed.Seconds(), "tasks/s")
+						b.ReportMetric(float64(all[len(all)/2].Microseconds())/1000, "p50-ms")
+						b.ReportMetric(float64(c.leader.Raft().LastIndex()-first)/float64(len(all)), "raft-entries/task")
+					}
+				})
+			}
 		}
 	}
 }
+
+// issueCert installs a certificate for nodeID from ca's CA in dir.
+func issueCert(b *testing.B, ca *cluster.PKI, dir, nodeID string) {
+	csr, key, err := cluster.NewCSR(nodeID)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cert, err := ca.Sign(csr, nodeID, []string{"127.0.0.1"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := cluster.InstallPKI(dir, cert, key, ca.CAPEM(), ca.CAKeyPEM(), ca.JoinToken().String()); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// plaintext turns a daemon's mTLS off; set only by plaintext_bench_test.go
+// (build tag orloj_bench_plaintext).
+var plaintext func(*host.DaemonConfig)
 
 type benchCluster struct {
 	daemons []*host.Daemon
@@ -106,13 +134,13 @@ func instantService(b *testing.B) string {
 	return "http://" + ln.Addr().String()
 }
 
-func startCluster(b *testing.B, n int, module []byte) *benchCluster {
+func startCluster(b *testing.B, n int, module []byte, plain bool) *benchCluster {
 	b.Helper()
 	c := &benchCluster{}
 	// Off: shutdown chatter (peers gone) would interleave with the result lines.
 	log := hclog.New(&hclog.LoggerOptions{Level: hclog.Off, Output: os.Stderr})
 	factory := func(d host.APIDeps) (http.Handler, error) {
-		return api.New(api.Config{Node: d.Node, Runtime: d.Runtime, Token: d.Token, Clock: d.Clock, Logger: d.Logger,
+		return api.New(api.Config{Node: d.Node, Runtime: d.Runtime, Token: d.Token, Peers: d.Peers, Clock: d.Clock, Logger: d.Logger,
 			MaxBodyBytes: d.MaxBodyBytes, MaxModuleBytes: d.MaxModuleBytes, Metrics: d.Metrics})
 	}
 	// One compile cache for every cluster the benchmark starts (and for
@@ -123,8 +151,17 @@ func startCluster(b *testing.B, n int, module []byte) *benchCluster {
 		cfg.NodeID, cfg.DataDir, cfg.CacheDir = fmt.Sprintf("n%d", i+1), b.TempDir(), cache
 		cfg.APIAddr, cfg.RaftAddr = "127.0.0.1:0", freePort(b)
 		cfg.Token, cfg.HTTPAllow, cfg.Logger, cfg.API = "bench", []string{"127.0.0.1"}, log, factory
+		if plain {
+			plaintext(&cfg)
+			if i > 0 {
+				// Enrollment is TLS by design; a plaintext node gets its
+				// certificate here instead.
+				issueCert(b, c.daemons[0].Node().PKI(), cfg.DataDir, cfg.NodeID)
+			}
+		}
 		if i > 0 {
-			cfg.Join = c.daemons[0].APIAddr()
+			first := c.daemons[0].Node()
+			cfg.Join, cfg.JoinToken = first.RaftAddr(), first.PKI().JoinToken().String()
 		}
 		d, err := host.NewDaemon(cfg)
 		if err != nil {

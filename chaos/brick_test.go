@@ -142,40 +142,6 @@ func TestBrick(t *testing.T) {
 	}
 }
 
-// form starts node 0, runs setup once it leads, then joins the others and
-// waits until all are voters.
-func (h *harness) form(ctx context.Context, setup func()) {
-	h.t.Helper()
-	h.start(0, "")
-	await(h.t, 30*time.Second, "n1 to lead", func() bool { return h.leader(ctx) == 0 })
-	setup()
-	for i := 1; i < len(h.procs); i++ {
-		h.start(i, h.procs[0].api)
-	}
-	await(h.t, 60*time.Second, "every node to join as a voter", func() bool {
-		var ms []api.MemberView
-		if _, err := h.call(ctx, 0, "GET", "/v1/cluster/members", nil, &ms); err != nil {
-			return false
-		}
-		voters := 0
-		for _, m := range ms {
-			if m.Suffrage == "voter" && m.AppliedIndex != nil && m.LastContact != nil {
-				voters++
-			}
-		}
-		return voters == len(h.procs)
-	})
-}
-
-// restart starts node i again on its data, joining through a neighbour.
-func (h *harness) restart(i int) {
-	if i == 0 {
-		h.start(0, "")
-		return
-	}
-	h.start(i, h.procs[(i+1)%len(h.procs)].api)
-}
-
 // push uploads an agent through node 0.
 func (h *harness) push(ctx context.Context, name, tools string, module []byte) error {
 	req, err := http.NewRequestWithContext(ctx, "POST", "http://"+h.procs[0].api+"/v1/agents?name="+name+"&version=v1&tools="+tools, strings.NewReader(string(module)))

@@ -142,31 +142,14 @@ func TestChaos(t *testing.T) {
 	defer cancel()
 
 	// Bring the cluster up: n1 bootstraps, the others join through it.
-	h.start(0, "")
-	await(t, 30*time.Second, "n1 to lead", func() bool { return h.leader(ctx) == 0 })
 	module, err := os.ReadFile(agentPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := h.pushAgent(ctx, module); err != nil {
-		t.Fatal(err)
-	}
-	for i := 1; i < p.nodes; i++ {
-		h.start(i, h.procs[0].api)
-	}
-	await(t, 60*time.Second, "every node to join as a voter", func() bool {
-		var ms []api.MemberView
-		if _, err := h.call(ctx, 0, "GET", "/v1/cluster/members", nil, &ms); err != nil {
-			return false
+	h.form(ctx, func() {
+		if err := h.pushAgent(ctx, module); err != nil {
+			t.Fatal(err)
 		}
-		voters := 0
-		for _, m := range ms {
-			// Each member reports its own progress to the listing.
-			if m.Suffrage == "voter" && m.AppliedIndex != nil && m.LastContact != nil {
-				voters++
-			}
-		}
-		return voters == p.nodes
 	})
 
 	// Submit the workload while faults run: every job gets an
@@ -225,7 +208,7 @@ func TestChaos(t *testing.T) {
 		case "kill":
 			h.kill(target)
 			time.Sleep(time.Duration(300+rng.IntN(1200)) * time.Millisecond) // down for a while
-			h.start(target, h.procs[(target+1)%p.nodes].api)
+			h.start(target, h.procs[(target+1)%p.nodes].raft)
 		case "pause":
 			h.signal(target, syscall.SIGSTOP)
 			time.Sleep(time.Duration(float64(p.ttl) * (0.5 + 2.5*rng.Float64())))
@@ -245,7 +228,7 @@ func TestChaos(t *testing.T) {
 	elections := h.maxTerm(ctx) - termsBefore
 	for i := range h.procs {
 		if !h.alive(i) {
-			h.start(i, h.procs[(i+1)%p.nodes].api)
+			h.start(i, h.procs[(i+1)%p.nodes].raft)
 		}
 	}
 
@@ -263,18 +246,7 @@ func TestChaos(t *testing.T) {
 }
 
 func (h *harness) pushAgent(ctx context.Context, module []byte) error {
-	req, _ := http.NewRequestWithContext(ctx, "POST", "http://"+h.procs[0].api+"/v1/agents?name=sixcalls&version=v1&tools=http", strings.NewReader(string(module)))
-	req.Header.Set("Authorization", "Bearer "+h.token)
-	req.Header.Set("Content-Type", "application/wasm")
-	resp, err := h.client.Do(req)
-	if err != nil {
-		return fmt.Errorf("push agent: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("push agent: status %d", resp.StatusCode)
-	}
-	return nil
+	return h.push(ctx, "sixcalls", "http", module)
 }
 
 // submit retries a submission on every live node until one takes it.

@@ -320,3 +320,97 @@ func BenchmarkClaimAfterHistory(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkRaftApply3: Node.Apply of a SubmitTask on the leader of three
+// nodes (WAL store), so every entry is replicated over the cluster port:
+// "mtls" is what runs in production, "plaintext" the same transport without
+// TLS, to show what mTLS costs on replication.
+func BenchmarkRaftApply3(b *testing.B) {
+	for _, tr := range []string{"mtls", "plaintext"} {
+		b.Run("transport="+tr+"/seq", func(b *testing.B) {
+			n := bench3Nodes(b, tr == "plaintext")
+			ctx := context.Background()
+			durs := make([]time.Duration, 0, b.N)
+			var i int64
+			b.ResetTimer()
+			for b.Loop() {
+				i++
+				start := time.Now()
+				if _, err := n.Apply(ctx, submitCmd(i)); err != nil {
+					b.Fatal(err)
+				}
+				durs = append(durs, time.Since(start))
+			}
+			b.StopTimer()
+			reportLatency(b, durs)
+		})
+		b.Run("transport="+tr+"/par64", func(b *testing.B) {
+			benchApplyParallel(b, bench3Nodes(b, tr == "plaintext"), 64)
+		})
+	}
+}
+
+// bench3Nodes starts three nodes, certificates from n1's CA, and returns
+// the leader (n1) once both others are voters and caught up.
+func bench3Nodes(b *testing.B, plaintext bool) *Node {
+	b.Helper()
+	logger := hclog.New(&hclog.LoggerOptions{Output: benchWriter{b}, Level: hclog.Error})
+	var nodes []*Node
+	for i := range 3 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		addr := l.Addr().String()
+		l.Close()
+		cfg := DefaultConfig()
+		cfg.DataDir, cfg.RaftAddr, cfg.NodeID, cfg.Bootstrap = b.TempDir(), addr, fmt.Sprintf("n%d", i+1), i == 0
+		cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = 100*time.Millisecond, 100*time.Millisecond, 50*time.Millisecond
+		cfg.SnapshotThreshold, cfg.SnapshotInterval = 1<<40, time.Hour
+		cfg.Logger, cfg.plaintext = logger, plaintext
+		if i > 0 {
+			ca := nodes[0].PKI()
+			csr, key, err := NewCSR(cfg.NodeID)
+			if err != nil {
+				b.Fatal(err)
+			}
+			cert, err := ca.Sign(csr, cfg.NodeID, []string{"127.0.0.1"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if cfg.PKI, err = InstallPKI(cfg.DataDir, cert, key, ca.CAPEM(), ca.CAKeyPEM(), ca.JoinToken().String()); err != nil {
+				b.Fatal(err)
+			}
+		}
+		n, err := Open(cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { n.Close() })
+		nodes = append(nodes, n)
+		if i == 0 {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			err := n.WaitLeader(ctx)
+			cancel()
+			if err != nil {
+				b.Fatal(err)
+			}
+			continue
+		}
+		if err := nodes[0].Raft().AddVoter(raft.ServerID(cfg.NodeID), raft.ServerAddress(addr), 0, 10*time.Second).Error(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, idx, err := nodes[0].ApplyIndexed(ctx, &PutAgent{Agent: Agent{Name: "doc", Version: "v1"}, Module: []byte("mod"), Now: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, n := range nodes[1:] {
+		if err := n.FSM().WaitApplied(ctx, idx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return nodes[0]
+}

@@ -64,6 +64,16 @@ type Config struct {
 	// Dial, if set, opens this node's outbound Raft connections (fault
 	// tests route them through proxies); nil dials TCP directly.
 	Dial func(addr string, timeout time.Duration) (net.Conn, error)
+	// PKI is this node's cluster credentials: Raft and the internal HTTP
+	// side of the cluster port are mTLS against its CA. nil loads them
+	// from DataDir, creating a new CA there when Bootstrap is set and
+	// there is none; a node that does not bootstrap must have joined
+	// (host's join) to hold one.
+	PKI *PKI
+	// plaintext turns mTLS off, for A/B benchmarks only: nothing but this
+	// package's tests and a build tag no release uses
+	// (plaintext_bench.go) can set it.
+	plaintext bool
 	// History, if set, records the lease commands this node's leader loop
 	// proposes (expiries) for linearizability checks.
 	History *History
@@ -132,6 +142,7 @@ type Node struct {
 	db        *badger.DB
 	logStore  logStore
 	transport *raft.NetworkTransport
+	mux       *mux
 
 	leaderMu  sync.Mutex
 	leaderGen uint64 // bumped on each change, so waiters notice flaps
@@ -188,7 +199,13 @@ func Open(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open snapshot store: %w", err)
 	}
-	if n.transport, err = newTransport(cfg); err != nil {
+	if cfg.PKI == nil {
+		if cfg.PKI, err = openPKI(cfg); err != nil {
+			return nil, err
+		}
+		n.cfg.PKI = cfg.PKI
+	}
+	if n.transport, n.mux, err = newTransport(cfg); err != nil {
 		return nil, err
 	}
 
@@ -225,6 +242,24 @@ func Open(cfg Config) (*Node, error) {
 	n.wg.Add(1)
 	go n.leaderLoop(notify)
 	return n, nil
+}
+
+// openPKI loads the node's credentials from the data dir, or creates a
+// cluster CA there for a node that bootstraps.
+func openPKI(cfg Config) (*PKI, error) {
+	p, err := LoadPKI(cfg.DataDir)
+	switch {
+	case err == nil:
+		return p, nil
+	case errors.Is(err, ErrNoPKI) && cfg.Bootstrap:
+		if p, err = BootstrapPKI(cfg.DataDir, cfg.NodeID, []string{cfg.RaftAddr}); err != nil {
+			return nil, fmt.Errorf("create cluster CA: %w", err)
+		}
+		return p, nil
+	case errors.Is(err, ErrNoPKI):
+		return nil, fmt.Errorf("%w: a node that does not bootstrap gets one by joining with a join token", err)
+	}
+	return nil, fmt.Errorf("load cluster credentials: %w", err)
 }
 
 // logStore is what Raft needs from its log and stable store, and Close.
@@ -282,6 +317,17 @@ func exists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
 }
+
+// InternalListener is the internal HTTP side of the cluster port: each
+// connection it returns is TLS, its peer certificate (if any) verified
+// against the cluster CA. Closing it closes the cluster port.
+func (n *Node) InternalListener() net.Listener { return n.mux.http }
+
+// PKI is this node's cluster credentials.
+func (n *Node) PKI() *PKI { return n.cfg.PKI }
+
+// RaftAddr is the address this node's cluster port listens on.
+func (n *Node) RaftAddr() string { return string(n.transport.LocalAddr()) }
 
 // FSM returns the state machine, for local reads.
 func (n *Node) FSM() *FSM { return n.fsm }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -52,13 +53,21 @@ type DaemonConfig struct {
 	DataDir  string
 	APIAddr  string // host:port the HTTP API listens on
 	RaftAddr string // host:port the Raft transport binds and advertises
-	// Join is the API address of a member of an existing cluster. The node
-	// starts without bootstrapping and asks that member to add it. "" starts
-	// (or restarts) a cluster of its own.
+	// Join is the cluster (Raft) address of a member of an existing
+	// cluster. The node starts without bootstrapping and asks that member
+	// to add it. "" starts (or restarts) a cluster of its own.
 	Join string
-	// Token is the admin token. "" reads DataDir/token, creating it with a
-	// random token on first start. Joining nodes need the cluster's token.
+	// JoinToken is the cluster's join token (DATA_DIR/join-token on a
+	// member): a node joining for the first time presents it to get its
+	// certificate. A node that already holds one ignores it.
+	JoinToken string
+	// Token is the admin token, for people and the CLI only; it never
+	// travels between nodes. "" reads DataDir/token, creating it with a
+	// random token on first start.
 	Token string
+	// APITLS serves the API over TLS with the node's certificate (the CLI
+	// trusts DATA_DIR/ca.pem).
+	APITLS bool
 
 	Workers  int           // concurrent attempts on this node
 	LeaseTTL time.Duration // renewed every TTL/3; a crashed node costs one TTL
@@ -108,7 +117,15 @@ type DaemonConfig struct {
 
 	Clock  func() time.Time
 	Logger hclog.Logger
+
+	// plaintext turns mTLS off on the cluster port, for A/B benchmarks
+	// only: settable only in builds with the orloj_bench_plaintext tag.
+	plaintext bool
 }
+
+// plaintextHook applies plaintext to the cluster config; nil unless built
+// with the orloj_bench_plaintext tag.
+var plaintextHook func(*cluster.Config)
 
 // APIFactory builds the HTTP handler of a daemon from its parts.
 type APIFactory func(APIDeps) (http.Handler, error)
@@ -120,6 +137,7 @@ type APIDeps struct {
 	Tools          *plugins.Registry
 	Metrics        *Metrics // its Gatherer is what /metrics serves
 	Token          string
+	Peers          *http.Client // node-to-node routes on other members' cluster ports (mTLS)
 	Clock          func() time.Time
 	Logger         hclog.Logger
 	MaxModuleBytes int64
@@ -169,9 +187,12 @@ func (c DaemonConfig) Validate() error {
 		}
 	}
 	if c.Join != "" {
-		if _, err := apiURL(c.Join); err != nil {
-			return fieldErr("Join", "%v", err)
+		if _, port, err := net.SplitHostPort(c.Join); err != nil || port == "" || strings.Contains(c.Join, "/") {
+			return fieldErr("Join", "%q is not host:port (the cluster address of a member)", c.Join)
 		}
+	}
+	if strings.ContainsAny(c.JoinToken, " \t\r\n") {
+		return fieldErr("JoinToken", "has white space")
 	}
 	if strings.ContainsAny(c.Token, " \t\r\n") {
 		return fieldErr("Token", "has white space")
@@ -215,18 +236,6 @@ func (c DaemonConfig) Validate() error {
 	return nil
 }
 
-// apiURL turns "host:port" or "http://host:port" into a base URL.
-func apiURL(addr string) (string, error) {
-	if !strings.Contains(addr, "://") {
-		addr = "http://" + addr
-	}
-	u, err := url.Parse(addr)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return "", fmt.Errorf("%q is not host:port or an http(s) URL", addr)
-	}
-	return strings.TrimSuffix(u.String(), "/"), nil
-}
-
 // Daemon is one node: Raft member, worker pool, API listener and, on the
 // leader, the DLQ webhook. NewDaemon, then Start; Stop drains.
 type Daemon struct {
@@ -239,6 +248,8 @@ type Daemon struct {
 
 	token   string
 	fwd     *Forwarder
+	peers   *http.Client // node-to-node routes, mTLS
+	isrv    *http.Server // the cluster port's internal HTTP side
 	history *cluster.History
 	ln      net.Listener
 	node    *cluster.Node
@@ -251,8 +262,12 @@ type Daemon struct {
 
 	ctx    context.Context // ends at Stop: background loops, long polls
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	errc   chan error // fatal errors after Start
+	// startCtx ends when Stop is called, even while Start runs: a join
+	// still looking for the cluster gives up.
+	startCtx   context.Context
+	abortStart context.CancelFunc
+	wg         sync.WaitGroup
+	errc       chan error // fatal errors after Start
 }
 
 // NewDaemon checks cfg; Start opens and runs the node.
@@ -270,7 +285,9 @@ func NewDaemon(cfg DaemonConfig) (*Daemon, error) {
 		cfg.CacheDir = filepath.Join(cfg.DataDir, "compile")
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Daemon{cfg: cfg, log: cfg.Logger, ctx: ctx, cancel: cancel, errc: make(chan error, 1)}, nil
+	startCtx, abortStart := context.WithCancel(context.Background())
+	return &Daemon{cfg: cfg, log: cfg.Logger, ctx: ctx, cancel: cancel, startCtx: startCtx, abortStart: abortStart,
+		errc: make(chan error, 1)}, nil
 }
 
 // Start opens the stores, joins or bootstraps the cluster, and starts
@@ -298,11 +315,19 @@ func (d *Daemon) Start() (err error) {
 	if d.ln, err = net.Listen("tcp", cfg.APIAddr); err != nil {
 		return fmt.Errorf("api listener: %w", err)
 	}
+	// A joining node gets its certificate before its transport starts.
+	pki, err := d.credentials(d.ln.Addr().String())
+	if err != nil {
+		return err
+	}
+	if cfg.APITLS {
+		d.ln = tls.NewListener(d.ln, pki.ServerTLS(tls.NoClientCert))
+	}
 
 	ccfg := cluster.DefaultConfig()
 	ccfg.NodeID, ccfg.DataDir, ccfg.RaftAddr = cfg.NodeID, cfg.DataDir, cfg.RaftAddr
 	ccfg.Bootstrap = cfg.Join == ""
-	ccfg.Clock, ccfg.Logger = cfg.Clock, cfg.Logger
+	ccfg.Clock, ccfg.Logger, ccfg.PKI = cfg.Clock, cfg.Logger, pki
 	if cfg.RaftHeartbeat > 0 {
 		ccfg.HeartbeatTimeout = cfg.RaftHeartbeat
 		ccfg.ElectionTimeout = max(ccfg.ElectionTimeout, cfg.RaftHeartbeat)
@@ -323,6 +348,9 @@ func (d *Daemon) Start() (err error) {
 		}
 		ccfg.History = d.history
 	}
+	if cfg.plaintext && plaintextHook != nil {
+		plaintextHook(&ccfg)
+	}
 	if d.node, err = cluster.Open(ccfg); err != nil {
 		return fmt.Errorf("open node: %w", err)
 	}
@@ -339,7 +367,8 @@ func (d *Daemon) Start() (err error) {
 	d.metrics = NewMetrics(reg)
 	d.metrics.AttachFSM(d.node.FSM())
 	// Workers on every node propose through the leader.
-	d.fwd = NewForwarder(d.node, d.token, dial, cfg.Logger)
+	d.peers = NewNodeClient(d.node, clusterDialer(cfg.DialMap))
+	d.fwd = NewForwarder(d.node, clusterDialer(cfg.DialMap), cfg.Logger)
 	// The tools after the forwarder: the kv tool proposes through it.
 	if d.tools, err = d.buildTools(d.fwd); err != nil {
 		return err
@@ -354,17 +383,15 @@ func (d *Daemon) Start() (err error) {
 
 	handler := http.Handler(d.healthHandler())
 	if cfg.API != nil {
-		if handler, err = cfg.API(APIDeps{Node: d.node, Runtime: d.rt, Tools: d.tools, Metrics: d.metrics, Token: d.token,
+		if handler, err = cfg.API(APIDeps{Node: d.node, Runtime: d.rt, Tools: d.tools, Metrics: d.metrics, Token: d.token, Peers: d.peers,
 			Clock: cfg.Clock, Logger: cfg.Logger, MaxModuleBytes: cfg.MaxModuleBytes, MaxBodyBytes: cfg.MaxBodyBytes}); err != nil {
 			return fmt.Errorf("build api: %w", err)
 		}
 	}
 	d.handler = handler
-	mux := http.NewServeMux()
-	mux.Handle(ForwardPath, ForwardHandler(d.node, d.token, d.metrics, cfg.Logger))
-	mux.Handle("/", handler)
+	d.serveInternal(handler)
 	d.srv = &http.Server{
-		Handler:           mux,
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		// Long polls (task wait) end when the daemon stops, not when their
@@ -434,6 +461,7 @@ func (d *Daemon) buildTools(c Cluster) (*plugins.Registry, error) {
 // retried), close the API listener, close the node. Safe to call twice or
 // before Start.
 func (d *Daemon) Stop(grace time.Duration) error {
+	d.abortStart()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.stopped {
@@ -469,6 +497,13 @@ func (d *Daemon) closeAll() error {
 	} else if d.ln != nil {
 		errs = append(errs, d.ln.Close())
 	}
+	if d.isrv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		if err := d.isrv.Shutdown(ctx); err != nil {
+			d.isrv.Close()
+		}
+		cancel()
+	}
 	if d.pool != nil {
 		d.pool.Stop(0) // a failed Start may have left it unstarted: a no-op then
 	}
@@ -480,6 +515,9 @@ func (d *Daemon) closeAll() error {
 	}
 	if d.fwd != nil {
 		d.fwd.Close()
+	}
+	if d.peers != nil {
+		d.peers.CloseIdleConnections()
 	}
 	if err := d.history.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close history: %w", err))
@@ -534,55 +572,6 @@ func (d *Daemon) healthHandler() http.Handler {
 		io.WriteString(w, `{"status":"ready"}`)
 	})
 	return mux
-}
-
-// join asks the member at cfg.Join (or the leader it points to) to add this
-// node as a non-voter, waits until this node has applied what the leader
-// had committed, then asks to be promoted to voter. It retries until that
-// is done or the daemon stops. Joining again after a restart is harmless.
-func (d *Daemon) join(ctx context.Context) {
-	fresh := !d.node.HadState()
-	body, _ := json.Marshal(map[string]any{"id": d.cfg.NodeID, "raft_addr": d.cfg.RaftAddr, "api_addr": d.ln.Addr().String(), "fresh": fresh})
-	promote, _ := json.Marshal(map[string]string{"id": d.cfg.NodeID})
-	policy := cluster.RetryPolicy{Base: 500 * time.Millisecond, Factor: 2, Cap: 10 * time.Second}
-	base, _ := apiURL(d.cfg.Join)
-	joined := false
-	for attempt := 1; ; attempt++ {
-		var err error
-		if !joined {
-			var leader string
-			if leader, err = postJSON(ctx, base+"/v1/cluster/join", d.token, body); err == nil {
-				joined = true
-				d.log.Info("joined cluster as non-voter; catching up", "via", base)
-				attempt = 0
-				continue
-			} else if leader != "" {
-				base, _ = apiURL(leader)
-				continue
-			}
-		} else {
-			if err = d.awaitCaughtUp(ctx); err == nil {
-				var leader string
-				if leader, err = postJSON(ctx, base+"/v1/cluster/promote", d.token, promote); err == nil {
-					d.log.Info("promoted to voter", "via", base, "applied_index", d.node.FSM().AppliedIndex())
-					return
-				} else if leader != "" {
-					base, _ = apiURL(leader)
-					continue
-				}
-			}
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		delay := cluster.Backoff(policy, attempt, mrand.Uint64())
-		d.log.Warn("join cluster", "via", base, "attempt", attempt, "retry_in", delay, "error", err)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(delay):
-		}
-	}
 }
 
 // awaitCaughtUp waits until this node has heard from a leader and applied
@@ -658,38 +647,6 @@ func dialVia(m map[string]string) func(ctx context.Context, network, addr string
 		}
 		return d.DialContext(ctx, network, addr)
 	}
-}
-
-// postJSON posts body and returns, for a 421 not_leader answer, the
-// leader's API address it names.
-func postJSON(ctx context.Context, url, token string, body []byte) (leader string, err error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-	if err != nil {
-		return "", err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	if resp.StatusCode == http.StatusMisdirectedRequest {
-		var e struct {
-			Leader string `json:"leader"`
-		}
-		_ = json.Unmarshal(msg, &e)
-		return e.Leader, fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(msg))
-	}
-	if resp.StatusCode/100 != 2 {
-		return "", fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(msg))
-	}
-	return "", nil
 }
 
 // loadToken returns the admin token: the given one, else the token file's,

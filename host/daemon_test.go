@@ -32,6 +32,8 @@ func TestDaemonConfigValidate(t *testing.T) {
 		{"api addr without port", func(c *DaemonConfig) { c.APIAddr = "localhost" }, "APIAddr"},
 		{"raft addr garbage", func(c *DaemonConfig) { c.RaftAddr = "::::" }, "RaftAddr"},
 		{"join not an address", func(c *DaemonConfig) { c.Join = "ftp://x" }, "Join"},
+		{"join a URL", func(c *DaemonConfig) { c.Join = "http://127.0.0.1:7071" }, "Join"},
+		{"join token with a space", func(c *DaemonConfig) { c.JoinToken = "a b" }, "JoinToken"},
 		{"no workers", func(c *DaemonConfig) { c.Workers = 0 }, "Workers"},
 		{"tiny lease", func(c *DaemonConfig) { c.LeaseTTL = time.Millisecond }, "LeaseTTL"},
 		{"wildcard host", func(c *DaemonConfig) { c.HTTPAllow = []string{"*"} }, "HTTPAllow"},

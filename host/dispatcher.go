@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -177,19 +176,6 @@ func (d *ledgerDispatcher) refused(e cluster.Event) {
 	}
 }
 
-// truncate cuts s to at most n bytes on a rune boundary, saying so.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	const mark = " …(truncated)"
-	cut := n - len(mark)
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + mark
-}
-
 func (d *ledgerDispatcher) Input(context.Context) ([]byte, error) { return d.task.Input, nil }
 
 func (d *ledgerDispatcher) Output(_ context.Context, out []byte) error {
@@ -213,7 +199,7 @@ func (d *ledgerDispatcher) Log(ctx context.Context, level abi.LogLevel, line []b
 	}
 	if d.logEvents < maxLogEvents {
 		d.logEvents++
-		msg := truncate(level.String()+": "+string(line), cluster.MaxEventMessageBytes)
+		msg := clipUTF8(level.String()+": "+string(line), cluster.MaxEventMessageBytes)
 		d.log.Debug("guest log", "task", d.task.ID, "level", level.String(), "line", msg)
 		d.note(cluster.Event{At: d.now(), Type: "log", Attempt: d.lease.Attempt, Message: msg})
 	}
@@ -325,7 +311,7 @@ func (d *ledgerDispatcher) identify(tool string, params []byte, key string) stri
 func (d *ledgerDispatcher) callEvent(id, tool string, start time.Time, detail CallDetail) cluster.Event {
 	took := time.Since(start)
 	detail.Duration = took.Microseconds()
-	detail.Reason = truncate(detail.Reason, maxReasonBytes)
+	detail.Reason = clipUTF8(detail.Reason, maxReasonBytes)
 	label := tool
 	if _, ok := d.tools.Get(tool); !ok {
 		label = "unregistered" // a guest-chosen name must not become a label
@@ -436,7 +422,7 @@ func (d *ledgerDispatcher) record(ctx context.Context, id, tool string, start ti
 		}
 		d.lastTransient = true
 		d.note(d.callEvent(id, tool, start, CallDetail{Outcome: OutcomeError, Status: st.String(), Reason: errText(callErr)}))
-		return nil, abi.Errorf(abi.StatusTransient, "%s", truncate(errText(callErr), maxReasonBytes))
+		return nil, abi.Errorf(abi.StatusTransient, "%s", clipUTF8(errText(callErr), maxReasonBytes))
 	}
 	d.lastTransient = false
 	body := res.Body
@@ -450,7 +436,7 @@ func (d *ledgerDispatcher) record(ctx context.Context, id, tool string, start ti
 		if errors.As(callErr, &ae) {
 			msg = ae.Message
 		}
-		body = abi.EncodeErrorBody(st, truncate(msg, abi.MaxResponseBytes/2))
+		body = abi.EncodeErrorBody(st, clipUTF8(msg, abi.MaxResponseBytes/2))
 	}
 	var usage json.RawMessage
 	if res.Usage != nil {

@@ -3,7 +3,6 @@ package host
 import (
 	"bytes"
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,9 +17,6 @@ import (
 	"github.com/orloj/orloj/cluster"
 )
 
-// ForwardPath is the route a leader serves forwarded commands on.
-const ForwardPath = "/internal/v1/apply"
-
 // raftLeader is the state in which a node applies rather than forwards.
 const raftLeader = raft.Leader
 
@@ -28,32 +24,27 @@ const raftLeader = raft.Leader
 const maxForwardBody = 4 << 20
 
 // Forwarder is the Cluster every node's workers use: on the leader it
-// applies locally; on a follower it sends the command to the leader's
-// ForwardPath. Reads stay local. After a forwarded claim it waits until the
+// applies locally; on a follower it sends the command to ForwardPath on the
+// leader's cluster port, authenticated by this node's certificate (mTLS). Reads stay local. After a forwarded claim it waits until the
 // local replica has applied the claim's entry, so the executor's reads of the
 // task's ledger include every record an earlier attempt committed: they were
 // all committed before the lease that the claim replaced was ended.
 type Forwarder struct {
 	node   *cluster.Node
-	token  string
 	client *http.Client
 	log    hclog.Logger
 	// retryFor bounds the hunt for a leader when ctx has no deadline.
 	retryFor time.Duration
 }
 
-// NewForwarder returns a Forwarder sending token to the leader. dial, if
-// not nil, opens the connections (fault tests route them through proxies).
-func NewForwarder(node *cluster.Node, token string, dial func(ctx context.Context, network, addr string) (net.Conn, error), log hclog.Logger) *Forwarder {
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	if dial != nil {
-		tr.DialContext = dial
-	}
-	tr.MaxIdleConnsPerHost = 64
+// NewForwarder returns a Forwarder presenting the node's certificate to the
+// leader. dial, if not nil, opens the connections (fault tests route them
+// through proxies).
+func NewForwarder(node *cluster.Node, dial cluster.DialFunc, log hclog.Logger) *Forwarder {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	return &Forwarder{node: node, token: token, client: &http.Client{Transport: tr}, log: log.Named("forward"), retryFor: 10 * time.Second}
+	return &Forwarder{node: node, client: NewNodeClient(node, dial), log: log.Named("forward"), retryFor: 10 * time.Second}
 }
 
 // FSM is the local replica.
@@ -103,28 +94,27 @@ func (f *Forwarder) applyOnce(ctx context.Context, cmd cluster.Command) (any, bo
 		}
 		return res, false, err
 	}
-	_, leaderID := f.node.Leader()
+	// The leader's address comes from Raft itself, not from a record in
+	// the replicated state, and the leader must prove it is a node.
+	leaderAddr, leaderID := f.node.Leader()
 	if leaderID == "" || leaderID == f.node.ID() {
 		return nil, true, fmt.Errorf("no leader known: %w", cluster.ErrNotLeader)
-	}
-	m, ok := f.node.FSM().Member(leaderID)
-	if !ok || m.APIAddr == "" {
-		return nil, true, fmt.Errorf("leader %s has not recorded its API address yet: %w", leaderID, cluster.ErrNotLeader)
 	}
 	body, err := cluster.Encode(cmd)
 	if err != nil {
 		return nil, false, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+m.APIAddr+ForwardPath, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+leaderAddr+ForwardPath, bytes.NewReader(body))
 	if err != nil {
 		return nil, false, fmt.Errorf("forward to %s: %w", leaderID, err)
 	}
-	req.Header.Set("Authorization", "Bearer "+f.token)
 	req.Header.Set("Content-Type", "application/octet-stream")
 	resp, err := f.client.Do(req)
 	if err != nil {
+		// Not connected, or the handshake failed: nothing was sent.
 		var op *net.OpError
-		if errors.As(err, &op) && op.Op == "dial" {
+		var hs *cluster.HandshakeError
+		if (errors.As(err, &op) && op.Op == "dial") || errors.As(err, &hs) {
 			return nil, true, fmt.Errorf("forward to %s: %w", leaderID, err)
 		}
 		return nil, false, fmt.Errorf("forward to %s: %w: %w", leaderID, cluster.ErrOutcomeUnknown, err)
@@ -173,24 +163,24 @@ func forwardable(cmd cluster.Command) bool {
 	return false
 }
 
-// ForwardHandler serves ForwardPath on every node: the leader applies, a
-// follower answers 421 so the sender looks for the leader again.
+// ForwardHandler serves ForwardPath on every node's cluster port: the
+// leader applies, a follower answers 421 so the sender looks for the
+// leader again. Only a caller with a node certificate gets past it.
 // m, if not nil, counts what it serves.
-func ForwardHandler(node *cluster.Node, token string, m *Metrics, log hclog.Logger) http.Handler {
+func ForwardHandler(node *cluster.Node, m *Metrics, log hclog.Logger) http.Handler {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
 	log = log.Named("forward")
-	want := []byte("Bearer " + token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
 			http.Error(w, "POST only", http.StatusMethodNotAllowed)
 			return
 		}
-		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+		if _, ok := node.VerifiedPeer(r.TLS); !ok {
 			m.ObserveForwarded(nil, "refused")
-			log.Warn("forwarded command with a bad token", "remote", r.RemoteAddr)
-			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			log.Warn("refused a forwarded command without a node certificate", "remote", r.RemoteAddr)
+			http.Error(w, "a node certificate from the cluster CA is required", http.StatusUnauthorized)
 			return
 		}
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxForwardBody))

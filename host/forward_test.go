@@ -5,8 +5,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"net/http/httptest"
-	"strings"
 	"testing"
 	"time"
 
@@ -17,9 +15,10 @@ import (
 	"github.com/orloj/orloj/cluster"
 )
 
-// twoNodes is a leader (n1) and a caught-up follower (n2), each serving
-// ForwardPath, with n1's API address recorded.
-func twoNodes(t *testing.T, m *Metrics) (n1, n2 *cluster.Node, url1, url2 string) {
+// twoNodes is a leader (n1) and a caught-up follower (n2), n2 holding a
+// certificate n1's CA signed, each serving ForwardPath on its cluster port.
+// The addresses returned are the cluster ports.
+func twoNodes(t *testing.T, m *Metrics) (n1, n2 *cluster.Node, addr1, addr2 string) {
 	t.Helper()
 	log := testLogger(t)
 	cfg1 := nodeConfig(t.TempDir(), freeAddr(t), log)
@@ -35,6 +34,7 @@ func twoNodes(t *testing.T, m *Metrics) (n1, n2 *cluster.Node, url1, url2 string
 	}
 	cfg2 := nodeConfig(t.TempDir(), freeAddr(t), log)
 	cfg2.NodeID, cfg2.Bootstrap = "n2", false
+	cfg2.PKI = issuePKI(t, n1.PKI(), cfg2.DataDir, "n2")
 	if n2, err = cluster.Open(cfg2); err != nil {
 		t.Fatal(err)
 	}
@@ -42,11 +42,12 @@ func twoNodes(t *testing.T, m *Metrics) (n1, n2 *cluster.Node, url1, url2 string
 	if err := n1.Raft().AddVoter("n2", raft.ServerAddress(cfg2.RaftAddr), 0, 5*time.Second).Error(); err != nil {
 		t.Fatal(err)
 	}
-	s1 := httptest.NewServer(ForwardHandler(n1, "tok", m, log))
-	t.Cleanup(s1.Close)
-	s2 := httptest.NewServer(ForwardHandler(n2, "tok", m, log))
-	t.Cleanup(s2.Close)
-	self := cluster.Member{ID: "n1", APIAddr: strings.TrimPrefix(s1.URL, "http://"), RaftAddr: cfg1.RaftAddr}
+	for _, n := range []*cluster.Node{n1, n2} {
+		srv := &http.Server{Handler: ForwardHandler(n, m, log)}
+		go srv.Serve(n.InternalListener())
+		t.Cleanup(func() { srv.Close() })
+	}
+	self := cluster.Member{ID: "n1", RaftAddr: cfg1.RaftAddr}
 	r, idx, err := n1.ApplyIndexed(ctx, &cluster.SetMember{Member: self, Now: time.Now().UnixNano()})
 	if err != nil || r == nil {
 		t.Fatal(err)
@@ -54,7 +55,26 @@ func twoNodes(t *testing.T, m *Metrics) (n1, n2 *cluster.Node, url1, url2 string
 	if err := n2.FSM().WaitApplied(ctx, idx); err != nil {
 		t.Fatal(err)
 	}
-	return n1, n2, s1.URL, s2.URL
+	return n1, n2, n1.RaftAddr(), n2.RaftAddr()
+}
+
+// issuePKI signs a certificate for nodeID with ca and installs it in dir,
+// as enrollment does.
+func issuePKI(t *testing.T, ca *cluster.PKI, dir, nodeID string) *cluster.PKI {
+	t.Helper()
+	csr, key, err := cluster.NewCSR(nodeID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := ca.Sign(csr, nodeID, []string{"127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := cluster.InstallPKI(dir, cert, key, ca.CAPEM(), ca.CAKeyPEM(), ca.JoinToken().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 // A follower's worker claims, renews and is fenced through the leader, and
@@ -70,7 +90,7 @@ func TestForwarderThroughLeader(t *testing.T) {
 	if _, err := n1.Apply(ctx, &cluster.SubmitTask{Task: cluster.Task{ID: "t1", Agent: "a", Version: "v1", Input: []byte(`{}`)}, Now: time.Now().UnixNano()}); err != nil {
 		t.Fatal(err)
 	}
-	f := NewForwarder(n2, "tok", nil, testLogger(t))
+	f := NewForwarder(n2, nil, testLogger(t))
 	defer f.Close()
 	r, err := f.Apply(ctx, &cluster.ClaimTask{Node: "n2", TTL: time.Minute, Now: time.Now().UnixNano()})
 	if err != nil {
@@ -97,34 +117,46 @@ func TestForwarderThroughLeader(t *testing.T) {
 	}
 }
 
-// The forward route takes only workers' commands, with the token, on the
-// leader.
+// The forward route takes only workers' commands, from a node, on the
+// leader: a client without a node certificate is refused, and one with a
+// certificate from another cluster's CA does not get a connection.
 func TestForwardHandlerRefuses(t *testing.T) {
 	m := NewMetrics(prometheus.NewRegistry())
-	_, _, url1, url2 := twoNodes(t, m)
+	n1, _, addr1, addr2 := twoNodes(t, m)
 	claim, _ := cluster.Encode(&cluster.ClaimTask{Node: "x", TTL: time.Second, Now: 1})
 	put, _ := cluster.Encode(&cluster.PutAgent{Agent: cluster.Agent{Name: "a", Version: "v"}, Module: []byte("x"), Now: 1})
+	node := NewClusterClient(n1.PKI().ClientTLS(), nil)
+	anon := n1.PKI().ClientTLS()
+	anon.Certificates = nil // trusts the cluster, proves nothing
+	stranger := NewClusterClient(anon, nil)
 	for _, c := range []struct {
-		name, url, token string
-		body             []byte
-		want             int
+		name, addr string
+		client     *http.Client
+		body       []byte
+		want       int
 	}{
-		{"wrong token", url1, "nope", claim, http.StatusUnauthorized},
-		{"not a worker's command", url1, "tok", put, http.StatusForbidden},
-		{"garbage", url1, "tok", []byte{0x7f, '{'}, http.StatusBadRequest},
-		{"follower", url2, "tok", claim, http.StatusMisdirectedRequest},
-		{"leader", url1, "tok", claim, http.StatusOK},
+		{"no node certificate", addr1, stranger, claim, http.StatusUnauthorized},
+		{"not a worker's command", addr1, node, put, http.StatusForbidden},
+		{"garbage", addr1, node, []byte{0x7f, '{'}, http.StatusBadRequest},
+		{"follower", addr2, node, claim, http.StatusMisdirectedRequest},
+		{"leader", addr1, node, claim, http.StatusOK},
 	} {
-		req, _ := http.NewRequest(http.MethodPost, c.url+ForwardPath, bytes.NewReader(c.body))
-		req.Header.Set("Authorization", "Bearer "+c.token)
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := c.client.Post("https://"+c.addr+ForwardPath, "application/octet-stream", bytes.NewReader(c.body))
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("%s: %v", c.name, err)
 		}
 		resp.Body.Close()
 		if resp.StatusCode != c.want {
 			t.Errorf("%s: status %d, want %d", c.name, resp.StatusCode, c.want)
 		}
+	}
+	other, err := cluster.BootstrapPKI(t.TempDir(), "n9", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := NewClusterClient(other.ClientTLS(), nil).Post("https://"+addr1+ForwardPath, "application/octet-stream", bytes.NewReader(claim)); err == nil {
+		resp.Body.Close()
+		t.Fatalf("a node of another cluster got an answer: %s", resp.Status)
 	}
 	for _, c := range []struct {
 		command, result string

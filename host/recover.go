@@ -1,8 +1,6 @@
 package host
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"runtime/debug"
 	"strings"
@@ -33,20 +31,12 @@ func catchPanic(log hclog.Logger, in string, fn func() error) (err error) {
 		if r == nil {
 			return
 		}
-		pe := &PanicError{In: in, Value: clipUTF8(fmt.Sprint(r), 1024), ID: newErrorID()}
+		pe := &PanicError{In: in, Value: clipUTF8(fmt.Sprint(r), 1024), ID: NewErrorID()}
 		log.Error("recovered from a panic; carrying on", "in", in, "panic", pe.Value, "error_id", pe.ID)
 		log.Debug("stack of the recovered panic", "error_id", pe.ID, "stack", string(debug.Stack()))
 		err = pe
 	}()
 	return fn()
-}
-
-// newErrorID is a short random ID that ties an error someone sees to the
-// log lines that explain it.
-func newErrorID() string {
-	b := make([]byte, 8)
-	rand.Read(b) // never fails (crypto/rand)
-	return hex.EncodeToString(b)
 }
 
 // clipUTF8 makes s valid UTF-8 and cuts it to at most n bytes without

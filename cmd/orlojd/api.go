@@ -15,6 +15,7 @@ func apiFactory() host.APIFactory {
 			Node:           d.Node,
 			Runtime:        d.Runtime,
 			Token:          d.Token,
+			Peers:          d.Peers,
 			Clock:          d.Clock,
 			Logger:         d.Logger,
 			MaxBodyBytes:   d.MaxBodyBytes,

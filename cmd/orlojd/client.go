@@ -41,6 +41,7 @@ type clientOptions struct {
 	token     string
 	tokenFile string
 	dataDir   string
+	caFile    string
 	output    string
 }
 
@@ -55,6 +56,7 @@ func addClientFlags(cmd *cobra.Command, o *clientOptions) {
 	f.StringVar(&o.token, "token", "", "admin token itself; prefer --token-file or $"+envToken)
 	_ = f.MarkHidden("token")
 	f.StringVar(&o.dataDir, "data-dir", "", "data dir of a node on this machine, to read its token file (default $"+envDataDir+" or ./"+defaultDataDir+")")
+	f.StringVar(&o.caFile, "ca-file", "", "CA certificate to trust for an https:// --addr (default $"+envCAFile+", else ca.pem under --data-dir)")
 	f.StringVarP(&o.output, "output", "o", "table", "output format: table or json")
 }
 
@@ -83,11 +85,15 @@ func newClient(cmd *cobra.Command, o *clientOptions) (*client, error) {
 	if err != nil {
 		return nil, err
 	}
+	hc, err := o.httpClient(base)
+	if err != nil {
+		return nil, err
+	}
 	return &client{
 		base:   base,
 		token:  token,
 		json:   o.output == "json",
-		http:   &http.Client{},
+		http:   hc,
 		stdout: cmd.OutOrStdout(),
 		stderr: cmd.ErrOrStderr(),
 	}, nil
@@ -166,7 +172,12 @@ func (c *client) do(ctx context.Context, method, path string, q url.Values, body
 		b, err := c.once(ctx, method, base, path, q, body, contentType)
 		var ae *apiError
 		if errors.As(err, &ae) && ae.Code == "not_leader" && ae.Leader != "" && hop < maxLeaderHops {
-			if next, perr := baseURL(ae.Leader); perr == nil && next != base {
+			// The leader is named by host:port; keep this address's scheme.
+			leader := ae.Leader
+			if strings.HasPrefix(base, "https://") && !strings.Contains(leader, "://") {
+				leader = "https://" + leader
+			}
+			if next, perr := baseURL(leader); perr == nil && next != base {
 				base = next
 				continue
 			}

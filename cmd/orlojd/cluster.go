@@ -2,10 +2,14 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/orloj/orloj/cluster"
 	"github.com/orloj/orloj/host/api"
 )
 
@@ -16,7 +20,7 @@ func newClusterCmd() *cobra.Command {
 		Short: "Raft membership: members, join, remove, leadership transfer",
 	}
 	addClientFlags(cmd, &o)
-	cmd.AddCommand(newClusterMembersCmd(&o), newClusterJoinCmd(&o), newClusterRemoveCmd(&o), newClusterTransferCmd(&o))
+	cmd.AddCommand(newClusterMembersCmd(&o), newClusterJoinCmd(&o), newClusterRemoveCmd(&o), newClusterTransferCmd(&o), newClusterJoinTokenCmd(&o))
 	return cmd
 }
 
@@ -83,6 +87,27 @@ state. Its ID defaults to RAFT_ADDR, as orlojd serve's --node-id does.`,
 	}
 	cmd.Flags().StringVar(&id, "id", "", "the node's ID (default RAFT_ADDR)")
 	return cmd
+}
+
+func newClusterJoinTokenCmd(o *clientOptions) *cobra.Command {
+	return &cobra.Command{
+		Use:   "join-token",
+		Short: "Print the cluster's join token from a member's data dir on this machine",
+		Long: `Print DATA_DIR/join-token of a member on this machine (--data-dir). A new
+node presents it once, with --join-token-file or ORLOJ_JOIN_TOKEN, to get
+its certificate. Anyone holding it can add a node to the cluster: pass it
+as a file or a variable, never on a command line.`,
+		Args: exactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			path := filepath.Join(firstNonEmpty(o.dataDir, os.Getenv(envDataDir), defaultDataDir), cluster.JoinTokenFile)
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return fmt.Errorf("read the join token: %w (is --data-dir the data dir of a member?)", err)
+			}
+			_, err = fmt.Fprintln(cmd.OutOrStdout(), strings.TrimSpace(string(b)))
+			return err
+		},
+	}
 }
 
 func newClusterRemoveCmd(o *clientOptions) *cobra.Command {

@@ -9,6 +9,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -136,6 +138,8 @@ type node struct {
 	dir        string
 	api, raft  string
 	extra      []string
+	env        []string // ORLOJ_ variables: secrets go here, not on the command line
+	apiTLS     bool
 	cmd        *exec.Cmd
 	log        *syncBuffer
 	exited     chan struct{}
@@ -153,6 +157,21 @@ func withStandins(s *standins.Services) nodeOpt {
 }
 
 func withArgs(args ...string) nodeOpt { return func(n *node) { n.extra = append(n.extra, args...) } }
+
+func withEnv(kv ...string) nodeOpt { return func(n *node) { n.env = append(n.env, kv...) } }
+
+// withAPITLS serves the API over TLS; the CLI and the probes use https.
+func withAPITLS() nodeOpt {
+	return func(n *node) { n.apiTLS = true; n.extra = append(n.extra, "--api-tls") }
+}
+
+// url is the node's API root.
+func (n *node) url() string {
+	if n.apiTLS {
+		return "https://" + n.api
+	}
+	return "http://" + n.api
+}
 
 // startNode runs serve in a new data dir and waits until it is ready.
 func startNode(t *testing.T, opts ...nodeOpt) *node {
@@ -174,7 +193,7 @@ func (n *node) start() {
 		"--node-id", "n1", "--lease-ttl", "2s", "--http-allow", "127.0.0.1", "--log-level", "info"}, n.extra...)
 	n.log = &syncBuffer{}
 	n.cmd = exec.Command(orlojd, args...)
-	n.cmd.Env = cleanEnv()
+	n.cmd.Env = append(cleanEnv(), n.env...)
 	n.cmd.Stdout, n.cmd.Stderr = n.log, n.log
 	if err := n.cmd.Start(); err != nil {
 		n.t.Fatal(err)
@@ -194,7 +213,7 @@ func (n *node) waitReady() {
 			n.t.Fatalf("orlojd serve exited during start-up: %v\n%s", n.exitErr, n.log)
 		default:
 		}
-		resp, err := http.Get("http://" + n.api + "/readyz")
+		resp, err := n.probeClient().Get(n.url() + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -204,6 +223,18 @@ func (n *node) waitReady() {
 		time.Sleep(50 * time.Millisecond) // a poll interval, not synchronisation
 	}
 	n.t.Fatalf("node not ready after 60s\n%s", n.log)
+}
+
+// probeClient trusts the node's CA for a TLS API.
+func (n *node) probeClient() *http.Client {
+	if !n.apiTLS {
+		return http.DefaultClient
+	}
+	pool := x509.NewCertPool()
+	if b, err := os.ReadFile(filepath.Join(n.dir, "ca.pem")); err == nil {
+		pool.AppendCertsFromPEM(b)
+	}
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "orloj-node"}}}
 }
 
 // signal sends sig and returns the exit code, failing after timeout.
@@ -277,7 +308,7 @@ func (r result) String() string {
 // cli runs the CLI against the node; the token comes from its data dir.
 func (n *node) cli(args ...string) result {
 	n.t.Helper()
-	return runCLI(n.t, append([]string{"ORLOJ_ADDR=" + n.api, "ORLOJ_DATA_DIR=" + n.dir}, cleanEnv()...), args...)
+	return runCLI(n.t, append([]string{"ORLOJ_ADDR=" + n.url(), "ORLOJ_DATA_DIR=" + n.dir}, cleanEnv()...), args...)
 }
 
 func runCLI(t *testing.T, env []string, args ...string) result {
@@ -734,21 +765,33 @@ func TestSIGKILLRestart(t *testing.T) {
 	}
 }
 
-// TestFollowerSendsClientToLeader: a second node joins through the first;
-// writes sent to the follower are answered with the leader's API address,
-// which the CLI follows.
+// TestFollowerSendsClientToLeader: a second node joins through the first's
+// cluster address with the join token; writes sent to the follower are
+// answered with the leader's API address, which the CLI follows, and the
+// follower's worker forwards through the leader over mTLS. No secret is on
+// a command line.
 func TestFollowerSendsClientToLeader(t *testing.T) {
 	t.Parallel()
 	const token = "e2e-shared-token-0123456789abcdef"
-	n1 := startNode(t, withArgs("--token", token))
-	n2 := startNode(t, withArgs("--token", token, "--node-id", "n2", "--join", n1.api))
+	n1 := startNode(t, withEnv("ORLOJ_TOKEN="+token))
+	n2 := startNode(t, withEnv("ORLOJ_TOKEN="+token), withArgs("--node-id", "n2", "--join", n1.raft,
+		"--join-token-file", filepath.Join(n1.dir, "join-token")))
 	var members []struct {
-		ID   string `json:"id"`
-		Role string `json:"role"`
+		ID           string  `json:"id"`
+		Role         string  `json:"role"`
+		AppliedIndex *uint64 `json:"applied_index"`
 	}
 	n1.okJSON(&members, "cluster", "members")
 	if len(members) != 2 {
 		t.Fatalf("members = %+v", members)
+	}
+	for _, m := range members {
+		if m.Role == "unreachable" || m.AppliedIndex == nil {
+			t.Fatalf("member %s did not answer over the cluster port: %+v", m.ID, m)
+		}
+	}
+	if got := strings.TrimSpace(n1.ok("cluster", "join-token")); got == "" || got != strings.TrimSpace(n2.ok("cluster", "join-token")) {
+		t.Fatalf("join tokens of the two members differ: %q", got)
 	}
 	n2.ok("agent", "push", agent("hello"), "--name", "hello", "--version", "v1")
 	id := strings.TrimSpace(n2.ok("task", "submit", "hello", "--input", `{"x":1}`))
@@ -761,5 +804,47 @@ func TestFollowerSendsClientToLeader(t *testing.T) {
 	var out bytes.Buffer
 	if tk.State != "succeeded" || json.Compact(&out, tk.Output) != nil || out.String() != `{"x":1}` {
 		t.Fatalf("task via the follower: %+v %s", tk, tk.Output)
+	}
+}
+
+// TestJoinRefusedExitsAtOnce: a wrong join token ends `orlojd serve` at
+// once, with the fix in one line.
+func TestJoinRefusedExitsAtOnce(t *testing.T) {
+	t.Parallel()
+	n1 := startNode(t)
+	tok, err := os.ReadFile(filepath.Join(n1.dir, "join-token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts := strings.Split(strings.TrimSpace(string(tok)), ".")
+	wrong := parts[0] + "." + parts[1] + "." + strings.Repeat("0", 48)
+	cmd := exec.Command(orlojd, "serve", "--data-dir", t.TempDir(), "--api-addr", freePort(t), "--raft-addr", freePort(t),
+		"--node-id", "n2", "--join", n1.raft)
+	cmd.Env = append(cleanEnv(), "ORLOJ_JOIN_TOKEN="+wrong)
+	began := time.Now()
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("serve with a wrong join token exited 0\n%s", out)
+	}
+	if !strings.Contains(string(out), "join refused: the join token does not match this cluster; copy DATA_DIR/join-token from a member") {
+		t.Fatalf("serve output does not say how to fix the token:\n%s", out)
+	}
+	if el := time.Since(began); el > 20*time.Second {
+		t.Fatalf("refused after %s", el)
+	}
+}
+
+// TestAPITLS: --api-tls serves the API with the node's certificate; the CLI
+// trusts DATA_DIR/ca.pem for an https:// address, and plain http is refused.
+func TestAPITLS(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, withAPITLS())
+	n.ok("agent", "push", agent("hello"), "--name", "hello", "--version", "v1")
+	if r := runCLI(t, append([]string{"ORLOJ_ADDR=http://" + n.api, "ORLOJ_DATA_DIR=" + n.dir}, cleanEnv()...), "agent", "ls"); r.code == 0 {
+		t.Fatalf("plain http against a TLS API succeeded: %s", r)
+	}
+	other := t.TempDir()
+	if r := runCLI(t, append([]string{"ORLOJ_ADDR=" + n.url(), "ORLOJ_DATA_DIR=" + n.dir, "ORLOJ_CA_FILE=" + filepath.Join(other, "none.pem")}, cleanEnv()...), "agent", "ls"); r.code == 0 {
+		t.Fatalf("a missing --ca-file was ignored: %s", r)
 	}
 }

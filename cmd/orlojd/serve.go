@@ -32,8 +32,11 @@ type serveConfig struct {
 	RaftAddr       string
 	NodeID         string
 	Join           string
+	JoinToken      string
+	JoinTokenFile  string
 	Token          string
 	TokenFile      string
+	APITLS         bool
 	Workers        int
 	LeaseTTL       time.Duration
 	HTTPAllow      []string
@@ -82,11 +85,14 @@ func (c *serveConfig) settings() []setting {
 		{"api-addr", "host:port of the HTTP API", "APIAddr", strValue{&c.APIAddr}},
 		{"raft-addr", "host:port of the Raft transport", "RaftAddr", strValue{&c.RaftAddr}},
 		{"node-id", "this node's ID in the cluster (default the Raft address)", "NodeID", strValue{&c.NodeID}},
-		{"join", "API address of a member of the cluster to join (default: bootstrap a new one)", "Join", strValue{&c.Join}},
-		{"token-file", "file holding the admin token (default: read or create DATA_DIR/token); a joining node needs the cluster's", "Token", strValue{&c.TokenFile}},
+		{"join", "cluster (Raft) address of a member of the cluster to join (default: bootstrap a new one)", "Join", strValue{&c.Join}},
+		{"join-token", "the cluster's join token (DATA_DIR/join-token on a member), needed on a node's first join; prefer the variable or --join-token-file", "JoinToken", strValue{&c.JoinToken}},
+		{"join-token-file", "file holding the join token", "JoinToken", strValue{&c.JoinTokenFile}},
+		{"token-file", "file holding the admin token (default: read or create DATA_DIR/token); give every node of a cluster the same one", "Token", strValue{&c.TokenFile}},
 		// Hidden: a flag's value is in the process list for every local
 		// user; the variable ORLOJ_TOKEN and the file key stay documented.
 		{"token", "admin token itself; prefer --token-file or ORLOJ_TOKEN", "Token", strValue{&c.Token}},
+		{"api-tls", "serve the API over TLS with the node's certificate (the CLI trusts DATA_DIR/ca.pem)", "APITLS", boolValue{&c.APITLS}},
 		{"workers", "attempts this node runs at once", "Workers", intValue{&c.Workers}},
 		{"lease-ttl", "lease length; a crashed node's tasks are taken over after it", "LeaseTTL", durValue{&c.LeaseTTL}},
 		{"http-allow", "hosts the http tool may reach, comma-separated (default none)", "HTTPAllow", listValue{&c.HTTPAllow}},
@@ -136,6 +142,9 @@ and exits 0. A second signal stops at once.`,
 	f.StringVar(&configFile, "config", "", "JSON file of settings (default $ORLOJ_CONFIG)")
 	for _, s := range shown.settings() {
 		f.Var(s.value, s.flag, s.usage+" (env "+s.envVar()+")")
+		if _, ok := s.value.(boolValue); ok {
+			f.Lookup(s.flag).NoOptDefVal = "true"
+		}
 	}
 	for _, hidden := range []string{"dial-map", "history-file", "token"} {
 		_ = f.MarkHidden(hidden)
@@ -181,6 +190,16 @@ func loadServeConfig(flags *pflag.FlagSet, configFile string) (serveConfig, erro
 		if from, to, ok := strings.Cut(pair, "="); !ok || from == "" || to == "" {
 			return cfg, usagef("dial map entry %q (--dial-map): want FROM=TO", pair)
 		}
+	}
+	if cfg.JoinTokenFile != "" {
+		if cfg.JoinToken != "" {
+			return cfg, usagef("both a join token and --join-token-file (ORLOJ_JOIN_TOKEN_FILE, join_token_file) are set; give one")
+		}
+		b, err := os.ReadFile(cfg.JoinTokenFile)
+		if err != nil {
+			return cfg, usagef("--join-token-file: %v", err)
+		}
+		cfg.JoinToken = strings.TrimSpace(string(b))
 	}
 	if cfg.DrainGrace < 0 {
 		return cfg, usagef("drain grace %s (--drain-grace, ORLOJ_DRAIN_GRACE, drain_grace) is negative", cfg.DrainGrace)
@@ -281,6 +300,7 @@ func jsonSettingText(v json.RawMessage) (string, error) {
 func (c serveConfig) daemonConfig(log hclog.Logger) host.DaemonConfig {
 	d := host.DefaultDaemonConfig()
 	d.DataDir, d.APIAddr, d.RaftAddr, d.NodeID, d.Join, d.Token = c.DataDir, c.APIAddr, c.RaftAddr, c.NodeID, c.Join, c.Token
+	d.JoinToken, d.APITLS = c.JoinToken, c.APITLS
 	d.Workers, d.LeaseTTL, d.HTTPAllow = c.Workers, c.LeaseTTL, c.HTTPAllow
 	d.ModelURL, d.Model, d.DLQWebhook, d.MaxModuleBytes = c.ModelURL, c.Model, c.DLQWebhook, c.MaxModuleBytes
 	if c.ModelKeyEnv != "" {
@@ -332,10 +352,26 @@ func serve(stderr io.Writer, cfg serveConfig) error {
 	if cfg.tokenOnCommandLine {
 		log.Warn("the admin token was given with --token: other local users can read it in the process list; use --token-file or ORLOJ_TOKEN")
 	}
-	if err := d.Start(); err != nil {
-		return err
+	// Start runs on its own goroutine so a signal can end a join that is
+	// still looking for the cluster.
+	started := make(chan error, 1)
+	go func() { started <- d.Start() }()
+	select {
+	case err := <-started:
+		if err != nil {
+			return err
+		}
+	case sig := <-sigs:
+		log.Info("signal received during start-up; stopping", "signal", sig.String())
+		_ = d.Stop(0)
+		<-started
+		return fmt.Errorf("%s during start-up: stopped", sig)
 	}
-	log.Info("serving", "api", "http://"+d.APIAddr(), "token_file", cfg.DataDir+string(os.PathSeparator)+host.TokenFile)
+	scheme := "http://"
+	if cfg.APITLS {
+		scheme = "https://"
+	}
+	log.Info("serving", "api", scheme+d.APIAddr(), "token_file", cfg.DataDir+string(os.PathSeparator)+host.TokenFile)
 
 	var cause error
 	select {
@@ -371,6 +407,19 @@ type strValue struct{ p *string }
 func (v strValue) String() string     { return *v.p }
 func (v strValue) Set(s string) error { *v.p = s; return nil }
 func (v strValue) Type() string       { return "string" }
+
+type boolValue struct{ p *bool }
+
+func (v boolValue) String() string { return strconv.FormatBool(*v.p) }
+func (v boolValue) Set(s string) error {
+	b, err := strconv.ParseBool(strings.TrimSpace(s))
+	if err != nil {
+		return fmt.Errorf("%q is not true or false", s)
+	}
+	*v.p = b
+	return nil
+}
+func (v boolValue) Type() string { return "bool" }
 
 type intValue struct{ p *int }
 

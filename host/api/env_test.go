@@ -113,6 +113,42 @@ func freeAddr(t testing.TB) string {
 	return l.Addr().String()
 }
 
+var (
+	testCAOnce sync.Once
+	testCA     *cluster.PKI
+	testCAErr  error
+)
+
+// testPKI gives a node a certificate from one CA every test node shares,
+// so nodes opened separately can form clusters.
+func testPKI(t testing.TB, dir, id string) *cluster.PKI {
+	t.Helper()
+	testCAOnce.Do(func() {
+		d, err := os.MkdirTemp("", "orloj-test-ca-")
+		if err != nil {
+			testCAErr = err
+			return
+		}
+		testCA, testCAErr = cluster.BootstrapPKI(d, "ca-holder", nil)
+	})
+	if testCAErr != nil {
+		t.Fatal(testCAErr)
+	}
+	csr, key, err := cluster.NewCSR(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := testCA.Sign(csr, id, []string{"127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := cluster.InstallPKI(dir, cert, key, testCA.CAPEM(), testCA.CAKeyPEM(), testCA.JoinToken().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 // openNode starts a node with short timeouts and returns it with its Raft
 // address; bootstrap makes it the only member of a new cluster.
 func openNode(t testing.TB, id string, bootstrap bool) (*cluster.Node, string) {
@@ -128,6 +164,7 @@ func openNodeTimeout(t testing.TB, id string, bootstrap bool, timeout time.Durat
 	cfg.Logger = testLogger(t).Named(id)
 	cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = timeout, timeout, timeout/2
 	cfg.ExpiryInterval = 20 * time.Millisecond
+	cfg.PKI = testPKI(t, cfg.DataDir, id)
 	n, err := cluster.Open(cfg)
 	if err != nil {
 		t.Fatal(err)

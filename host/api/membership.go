@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/orloj/orloj/cluster"
+	"github.com/orloj/orloj/host"
 )
 
 // membershipTimeout bounds a configuration change when the request has no
@@ -40,7 +42,8 @@ func (s *Server) configuration() (raft.Configuration, error) {
 }
 
 // memberViews describes the configuration: this node from its own Raft
-// state, the others by asking each (GET /v1/cluster/self) concurrently.
+// state, the others by asking each on its cluster port (host.SelfPath,
+// mTLS) concurrently.
 func (s *Server) memberViews(ctx context.Context) ([]MemberView, error) {
 	conf, err := s.configuration()
 	if err != nil {
@@ -64,14 +67,10 @@ func (s *Server) memberViews(ctx context.Context) ([]MemberView, error) {
 			m.Role = "follower"
 		}
 		out[i] = m
-		rec, ok := s.fsm.Member(m.ID)
-		if !ok || rec.APIAddr == "" {
-			continue
-		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if v, err := s.askSelf(ctx, rec.APIAddr); err == nil && v.ID == m.ID {
+			if v, err := s.askSelf(ctx, m.Address); err == nil && v.ID == m.ID {
 				v.Address, v.Suffrage = m.Address, m.Suffrage
 				out[i] = v
 			} else if m.Role != "leader" {
@@ -103,21 +102,23 @@ func (s *Server) selfView(m MemberView) MemberView {
 // memberAskTimeout bounds each member's answer to a members listing.
 const memberAskTimeout = 700 * time.Millisecond
 
-func (s *Server) askSelf(ctx context.Context, apiAddr string) (MemberView, error) {
+func (s *Server) askSelf(ctx context.Context, raftAddr string) (MemberView, error) {
+	if s.cfg.Peers == nil {
+		return MemberView{}, errors.New("no client for other members configured")
+	}
 	ctx, cancel := context.WithTimeout(ctx, memberAskTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+apiAddr+"/v1/cluster/self", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+raftAddr+host.SelfPath, nil)
 	if err != nil {
 		return MemberView{}, err
 	}
-	req.Header.Set("Authorization", "Bearer "+s.cfg.Token)
-	resp, err := s.peers.Do(req)
+	resp, err := s.cfg.Peers.Do(req)
 	if err != nil {
 		return MemberView{}, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return MemberView{}, fmt.Errorf("member %s: status %d", apiAddr, resp.StatusCode)
+		return MemberView{}, fmt.Errorf("member %s: status %d", raftAddr, resp.StatusCode)
 	}
 	var v MemberView
 	err = json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&v)
@@ -188,6 +189,9 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) error {
 	if err := checkName("id", req.ID); err != nil {
 		return err
 	}
+	if err := peerMayAct(r, req.ID); err != nil {
+		return err
+	}
 	if req.RaftAddr == "" {
 		return badRequest("raft_addr is required (host:port of the new node's Raft transport)")
 	}
@@ -253,6 +257,9 @@ func (s *Server) promote(w http.ResponseWriter, r *http.Request) error {
 	}
 	var req MemberRequest
 	if err := s.decodeJSON(w, r, &req, false); err != nil {
+		return err
+	}
+	if err := peerMayAct(r, req.ID); err != nil {
 		return err
 	}
 	if s.node.Raft().State() != raft.Leader {

@@ -57,6 +57,10 @@ type Config struct {
 	// LeaderAPIAddr maps the leader's node ID to its API address, for the
 	// "leader" field of not_leader answers; nil leaves it empty.
 	LeaderAPIAddr func(nodeID string) string
+	// Peers asks other members about themselves on their cluster ports
+	// (host.NewClusterClient: mTLS with this node's certificate); nil
+	// lists other members without asking them.
+	Peers *http.Client
 	// MaxWait caps /v1/tasks/{id}/wait (default 5m); longer waits are cut to it.
 	MaxWait time.Duration
 	// ReadyMaxLag is how many committed entries a follower may not yet have
@@ -127,7 +131,6 @@ type Server struct {
 	mux      *http.ServeMux
 	tokenSum [sha256.Size]byte
 	metrics  http.Handler
-	peers    *http.Client // asks other members about themselves
 
 	closeOnce sync.Once
 	closing   chan struct{} // closed by Close: long-polls answer at once
@@ -143,7 +146,6 @@ func New(cfg Config) (*Server, error) {
 		cfg: cfg, node: cfg.Node, fsm: cfg.Node.FSM(), c: cfg.Metrics.Instrument(cfg.Node),
 		log: cfg.Logger.Named("api"), mux: http.NewServeMux(),
 		tokenSum: sha256.Sum256([]byte(cfg.Token)), closing: make(chan struct{}),
-		peers: &http.Client{Timeout: memberAskTimeout},
 	}
 	s.metrics = promhttp.HandlerFor(cfg.Metrics.Gatherer(), promhttp.HandlerOpts{
 		ErrorLog: promLogger{s.log}, ErrorHandling: promhttp.ContinueOnError,
