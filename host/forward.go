@@ -20,8 +20,10 @@ import (
 // raftLeader is the state in which a node applies rather than forwards.
 const raftLeader = raft.Leader
 
-// maxForwardBody caps a forwarded command (module chunks are the largest).
-const maxForwardBody = 4 << 20
+// maxForwardBody caps a forwarded command, and its reply: no command may be
+// larger than cluster.MaxCommandBytes, and a reply carries at most one
+// record of one.
+const maxForwardBody = cluster.MaxCommandBytes + 64<<10
 
 // Forwarder is the Cluster every node's workers use: on the leader it
 // applies locally; on a follower it sends the command to ForwardPath on the
@@ -128,6 +130,14 @@ func (f *Forwarder) applyOnce(ctx context.Context, cmd cluster.Command) (any, bo
 	case http.StatusOK:
 	case http.StatusMisdirectedRequest:
 		return nil, true, fmt.Errorf("forward to %s: %w", leaderID, cluster.ErrNotLeader)
+	case http.StatusBadRequest, http.StatusRequestEntityTooLarge:
+		// Refused before it reached Raft; the reply carries the sentinel.
+		var rep cluster.Reply
+		if json.Unmarshal(raw, &rep) == nil && rep.Code != "" {
+			_, err := rep.Outcome()
+			return nil, false, fmt.Errorf("forward to %s: %w", leaderID, err)
+		}
+		return nil, false, fmt.Errorf("forward to %s: HTTP %d: %s", leaderID, resp.StatusCode, bytes.TrimSpace(raw))
 	default:
 		return nil, false, fmt.Errorf("forward to %s: HTTP %d: %s", leaderID, resp.StatusCode, bytes.TrimSpace(raw))
 	}
@@ -184,15 +194,26 @@ func ForwardHandler(node *cluster.Node, m *Metrics, log hclog.Logger) http.Handl
 			return
 		}
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxForwardBody))
-		if err != nil {
-			m.ObserveForwarded(nil, "refused")
-			http.Error(w, "read command: "+err.Error(), http.StatusRequestEntityTooLarge)
-			return
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			err = fmt.Errorf("forwarded command over %d bytes: %w", mbe.Limit, cluster.ErrTooLarge)
 		}
-		cmd, err := cluster.DecodeCommand(body)
+		var cmd cluster.Command
+		if err == nil {
+			cmd, err = cluster.DecodeCommand(body)
+		}
 		if err != nil {
+			// Refused before Raft saw it: a reply with index 0 keeps the
+			// sentinel (too_large, invalid_command) for the sender.
 			m.ObserveForwarded(nil, "refused")
-			http.Error(w, err.Error(), http.StatusBadRequest)
+			rep, _ := cluster.NewReply(0, nil, err)
+			status := http.StatusBadRequest
+			if errors.Is(err, cluster.ErrTooLarge) {
+				status = http.StatusRequestEntityTooLarge
+			}
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(status)
+			_ = json.NewEncoder(w).Encode(rep)
 			return
 		}
 		if !forwardable(cmd) {

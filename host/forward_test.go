@@ -3,7 +3,9 @@ package host
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"testing"
 	"time"
@@ -138,6 +140,7 @@ func TestForwardHandlerRefuses(t *testing.T) {
 		{"no node certificate", addr1, stranger, claim, http.StatusUnauthorized},
 		{"not a worker's command", addr1, node, put, http.StatusForbidden},
 		{"garbage", addr1, node, []byte{0x7f, '{'}, http.StatusBadRequest},
+		{"over the command limit", addr1, node, append([]byte{byte(cluster.MsgClaimTask)}, bytes.Repeat([]byte(" "), cluster.MaxCommandBytes+1)...), http.StatusRequestEntityTooLarge},
 		{"follower", addr2, node, claim, http.StatusMisdirectedRequest},
 		{"leader", addr1, node, claim, http.StatusOK},
 	} {
@@ -145,9 +148,16 @@ func TestForwardHandlerRefuses(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}
+		raw, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if resp.StatusCode != c.want {
 			t.Errorf("%s: status %d, want %d", c.name, resp.StatusCode, c.want)
+		}
+		if c.want == http.StatusRequestEntityTooLarge {
+			var rep cluster.Reply
+			if err := json.Unmarshal(raw, &rep); err != nil || rep.Code != "too_large" || rep.Index != 0 {
+				t.Errorf("%s: reply %s; want code too_large at index 0", c.name, raw)
+			}
 		}
 	}
 	other, err := cluster.BootstrapPKI(t.TempDir(), "n9", nil)
@@ -161,7 +171,7 @@ func TestForwardHandlerRefuses(t *testing.T) {
 	for _, c := range []struct {
 		command, result string
 		want            float64
-	}{{"unknown", "refused", 2}, {"put_agent", "refused", 1}, {"claim_task", "refused", 1}, {"claim_task", "applied", 1}} {
+	}{{"unknown", "refused", 3}, {"put_agent", "refused", 1}, {"claim_task", "refused", 1}, {"claim_task", "applied", 1}} {
 		if got := testutil.ToFloat64(m.forwarded.WithLabelValues(c.command, c.result)); got != c.want {
 			t.Errorf("orloj_forwarded_commands_total{%s,%s} = %v, want %v", c.command, c.result, got, c.want)
 		}
