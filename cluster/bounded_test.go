@@ -552,6 +552,7 @@ func maxApplied(nodes []*Node) uint64 {
 
 func openNodes(t *testing.T, cfgs []Config) []*Node {
 	t.Helper()
+	sharePKI(t, cfgs)
 	nodes := make([]*Node, len(cfgs))
 	for i, c := range cfgs {
 		n, err := Open(c)
@@ -620,4 +621,34 @@ func utf8ValidAll(ss ...string) bool {
 		}
 	}
 	return true
+}
+
+// sharePKI gives every node of cfgs a certificate from one cluster CA,
+// created in the first one's data dir, as a join would (nodes that do not
+// bootstrap refuse to start without one). Data dirs that already hold one
+// keep it.
+func sharePKI(t *testing.T, cfgs []Config) {
+	t.Helper()
+	ca, err := LoadPKI(cfgs[0].DataDir)
+	if err != nil {
+		if ca, err = BootstrapPKI(cfgs[0].DataDir, cfgs[0].NodeID, []string{"127.0.0.1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range cfgs[1:] {
+		if _, err := LoadPKI(c.DataDir); err == nil {
+			continue
+		}
+		csr, key, err := NewCSR(c.NodeID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cert, err := ca.Sign(csr, c.NodeID, []string{"127.0.0.1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := InstallPKI(c.DataDir, cert, key, ca.CAPEM(), ca.CAKeyPEM(), ca.JoinToken().String()); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

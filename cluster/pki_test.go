@@ -217,7 +217,14 @@ func TestSlowClientDoesNotBlockAccept(t *testing.T) {
 func TestTwoNodesOverMTLS(t *testing.T) {
 	t.Parallel()
 	clock := newFakeClock(time.Unix(1000, 0))
-	n1 := openLeader(t, testConfig(t, t.TempDir(), clock))
+	// The defaults' timeouts: two voters under the race detector on a
+	// loaded machine lose quorum with the single-node tests' 100 ms.
+	slow := func(c Config) Config {
+		d := DefaultConfig()
+		c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout = d.HeartbeatTimeout, d.ElectionTimeout, d.LeaderLeaseTimeout
+		return c
+	}
+	n1 := openLeader(t, slow(testConfig(t, t.TempDir(), clock)))
 	defer n1.Close()
 	dir2 := t.TempDir()
 	csr, key, err := NewCSR("n2")
@@ -232,7 +239,7 @@ func TestTwoNodesOverMTLS(t *testing.T) {
 	if _, err := InstallPKI(dir2, cert, key, p.CAPEM(), p.CAKeyPEM(), p.JoinToken().String()); err != nil {
 		t.Fatal(err)
 	}
-	cfg2 := testConfig(t, dir2, clock)
+	cfg2 := slow(testConfig(t, dir2, clock))
 	cfg2.NodeID, cfg2.Bootstrap = "n2", false
 	cfg2.Logger = hclog.NewNullLogger()
 	n2, err := Open(cfg2)

@@ -238,7 +238,7 @@ func TestBudgetErrorUnwraps(t *testing.T) {
 // host memory); the dispatcher now keeps a hash per distinct call.
 func TestDispatcherMemoryIsBounded(t *testing.T) {
 	var n atomic.Int64
-	e := newEnv(t, []plugins.Tool{countingTool("echo", json.RawMessage(`"ok"`), &n)})
+	e := newEnv(t, []plugins.Tool{countingTool("echo", json.RawMessage(`"ok"`), &n)}, withoutWorkers())
 	ag := e.pushAgent("steps", "v1", agentPath(t, "steps"), "echo")
 	e.submitBudget("b-mem", "steps", nil, cluster.Budget{}, quickRetry)
 	claim, ok := e.apply(&cluster.ClaimTask{Node: "test", TTL: time.Minute, Now: time.Now().UnixNano()}).(*cluster.Claim)

@@ -132,6 +132,8 @@ type env struct {
 	pool  *Pool
 	log   hclog.Logger
 	ttl   time.Duration
+	// noWorkers opens the node without a pool (withoutWorkers).
+	noWorkers bool
 
 	mu      sync.Mutex
 	reports []AttemptReport
@@ -140,6 +142,9 @@ type env struct {
 type envOpt func(*env)
 
 func withTTL(d time.Duration) envOpt { return func(e *env) { e.ttl = d } }
+
+// withoutWorkers opens the node with no worker pool: the test claims.
+func withoutWorkers() envOpt { return func(e *env) { e.noWorkers = true } }
 
 func testLogger(t testing.TB) hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{Output: logWriter{t}, Level: hclog.Warn})
@@ -159,7 +164,7 @@ func newEnv(t testing.TB, tools []plugins.Tool, opts ...envOpt) *env {
 	for _, o := range opts {
 		o(e)
 	}
-	e.open(true)
+	e.open(!e.noWorkers)
 	t.Cleanup(e.close)
 	return e
 }
