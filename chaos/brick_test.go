@@ -103,7 +103,7 @@ func TestBrick(t *testing.T) {
 	}
 	replayed := 0
 	for _, c := range calls {
-		if c.Attempt == heavy.Attempts && c.Outcome == "replayed" {
+		if c.Attempt == heavy.Attempts && c.Tool == "kv" && c.Outcome == "replayed" {
 			replayed++
 		}
 	}
