@@ -97,6 +97,9 @@ func TestBrick(t *testing.T) {
 	if heavy.State != "succeeded" || heavy.Attempts < 2 {
 		t.Fatalf("heavy: ended %s after %d attempts (%+v, history %+v); want succeeded after a retry", heavy.State, heavy.Attempts, heavy.Error, heavy.History)
 	}
+	for _, a := range heavy.History {
+		t.Logf("heavy attempt %d on %s: %s %s", a.N, a.Node, a.Outcome, a.Error)
+	}
 	var calls []api.CallView
 	if _, err := h.call(ctx, 2, "GET", "/v1/tasks/"+heavy.ID+"/calls", nil, &calls); err != nil {
 		t.Fatal(err)
