@@ -195,7 +195,7 @@ func benchReplayDirect(b *testing.B, size int) {
 	b.ResetTimer()
 	for b.Loop() {
 		clear(d.occurrences)
-		d.events = d.events[:0]
+		d.events, d.eventBytes = d.events[:0], 0
 		res, err := d.Call(ctx, req)
 		if err != nil || len(res) != size {
 			b.Fatalf("replay: %d bytes, %v", len(res), err)
@@ -298,7 +298,7 @@ func benchRecordedCall(b *testing.B, store string) {
 	durs := make([]time.Duration, 0, 1024)
 	b.ResetTimer()
 	for b.Loop() {
-		d.events = d.events[:0]
+		d.events, d.eventBytes = d.events[:0], 0
 		t0 := time.Now()
 		// Same params each time: the occurrence count makes each a new call.
 		if _, err := d.Call(ctx, req); err != nil {

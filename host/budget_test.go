@@ -275,3 +275,26 @@ func TestDispatcherMemoryIsBounded(t *testing.T) {
 		t.Fatalf("denials %d, events held %d; want 600 and at most %d", d.denials, len(d.events), maxDeniedEvents)
 	}
 }
+
+// BenchmarkBudgetCheck: what the budget adds to a call the ledger has not
+// seen (a replayed call skips it): the known-ID lookup and the counters.
+func BenchmarkBudgetCheck(b *testing.B) {
+	ids := make([]string, 1<<16)
+	for i := range ids {
+		ids[i] = CallID("task", "tool", []byte(`{}`), "", i)
+	}
+	s := newSpend(cluster.Task{Budget: cluster.Budget{MaxCalls: cluster.MaxCallsPerTask, MaxTokens: 1 << 40, MaxDuration: time.Hour}}, nil, time.Now)
+	i := 0
+	for b.Loop() {
+		if i == len(ids) {
+			b.StopTimer()
+			s = newSpend(cluster.Task{Budget: s.limit}, nil, time.Now)
+			i = 0
+			b.StartTimer()
+		}
+		if err := s.call(ids[i]); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}
