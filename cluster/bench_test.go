@@ -91,21 +91,7 @@ func reportLatency(b *testing.B, durs []time.Duration) {
 func BenchmarkRaftApply(b *testing.B) {
 	for _, store := range benchStores {
 		b.Run("store="+store+"/seq", func(b *testing.B) {
-			n := benchNode(b, store)
-			ctx := context.Background()
-			durs := make([]time.Duration, 0, b.N)
-			var i int64
-			b.ResetTimer()
-			for b.Loop() {
-				i++
-				start := time.Now()
-				if _, err := n.Apply(ctx, submitCmd(i)); err != nil {
-					b.Fatal(err)
-				}
-				durs = append(durs, time.Since(start))
-			}
-			b.StopTimer()
-			reportLatency(b, durs)
+			benchApplySeq(b, benchNode(b, store))
 		})
 		b.Run("store="+store+"/par64", func(b *testing.B) {
 			benchApplyParallel(b, benchNode(b, store), 64)
@@ -328,21 +314,7 @@ func BenchmarkClaimAfterHistory(b *testing.B) {
 func BenchmarkRaftApply3(b *testing.B) {
 	for _, tr := range []string{"mtls", "plaintext"} {
 		b.Run("transport="+tr+"/seq", func(b *testing.B) {
-			n := bench3Nodes(b, tr == "plaintext")
-			ctx := context.Background()
-			durs := make([]time.Duration, 0, b.N)
-			var i int64
-			b.ResetTimer()
-			for b.Loop() {
-				i++
-				start := time.Now()
-				if _, err := n.Apply(ctx, submitCmd(i)); err != nil {
-					b.Fatal(err)
-				}
-				durs = append(durs, time.Since(start))
-			}
-			b.StopTimer()
-			reportLatency(b, durs)
+			benchApplySeq(b, bench3Nodes(b, tr == "plaintext"))
 		})
 		b.Run("transport="+tr+"/par64", func(b *testing.B) {
 			benchApplyParallel(b, bench3Nodes(b, tr == "plaintext"), 64)
@@ -413,4 +385,22 @@ func bench3Nodes(b *testing.B, plaintext bool) *Node {
 		}
 	}
 	return nodes[0]
+}
+
+// benchApplySeq proposes one SubmitTask at a time and reports latency.
+func benchApplySeq(b *testing.B, n *Node) {
+	ctx := context.Background()
+	durs := make([]time.Duration, 0, b.N)
+	var i int64
+	b.ResetTimer()
+	for b.Loop() {
+		i++
+		start := time.Now()
+		if _, err := n.Apply(ctx, submitCmd(i)); err != nil {
+			b.Fatal(err)
+		}
+		durs = append(durs, time.Since(start))
+	}
+	b.StopTimer()
+	reportLatency(b, durs)
 }

@@ -436,16 +436,20 @@ func parseKeyPEM(b []byte) (*ecdsa.PrivateKey, error) {
 	return x509.ParseECPrivateKey(blk.Bytes)
 }
 
-// writeFile0600 writes through a temporary file and a rename, so a crash
-// leaves the old content or the new.
-func writeFile0600(path string, b []byte) error {
+// writeFile0600 writes a secret owner-only, atomically.
+func writeFile0600(path string, b []byte) error { return WriteFileAtomic(path, b, 0o600) }
+
+// WriteFileAtomic writes through a temporary file, an fsync and a rename,
+// so a crash leaves the old content or the new, never half of it. The node
+// keeps its secrets and small state files in the data dir this way.
+func WriteFileAtomic(path string, b []byte, perm os.FileMode) error {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
 	if err != nil {
 		return err
 	}
 	tmp := f.Name()
-	defer os.Remove(tmp)
-	if err := f.Chmod(0o600); err != nil {
+	defer os.Remove(tmp) // fails harmlessly after the rename
+	if err := f.Chmod(perm); err != nil {
 		f.Close()
 		return err
 	}

@@ -656,7 +656,7 @@ func dialVia(m map[string]string) func(ctx context.Context, network, addr string
 func loadToken(dataDir, given string) (string, error) {
 	path := filepath.Join(dataDir, TokenFile)
 	if given != "" {
-		if err := writeFileAtomic(path, []byte(given+"\n"), 0o600); err != nil {
+		if err := cluster.WriteFileAtomic(path, []byte(given+"\n"), 0o600); err != nil {
 			return "", fmt.Errorf("write token file: %w", err)
 		}
 		return given, nil
@@ -677,37 +677,10 @@ func loadToken(dataDir, given string) (string, error) {
 		return "", fmt.Errorf("generate token: %w", err)
 	}
 	tok := hex.EncodeToString(raw)
-	if err := writeFileAtomic(path, []byte(tok+"\n"), 0o600); err != nil {
+	if err := cluster.WriteFileAtomic(path, []byte(tok+"\n"), 0o600); err != nil {
 		return "", fmt.Errorf("write token file: %w", err)
 	}
 	return tok, nil
-}
-
-// writeFileAtomic writes through a temporary file and a rename, so a crash
-// leaves the old content or the new, never half of it.
-func writeFileAtomic(path string, b []byte, perm os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // fails harmlessly after the rename
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }
 
 // DLQNotice is the JSON body the DLQ webhook receives, once per entry of a
@@ -907,7 +880,7 @@ func (n *dlqNotifier) save() {
 		keys = append(keys, k)
 	}
 	b, _ := json.Marshal(keys)
-	if err := writeFileAtomic(n.path, b, 0o600); err != nil {
+	if err := cluster.WriteFileAtomic(n.path, b, 0o600); err != nil {
 		n.log.Warn("save delivered notices; they may repeat after a restart", "error", err)
 	}
 }
