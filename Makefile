@@ -7,7 +7,7 @@ AGENTS    := $(notdir $(wildcard examples/agents/*))
 BENCHSTAT := $(GO) run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
 COUNT     ?= 6
 
-.PHONY: all build agents test test-short bench check demo clean chaos
+.PHONY: all build agents test test-short bench check demo clean chaos brick
 
 all: build agents
 
@@ -53,3 +53,8 @@ clean:
 CHAOS_NODES ?= 3
 chaos: build
 	$(GO) test ./chaos/ -run TestChaos -count 1 -v -timeout 30m -chaos.long -chaos.nodes $(CHAOS_NODES)
+
+# The brick scenarios at full size: on 3 real nodes, 20,000 denied calls,
+# 40,000 emits, and a task that records 20,000 calls and is retried.
+brick: build
+	$(GO) test ./chaos/ -run TestBrick -count 1 -v -timeout 30m -brick.calls 20000

@@ -2,6 +2,7 @@ package chaos_test
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"net"
 	"net/http"
@@ -16,6 +17,8 @@ import (
 	"github.com/orloj/orloj/host/api"
 )
 
+var brickCalls = flag.Int("brick.calls", 2500, "calls the heavy task of TestBrick records before it is retried (make brick: 20000)")
+
 // TestBrick runs, on three real nodes, the agents that used to wedge every
 // replica: 20,000 calls to a tool outside the manifest, 40,000 emitted
 // effects, and a task that recorded thousands of calls and is retried (its
@@ -28,7 +31,7 @@ func TestBrick(t *testing.T) {
 	}
 	bin, _ := build(t)
 	flood := buildWasm(t, "./testdata/flood")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute+time.Duration(*brickCalls)*20*time.Millisecond)
 	defer cancel()
 	h := newHarness(t, bin, 3, 3*time.Second)
 	h.form(ctx, func() {
@@ -53,7 +56,7 @@ func TestBrick(t *testing.T) {
 	})}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
-	const heavyCalls = 2500
+	heavyCalls := *brickCalls
 
 	retry := map[string]any{"base": "50ms", "factor": 2, "cap": "200ms"}
 	tasks := map[string]map[string]any{
@@ -72,7 +75,7 @@ func TestBrick(t *testing.T) {
 		ids[name] = tv.ID
 	}
 	final := map[string]api.TaskView{}
-	await(t, 4*time.Minute, "every task to end", func() bool {
+	await(t, 4*time.Minute+time.Duration(heavyCalls)*20*time.Millisecond, "every task to end", func() bool {
 		for name, id := range ids {
 			var tv api.TaskView
 			if _, err := h.call(ctx, 0, "GET", "/v1/tasks/"+id, nil, &tv); err != nil || !(tv.State.Final() || tv.State == "dead_letter") {
