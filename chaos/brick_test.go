@@ -71,7 +71,7 @@ func TestBrick(t *testing.T) {
 		body := map[string]any{"agent": "flood", "version": "v1", "input": in, "max_attempts": 3, "retry": retry}
 		if name == "heavy" {
 			body["budget"] = map[string]any{"max_calls": heavyCalls + 1} // its calls and the last one
-			body["max_attempts"] = 5                                    // a long attempt may lose its lease on a loaded machine
+			body["max_attempts"] = 5                                     // a long attempt may lose its lease on a loaded machine
 		}
 		if _, err := h.call(ctx, max(h.leader(ctx), 0), "POST", "/v1/tasks", body, &tv); err != nil {
 			t.Fatalf("submit %s: %v", name, err)
