@@ -167,7 +167,7 @@ type LedgerRecord struct {
 type Event struct {
 	Seq     uint64          `json:"seq"` // Raft index, plus position for batched events
 	At      int64           `json:"at"`
-	Type    string          `json:"type"`
+	Type    EventType       `json:"type"`
 	Attempt int             `json:"attempt,omitempty"`
 	CallID  string          `json:"call_id,omitempty"`
 	Tool    string          `json:"tool,omitempty"`

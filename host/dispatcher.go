@@ -57,7 +57,7 @@ const maxPreloadBytes = 32 << 20
 // travel in the entry that completes the task.
 const maxEffectBytes = 512 << 10
 
-// CallDetail is the Detail of a "call" journal event.
+// CallDetail is the Detail of a cluster.EventCall journal event.
 type CallDetail struct {
 	Outcome  string `json:"outcome"`
 	Status   string `json:"status,omitempty"`
@@ -162,7 +162,7 @@ func (d *ledgerDispatcher) flush(ctx context.Context, all bool) error {
 // summarize journals how many refused calls were not journaled one by one.
 func (d *ledgerDispatcher) summarize() {
 	if n := d.denials - maxDeniedEvents; n > 0 {
-		d.note(cluster.Event{At: d.now(), Type: "calls_refused", Attempt: d.lease.Attempt,
+		d.note(cluster.Event{At: d.now(), Type: cluster.EventCallsRefused, Attempt: d.lease.Attempt,
 			Message: fmt.Sprintf("%d more refused calls not journaled one by one (%d in this attempt)", n, d.denials)})
 	}
 }
@@ -201,7 +201,7 @@ func (d *ledgerDispatcher) Log(ctx context.Context, level abi.LogLevel, line []b
 		d.logEvents++
 		msg := clipUTF8(level.String()+": "+string(line), cluster.MaxEventMessageBytes)
 		d.log.Debug("guest log", "task", d.task.ID, "level", level.String(), "line", msg)
-		d.note(cluster.Event{At: d.now(), Type: "log", Attempt: d.lease.Attempt, Message: msg})
+		d.note(cluster.Event{At: d.now(), Type: cluster.EventLog, Attempt: d.lease.Attempt, Message: msg})
 	}
 	return nil
 }
@@ -222,7 +222,7 @@ func (d *ledgerDispatcher) Emit(ctx context.Context, e abi.Effect) error {
 		return abi.Errorf(abi.StatusInvalidArgument, "the effects of one attempt may carry %d bytes of params; this one would make %d", maxEffectBytes, d.effectBytes+len(e.Params))
 	}
 	if berr := d.spend.effect(); berr != nil {
-		return d.overBudget(berr, cluster.Event{At: d.now(), Type: "effect_refused", Attempt: d.lease.Attempt, Tool: e.Tool})
+		return d.overBudget(berr, cluster.Event{At: d.now(), Type: cluster.EventEffectRefused, Attempt: d.lease.Attempt, Tool: e.Tool})
 	}
 	d.effectBytes += len(e.Params)
 	k := occurrenceKey("emit", e.Tool, e.Params)
@@ -301,7 +301,7 @@ func (d *ledgerDispatcher) identify(tool string, params []byte, key string) stri
 	id := CallID(d.task.ID, tool, params, key, occ)
 	if i := d.n; !d.diverged && i < len(d.expected) && d.expected[i] != id {
 		d.diverged = true
-		d.note(cluster.Event{At: d.now(), Type: "divergence", Attempt: d.lease.Attempt, CallID: id, Tool: tool,
+		d.note(cluster.Event{At: d.now(), Type: cluster.EventDivergence, Attempt: d.lease.Attempt, CallID: id, Tool: tool,
 			Message: fmt.Sprintf("call %d differs from the recorded run: expected %.12s, got %.12s (%s)", i+1, d.expected[i], id, tool)})
 	}
 	d.n++
@@ -318,7 +318,7 @@ func (d *ledgerDispatcher) callEvent(id, tool string, start time.Time, detail Ca
 	}
 	d.metrics.ObserveCall(label, detail.Outcome, took)
 	b, _ := json.Marshal(detail) // plain struct: cannot fail
-	return cluster.Event{At: d.now(), Type: "call", Attempt: d.lease.Attempt, CallID: id, Tool: tool, Detail: b}
+	return cluster.Event{At: d.now(), Type: cluster.EventCall, Attempt: d.lease.Attempt, CallID: id, Tool: tool, Detail: b}
 }
 
 // proposeFailed turns a failed proposal into a host fault. A stale token

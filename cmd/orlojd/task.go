@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/orloj/orloj/cluster"
+	"github.com/orloj/orloj/host"
 	"github.com/orloj/orloj/host/api"
 )
 
@@ -290,20 +291,16 @@ func eventTable(w io.Writer, list []api.EventView) error {
 	rows := make([][]string, 0, len(list))
 	for _, e := range list {
 		msg := e.Message
-		if e.Type == "call" {
-			var d struct {
-				Outcome string `json:"outcome"`
-				Status  string `json:"status"`
-				Reason  string `json:"reason"`
-			}
+		if e.Type == cluster.EventCall {
+			var d host.CallDetail
 			json.Unmarshal(e.Detail, &d)
-			msg = strings.Join(nonEmpty(d.Outcome, d.Status, d.Reason, msg), " ")
+			msg = strings.Join(nonEmpty(string(d.Outcome), d.Status, d.Reason, msg), " ")
 		}
 		attempt := "-"
 		if e.Attempt > 0 {
 			attempt = strconv.Itoa(e.Attempt)
 		}
-		rows = append(rows, []string{timeOf(e.At).clock(), attempt, e.Type, orDash(e.Tool), truncate(msg, 100)})
+		rows = append(rows, []string{timeOf(e.At).clock(), attempt, string(e.Type), orDash(e.Tool), truncate(msg, 100)})
 	}
 	return table(w, []string{"AT", "ATTEMPT", "EVENT", "TOOL", "DETAIL"}, rows)
 }

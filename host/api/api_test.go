@@ -283,7 +283,7 @@ func TestTaskReads(t *testing.T) {
 	f.do("GET", "/v1/tasks/"+tk.ID+"/events", nil).decode(t, &events)
 	var types []string
 	for _, e := range events {
-		types = append(types, e.Type)
+		types = append(types, string(e.Type))
 	}
 	if got := strings.Join(types, ","); got != "submitted,leased,call,attempt_failed,retry_scheduled,leased,call,succeeded" {
 		t.Fatalf("event types = %s", got)
