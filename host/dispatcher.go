@@ -17,15 +17,24 @@ import (
 	"github.com/orloj/orloj/plugins"
 )
 
-// Call outcomes, as journaled and listed by `task calls`.
+// CallOutcome is what became of one tool call of the guest: the outcome of
+// a call journal event (CallDetail), of `task calls`, and the outcome label
+// of the call metrics. It is stored as its string; values never change.
+type CallOutcome string
+
 const (
-	OutcomeInvoked  = "invoked"         // the tool ran and its result was recorded
-	OutcomeReplayed = "replayed"        // the recorded result was returned; the tool did not run
-	OutcomeInDoubt  = "in_doubt"        // an earlier attempt may have applied it; see the tool's semantics
-	OutcomeDenied   = "denied"          // the agent's manifest does not allow the tool
-	OutcomeError    = "error"           // the tool failed transiently; not recorded, retried next attempt
-	OutcomeBudget   = "budget_exceeded" // a budget of the task ran out; the tool did not run
+	OutcomeInvoked  CallOutcome = "invoked"         // the tool ran and its result was recorded
+	OutcomeReplayed CallOutcome = "replayed"        // the recorded result was returned; the tool did not run
+	OutcomeInDoubt  CallOutcome = "in_doubt"        // an earlier attempt may have applied it; see the tool's semantics
+	OutcomeDenied   CallOutcome = "denied"          // the agent's manifest does not allow the tool
+	OutcomeError    CallOutcome = "error"           // the tool failed transiently; not recorded, retried next attempt
+	OutcomeBudget   CallOutcome = "budget_exceeded" // a budget of the task ran out; the tool did not run
 )
+
+// CallOutcomes lists every CallOutcome.
+func CallOutcomes() []CallOutcome {
+	return []CallOutcome{OutcomeInvoked, OutcomeReplayed, OutcomeInDoubt, OutcomeDenied, OutcomeError, OutcomeBudget}
+}
 
 // nowTool names the ledger entries that record the guest's clock readings.
 const nowTool = "orloj.now"
@@ -59,10 +68,10 @@ const maxEffectBytes = 512 << 10
 
 // CallDetail is the Detail of a cluster.EventCall journal event.
 type CallDetail struct {
-	Outcome  string `json:"outcome"`
-	Status   string `json:"status,omitempty"`
-	Duration int64  `json:"duration_us"`
-	Reason   string `json:"reason,omitempty"`
+	Outcome  CallOutcome `json:"outcome"`
+	Status   string      `json:"status,omitempty"`
+	Duration int64       `json:"duration_us"`
+	Reason   string      `json:"reason,omitempty"`
 }
 
 // errLeaseLost is the cause given to an attempt's context when its lease is

@@ -276,12 +276,12 @@ func (m *Metrics) ObserveAttempt(rep AttemptReport, d time.Duration) {
 
 // ObserveCall records one tool call. tool must come from a bounded set (a
 // registered tool name), never straight from the guest.
-func (m *Metrics) ObserveCall(tool, outcome string, d time.Duration) {
+func (m *Metrics) ObserveCall(tool string, outcome CallOutcome, d time.Duration) {
 	if m == nil {
 		return
 	}
-	m.calls.WithLabelValues(tool, outcome).Inc()
-	m.callTime.WithLabelValues(tool, outcome).Observe(d.Seconds())
+	m.calls.WithLabelValues(tool, string(outcome)).Inc()
+	m.callTime.WithLabelValues(tool, string(outcome)).Observe(d.Seconds())
 }
 
 // ObserveApply records how long a proposal took to commit and apply.

@@ -358,7 +358,7 @@ func callTable(w io.Writer, list []api.CallView) error {
 			clear(seen)
 		}
 		prev, seen[cv.ID] = cv.Attempt, true
-		rows = append(rows, []string{strconv.Itoa(cv.Attempt), cv.Tool, cv.Outcome, orDash(cv.Status),
+		rows = append(rows, []string{strconv.Itoa(cv.Attempt), cv.Tool, string(cv.Outcome), orDash(cv.Status),
 			roundDuration(time.Duration(cv.DurationUS) * time.Microsecond).String(), shortDigest(cv.ID)})
 	}
 	var buf bytes.Buffer

@@ -222,7 +222,7 @@ func TestTaskReads(t *testing.T) {
 	// that replays it and succeeds.
 	l := f.claim(tk.ID)
 	now := time.Now().UnixNano()
-	detail := func(outcome string) json.RawMessage {
+	detail := func(outcome host.CallOutcome) json.RawMessage {
 		b, _ := json.Marshal(host.CallDetail{Outcome: outcome, Status: "ok", Duration: 1500})
 		return b
 	}

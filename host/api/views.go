@@ -128,14 +128,14 @@ type EventView struct {
 
 // CallView is one tool call in one attempt, from the journal.
 type CallView struct {
-	ID         string  `json:"id"`
-	Tool       string  `json:"tool"`
-	Outcome    string  `json:"outcome"` // invoked, replayed, in_doubt, denied, error
-	Attempt    int     `json:"attempt"`
-	Status     string  `json:"status"`
-	DurationUS int64   `json:"duration_us"`
-	At         *string `json:"at"`
-	Reason     string  `json:"reason,omitempty"` // why, for in_doubt, error and reconciled calls
+	ID         string           `json:"id"`
+	Tool       string           `json:"tool"`
+	Outcome    host.CallOutcome `json:"outcome"`
+	Attempt    int              `json:"attempt"`
+	Status     string           `json:"status"`
+	DurationUS int64            `json:"duration_us"`
+	At         *string          `json:"at"`
+	Reason     string           `json:"reason,omitempty"` // why, for in_doubt, error and reconciled calls
 }
 
 // LedgerView is a task's ledger entry for one call.
