@@ -37,3 +37,21 @@ func TestEventTypesDocumented(t *testing.T) {
 		t.Errorf("docs/openapi.yaml EventType enum is not %s", enum)
 	}
 }
+
+// TestDeadLetterClasses: the classes a dead letter can carry are the ones
+// docs/cli.md lists for `dlq --class`; the retryable ones arrive there only
+// as attempts_exhausted.
+func TestDeadLetterClasses(t *testing.T) {
+	var got []string
+	for _, c := range ErrorClasses() {
+		if c.DeadLetter() {
+			got = append(got, string(c))
+		}
+	}
+	if want := "permanent,policy,budget,in_doubt,attempts_exhausted"; strings.Join(got, ",") != want {
+		t.Fatalf("dead-letter classes %v, want %s", got, want)
+	}
+	if n := len(TaskStates()); n != 7 {
+		t.Fatalf("%d task states", n)
+	}
+}

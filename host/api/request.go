@@ -183,20 +183,15 @@ func parseDuration(what, s string) (time.Duration, error) {
 	return d, nil
 }
 
-var taskStates = []cluster.TaskState{cluster.StateQueued, cluster.StateRunning, cluster.StateRetryPending,
-	cluster.StateSucceeded, cluster.StateDeadLetter, cluster.StateDiscarded, cluster.StateCancelled}
-
-var errorClasses = []cluster.ErrorClass{cluster.ClassTransient, cluster.ClassPermanent, cluster.ClassPolicy, cluster.ClassBudget,
-	cluster.ClassInDoubt, cluster.ClassExpired, cluster.ClassExhausted}
-
 func parseState(s string) (cluster.TaskState, error) {
-	for _, st := range taskStates {
+	states := cluster.TaskStates()
+	for _, st := range states {
 		if string(st) == s {
 			return st, nil
 		}
 	}
-	names := make([]string, len(taskStates))
-	for i, st := range taskStates {
+	names := make([]string, len(states))
+	for i, st := range states {
 		names[i] = string(st)
 	}
 	return "", badRequest("state %q is not one of %s", s, strings.Join(names, ", "))
@@ -206,13 +201,14 @@ func parseClass(s string) (cluster.ErrorClass, error) {
 	if s == "" {
 		return "", nil
 	}
-	for _, c := range errorClasses {
+	classes := cluster.ErrorClasses()
+	for _, c := range classes {
 		if string(c) == s {
 			return c, nil
 		}
 	}
-	names := make([]string, len(errorClasses))
-	for i, c := range errorClasses {
+	names := make([]string, len(classes))
+	for i, c := range classes {
 		names[i] = string(c)
 	}
 	return "", badRequest("class %q is not one of %s", s, strings.Join(names, ", "))
