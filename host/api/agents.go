@@ -42,7 +42,7 @@ func (s *Server) pushAgent(w http.ResponseWriter, r *http.Request) error {
 		if t = strings.TrimSpace(t); t == "" || seen[t] {
 			continue
 		}
-		if err := checkName("tool name", t); err != nil {
+		if err := checkToolName(t); err != nil {
 			return err
 		}
 		seen[t] = true
