@@ -49,7 +49,7 @@ func (s *Server) pushAgent(w http.ResponseWriter, r *http.Request) error {
 		m.Tools = append(m.Tools, t)
 	}
 	if v := q.Get("memory_limit"); v != "" {
-		n, err := parseSize(v)
+		n, err := ParseSize(v)
 		if err != nil {
 			return badRequest("memory_limit: %v", err)
 		}
