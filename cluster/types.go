@@ -115,7 +115,7 @@ type AttemptRecord struct {
 	Token     uint64 `json:"token"`
 	StartedAt int64  `json:"started_at"`
 	EndedAt   int64  `json:"ended_at,omitempty"`
-	Outcome   string `json:"outcome,omitempty"` // succeeded, or an ErrorClass
+	Outcome   string `json:"outcome,omitempty"` // how it ended: succeeded, cancelled, or the ErrorClass of its failure
 	Error     string `json:"error,omitempty"`
 	Delay     int64  `json:"retry_delay,omitempty"` // backoff chosen after it, nanos
 }
