@@ -89,7 +89,7 @@ func DecodeCallRequest(b []byte) (CallRequest, error) {
 			return CallRequest{}, Errorf(StatusInvalidArgument, "decode request: field %q must be a string", name)
 		}
 	}
-	if err := validateName(req.Tool); err != nil {
+	if err := ValidToolName(req.Tool); err != nil {
 		return CallRequest{}, err
 	}
 	if len(req.Key) > MaxKeyBytes || !utf8.ValidString(req.Key) {
@@ -101,7 +101,13 @@ func DecodeCallRequest(b []byte) (CallRequest, error) {
 	return req, nil
 }
 
-func validateName(tool string) error {
+// ValidToolName is the one rule for a tool's name, wherever one is named: a
+// guest's CallRequest.Tool and Effect.Tool, a tool registered with a host
+// (plugins.Registry), and the tools an agent's manifest lists. A name is 1 to
+// MaxToolNameBytes bytes of ASCII letters, digits and _ - . / so that
+// namespaced names such as "acme/search" work. The error carries
+// StatusInvalidArgument and names the offending character.
+func ValidToolName(tool string) error {
 	if tool == "" {
 		return Errorf(StatusInvalidArgument, "tool name is empty")
 	}

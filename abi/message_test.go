@@ -113,3 +113,33 @@ func FuzzDecodeCallRequest(f *testing.F) {
 		}
 	})
 }
+
+// TestValidToolName: the one tool-name rule, which the host's registry and
+// the API's manifest check share with the guest's call decoding.
+func TestValidToolName(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		ok   bool
+	}{
+		{"http", true},
+		{"acme/search", true},
+		{"orloj.now", true},
+		{"_private-tool.v2", true},
+		{strings.Repeat("a", MaxToolNameBytes), true},
+		{"", false},
+		{strings.Repeat("a", MaxToolNameBytes+1), false},
+		{"two words", false},
+		{"tool!", false},
+		{"outil-é", false},
+	}
+	for _, tc := range tests {
+		err := ValidToolName(tc.name)
+		if (err == nil) != tc.ok {
+			t.Errorf("ValidToolName(%q) = %v, want ok=%v", tc.name, err, tc.ok)
+		}
+		if err != nil && !errors.Is(err, StatusInvalidArgument) {
+			t.Errorf("ValidToolName(%q) = %v, not invalid_argument", tc.name, err)
+		}
+	}
+}

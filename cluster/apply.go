@@ -217,7 +217,7 @@ func (a *applier) submit(c *SubmitTask) any {
 	if t.IdempotencyKey != "" {
 		a.putRaw(idemKey(t.IdempotencyKey), []byte(t.ID))
 	}
-	a.journal(t.ID, c.Now, Event{Type: "submitted", Message: t.Agent + "@" + t.Version})
+	a.journal(t.ID, c.Now, Event{Type: EventSubmitted, Message: t.Agent + "@" + t.Version})
 	return SubmitResult{Task: t}
 }
 
@@ -246,7 +246,7 @@ func (a *applier) claim(c *ClaimTask) any {
 	a.del([]byte(first))
 	a.putRaw(leaseKey(l.ExpiresAt, id), nil)
 	a.put(taskKey(id), t)
-	a.journal(id, c.Now, Event{Type: "leased", Attempt: t.Attempts, Message: fmt.Sprintf("node %s, token %d", c.Node, a.idx)})
+	a.journal(id, c.Now, Event{Type: EventLeased, Attempt: t.Attempts, Message: fmt.Sprintf("node %s, token %d", c.Node, a.idx)})
 	return &Claim{Task: *t, Lease: l}
 }
 
@@ -271,7 +271,7 @@ func (a *applier) expire(c *ExpireLease) any {
 		return nil // renewed, finished or replaced since the leader looked
 	}
 	msg := fmt.Sprintf("lease expired: node %s held token %d past %d", t.Lease.Node, t.Lease.Token, t.Lease.ExpiresAt)
-	a.journal(t.ID, c.Now, Event{Type: "lease_expired", Attempt: t.Attempts, Message: msg})
+	a.journal(t.ID, c.Now, Event{Type: EventLeaseExpired, Attempt: t.Attempts, Message: msg})
 	a.endAttempt(t, TaskError{Class: ClassExpired, Message: msg}, c.Jitter, c.Now)
 	return *t
 }
@@ -316,7 +316,7 @@ func (a *applier) endAttempt(t *Task, e TaskError, jitter uint64, now int64) {
 		}
 		t.State, t.NextAt, t.Error = StateRetryPending, now+int64(delay), &e
 		a.putRaw(runqKey(t.NextAt, t.Seq, t.ID), nil)
-		a.journal(t.ID, now, Event{Type: "retry_scheduled", Attempt: t.Attempts,
+		a.journal(t.ID, now, Event{Type: EventRetryScheduled, Attempt: t.Attempts,
 			Message: fmt.Sprintf("%s: retry in %s", e.Class, delay)})
 	default:
 		if retryable {
@@ -325,7 +325,7 @@ func (a *applier) endAttempt(t *Task, e TaskError, jitter uint64, now int64) {
 		}
 		t.State, t.Error, t.NextAt = StateDeadLetter, &e, 0
 		a.putRaw(dlqKey(t.ID), nil)
-		a.journal(t.ID, now, Event{Type: "dead_lettered", Attempt: t.Attempts, Message: string(e.Class) + ": " + e.Message})
+		a.journal(t.ID, now, Event{Type: EventDeadLettered, Attempt: t.Attempts, Message: string(e.Class) + ": " + e.Message})
 	}
 	a.put(taskKey(t.ID), t)
 }
@@ -411,7 +411,7 @@ func (a *applier) complete(c *CompleteTask) any {
 		a.put(outboxKey(t.ID, i), e)
 	}
 	a.put(taskKey(t.ID), t)
-	a.journal(t.ID, c.Now, Event{Type: "succeeded", Attempt: t.Attempts})
+	a.journal(t.ID, c.Now, Event{Type: EventSucceeded, Attempt: t.Attempts})
 	return *t
 }
 
@@ -423,7 +423,7 @@ func (a *applier) fail(c *FailAttempt) any {
 	for _, e := range c.Journal {
 		a.journal(t.ID, c.Now, e)
 	}
-	a.journal(t.ID, c.Now, Event{Type: "attempt_failed", Attempt: t.Attempts, Message: string(c.Error.Class) + ": " + c.Error.Message})
+	a.journal(t.ID, c.Now, Event{Type: EventAttemptFailed, Attempt: t.Attempts, Message: string(c.Error.Class) + ": " + c.Error.Message})
 	a.endAttempt(t, c.Error, c.Jitter, c.Now)
 	return *t
 }
@@ -451,7 +451,7 @@ func (a *applier) retryDLQ(c *RetryDLQ) any {
 	t.State, t.Attempts, t.NextAt, t.UpdatedAt = StateQueued, 0, c.Now, c.Now
 	a.putRaw(runqKey(t.NextAt, t.Seq, t.ID), nil)
 	a.put(taskKey(t.ID), t)
-	a.journal(t.ID, c.Now, Event{Type: "dlq_retried", Message: t.Agent + "@" + t.Version})
+	a.journal(t.ID, c.Now, Event{Type: EventDLQRetried, Message: t.Agent + "@" + t.Version})
 	return *t
 }
 
@@ -467,7 +467,7 @@ func (a *applier) discard(c *DiscardDLQ) any {
 	a.dropStaged(t.ID)
 	t.State, t.DiscardReason, t.UpdatedAt = StateDiscarded, c.Reason, c.Now
 	a.put(taskKey(t.ID), t)
-	a.journal(t.ID, c.Now, Event{Type: "discarded", Message: c.Reason})
+	a.journal(t.ID, c.Now, Event{Type: EventDiscarded, Message: c.Reason})
 	return *t
 }
 
@@ -492,7 +492,7 @@ func (a *applier) cancel(c *CancelTask) any {
 	a.dropStaged(t.ID)
 	t.State, t.Lease, t.NextAt, t.UpdatedAt = StateCancelled, nil, 0, c.Now
 	a.put(taskKey(t.ID), t)
-	a.journal(t.ID, c.Now, Event{Type: "cancelled", Message: c.Reason})
+	a.journal(t.ID, c.Now, Event{Type: EventCancelled, Message: c.Reason})
 	return *t
 }
 
@@ -565,9 +565,9 @@ func (a *applier) effectDone(c *MarkEffectDone) any {
 	}
 	e.Done, e.Error = true, c.Error
 	a.put(outboxKey(c.TaskID, c.N), e)
-	ev := Event{Type: "effect_dispatched", Tool: e.Tool, CallID: e.Key}
+	ev := Event{Type: EventEffectDispatched, Tool: e.Tool, CallID: e.Key}
 	if c.Error != "" {
-		ev.Type, ev.Message = "effect_failed", c.Error
+		ev.Type, ev.Message = EventEffectFailed, c.Error
 	}
 	a.journal(c.TaskID, c.Now, ev)
 	return nil

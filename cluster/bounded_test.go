@@ -128,7 +128,7 @@ func TestProposalRefusesTooLarge(t *testing.T) {
 	}
 	// The sentinel survives forwarding.
 	rep, _ := NewReply(0, nil, fmt.Errorf("apply: %w", ErrTooLarge))
-	if _, err := rep.Outcome(); rep.Code != "too_large" || !errors.Is(err, ErrTooLarge) {
+	if _, err := rep.Decode(); rep.Code != "too_large" || !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("forwarded too_large: code %q, %v", rep.Code, err)
 	}
 

@@ -52,8 +52,8 @@ func TestEffectWrites(t *testing.T) {
 	ev, _ := h.fsm.Journal("t1")
 	var got []string
 	for _, e := range ev {
-		if strings.HasPrefix(e.Type, "effect_") {
-			got = append(got, e.Type+":"+e.Message)
+		if strings.HasPrefix(string(e.Type), "effect_") {
+			got = append(got, string(e.Type)+":"+e.Message)
 		}
 	}
 	if want := []string{"effect_dispatched:", "effect_failed:gave up"}; !equal(got, want) {

@@ -59,7 +59,7 @@ var sentinels = []struct {
 	{"already_exists", ErrAlreadyExists},
 }
 
-// NewReply encodes an Apply outcome.
+// NewReply encodes what Node.Apply returned: a result or an error.
 func NewReply(index uint64, result any, err error) (Reply, error) {
 	r := Reply{Index: index}
 	if err != nil {
@@ -88,8 +88,8 @@ func NewReply(index uint64, result any, err error) (Reply, error) {
 	return Reply{}, fmt.Errorf("forward: no wire form for result type %T", result)
 }
 
-// Outcome decodes a Reply into what Node.Apply would have returned.
-func (r Reply) Outcome() (any, error) {
+// Decode turns a Reply back into what Node.Apply would have returned.
+func (r Reply) Decode() (any, error) {
 	if r.Code != "" {
 		for _, s := range sentinels {
 			if s.code == r.Code {

@@ -26,14 +26,14 @@ func TestReplyRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatalf("NewReply(%T): %v", want, err)
 		}
-		got, err := rep.Outcome()
+		got, err := rep.Decode()
 		if err != nil || !reflect.DeepEqual(got, want) {
 			t.Errorf("round trip of %T = %#v, %v; want %#v", want, got, err, want)
 		}
 	}
 	for _, sentinel := range []error{ErrStaleToken, ErrNotFound, ErrNotLeader, ErrInvalidState, ErrUnknownAgent, ErrInvalidCmd, ErrAlreadyExists} {
 		rep, _ := NewReply(0, nil, fmt.Errorf("task t1: %w", sentinel))
-		_, err := rep.Outcome()
+		_, err := rep.Decode()
 		if !errors.Is(err, sentinel) || err.Error() != "leader: task t1: "+sentinel.Error() {
 			t.Errorf("error %v came back as %v", sentinel, err)
 		}

@@ -158,7 +158,7 @@ func TestLifecycleRetryThenSucceed(t *testing.T) {
 	ev, _ := h.fsm.Journal("t1")
 	var types []string
 	for _, e := range ev {
-		types = append(types, e.Type)
+		types = append(types, string(e.Type))
 	}
 	want := []string{"submitted", "leased", "attempt_failed", "retry_scheduled", "leased", "succeeded"}
 	if !equal(types, want) {

@@ -35,18 +35,36 @@ func (s TaskState) Final() bool {
 	return s == StateSucceeded || s == StateDiscarded || s == StateCancelled
 }
 
+// TaskStates lists every TaskState in lifecycle order. It is the one list
+// the API's filters, the metrics and the CLI check against.
+func TaskStates() []TaskState {
+	return []TaskState{StateQueued, StateRunning, StateRetryPending, StateSucceeded, StateDeadLetter, StateDiscarded, StateCancelled}
+}
+
 // ErrorClass classifies a failed attempt and decides what happens next.
 type ErrorClass string
 
 const (
-	ClassTransient ErrorClass = "transient" // retry with backoff
-	ClassPermanent ErrorClass = "permanent" // DLQ now
-	ClassPolicy    ErrorClass = "policy"    // denied by the manifest: DLQ now
-	ClassBudget    ErrorClass = "budget"    // a budget ran out: DLQ now; retry with more
-	ClassInDoubt   ErrorClass = "in_doubt"  // DLQ now, a person resolves
-	ClassExpired   ErrorClass = "lease_expired"
-	ClassExhausted ErrorClass = "attempts_exhausted"
+	ClassTransient ErrorClass = "transient"          // retry with backoff
+	ClassPermanent ErrorClass = "permanent"          // DLQ now
+	ClassPolicy    ErrorClass = "policy"             // denied by the manifest: DLQ now
+	ClassBudget    ErrorClass = "budget"             // a budget ran out: DLQ now; retry with more
+	ClassInDoubt   ErrorClass = "in_doubt"           // DLQ now, a person resolves
+	ClassExpired   ErrorClass = "lease_expired"      // the lease ran out: retry with backoff
+	ClassExhausted ErrorClass = "attempts_exhausted" // a retryable failure with no attempts left: DLQ
 )
+
+// ErrorClasses lists every ErrorClass.
+func ErrorClasses() []ErrorClass {
+	return []ErrorClass{ClassTransient, ClassPermanent, ClassPolicy, ClassBudget, ClassInDoubt, ClassExpired, ClassExhausted}
+}
+
+// DeadLetter reports whether a dead-lettered task can carry class c: the
+// retryable classes (transient, lease_expired) reach the DLQ only as
+// attempts_exhausted.
+func (c ErrorClass) DeadLetter() bool {
+	return c != ClassTransient && c != ClassExpired
+}
 
 // Sentinel errors callers branch on.
 var (
@@ -97,7 +115,7 @@ type AttemptRecord struct {
 	Token     uint64 `json:"token"`
 	StartedAt int64  `json:"started_at"`
 	EndedAt   int64  `json:"ended_at,omitempty"`
-	Outcome   string `json:"outcome,omitempty"` // succeeded, or an ErrorClass
+	Outcome   string `json:"outcome,omitempty"` // how it ended: succeeded, cancelled, or the ErrorClass of its failure
 	Error     string `json:"error,omitempty"`
 	Delay     int64  `json:"retry_delay,omitempty"` // backoff chosen after it, nanos
 }
@@ -167,7 +185,7 @@ type LedgerRecord struct {
 type Event struct {
 	Seq     uint64          `json:"seq"` // Raft index, plus position for batched events
 	At      int64           `json:"at"`
-	Type    string          `json:"type"`
+	Type    EventType       `json:"type"`
 	Attempt int             `json:"attempt,omitempty"`
 	CallID  string          `json:"call_id,omitempty"`
 	Tool    string          `json:"tool,omitempty"`

@@ -54,7 +54,7 @@ func required(pairs ...string) error {
 }
 
 func validateEvent(what string, e *Event) error {
-	if err := checkNames(what+" type", e.Type, what+" call_id", e.CallID, what+" tool", e.Tool); err != nil {
+	if err := checkNames(what+" type", string(e.Type), what+" call_id", e.CallID, what+" tool", e.Tool); err != nil {
 		return err
 	}
 	if err := checkBytes(what+" message", len(e.Message), MaxEventMessageBytes); err != nil {
@@ -283,7 +283,7 @@ func (c *MarkEffectDone) Validate() error {
 // and a detail over the limit is replaced by a note of its size (cutting
 // JSON would break it).
 func (e Event) Bounded() Event {
-	e.Type, e.CallID, e.Tool = truncate(e.Type, MaxNameBytes), truncate(e.CallID, MaxNameBytes), truncate(e.Tool, MaxNameBytes)
+	e.Type, e.CallID, e.Tool = EventType(truncate(string(e.Type), MaxNameBytes)), truncate(e.CallID, MaxNameBytes), truncate(e.Tool, MaxNameBytes)
 	e.Message = truncate(e.Message, MaxEventMessageBytes)
 	if len(e.Detail) > MaxEventDetailBytes {
 		e.Detail = []byte(fmt.Sprintf(`{"truncated_bytes":%d}`, len(e.Detail)))

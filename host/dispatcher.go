@@ -17,15 +17,24 @@ import (
 	"github.com/orloj/orloj/plugins"
 )
 
-// Call outcomes, as journaled and listed by `task calls`.
+// CallOutcome is what became of one tool call of the guest: the outcome of
+// a call journal event (CallDetail), of `task calls`, and the outcome label
+// of the call metrics. It is stored as its string; values never change.
+type CallOutcome string
+
 const (
-	OutcomeInvoked  = "invoked"         // the tool ran and its result was recorded
-	OutcomeReplayed = "replayed"        // the recorded result was returned; the tool did not run
-	OutcomeInDoubt  = "in_doubt"        // an earlier attempt may have applied it; see the tool's semantics
-	OutcomeDenied   = "denied"          // the agent's manifest does not allow the tool
-	OutcomeError    = "error"           // the tool failed transiently; not recorded, retried next attempt
-	OutcomeBudget   = "budget_exceeded" // a budget of the task ran out; the tool did not run
+	OutcomeInvoked  CallOutcome = "invoked"         // the tool ran and its result was recorded
+	OutcomeReplayed CallOutcome = "replayed"        // the recorded result was returned; the tool did not run
+	OutcomeInDoubt  CallOutcome = "in_doubt"        // an earlier attempt may have applied it; see the tool's semantics
+	OutcomeDenied   CallOutcome = "denied"          // the agent's manifest does not allow the tool
+	OutcomeError    CallOutcome = "error"           // the tool failed transiently; not recorded, retried next attempt
+	OutcomeBudget   CallOutcome = "budget_exceeded" // a budget of the task ran out; the tool did not run
 )
+
+// CallOutcomes lists every CallOutcome.
+func CallOutcomes() []CallOutcome {
+	return []CallOutcome{OutcomeInvoked, OutcomeReplayed, OutcomeInDoubt, OutcomeDenied, OutcomeError, OutcomeBudget}
+}
 
 // nowTool names the ledger entries that record the guest's clock readings.
 const nowTool = "orloj.now"
@@ -57,12 +66,12 @@ const maxPreloadBytes = 32 << 20
 // travel in the entry that completes the task.
 const maxEffectBytes = 512 << 10
 
-// CallDetail is the Detail of a "call" journal event.
+// CallDetail is the Detail of a cluster.EventCall journal event.
 type CallDetail struct {
-	Outcome  string `json:"outcome"`
-	Status   string `json:"status,omitempty"`
-	Duration int64  `json:"duration_us"`
-	Reason   string `json:"reason,omitempty"`
+	Outcome  CallOutcome `json:"outcome"`
+	Status   string      `json:"status,omitempty"`
+	Duration int64       `json:"duration_us"`
+	Reason   string      `json:"reason,omitempty"`
 }
 
 // errLeaseLost is the cause given to an attempt's context when its lease is
@@ -162,7 +171,7 @@ func (d *ledgerDispatcher) flush(ctx context.Context, all bool) error {
 // summarize journals how many refused calls were not journaled one by one.
 func (d *ledgerDispatcher) summarize() {
 	if n := d.denials - maxDeniedEvents; n > 0 {
-		d.note(cluster.Event{At: d.now(), Type: "calls_refused", Attempt: d.lease.Attempt,
+		d.note(cluster.Event{At: d.now(), Type: cluster.EventCallsRefused, Attempt: d.lease.Attempt,
 			Message: fmt.Sprintf("%d more refused calls not journaled one by one (%d in this attempt)", n, d.denials)})
 	}
 }
@@ -201,7 +210,7 @@ func (d *ledgerDispatcher) Log(ctx context.Context, level abi.LogLevel, line []b
 		d.logEvents++
 		msg := clipUTF8(level.String()+": "+string(line), cluster.MaxEventMessageBytes)
 		d.log.Debug("guest log", "task", d.task.ID, "level", level.String(), "line", msg)
-		d.note(cluster.Event{At: d.now(), Type: "log", Attempt: d.lease.Attempt, Message: msg})
+		d.note(cluster.Event{At: d.now(), Type: cluster.EventLog, Attempt: d.lease.Attempt, Message: msg})
 	}
 	return nil
 }
@@ -222,7 +231,7 @@ func (d *ledgerDispatcher) Emit(ctx context.Context, e abi.Effect) error {
 		return abi.Errorf(abi.StatusInvalidArgument, "the effects of one attempt may carry %d bytes of params; this one would make %d", maxEffectBytes, d.effectBytes+len(e.Params))
 	}
 	if berr := d.spend.effect(); berr != nil {
-		return d.overBudget(berr, cluster.Event{At: d.now(), Type: "effect_refused", Attempt: d.lease.Attempt, Tool: e.Tool})
+		return d.overBudget(berr, cluster.Event{At: d.now(), Type: cluster.EventEffectRefused, Attempt: d.lease.Attempt, Tool: e.Tool})
 	}
 	d.effectBytes += len(e.Params)
 	k := occurrenceKey("emit", e.Tool, e.Params)
@@ -301,7 +310,7 @@ func (d *ledgerDispatcher) identify(tool string, params []byte, key string) stri
 	id := CallID(d.task.ID, tool, params, key, occ)
 	if i := d.n; !d.diverged && i < len(d.expected) && d.expected[i] != id {
 		d.diverged = true
-		d.note(cluster.Event{At: d.now(), Type: "divergence", Attempt: d.lease.Attempt, CallID: id, Tool: tool,
+		d.note(cluster.Event{At: d.now(), Type: cluster.EventDivergence, Attempt: d.lease.Attempt, CallID: id, Tool: tool,
 			Message: fmt.Sprintf("call %d differs from the recorded run: expected %.12s, got %.12s (%s)", i+1, d.expected[i], id, tool)})
 	}
 	d.n++
@@ -318,7 +327,7 @@ func (d *ledgerDispatcher) callEvent(id, tool string, start time.Time, detail Ca
 	}
 	d.metrics.ObserveCall(label, detail.Outcome, took)
 	b, _ := json.Marshal(detail) // plain struct: cannot fail
-	return cluster.Event{At: d.now(), Type: "call", Attempt: d.lease.Attempt, CallID: id, Tool: tool, Detail: b}
+	return cluster.Event{At: d.now(), Type: cluster.EventCall, Attempt: d.lease.Attempt, CallID: id, Tool: tool, Detail: b}
 }
 
 // proposeFailed turns a failed proposal into a host fault. A stale token

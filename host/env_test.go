@@ -293,17 +293,17 @@ func (e *env) journal(id string) []cluster.Event {
 	return ev
 }
 
-// callOutcomes counts "call" journal events by tool and outcome.
-func callOutcomes(events []cluster.Event) map[string]map[string]int {
-	out := map[string]map[string]int{}
+// callOutcomes counts call journal events by tool and outcome.
+func callOutcomes(events []cluster.Event) map[string]map[CallOutcome]int {
+	out := map[string]map[CallOutcome]int{}
 	for _, ev := range events {
-		if ev.Type != "call" {
+		if ev.Type != cluster.EventCall {
 			continue
 		}
 		var d CallDetail
 		json.Unmarshal(ev.Detail, &d)
 		if out[ev.Tool] == nil {
-			out[ev.Tool] = map[string]int{}
+			out[ev.Tool] = map[CallOutcome]int{}
 		}
 		out[ev.Tool][d.Outcome]++
 	}

@@ -134,7 +134,7 @@ func (f *Forwarder) applyOnce(ctx context.Context, cmd cluster.Command) (any, bo
 		// Refused before it reached Raft; the reply carries the sentinel.
 		var rep cluster.Reply
 		if json.Unmarshal(raw, &rep) == nil && rep.Code != "" {
-			_, err := rep.Outcome()
+			_, err := rep.Decode()
 			return nil, false, fmt.Errorf("forward to %s: %w", leaderID, err)
 		}
 		return nil, false, fmt.Errorf("forward to %s: HTTP %d: %s", leaderID, resp.StatusCode, bytes.TrimSpace(raw))
@@ -148,7 +148,7 @@ func (f *Forwarder) applyOnce(ctx context.Context, cmd cluster.Command) (any, bo
 	if rep.Code == "not_leader" && rep.Index == 0 {
 		return nil, true, fmt.Errorf("forward to %s: %s: %w", leaderID, rep.Error, cluster.ErrNotLeader)
 	}
-	res, err := rep.Outcome()
+	res, err := rep.Decode()
 	if err == nil && rep.Index > 0 {
 		if _, ok := cmd.(*cluster.ClaimTask); ok && res != nil {
 			if werr := f.node.FSM().WaitApplied(ctx, rep.Index); werr != nil {

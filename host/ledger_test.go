@@ -84,7 +84,7 @@ func TestDocPipelineReplaysFromLedger(t *testing.T) {
 		t.Fatalf("output = %s (%v)", tk.Output, err)
 	}
 	got := callOutcomes(e.journal("doc-1"))
-	want := map[string]map[string]int{
+	want := map[string]map[CallOutcome]int{
 		"http":  {OutcomeInvoked: 3, OutcomeReplayed: 4, OutcomeError: 2}, // blob, ocr, records
 		"model": {OutcomeInvoked: 2, OutcomeReplayed: 4},
 	}

@@ -276,12 +276,12 @@ func (m *Metrics) ObserveAttempt(rep AttemptReport, d time.Duration) {
 
 // ObserveCall records one tool call. tool must come from a bounded set (a
 // registered tool name), never straight from the guest.
-func (m *Metrics) ObserveCall(tool, outcome string, d time.Duration) {
+func (m *Metrics) ObserveCall(tool string, outcome CallOutcome, d time.Duration) {
 	if m == nil {
 		return
 	}
-	m.calls.WithLabelValues(tool, outcome).Inc()
-	m.callTime.WithLabelValues(tool, outcome).Observe(d.Seconds())
+	m.calls.WithLabelValues(tool, string(outcome)).Inc()
+	m.callTime.WithLabelValues(tool, string(outcome)).Observe(d.Seconds())
 }
 
 // ObserveApply records how long a proposal took to commit and apply.
@@ -373,9 +373,6 @@ var (
 	fenceDesc = prometheus.NewDesc("orloj_fence_rejections_total", "Writes the FSM refused for a stale fencing token.", nil, nil)
 )
 
-var allStates = []cluster.TaskState{cluster.StateQueued, cluster.StateRunning, cluster.StateRetryPending,
-	cluster.StateSucceeded, cluster.StateDeadLetter, cluster.StateDiscarded, cluster.StateCancelled}
-
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- tasksDesc
 	ch <- dlqDesc
@@ -395,11 +392,12 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.NewInvalidMetric(tasksDesc, err)
 		return
 	}
-	counts := make(map[cluster.TaskState]int, len(allStates))
+	states := cluster.TaskStates()
+	counts := make(map[cluster.TaskState]int, len(states))
 	for i := range tasks {
 		counts[tasks[i].State]++
 	}
-	for _, s := range allStates {
+	for _, s := range states {
 		ch <- prometheus.MustNewConstMetric(tasksDesc, prometheus.GaugeValue, float64(counts[s]), string(s))
 	}
 	ch <- prometheus.MustNewConstMetric(dlqDesc, prometheus.GaugeValue, float64(counts[cluster.StateDeadLetter]))

@@ -92,7 +92,7 @@ func effectEvents(t *testing.T, e *env, id string) []cluster.Event {
 	t.Helper()
 	var out []cluster.Event
 	for _, ev := range e.journal(id) {
-		if strings.HasPrefix(ev.Type, "effect_") {
+		if strings.HasPrefix(string(ev.Type), "effect_") {
 			out = append(out, ev)
 		}
 	}
@@ -184,7 +184,7 @@ func TestOutboxPanicThenWorks(t *testing.T) {
 	}
 	got := map[string]string{}
 	for _, ev := range effectEvents(t, s.e, "t") {
-		got[ev.Tool] = ev.Type
+		got[ev.Tool] = string(ev.Type)
 	}
 	if got["flaky"] != "effect_dispatched" || got["refuse"] != "effect_failed" || got["gone"] != "effect_failed" || len(got) != 3 {
 		t.Fatalf("journal effects = %v", got)
@@ -294,7 +294,7 @@ func TestOutboxKVEffect(t *testing.T) {
 	}
 	var types []string
 	for _, ev := range effectEvents(t, s.e, "t") {
-		types = append(types, ev.Type)
+		types = append(types, string(ev.Type))
 	}
 	if strings.Join(types, ",") != "effect_dispatched,effect_dispatched,effect_dispatched,effect_failed" {
 		t.Fatalf("journal effects = %v", types)

@@ -63,7 +63,7 @@ type HTTPConfig struct {
 // Validate reports the first invalid field of c, by name.
 func (c HTTPConfig) Validate() error {
 	if c.Name != "" {
-		if err := validToolName(c.Name); err != nil {
+		if err := abi.ValidToolName(c.Name); err != nil {
 			return fmt.Errorf("HTTPConfig.Name: %w", err)
 		}
 	}

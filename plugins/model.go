@@ -47,7 +47,7 @@ type ModelConfig struct {
 // Validate reports the first invalid field of c, by name.
 func (c ModelConfig) Validate() error {
 	if c.Name != "" {
-		if err := validToolName(c.Name); err != nil {
+		if err := abi.ValidToolName(c.Name); err != nil {
 			return fmt.Errorf("ModelConfig.Name: %w", err)
 		}
 	}

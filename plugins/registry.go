@@ -32,9 +32,9 @@ func NewRegistry(tools ...Tool) (*Registry, error) {
 }
 
 // Register adds t. It refuses a name already taken (ErrDuplicateTool), a name
-// a guest could not call (the rules of abi.CallRequest.Tool), semantics that
-// are not one of the four, a Reconcile tool that does not implement
-// Reconciler and a schema that is not JSON. These are checked here because
+// a guest could not call (abi.ValidToolName), semantics that are not one of
+// the four, a Reconcile tool that does not implement Reconciler and a schema
+// that is not JSON. These are checked here because
 // each would otherwise surface only when a guest calls the tool, or worse,
 // only when a call is in doubt.
 func (r *Registry) Register(t Tool) error {
@@ -42,7 +42,7 @@ func (r *Registry) Register(t Tool) error {
 		return errors.New("register tool: nil tool")
 	}
 	name := t.Name()
-	if err := validToolName(name); err != nil {
+	if err := abi.ValidToolName(name); err != nil {
 		return fmt.Errorf("register tool %q: %w", name, err)
 	}
 	sem := t.Semantics()
@@ -78,23 +78,4 @@ func (r *Registry) Names() []string {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	return slices.Sorted(maps.Keys(r.tools))
-}
-
-// validToolName applies the rules abi.DecodeCallRequest applies to the tool
-// a guest names, so every registered tool is callable.
-func validToolName(name string) error {
-	if name == "" {
-		return errors.New("tool name is empty")
-	}
-	if len(name) > abi.MaxToolNameBytes {
-		return fmt.Errorf("tool name is %d bytes, limit %d", len(name), abi.MaxToolNameBytes)
-	}
-	for _, r := range name {
-		ok := r == '_' || r == '-' || r == '.' || r == '/' ||
-			(r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9')
-		if !ok {
-			return fmt.Errorf("tool name has %q; use letters, digits and _ - . /", r)
-		}
-	}
-	return nil
 }

@@ -97,6 +97,8 @@ func TestClientErrors(t *testing.T) {
 		{[]string{"dlq", "ls", "--class", "nope"}, 2, "--class"},
 		{[]string{"dlq", "ls", "--since", "yesterday"}, 2, "--since"},
 		{[]string{"agent", "push", "x.wasm", "--memory-limit", "lots"}, 2, "--memory-limit"},
+		{[]string{"agent", "push", "x.wasm", "--memory-limit", "0"}, 2, "positive"},
+		{[]string{"dlq", "ls", "--class", "transient"}, 2, "budget"}, // the list names every dead-letter class
 		{[]string{"cluster", "transfer", "a", "b"}, 2, "at most one"},
 	}
 	for _, tt := range tests {

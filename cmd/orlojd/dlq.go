@@ -10,11 +10,20 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/orloj/orloj/cluster"
 	"github.com/orloj/orloj/host/api"
 )
 
-// The error classes a dead letter can carry.
-var dlqClasses = []string{"permanent", "policy", "in_doubt", "attempts_exhausted"}
+// dlqClasses are the error classes a dead letter can carry.
+var dlqClasses = func() []string {
+	var out []string
+	for _, c := range cluster.ErrorClasses() {
+		if c.DeadLetter() {
+			out = append(out, string(c))
+		}
+	}
+	return out
+}()
 
 func newDLQCmd() *cobra.Command {
 	var o clientOptions

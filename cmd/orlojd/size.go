@@ -2,34 +2,20 @@ package main
 
 import (
 	"fmt"
-	"strconv"
-	"strings"
+
+	"github.com/orloj/orloj/host/api"
 )
 
-// parseBytes reads a size such as 256MiB, 64MB, 1GiB, 512KiB or 1048576.
+// parseBytes reads a size flag such as 256MiB, 64MB, 1GiB, 512KiB or
+// 1048576 with api.ParseSize, the API's own parser, so a size means the same
+// bytes on the command line and over HTTP. Every size flag must be positive.
 func parseBytes(s string) (uint64, error) {
-	units := []struct {
-		suffix string
-		mult   uint64
-	}{
-		{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30},
-		{"KB", 1000}, {"MB", 1000 * 1000}, {"GB", 1000 * 1000 * 1000},
-		{"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"B", 1},
+	n, err := api.ParseSize(s)
+	if err != nil {
+		return 0, err
 	}
-	t := strings.TrimSpace(s)
-	mult := uint64(1)
-	for _, u := range units {
-		if strings.HasSuffix(t, u.suffix) {
-			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.mult
-			break
-		}
+	if n == 0 {
+		return 0, fmt.Errorf("size %q: want a positive size", s)
 	}
-	n, err := strconv.ParseUint(t, 10, 64)
-	if err != nil || n == 0 {
-		return 0, fmt.Errorf("size %q: want a positive whole number with an optional unit (KiB, MiB, GiB, KB, MB, GB)", s)
-	}
-	if n > (1<<64-1)/mult {
-		return 0, fmt.Errorf("size %q is too large", s)
-	}
-	return n * mult, nil
+	return n, nil
 }

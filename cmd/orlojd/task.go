@@ -18,14 +18,22 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/orloj/orloj/cluster"
+	"github.com/orloj/orloj/host"
 	"github.com/orloj/orloj/host/api"
 )
 
-// The task states of the API. The final ones end `task wait`.
-var (
-	taskStates  = []string{"queued", "running", "retry_pending", "succeeded", "dead_letter", "discarded", "cancelled"}
-	finalStates = map[string]bool{"succeeded": true, "dead_letter": true, "discarded": true, "cancelled": true}
-)
+// taskStates are the task states of the API, as the --state flag takes them.
+var taskStates = func() []string {
+	var out []string
+	for _, s := range cluster.TaskStates() {
+		out = append(out, string(s))
+	}
+	return out
+}()
+
+// waitEnds reports whether `task wait` stops at state s: a final state, or
+// dead_letter, which only a person leaves.
+func waitEnds(s cluster.TaskState) bool { return s.Final() || s == cluster.StateDeadLetter }
 
 func newTaskCmd() *cobra.Command {
 	var o clientOptions
@@ -153,14 +161,14 @@ func printTask(w io.Writer, tv api.TaskView) error {
 		{"ID", tv.ID}, {"Agent", tv.Agent + "@" + tv.Version}, {"State", string(tv.State)}, {"Attempts", attempts},
 		{"Key", tv.IdempotencyKey}, {"Created", timeOf(tv.CreatedAt).long()}, {"Updated", timeOf(tv.UpdatedAt).long()},
 	}
-	if tv.State == "retry_pending" {
+	if tv.State == cluster.StateRetryPending {
 		kv = append(kv, [2]string{"Next try", timeOf(tv.NextAt).relative()})
 	}
 	if l := tv.Lease; l != nil {
 		kv = append(kv, [2]string{"Lease", fmt.Sprintf("node %s, token %d, expires %s", l.Node, l.Token, timeOf(l.ExpiresAt).relative())})
 	}
 	kv = append(kv, [2]string{"Input", truncate(compactJSON(tv.Input), 400)})
-	if tv.State == "succeeded" {
+	if tv.State == cluster.StateSucceeded {
 		kv = append(kv, [2]string{"Output", compactJSON(tv.Output)})
 	}
 	if e := tv.Error; e != nil {
@@ -290,20 +298,16 @@ func eventTable(w io.Writer, list []api.EventView) error {
 	rows := make([][]string, 0, len(list))
 	for _, e := range list {
 		msg := e.Message
-		if e.Type == "call" {
-			var d struct {
-				Outcome string `json:"outcome"`
-				Status  string `json:"status"`
-				Reason  string `json:"reason"`
-			}
+		if e.Type == cluster.EventCall {
+			var d host.CallDetail
 			json.Unmarshal(e.Detail, &d)
-			msg = strings.Join(nonEmpty(d.Outcome, d.Status, d.Reason, msg), " ")
+			msg = strings.Join(nonEmpty(string(d.Outcome), d.Status, d.Reason, msg), " ")
 		}
 		attempt := "-"
 		if e.Attempt > 0 {
 			attempt = strconv.Itoa(e.Attempt)
 		}
-		rows = append(rows, []string{timeOf(e.At).clock(), attempt, e.Type, orDash(e.Tool), truncate(msg, 100)})
+		rows = append(rows, []string{timeOf(e.At).clock(), attempt, string(e.Type), orDash(e.Tool), truncate(msg, 100)})
 	}
 	return table(w, []string{"AT", "ATTEMPT", "EVENT", "TOOL", "DETAIL"}, rows)
 }
@@ -361,7 +365,7 @@ func callTable(w io.Writer, list []api.CallView) error {
 			clear(seen)
 		}
 		prev, seen[cv.ID] = cv.Attempt, true
-		rows = append(rows, []string{strconv.Itoa(cv.Attempt), cv.Tool, cv.Outcome, orDash(cv.Status),
+		rows = append(rows, []string{strconv.Itoa(cv.Attempt), cv.Tool, string(cv.Outcome), orDash(cv.Status),
 			roundDuration(time.Duration(cv.DurationUS) * time.Microsecond).String(), shortDigest(cv.ID)})
 	}
 	var buf bytes.Buffer
@@ -415,7 +419,7 @@ change of state is shown as it happens.`,
 			} else if err := printTask(c.stdout, tv); err != nil {
 				return err
 			}
-			if tv.State != "succeeded" {
+			if tv.State != cluster.StateSucceeded {
 				msg := fmt.Sprintf("task %s ended %s", tv.ID, tv.State)
 				if tv.Error != nil {
 					msg += ": " + string(tv.Error.Class) + ": " + tv.Error.Message
@@ -472,7 +476,7 @@ func waitTask(ctx context.Context, c *client, id string, timeout time.Duration, 
 			fmt.Fprintf(progress, "%s  %s\n", time.Now().Format("15:04:05"), progressLine(tv))
 			last = key
 		}
-		if finalStates[string(tv.State)] {
+		if waitEnds(tv.State) {
 			return tv, raw, nil
 		}
 		if !deadline.IsZero() && !time.Now().Before(deadline) {
@@ -488,25 +492,25 @@ func progressLine(tv api.TaskView) string {
 		of = " of " + strconv.Itoa(tv.MaxAttempts)
 	}
 	switch tv.State {
-	case "running":
+	case cluster.StateRunning:
 		node := ""
 		if tv.Lease != nil {
 			node = ", node " + tv.Lease.Node
 		}
 		return fmt.Sprintf("running: attempt %d%s%s", tv.Attempts, of, node)
-	case "retry_pending":
+	case cluster.StateRetryPending:
 		why := ""
 		if tv.Error != nil {
 			why = ": " + string(tv.Error.Class) + ": " + truncate(tv.Error.Message, 60)
 		}
 		return fmt.Sprintf("retry_pending: attempt %d%s failed%s; next try %s", tv.Attempts, of, why, timeOf(tv.NextAt).relative())
-	case "dead_letter":
+	case cluster.StateDeadLetter:
 		why := ""
 		if tv.Error != nil {
 			why = ": " + string(tv.Error.Class)
 		}
 		return fmt.Sprintf("dead_letter after %d attempt(s)%s", tv.Attempts, why)
-	case "succeeded":
+	case cluster.StateSucceeded:
 		return fmt.Sprintf("succeeded after %d attempt(s)", tv.Attempts)
 	}
 	return string(tv.State)

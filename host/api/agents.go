@@ -42,14 +42,14 @@ func (s *Server) pushAgent(w http.ResponseWriter, r *http.Request) error {
 		if t = strings.TrimSpace(t); t == "" || seen[t] {
 			continue
 		}
-		if err := checkName("tool name", t); err != nil {
+		if err := checkToolName(t); err != nil {
 			return err
 		}
 		seen[t] = true
 		m.Tools = append(m.Tools, t)
 	}
 	if v := q.Get("memory_limit"); v != "" {
-		n, err := parseSize(v)
+		n, err := ParseSize(v)
 		if err != nil {
 			return badRequest("memory_limit: %v", err)
 		}

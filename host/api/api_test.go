@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -92,6 +93,7 @@ func TestPushAgent(t *testing.T) {
 		{name: "missing name", query: "version=v1", body: hello, status: http.StatusBadRequest, code: api.CodeBadRequest, msg: "name"},
 		{name: "bad name", query: "name=" + url.QueryEscape("a/b"), body: hello, status: http.StatusBadRequest, code: api.CodeBadRequest},
 		{name: "empty body", query: "name=empty", status: http.StatusBadRequest, code: api.CodeBadRequest},
+		{name: "bad tool name", query: "name=x&tools=" + url.QueryEscape("a b"), body: hello, status: http.StatusBadRequest, code: api.CodeBadRequest, msg: "tools: tool name"},
 		{name: "bad memory limit", query: "name=x&memory_limit=lots", body: hello, status: http.StatusBadRequest, code: api.CodeBadRequest, msg: "memory_limit"},
 		{name: "bad timeout", query: "name=x&timeout=-1s", body: hello, status: http.StatusBadRequest, code: api.CodeBadRequest, msg: "timeout"},
 		{name: "unknown parameter", query: "name=x&verison=2", body: hello, status: http.StatusBadRequest, code: api.CodeBadRequest, msg: `"verison"`},
@@ -134,6 +136,14 @@ func TestPushAgent(t *testing.T) {
 	want(t, r, http.StatusNotFound, api.CodeNotFound)
 	if !strings.Contains(r.errBody(t).Error, "nobody") {
 		t.Fatalf("message does not name the agent: %s", r.body)
+	}
+
+	// A manifest takes every name a node can register (abi.ValidToolName).
+	r = doURL(t, f.url, "POST", "/v1/agents?name=ns&tools="+url.QueryEscape("acme/search,http"), hello, "Bearer "+testToken)
+	want(t, r, http.StatusCreated, "")
+	f.do("GET", "/v1/agents/ns", nil).decode(t, &d)
+	if !slices.Equal(d.Agent.Tools, []string{"acme/search", "http"}) {
+		t.Fatalf("ns tools = %v", d.Agent.Tools)
 	}
 }
 
@@ -222,7 +232,7 @@ func TestTaskReads(t *testing.T) {
 	// that replays it and succeeds.
 	l := f.claim(tk.ID)
 	now := time.Now().UnixNano()
-	detail := func(outcome string) json.RawMessage {
+	detail := func(outcome host.CallOutcome) json.RawMessage {
 		b, _ := json.Marshal(host.CallDetail{Outcome: outcome, Status: "ok", Duration: 1500})
 		return b
 	}
@@ -283,7 +293,7 @@ func TestTaskReads(t *testing.T) {
 	f.do("GET", "/v1/tasks/"+tk.ID+"/events", nil).decode(t, &events)
 	var types []string
 	for _, e := range events {
-		types = append(types, e.Type)
+		types = append(types, string(e.Type))
 	}
 	if got := strings.Join(types, ","); got != "submitted,leased,call,attempt_failed,retry_scheduled,leased,call,succeeded" {
 		t.Fatalf("event types = %s", got)

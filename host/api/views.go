@@ -116,26 +116,26 @@ type AttemptCost struct {
 
 // EventView is one line of a task's journal.
 type EventView struct {
-	Seq     uint64          `json:"seq"`
-	At      *string         `json:"at"`
-	Type    string          `json:"type"`
-	Attempt int             `json:"attempt"`
-	CallID  string          `json:"call_id"`
-	Tool    string          `json:"tool"`
-	Message string          `json:"message"`
-	Detail  json.RawMessage `json:"detail"`
+	Seq     uint64            `json:"seq"`
+	At      *string           `json:"at"`
+	Type    cluster.EventType `json:"type"`
+	Attempt int               `json:"attempt"`
+	CallID  string            `json:"call_id"`
+	Tool    string            `json:"tool"`
+	Message string            `json:"message"`
+	Detail  json.RawMessage   `json:"detail"`
 }
 
 // CallView is one tool call in one attempt, from the journal.
 type CallView struct {
-	ID         string  `json:"id"`
-	Tool       string  `json:"tool"`
-	Outcome    string  `json:"outcome"` // invoked, replayed, in_doubt, denied, error
-	Attempt    int     `json:"attempt"`
-	Status     string  `json:"status"`
-	DurationUS int64   `json:"duration_us"`
-	At         *string `json:"at"`
-	Reason     string  `json:"reason,omitempty"` // why, for in_doubt, error and reconciled calls
+	ID         string           `json:"id"`
+	Tool       string           `json:"tool"`
+	Outcome    host.CallOutcome `json:"outcome"`
+	Attempt    int              `json:"attempt"`
+	Status     string           `json:"status"`
+	DurationUS int64            `json:"duration_us"`
+	At         *string          `json:"at"`
+	Reason     string           `json:"reason,omitempty"` // why, for in_doubt, error and reconciled calls
 }
 
 // LedgerView is a task's ledger entry for one call.
@@ -397,11 +397,11 @@ func eventViews(es []cluster.Event) []EventView {
 	return out
 }
 
-// callViews lists the "call" events of a journal: one per call per attempt.
+// callViews lists the call events of a journal: one per call per attempt.
 func callViews(es []cluster.Event) []CallView {
 	out := []CallView{}
 	for _, e := range es {
-		if e.Type != "call" {
+		if e.Type != cluster.EventCall {
 			continue
 		}
 		var d host.CallDetail
