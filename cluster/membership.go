@@ -214,7 +214,7 @@ func (n *Node) AddMember(ctx context.Context, req JoinRequest) error {
 		return err
 	}
 	if m, ok := n.fsm.Member(req.ID); ok && m.Removed && !req.Fresh {
-		return fmt.Errorf("node %s was removed from the cluster and still has its old data; wipe its data dir and start it again with --join: %w", req.ID, ErrRemoved)
+		return fmt.Errorf("%w: %s still has the data it had as a member; wipe its data dir and start it again with --join", ErrRemoved, req.ID)
 	}
 	existing, ok, _, err := n.member(req.ID)
 	if err != nil {
@@ -223,7 +223,7 @@ func (n *Node) AddMember(ctx context.Context, req JoinRequest) error {
 	if !ok || existing.RaftAddr != req.RaftAddr || (req.Voter && existing.Suffrage != Voter) {
 		conn, err := net.DialTimeout("tcp", req.RaftAddr, dialCheckTimeout)
 		if err != nil {
-			return fmt.Errorf("cannot reach raft_addr %s: %v; start the node first: %w", req.RaftAddr, err, ErrUnreachable)
+			return fmt.Errorf("%w: cannot reach raft_addr %s: %v; start the node first", ErrUnreachable, req.RaftAddr, err)
 		}
 		conn.Close()
 		id, addr, timeout := raft.ServerID(req.ID), raft.ServerAddress(req.RaftAddr), timeoutOf(ctx)

@@ -197,7 +197,11 @@ func TestMembershipLifecycle(t *testing.T) {
 		t.Fatalf("n1's status: %+v (n2's term %d)", ls, st.Term)
 	}
 
-	// Remove marks the record first, then changes the configuration.
+	// Remove marks the record first, then changes the configuration. Raft
+	// sends a removed server one last round of entries, so a member that
+	// lags by more than that never applies the mark: wait until n3 has
+	// caught up, as a member of a healthy cluster has.
+	awaitTrue(t, "n3 to catch up", 10*time.Second, func() bool { return n3.FSM().AppliedIndex() >= n1.FSM().AppliedIndex() })
 	if err := n1.RemoveMember(ctx, "n3"); err != nil {
 		t.Fatal(err)
 	}
