@@ -9,6 +9,15 @@
 // index is written in the same Badger transaction as the state it changes, and
 // entries at or below it are skipped, so a restart replays safely.
 //
+// cluster also owns membership (membership.go): who is in the Raft
+// configuration and with which suffrage, joining, promotion, removal,
+// leadership transfer, and the one way to find the leader (Node.LeaderInfo:
+// ID and Raft address from Raft, API address from the member record). Each
+// change is a Node method whose contract names its refusals (ErrNotLeader,
+// ErrNotFound, ErrRemoved, ErrUnreachable, ErrLastVoter, ErrNotVoter,
+// ErrAlreadyLeader); nothing outside this package calls *raft.Raft to change
+// the cluster.
+//
 // cluster knows nothing of WebAssembly or tools; the host package drives it
-// through Node.Apply and the read methods of Node.
+// through Node.Apply, the membership methods and the read methods of Node.
 package cluster

@@ -338,7 +338,10 @@ func (n *Node) ID() string { return n.cfg.NodeID }
 // History is the lease-operation recorder, nil unless configured.
 func (n *Node) History() *History { return n.cfg.History }
 
-// Raft exposes the underlying raft for membership operations.
+// Raft exposes the underlying raft, for tests and benchmarks that inspect
+// it (log indexes, the raw configuration). Code that changes or reads
+// membership uses the methods of membership.go, whose contracts say what
+// is refused.
 func (n *Node) Raft() *raft.Raft { return n.raft }
 
 // Apply proposes a command and waits until this node has applied it. FSM
@@ -376,12 +379,6 @@ func (n *Node) WaitLeader(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-// Leader returns the current leader's Raft address and ID, if known.
-func (n *Node) Leader() (addr, id string) {
-	a, i := n.raft.LeaderWithID()
-	return string(a), string(i)
 }
 
 // Barrier waits until every entry committed before it is applied here.

@@ -40,8 +40,8 @@ const TokenFile = "token"
 const dlqNotifiedFile = "dlq-notified.json"
 
 // ErrRemoved is why a node stops, or refuses to start, after it was removed
-// from the cluster.
-var ErrRemoved = errors.New("node removed from the cluster")
+// from the cluster: cluster's refusal of a removed node, one sentinel for both.
+var ErrRemoved = cluster.ErrRemoved
 
 // DaemonConfig configures one node: what `orlojd serve` runs. Start from
 // DefaultDaemonConfig; Validate names the first bad field.
@@ -564,7 +564,7 @@ func (d *Daemon) healthHandler() http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		if addr, _ := d.node.Leader(); addr == "" {
+		if !d.node.LeaderInfo().Known() {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			io.WriteString(w, `{"status":"no leader"}`)
 			return
@@ -580,9 +580,8 @@ func (d *Daemon) awaitCaughtUp(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	for {
-		r := d.node.Raft()
-		if _, id := d.node.Leader(); id != "" {
-			if c := r.CommitIndex(); c > 0 {
+		if st := d.node.SelfStatus(); st.Leader.Known() {
+			if c := st.CommitIndex; c > 0 {
 				return d.node.FSM().WaitApplied(ctx, c)
 			}
 		}
@@ -613,7 +612,7 @@ func (d *Daemon) registerSelf(ctx context.Context) {
 			case ok && m == want:
 			default:
 				wake = d.node.FSM().Changed()
-				if addr, _ := d.node.Leader(); addr != "" {
+				if d.node.LeaderInfo().Known() {
 					if _, err := d.fwd.Apply(ctx, &cluster.SetMember{Member: want, Now: d.cfg.Clock().UnixNano()}); err != nil {
 						d.log.Debug("record this node's API address", "error", err)
 					}

@@ -12,13 +12,9 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"github.com/hashicorp/raft"
 
 	"github.com/orloj/orloj/cluster"
 )
-
-// raftLeader is the state in which a node applies rather than forwards.
-const raftLeader = raft.Leader
 
 // maxForwardBody caps a forwarded command, and its reply: no command may be
 // larger than cluster.MaxCommandBytes, and a reply carries at most one
@@ -89,7 +85,7 @@ func (f *Forwarder) apply(ctx context.Context, cmd cluster.Command) (any, error)
 }
 
 func (f *Forwarder) applyOnce(ctx context.Context, cmd cluster.Command) (any, bool, error) {
-	if f.node.Raft().State() == raftLeader {
+	if f.node.Role() == cluster.RoleLeader {
 		res, _, err := f.node.ApplyIndexed(ctx, cmd)
 		if errors.Is(err, cluster.ErrNotLeader) && !errors.Is(err, cluster.ErrOutcomeUnknown) {
 			return nil, true, err
@@ -98,8 +94,9 @@ func (f *Forwarder) applyOnce(ctx context.Context, cmd cluster.Command) (any, bo
 	}
 	// The leader's address comes from Raft itself, not from a record in
 	// the replicated state, and the leader must prove it is a node.
-	leaderAddr, leaderID := f.node.Leader()
-	if leaderID == "" || leaderID == f.node.ID() {
+	leader := f.node.LeaderInfo()
+	leaderAddr, leaderID := leader.RaftAddr, leader.ID
+	if !leader.Known() || leaderID == f.node.ID() {
 		return nil, true, fmt.Errorf("no leader known: %w", cluster.ErrNotLeader)
 	}
 	body, err := cluster.Encode(cmd)
@@ -224,7 +221,7 @@ func ForwardHandler(node *cluster.Node, m *Metrics, log hclog.Logger) http.Handl
 			http.Error(w, fmt.Sprintf("%T cannot be forwarded", cmd), http.StatusForbidden)
 			return
 		}
-		if node.Raft().State() != raftLeader {
+		if node.Role() != cluster.RoleLeader {
 			m.ObserveForwarded(cmd, "refused")
 			w.WriteHeader(http.StatusMisdirectedRequest)
 			return

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"github.com/hashicorp/raft"
 
 	"github.com/orloj/orloj/cluster"
 )
@@ -137,9 +136,8 @@ func EnrollHandler(node *cluster.Node, log hclog.Logger) http.Handler {
 			writeJSON(w, http.StatusBadRequest, internalError{Error: "decode enrollment: " + err.Error(), Code: "bad_request"})
 			return
 		}
-		if node.Raft().State() != raft.Leader {
-			addr, _ := node.Leader()
-			writeJSON(w, http.StatusMisdirectedRequest, internalError{Error: "not the leader", Code: "not_leader", Leader: addr})
+		if node.Role() != cluster.RoleLeader {
+			writeJSON(w, http.StatusMisdirectedRequest, internalError{Error: "not the leader", Code: "not_leader", Leader: node.LeaderInfo().RaftAddr})
 			return
 		}
 		p := node.PKI()

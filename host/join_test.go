@@ -139,7 +139,7 @@ func TestJoinWithTokenFormsMTLSCluster(t *testing.T) {
 	cfg2.JoinToken = ""
 	d2b := start(t, cfg2)
 	until(t, "the restarted node to follow", func() bool {
-		_, id := d2b.Node().Leader()
+		id := d2b.Node().LeaderInfo().ID
 		return id == "n1" && d2b.Node().FSM().AppliedIndex() >= d1.Node().FSM().AppliedIndex()
 	})
 }

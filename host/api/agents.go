@@ -8,8 +8,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/hashicorp/raft"
-
 	"github.com/orloj/orloj/cluster"
 	"github.com/orloj/orloj/sandbox"
 )
@@ -81,7 +79,7 @@ func (s *Server) pushAgent(w http.ResponseWriter, r *http.Request) error {
 	}
 	// Compiling costs up to hundreds of milliseconds: refuse early where the
 	// proposal would be refused anyway.
-	if s.node.Raft().State() != raft.Leader {
+	if s.node.Role() != cluster.RoleLeader {
 		return s.notLeader()
 	}
 	wasm, err := readCapped(w, r, s.cfg.MaxModuleBytes)

@@ -142,7 +142,7 @@ func waitCaughtUp(t *testing.T, leader, follower *cluster.Node) {
 	deadline := time.After(10 * time.Second)
 	for {
 		changed := follower.FSM().Changed()
-		if _, id := follower.Leader(); id == leader.ID() && follower.FSM().AppliedIndex() >= leader.FSM().AppliedIndex() {
+		if follower.LeaderInfo().ID == leader.ID() && follower.FSM().AppliedIndex() >= leader.FSM().AppliedIndex() {
 			return
 		}
 		select {

@@ -7,6 +7,10 @@
 // status codes. It is a proposer: task IDs and "now" are chosen here and
 // written into the commands it sends through Raft, never inside the FSM.
 // Reads come from the local replica; writes go through cluster.Node.Apply,
-// and a node that is not the leader answers 421 with the leader it knows.
+// and a node that is not the leader answers 421 with the leader it knows
+// (cluster.Node.LeaderInfo). Membership routes check the request and call
+// cluster's membership methods (AddMember, Promote, RemoveMember,
+// TransferLeadership), which own the rules; this package maps their
+// refusals to statuses.
 // The contract is documented in docs/openapi.yaml.
 package api

@@ -73,18 +73,14 @@ func unavailable(format string, args ...any) error {
 
 // notLeader answers a write sent to a follower with the leader it knows.
 func (s *Server) notLeader() *apiError {
-	addr, id := s.node.Leader()
+	l := s.node.LeaderInfo()
 	e := newError(http.StatusMisdirectedRequest, CodeNotLeader,
 		"node %s is not the leader and no leader is known yet; retry shortly", s.node.ID())
 	leader := ""
-	if id != "" {
-		if s.cfg.LeaderAPIAddr != nil {
-			leader = s.cfg.LeaderAPIAddr(id)
-		} else if m, ok := s.fsm.Member(id); ok {
-			leader = m.APIAddr
-		}
-		e.body.Error = fmt.Sprintf("node %s is not the leader; send writes to the leader, node %s (raft address %s, API %s)", s.node.ID(), id, addr, orUnknown(leader))
-		e.body.LeaderID = id
+	if l.Known() {
+		leader = l.APIAddr
+		e.body.Error = fmt.Sprintf("node %s is not the leader; send writes to the leader, node %s (raft address %s, API %s)", s.node.ID(), l.ID, l.RaftAddr, orUnknown(leader))
+		e.body.LeaderID = l.ID
 	}
 	e.body.Leader = &leader
 	return e
@@ -102,9 +98,10 @@ func (s *Server) toAPIError(r *http.Request, err error) *apiError {
 		return s.notLeader()
 	case errors.Is(err, cluster.ErrUnknownAgent), errors.Is(err, cluster.ErrNotFound):
 		return newError(http.StatusNotFound, CodeNotFound, "%s", err.Error())
-	case errors.Is(err, cluster.ErrInvalidState), errors.Is(err, cluster.ErrAlreadyExists), errors.Is(err, cluster.ErrStaleToken):
+	case errors.Is(err, cluster.ErrInvalidState), errors.Is(err, cluster.ErrAlreadyExists), errors.Is(err, cluster.ErrStaleToken),
+		errors.Is(err, cluster.ErrRemoved), errors.Is(err, cluster.ErrLastVoter), errors.Is(err, cluster.ErrNotVoter), errors.Is(err, cluster.ErrAlreadyLeader):
 		return newError(http.StatusConflict, CodeConflict, "%s", err.Error())
-	case errors.Is(err, cluster.ErrInvalidCmd):
+	case errors.Is(err, cluster.ErrInvalidCmd), errors.Is(err, cluster.ErrUnreachable):
 		return newError(http.StatusBadRequest, CodeBadRequest, "%s", err.Error())
 	case errors.Is(err, raft.ErrEnqueueTimeout), errors.Is(err, context.DeadlineExceeded),
 		errors.Is(err, raft.ErrLeadershipTransferInProgress), errors.Is(err, raft.ErrRaftShutdown):

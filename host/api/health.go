@@ -4,7 +4,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/hashicorp/raft"
+	"github.com/orloj/orloj/cluster"
 )
 
 // HealthView is /healthz.
@@ -30,25 +30,23 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) error {
 // follower when it heard from the leader recently and has applied nearly
 // everything it knows to be committed.
 func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) error {
-	_, leaderID := s.node.Leader()
-	rf := s.node.Raft()
-	applied := s.fsm.AppliedIndex()
+	st := s.node.SelfStatus()
+	applied := st.AppliedIndex
 	switch {
-	case leaderID == "":
+	case !st.Leader.Known():
 		return unavailable("not ready: no leader is known")
-	case rf.State() == raft.Leader:
+	case st.Role == cluster.RoleLeader:
 		if !s.node.IsLeader() {
 			return unavailable("not ready: this node was just elected and is still taking over (catching up, extending leases)")
 		}
 	default:
-		last := rf.LastContact()
-		if last.IsZero() || time.Since(last) > s.cfg.ReadyMaxContact {
-			return unavailable("not ready: no contact with the leader (%s) for over %s", leaderID, s.cfg.ReadyMaxContact)
+		if st.LastContact.IsZero() || time.Since(st.LastContact) > s.cfg.ReadyMaxContact {
+			return unavailable("not ready: no contact with the leader (%s) for over %s", st.Leader.ID, s.cfg.ReadyMaxContact)
 		}
-		if commit := rf.CommitIndex(); commit > applied+s.cfg.ReadyMaxLag {
-			return unavailable("not ready: %d committed entries not yet applied here", commit-applied)
+		if st.CommitIndex > applied+s.cfg.ReadyMaxLag {
+			return unavailable("not ready: %d committed entries not yet applied here", st.CommitIndex-applied)
 		}
 	}
-	s.reply(w, http.StatusOK, ReadyView{Status: "ready", Leader: leaderID, AppliedIndex: applied})
+	s.reply(w, http.StatusOK, ReadyView{Status: "ready", Leader: st.Leader.ID, AppliedIndex: applied})
 	return nil
 }

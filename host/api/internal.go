@@ -4,8 +4,6 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/hashicorp/raft"
-
 	"github.com/orloj/orloj/cluster"
 	"github.com/orloj/orloj/host"
 )
@@ -30,10 +28,9 @@ func (s *Server) nodeRoute(mux *http.ServeMux, pattern string, h func(http.Respo
 			s.reply(w, http.StatusUnauthorized, ErrorBody{Error: "a node certificate from the cluster CA is required", Code: CodeUnauthorized})
 			return
 		}
-		if write && s.node.Raft().State() != raft.Leader {
-			addr, id := s.node.Leader()
-			leader := string(addr)
-			s.reply(w, http.StatusMisdirectedRequest, ErrorBody{Error: "node " + s.node.ID() + " is not the leader", Code: CodeNotLeader, Leader: &leader, LeaderID: id})
+		if write && s.node.Role() != cluster.RoleLeader {
+			l := s.node.LeaderInfo()
+			s.reply(w, http.StatusMisdirectedRequest, ErrorBody{Error: "node " + s.node.ID() + " is not the leader", Code: CodeNotLeader, Leader: &l.RaftAddr, LeaderID: l.ID})
 			return
 		}
 		if err := h(w, r); err != nil {

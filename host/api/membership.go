@@ -8,63 +8,34 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strconv"
 	"sync"
 	"time"
-
-	"github.com/hashicorp/raft"
 
 	"github.com/orloj/orloj/cluster"
 	"github.com/orloj/orloj/host"
 )
 
-// membershipTimeout bounds a configuration change when the request has no
-// deadline of its own.
-const membershipTimeout = 10 * time.Second
-
-// transferWait bounds how long a transfer waits to learn the new leader.
-const transferWait = 5 * time.Second
-
-func timeoutOf(ctx context.Context) time.Duration {
-	if dl, ok := ctx.Deadline(); ok {
-		return max(time.Until(dl), time.Millisecond)
-	}
-	return membershipTimeout
-}
-
-// configuration returns the latest Raft configuration.
-func (s *Server) configuration() (raft.Configuration, error) {
-	f := s.node.Raft().GetConfiguration()
-	if err := f.Error(); err != nil {
-		return raft.Configuration{}, fmt.Errorf("read raft configuration: %w", err)
-	}
-	return f.Configuration(), nil
-}
-
 // memberViews describes the configuration: this node from its own Raft
 // state, the others by asking each on its cluster port (host.SelfPath,
 // mTLS) concurrently.
 func (s *Server) memberViews(ctx context.Context) ([]MemberView, error) {
-	conf, err := s.configuration()
+	conf, err := s.node.Members()
 	if err != nil {
 		return nil, err
 	}
-	_, leaderID := s.node.Leader()
-	out := make([]MemberView, len(conf.Servers))
+	leaderID := s.node.LeaderInfo().ID
+	out := make([]MemberView, len(conf))
 	var wg sync.WaitGroup
-	for i, srv := range conf.Servers {
-		m := MemberView{ID: string(srv.ID), Address: string(srv.Address), Role: "unknown", Suffrage: "voter"}
-		if srv.Suffrage != raft.Voter {
-			m.Suffrage = "nonvoter"
-		}
+	for i, srv := range conf {
+		m := MemberView{ID: srv.ID, Address: srv.RaftAddr, Role: string(cluster.RoleUnknown), Suffrage: string(srv.Suffrage)}
 		switch {
-		case string(srv.ID) == s.node.ID():
+		case srv.ID == s.node.ID():
 			out[i] = s.selfView(m)
 			continue
-		case string(srv.ID) == leaderID:
-			m.Role = "leader"
+		case srv.ID == leaderID:
+			m.Role = string(cluster.RoleLeader)
 		case leaderID != "":
-			m.Role = "follower"
+			m.Role = string(cluster.RoleFollower)
 		}
 		out[i] = m
 		wg.Add(1)
@@ -73,7 +44,7 @@ func (s *Server) memberViews(ctx context.Context) ([]MemberView, error) {
 			if v, err := s.askSelf(ctx, m.Address); err == nil && v.ID == m.ID {
 				v.Address, v.Suffrage = m.Address, m.Suffrage
 				out[i] = v
-			} else if m.Role != "leader" {
+			} else if m.Role != string(cluster.RoleLeader) {
 				out[i].Role = "unreachable"
 			}
 		}()
@@ -84,16 +55,15 @@ func (s *Server) memberViews(ctx context.Context) ([]MemberView, error) {
 
 // selfView fills m with this node's own state.
 func (s *Server) selfView(m MemberView) MemberView {
-	r := s.node.Raft()
-	m.Role = roleOf(r.State())
-	applied := s.fsm.AppliedIndex()
-	m.AppliedIndex = &applied
-	m.Term, _ = strconv.ParseUint(r.Stats()["term"], 10, 64)
-	if m.Role == "leader" {
+	st := s.node.SelfStatus()
+	m.Role = string(st.Role)
+	m.AppliedIndex = &st.AppliedIndex
+	m.Term = st.Term
+	if st.Role == cluster.RoleLeader {
 		lc := "0s"
 		m.LastContact = &lc
-	} else if t := r.LastContact(); !t.IsZero() {
-		lc := time.Since(t).Round(time.Millisecond).String()
+	} else if !st.LastContact.IsZero() {
+		lc := time.Since(st.LastContact).Round(time.Millisecond).String()
 		m.LastContact = &lc
 	}
 	return m
@@ -130,31 +100,16 @@ func (s *Server) self(w http.ResponseWriter, r *http.Request) error {
 	if err := checkQuery(r.URL.Query()); err != nil {
 		return err
 	}
-	m := MemberView{ID: s.node.ID(), Suffrage: "voter"}
-	if conf, err := s.configuration(); err == nil {
-		for _, srv := range conf.Servers {
-			if string(srv.ID) == m.ID {
-				m.Address = string(srv.Address)
-				if srv.Suffrage != raft.Voter {
-					m.Suffrage = "nonvoter"
-				}
+	m := MemberView{ID: s.node.ID(), Suffrage: string(cluster.Voter)}
+	if conf, err := s.node.Members(); err == nil {
+		for _, srv := range conf {
+			if srv.ID == m.ID {
+				m.Address, m.Suffrage = srv.RaftAddr, string(srv.Suffrage)
 			}
 		}
 	}
 	s.reply(w, http.StatusOK, s.selfView(m))
 	return nil
-}
-
-func roleOf(st raft.RaftState) string {
-	switch st {
-	case raft.Leader:
-		return "leader"
-	case raft.Follower:
-		return "follower"
-	case raft.Candidate:
-		return "candidate"
-	}
-	return "unknown"
 }
 
 func (s *Server) replyMembers(w http.ResponseWriter, r *http.Request) error {
@@ -198,53 +153,8 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) error {
 	if _, _, err := net.SplitHostPort(req.RaftAddr); err != nil {
 		return badRequest("raft_addr %q is not host:port", req.RaftAddr)
 	}
-	if s.node.Raft().State() != raft.Leader {
-		return s.notLeader()
-	}
-	if m, ok := s.fsm.Member(req.ID); ok && m.Removed && !req.Fresh {
-		return conflict("node %s was removed from the cluster and still has its old data; wipe its data dir and start it again with --join", req.ID)
-	}
-	conf, err := s.configuration()
-	if err != nil {
+	if err := s.node.AddMember(r.Context(), cluster.JoinRequest{ID: req.ID, RaftAddr: req.RaftAddr, APIAddr: req.APIAddr, Voter: req.Voter, Fresh: req.Fresh}); err != nil {
 		return err
-	}
-	var existing *raft.Server
-	for i, srv := range conf.Servers {
-		if string(srv.ID) == req.ID {
-			existing = &conf.Servers[i]
-		}
-	}
-	switch {
-	case existing != nil && string(existing.Address) == req.RaftAddr && (existing.Suffrage == raft.Voter || !req.Voter):
-		// Already there: a restart rejoining.
-	default:
-		// A voter that cannot be reached costs the cluster its quorum (one
-		// node plus an unreachable voter is two of which one answers).
-		conn, err := net.DialTimeout("tcp", req.RaftAddr, 2*time.Second)
-		if err != nil {
-			return badRequest("cannot reach raft_addr %s: %v; start the node first", req.RaftAddr, err)
-		}
-		conn.Close()
-		var f raft.IndexFuture
-		if req.Voter {
-			f = s.node.Raft().AddVoter(raft.ServerID(req.ID), raft.ServerAddress(req.RaftAddr), 0, timeoutOf(r.Context()))
-		} else {
-			f = s.node.Raft().AddNonvoter(raft.ServerID(req.ID), raft.ServerAddress(req.RaftAddr), 0, timeoutOf(r.Context()))
-		}
-		if err := f.Error(); err != nil {
-			return fmt.Errorf("add %s at %s: %w", req.ID, req.RaftAddr, err)
-		}
-		s.log.Info("member joined", "member", req.ID, "raft_addr", req.RaftAddr, "voter", req.Voter)
-	}
-	m := cluster.Member{ID: req.ID, APIAddr: req.APIAddr, RaftAddr: req.RaftAddr}
-	old, ok := s.fsm.Member(req.ID)
-	if m.APIAddr == "" {
-		m.APIAddr = old.APIAddr // a join that names none keeps the known one
-	}
-	if !ok || old != m {
-		if _, err := s.c.Apply(r.Context(), &cluster.SetMember{Member: m, Now: s.cfg.Clock().UnixNano()}); err != nil {
-			return fmt.Errorf("record member %s: %w", req.ID, err)
-		}
 	}
 	return s.replyMembers(w, r)
 }
@@ -262,27 +172,10 @@ func (s *Server) promote(w http.ResponseWriter, r *http.Request) error {
 	if err := peerMayAct(r, req.ID); err != nil {
 		return err
 	}
-	if s.node.Raft().State() != raft.Leader {
-		return s.notLeader()
-	}
-	conf, err := s.configuration()
-	if err != nil {
+	if err := s.node.Promote(r.Context(), req.ID); err != nil {
 		return err
 	}
-	for _, srv := range conf.Servers {
-		if string(srv.ID) != req.ID {
-			continue
-		}
-		if srv.Suffrage != raft.Voter {
-			f := s.node.Raft().AddVoter(srv.ID, srv.Address, 0, timeoutOf(r.Context()))
-			if err := f.Error(); err != nil {
-				return fmt.Errorf("promote %s: %w", req.ID, err)
-			}
-			s.log.Info("member promoted to voter", "member", req.ID)
-		}
-		return s.replyMembers(w, r)
-	}
-	return notFound("no member %q in the cluster configuration", req.ID)
+	return s.replyMembers(w, r)
 }
 
 // remove: POST /v1/cluster/remove {"id"}.
@@ -297,38 +190,9 @@ func (s *Server) remove(w http.ResponseWriter, r *http.Request) error {
 	if req.ID == "" {
 		return badRequest("id is required: the member to remove")
 	}
-	if s.node.Raft().State() != raft.Leader {
-		return s.notLeader()
-	}
-	conf, err := s.configuration()
-	if err != nil {
+	if err := s.node.RemoveMember(r.Context(), req.ID); err != nil {
 		return err
 	}
-	found, voters := false, 0
-	for _, srv := range conf.Servers {
-		found = found || string(srv.ID) == req.ID
-		if srv.Suffrage == raft.Voter && string(srv.ID) != req.ID {
-			voters++
-		}
-	}
-	if !found {
-		return notFound("no member %q in the cluster configuration", req.ID)
-	}
-	if voters == 0 {
-		return conflict("%s is the only voter; removing it would leave the cluster without members", req.ID)
-	}
-	// Mark it first, while the member still receives entries: it learns it
-	// was removed and stops, rather than waiting to be let back in.
-	m, _ := s.fsm.Member(req.ID)
-	m.ID, m.Removed = req.ID, true
-	if _, err := s.c.Apply(r.Context(), &cluster.SetMember{Member: m, Now: s.cfg.Clock().UnixNano()}); err != nil {
-		return fmt.Errorf("mark member %s removed: %w", req.ID, err)
-	}
-	f := s.node.Raft().RemoveServer(raft.ServerID(req.ID), 0, timeoutOf(r.Context()))
-	if err := f.Error(); err != nil {
-		return fmt.Errorf("remove member %s: %w", req.ID, err)
-	}
-	s.log.Info("member removed", "member", req.ID)
 	return s.replyMembers(w, r)
 }
 
@@ -342,72 +206,12 @@ func (s *Server) transfer(w http.ResponseWriter, r *http.Request) error {
 	if err := s.decodeJSON(w, r, &req, true); err != nil {
 		return err
 	}
-	rf := s.node.Raft()
-	if rf.State() != raft.Leader {
-		return s.notLeader()
-	}
-	conf, err := s.configuration()
+	l, err := s.node.TransferLeadership(r.Context(), req.ID)
 	if err != nil {
 		return err
 	}
-	self := s.node.ID()
-	var target *raft.Server
-	others := 0
-	for i, srv := range conf.Servers {
-		if srv.Suffrage == raft.Voter && string(srv.ID) != self {
-			others++
-		}
-		if string(srv.ID) == req.ID {
-			target = &conf.Servers[i]
-		}
-	}
-	switch {
-	case others == 0:
-		return conflict("this cluster has one voter (%s); there is no other member to transfer leadership to", self)
-	case req.ID == self:
-		return conflict("%s already leads", self)
-	case req.ID != "" && target == nil:
-		return notFound("no member %q in the cluster configuration", req.ID)
-	case target != nil && target.Suffrage != raft.Voter:
-		return conflict("member %s is not a voter and cannot lead", req.ID)
-	}
-
-	// Observe before transferring, so the new leader's election is not missed.
-	ch := make(chan raft.Observation, 8)
-	obs := raft.NewObserver(ch, false, func(o *raft.Observation) bool {
-		_, ok := o.Data.(raft.LeaderObservation)
-		return ok
-	})
-	rf.RegisterObserver(obs)
-	defer rf.DeregisterObserver(obs)
-
-	var f raft.Future
-	if target != nil {
-		f = rf.LeadershipTransferToServer(target.ID, target.Address)
-	} else {
-		f = rf.LeadershipTransfer()
-	}
-	if err := f.Error(); err != nil {
-		return fmt.Errorf("transfer leadership from %s: %w", self, err)
-	}
-	timer := time.NewTimer(transferWait)
-	defer timer.Stop()
-	for {
-		if _, id := s.node.Leader(); id != "" && id != self {
-			s.log.Info("leadership transferred", "from", self, "to", id)
-			s.reply(w, http.StatusOK, TransferResult{Leader: id})
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-timer.C:
-			_, id := s.node.Leader()
-			s.reply(w, http.StatusOK, TransferResult{Leader: id})
-			return nil
-		case <-r.Context().Done():
-			return r.Context().Err()
-		}
-	}
+	s.reply(w, http.StatusOK, TransferResult{Leader: l.ID})
+	return nil
 }
 
 // state: GET /v1/cluster/state. The index and the hash are read in one
@@ -424,7 +228,7 @@ func (s *Server) state(w http.ResponseWriter, r *http.Request) error {
 			return fmt.Errorf("hash state: %w", err)
 		}
 		if s.fsm.AppliedIndex() == before {
-			term, _ := strconv.ParseUint(s.node.Raft().Stats()["term"], 10, 64)
+			term := s.node.SelfStatus().Term
 			s.reply(w, http.StatusOK, StateView{Node: s.node.ID(), AppliedIndex: before, Hash: h, FenceRejections: s.fsm.FenceRejections(), Term: term})
 			return nil
 		}

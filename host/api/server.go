@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/orloj/orloj/cluster"
@@ -54,9 +53,6 @@ type Config struct {
 	// NewTaskID names submitted tasks (default: 26-character, time-sortable
 	// random IDs).
 	NewTaskID func() string
-	// LeaderAPIAddr maps the leader's node ID to its API address, for the
-	// "leader" field of not_leader answers; nil leaves it empty.
-	LeaderAPIAddr func(nodeID string) string
 	// Peers asks other members about themselves on their cluster ports
 	// (host.NewClusterClient: mTLS with this node's certificate); nil
 	// lists other members without asking them.
@@ -202,7 +198,7 @@ func (s *Server) routes() {
 func (s *Server) handle(pattern string, h func(http.ResponseWriter, *http.Request) error) {
 	write := strings.HasPrefix(pattern, "POST ")
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-		if write && s.node.Raft().State() != raft.Leader {
+		if write && s.node.Role() != cluster.RoleLeader {
 			s.fail(w, r, s.notLeader())
 			return
 		}

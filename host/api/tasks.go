@@ -9,8 +9,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/hashicorp/raft"
-
 	"github.com/orloj/orloj/cluster"
 )
 
@@ -270,7 +268,7 @@ func (s *Server) waitTask(w http.ResponseWriter, r *http.Request) error {
 	for {
 		changed := s.fsm.Changed() // before reading, so no change is missed
 		t, err := s.task(r)
-		if errors.Is(err, cluster.ErrNotFound) && s.node.Raft().State() != raft.Leader && time.Now().Before(lagUntil) {
+		if errors.Is(err, cluster.ErrNotFound) && s.node.Role() != cluster.RoleLeader && time.Now().Before(lagUntil) {
 			select {
 			case <-changed:
 			case <-time.After(time.Until(lagUntil)):
