@@ -111,6 +111,13 @@ func TestLedgerDispatcherDecisionTable(t *testing.T) {
 			wantErr: abi.StatusNotFound, ledger: ledgerNone},
 		{name: "new call: invoked and recorded", sem: plugins.Unsafe,
 			wantBody: `"fresh"`, invoked: 1, ledger: ledgerResult, ledgerStatus: abi.StatusOK, ledgerBody: `"fresh"`, outcomes: []string{OutcomeInvoked}},
+		// A result travels in a JSON-encoded Raft command: the ledger
+		// holds the same JSON value re-encoded, which a replay returns.
+		{name: "new call: the ledger holds the result re-encoded", sem: plugins.Idempotent,
+			invoke: func(context.Context, plugins.Call) (plugins.Result, error) {
+				return plugins.Result{Body: json.RawMessage(`{"a": "x<y"}`)}, nil
+			},
+			wantBody: `{"a": "x<y"}`, invoked: 1, ledger: ledgerResult, ledgerStatus: abi.StatusOK, ledgerBody: `{"a":"x\u003cy"}`, outcomes: []string{OutcomeInvoked}},
 		{name: "recorded result: replayed, tool not invoked", sem: plugins.Unsafe,
 			prior: ledgerResult, priorStatus: abi.StatusOK, priorBody: `"recorded"`,
 			wantBody: `"recorded"`, ledger: ledgerResult, ledgerStatus: abi.StatusOK, ledgerBody: `"recorded"`, outcomes: []string{OutcomeReplayed}},
