@@ -12,6 +12,8 @@
 package clustertest
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -63,13 +65,7 @@ func NewCluster(t testing.TB, n int, opts ...Option) *Cluster {
 		c.transports = append(c.transports, tr)
 		voters[i] = raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(fmt.Sprintf("n%d", i+1)), Address: addr}
 	}
-	for _, a := range c.transports {
-		for _, b := range c.transports {
-			if a != b {
-				a.Connect(b.LocalAddr(), b)
-			}
-		}
-	}
+	c.Heal()
 	log := hclog.New(&hclog.LoggerOptions{Name: "clustertest", Output: logWriter{t}, Level: hclog.Warn})
 	for i := range n {
 		cfg := Config(n)
@@ -94,13 +90,14 @@ func NewCluster(t testing.TB, n int, opts ...Option) *Cluster {
 }
 
 // Config is the configuration NewCluster starts from for a cluster of n
-// nodes: cluster.DefaultConfig with short timeouts. A single node has no
-// one to hear from, so it elects itself quickly; in a cluster, heartbeats
-// cross goroutines rather than sockets, but a loaded test machine still
-// needs some slack against elections that flap.
+// nodes: cluster.DefaultConfig, with short timeouts for a single node. A
+// single node has no one to hear from, so it elects itself after one
+// short timeout and never loses its lead. A cluster keeps the default
+// timeouts: heartbeats cross goroutines rather than sockets, but on a
+// loaded test machine (-race, other packages' tests) shorter ones make
+// elections flap.
 func Config(n int) cluster.Config {
 	cfg := cluster.DefaultConfig()
-	cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = 200*time.Millisecond, 200*time.Millisecond, 100*time.Millisecond
 	if n == 1 {
 		cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = 20*time.Millisecond, 20*time.Millisecond, 10*time.Millisecond
 	}
@@ -134,18 +131,44 @@ func (c *Cluster) Leader(t testing.TB) *cluster.Node {
 	}
 }
 
-// Followers returns every node but the current leader (waited for),
-// closed ones included.
-func (c *Cluster) Followers(t testing.TB) []*cluster.Node {
+// Apply proposes cmd on the current leader and returns its result. If the
+// lead moves before the entry is enqueued (cluster.ErrNotLeader, outcome
+// known), it proposes again on the next leader, as host's forwarder does;
+// any other error fails the test.
+func (c *Cluster) Apply(t testing.TB, cmd cluster.Command) any {
 	t.Helper()
-	l := c.Leader(t)
-	var out []*cluster.Node
-	for _, n := range c.Nodes {
-		if n != l {
-			out = append(out, n)
+	deadline := time.Now().Add(leaderWait)
+	for {
+		r, err := c.Leader(t).Apply(context.Background(), cmd)
+		if err == nil {
+			return r
+		}
+		if !errors.Is(err, cluster.ErrNotLeader) || errors.Is(err, cluster.ErrOutcomeUnknown) || time.Now().After(deadline) {
+			t.Fatalf("clustertest: apply %T: %v", cmd, err)
 		}
 	}
-	return out
+}
+
+// Isolate cuts node i off from every other node, both ways, as a network
+// partition would: its Raft RPCs fail at once. Heal undoes it.
+func (c *Cluster) Isolate(i int) {
+	c.transports[i].DisconnectAll()
+	for j, tr := range c.transports {
+		if j != i {
+			tr.Disconnect(c.transports[i].LocalAddr())
+		}
+	}
+}
+
+// Heal connects every node to every other.
+func (c *Cluster) Heal() {
+	for _, a := range c.transports {
+		for _, b := range c.transports {
+			if a != b {
+				a.Connect(b.LocalAddr(), b)
+			}
+		}
+	}
 }
 
 // logWriter routes a node's logs to the test's log.

@@ -3,6 +3,7 @@ package clustertest_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -87,12 +88,18 @@ func TestNewClusterReplicatesAndFailsOver(t *testing.T) {
 	if len(c.Nodes) != 3 {
 		t.Fatalf("%d nodes, want 3", len(c.Nodes))
 	}
-	leader := c.Leader(t)
-	submit(t, leader, "t1")
+	c.Apply(t, &cluster.PutAgent{Agent: cluster.Agent{Name: "doc", Version: "v1"}, Module: []byte("mod"), Now: time.Now().UnixNano()})
+	c.Apply(t, &cluster.SubmitTask{Task: cluster.Task{ID: "t1", Agent: "doc", Version: "v1"}, Now: time.Now().UnixNano()})
 	for _, n := range c.Nodes {
 		waitTask(t, n, "t1", cluster.StateQueued)
 	}
-	followers := c.Followers(t)
+	leader := c.Leader(t)
+	var followers []*cluster.Node
+	for _, n := range c.Nodes {
+		if n != leader {
+			followers = append(followers, n)
+		}
+	}
 	if len(followers) != 2 {
 		t.Fatalf("%d followers, want 2", len(followers))
 	}
@@ -112,8 +119,48 @@ func TestNewClusterReplicatesAndFailsOver(t *testing.T) {
 	if _, err := next.FSM().Task("t1"); err != nil {
 		t.Fatalf("new leader %s lost task t1: %v", next.ID(), err)
 	}
-	submit(t, next, "t2")
+	c.Apply(t, &cluster.SubmitTask{Task: cluster.Task{ID: "t2", Agent: "doc", Version: "v1"}, Now: time.Now().UnixNano()})
 	for _, n := range followers {
 		waitTask(t, n, "t2", cluster.StateQueued)
+	}
+}
+
+// A leader cut off from the others loses its lead to a new one; healed, it
+// follows and catches up.
+func TestClusterIsolateAndHeal(t *testing.T) {
+	t.Parallel()
+	c := clustertest.NewCluster(t, 3)
+	old := c.Leader(t)
+	i := slices.Index(c.Nodes, old)
+	c.Isolate(i)
+	// The majority elects a leader and commits without the old one.
+	put := &cluster.PutAgent{Agent: cluster.Agent{Name: "doc", Version: "v1"}, Module: []byte("mod"), Now: time.Now().UnixNano()}
+	deadline := time.After(30 * time.Second)
+	for done := false; !done; {
+		for _, n := range c.Nodes {
+			if n == old || !n.IsLeader() {
+				continue
+			}
+			_, err := n.Apply(context.Background(), put)
+			if err != nil && (!errors.Is(err, cluster.ErrNotLeader) || errors.Is(err, cluster.ErrOutcomeUnknown)) {
+				t.Fatalf("put agent on the majority's leader %s: %v", n.ID(), err)
+			}
+			done = err == nil
+			break
+		}
+		select {
+		case <-deadline:
+			t.Fatal("the majority side committed nothing")
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	if _, err := old.FSM().Agent("doc", "v1"); err == nil {
+		t.Fatal("the isolated node applied an entry it was cut off from")
+	}
+	c.Heal()
+	c.Apply(t, &cluster.SubmitTask{Task: cluster.Task{ID: "t1", Agent: "doc", Version: "v1"}, Now: time.Now().UnixNano()})
+	waitTask(t, old, "t1", cluster.StateQueued)
+	if old.IsLeader() {
+		t.Fatal("the healed old leader still leads")
 	}
 }
