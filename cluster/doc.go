@@ -20,4 +20,8 @@
 //
 // cluster knows nothing of WebAssembly or tools; the host package drives it
 // through Node.Apply, the membership methods and the read methods of Node.
+//
+// Open starts a node on disk and a TCP cluster port; OpenInMemory starts the
+// same node on in-memory stores and transport, for tests (package
+// clustertest wraps it).
 package cluster

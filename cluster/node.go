@@ -141,8 +141,8 @@ type Node struct {
 	fsm       *FSM
 	db        *badger.DB
 	logStore  logStore
-	transport *raft.NetworkTransport
-	mux       *mux
+	transport transport
+	mux       *mux // nil on an in-memory node
 
 	leaderMu  sync.Mutex
 	leaderGen uint64 // bumped on each change, so waiters notice flaps
@@ -208,7 +208,19 @@ func Open(cfg Config) (*Node, error) {
 	if n.transport, n.mux, err = newTransport(cfg); err != nil {
 		return nil, err
 	}
+	if err := n.startRaft(snaps, nil); err != nil {
+		return nil, err
+	}
+	ok = true
+	return n, nil
+}
 
+// startRaft starts Raft and the leader loop on the node's stores and
+// transport, bootstrapping if asked (with voters, or itself alone when
+// voters is empty): the part of opening a node that disk and in-memory nodes
+// (OpenInMemory) share. On error the caller closes the stores.
+func (n *Node) startRaft(snaps raft.SnapshotStore, voters []raft.Server) error {
+	cfg := n.cfg
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.NodeID)
 	rc.Logger = cfg.Logger.Named("raft")
@@ -225,23 +237,25 @@ func Open(cfg Config) (*Node, error) {
 
 	hasState, err := raft.HasExistingState(n.logStore, n.logStore, snaps)
 	if err != nil {
-		return nil, fmt.Errorf("inspect raft state: %w", err)
+		return fmt.Errorf("inspect raft state: %w", err)
 	}
 	n.hadState = hasState
 	if n.raft, err = raft.NewRaft(rc, n.fsm, n.logStore, n.logStore, snaps, n.transport); err != nil {
-		return nil, fmt.Errorf("start raft: %w", err)
+		return fmt.Errorf("start raft: %w", err)
 	}
 	if cfg.Bootstrap && !hasState {
-		conf := raft.Configuration{Servers: []raft.Server{{ID: rc.LocalID, Address: n.transport.LocalAddr()}}}
+		if len(voters) == 0 {
+			voters = []raft.Server{{ID: rc.LocalID, Address: n.transport.LocalAddr()}}
+		}
+		conf := raft.Configuration{Servers: voters}
 		if err := n.raft.BootstrapCluster(conf).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
 			_ = n.raft.Shutdown().Error()
-			return nil, fmt.Errorf("bootstrap: %w", err)
+			return fmt.Errorf("bootstrap: %w", err)
 		}
 	}
-	ok = true
 	n.wg.Add(1)
 	go n.leaderLoop(notify)
-	return n, nil
+	return nil
 }
 
 // openPKI loads the node's credentials from the data dir, or creates a
@@ -320,8 +334,14 @@ func exists(path string) bool {
 
 // InternalListener is the internal HTTP side of the cluster port: each
 // connection it returns is TLS, its peer certificate (if any) verified
-// against the cluster CA. Closing it closes the cluster port.
-func (n *Node) InternalListener() net.Listener { return n.mux.http }
+// against the cluster CA. Closing it closes the cluster port. An in-memory
+// node (OpenInMemory) has no cluster port: nil.
+func (n *Node) InternalListener() net.Listener {
+	if n.mux == nil {
+		return nil
+	}
+	return n.mux.http
+}
 
 // PKI is this node's cluster credentials.
 func (n *Node) PKI() *PKI { return n.cfg.PKI }

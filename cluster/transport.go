@@ -80,3 +80,11 @@ func newTransport(cfg Config) (*raft.NetworkTransport, *mux, error) {
 		Logger:  cfg.Logger.Named("transport"),
 	}), m, nil
 }
+
+// transport is what a node needs from its Raft transport: a TCP
+// NetworkTransport (newTransport), or raft's InmemTransport for in-memory
+// nodes (OpenInMemory). Close releases it; raft.Shutdown does not.
+type transport interface {
+	raft.Transport
+	Close() error
+}

@@ -238,8 +238,13 @@ func TestBudgetErrorUnwraps(t *testing.T) {
 // host memory); the dispatcher now keeps a hash per distinct call.
 func TestDispatcherMemoryIsBounded(t *testing.T) {
 	var n atomic.Int64
-	e := newEnv(t, []plugins.Tool{countingTool("echo", json.RawMessage(`"ok"`), &n)}, withoutWorkers())
-	ag := e.pushAgent("steps", "v1", agentPath(t, "steps"), "echo")
+	reg, err := plugins.NewRegistry(countingTool("echo", json.RawMessage(`"ok"`), &n))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newMemEnv(t, reg) // the test calls the dispatcher itself: no guest, no disk
+	ag := e.apply(&cluster.PutAgent{Agent: cluster.Agent{Name: "steps", Version: "v1", Manifest: cluster.AgentManifest{Tools: []string{"echo"}}},
+		Module: []byte("not run"), Now: time.Now().UnixNano()}).(cluster.Agent)
 	e.submitBudget("b-mem", "steps", nil, cluster.Budget{}, quickRetry)
 	claim, ok := e.apply(&cluster.ClaimTask{Node: "test", TTL: time.Minute, Now: time.Now().UnixNano()}).(*cluster.Claim)
 	if !ok || claim == nil {

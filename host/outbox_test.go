@@ -34,13 +34,11 @@ func (e *env) succeededWithEffects(id string, effects ...cluster.Effect) {
 	e.apply(&cluster.CompleteTask{TaskID: id, Token: c.Lease.Token, Output: json.RawMessage(`1`), Outbox: effects, Now: now})
 }
 
-// newIdleEnv is a node without workers.
+// newIdleEnv is a node without workers. None of its users restarts it, so
+// it is an in-memory one.
 func newIdleEnv(t *testing.T, reg *plugins.Registry) *env {
 	t.Helper()
-	e := &env{t: t, dir: t.TempDir(), addr: freeAddr(t), tools: reg, log: testLogger(t), ttl: 2 * time.Second}
-	e.open(false)
-	t.Cleanup(e.close)
-	return e
+	return newMemEnv(t, reg)
 }
 
 type outboxSetup struct {
