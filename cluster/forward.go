@@ -165,17 +165,16 @@ func (n *Node) ApplyIndexed(ctx context.Context, cmd Command) (any, uint64, erro
 	}
 	f := n.raft.Apply(data, timeout)
 	// raft's timeout bounds only the enqueue; the caller's context bounds
-	// the wait for the commit too (the entry may still commit later).
-	if ctx.Done() == nil {
-		err = f.Error()
-	} else {
-		done := make(chan error, 1)
-		go func() { done <- f.Error() }()
-		select {
-		case err = <-done:
-		case <-ctx.Done():
-			return nil, 0, fmt.Errorf("apply %s: %w", cmd.messageType(), ctx.Err())
-		}
+	// the wait for the commit too (the entry may still commit later), and so
+	// does Close: an entry queued as raft shuts down is never answered.
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		return nil, 0, fmt.Errorf("apply %s: %w (%w)", cmd.messageType(), ctx.Err(), ErrOutcomeUnknown)
+	case <-n.stop:
+		return nil, 0, fmt.Errorf("apply %s: %w (%w)", cmd.messageType(), raft.ErrRaftShutdown, ErrOutcomeUnknown)
 	}
 	if err != nil {
 		// ErrNotLeader means the entry was never enqueued; ErrLeadershipLost

@@ -407,7 +407,21 @@ func (n *Node) Barrier(ctx context.Context) error {
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = time.Until(dl)
 	}
-	return n.raft.Barrier(timeout).Error()
+	f := n.raft.Barrier(timeout)
+	// raft answers a barrier it has queued only if its loop reads it: one
+	// queued as the node lost leadership and shut down is never answered,
+	// and waiting on it held Close forever. The caller's context and Close
+	// bound the wait (the goroutine left behind ends with the process).
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("barrier: %w", ctx.Err())
+	case <-n.stop:
+		return fmt.Errorf("barrier: %w", raft.ErrRaftShutdown)
+	}
 }
 
 // Close stops Raft and closes the transport and stores (raft.Shutdown closes
