@@ -49,6 +49,18 @@ func joinConfig(t *testing.T, id, dir string) host.DaemonConfig {
 	return cfg
 }
 
+// startLeader starts n1, bootstrapping a cluster, and waits until it leads.
+func startLeader(t *testing.T) *host.Daemon {
+	t.Helper()
+	d := start(t, joinConfig(t, "n1", t.TempDir()))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := d.Node().WaitLeader(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
 func start(t *testing.T, cfg host.DaemonConfig) *host.Daemon {
 	t.Helper()
 	d, err := host.NewDaemon(cfg)
@@ -79,12 +91,7 @@ func until(t *testing.T, what string, ok func() bool) {
 // a forwarded command) and, restarted, rejoins without the token.
 func TestJoinWithTokenFormsMTLSCluster(t *testing.T) {
 	t.Parallel()
-	d1 := start(t, joinConfig(t, "n1", t.TempDir()))
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := d1.Node().WaitLeader(ctx); err != nil {
-		t.Fatal(err)
-	}
+	d1 := startLeader(t)
 	cfg2 := joinConfig(t, "n2", t.TempDir())
 	cfg2.Join, cfg2.JoinToken = d1.Node().RaftAddr(), d1.Node().PKI().JoinToken().String()
 	d2 := start(t, cfg2)
@@ -147,12 +154,7 @@ func TestJoinWithTokenFormsMTLSCluster(t *testing.T) {
 // A join refused for its token fails Start at once, with the fix.
 func TestJoinRefusedAtOnce(t *testing.T) {
 	t.Parallel()
-	d1 := start(t, joinConfig(t, "n1", t.TempDir()))
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := d1.Node().WaitLeader(ctx); err != nil {
-		t.Fatal(err)
-	}
+	d1 := startLeader(t)
 	good := d1.Node().PKI().JoinToken()
 	wrong := good
 	wrong.Secret = strings.Repeat("0", 48)
@@ -200,18 +202,15 @@ func decodeJSON(resp *http.Response, v any) error {
 // stops with the reason instead of retrying.
 func TestForeignCertificateCannotJoin(t *testing.T) {
 	t.Parallel()
-	d1 := start(t, joinConfig(t, "n1", t.TempDir()))
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := d1.Node().WaitLeader(ctx); err != nil {
-		t.Fatal(err)
-	}
+	d1 := startLeader(t)
 	cfg := joinConfig(t, "n2", t.TempDir())
 	if _, err := cluster.BootstrapPKI(cfg.DataDir, "n2", []string{cfg.RaftAddr}); err != nil {
 		t.Fatal(err)
 	}
 	cfg.Join = d1.Node().RaftAddr()
 	d2 := start(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
 	select {
 	case err := <-d2.Err():
 		if !errors.Is(err, host.ErrJoinRefused) || !strings.Contains(err.Error(), "not of this node's cluster") {
