@@ -23,7 +23,14 @@ import (
 func twoNodes(t *testing.T, m *Metrics) (n1, n2 *cluster.Node, addr1, addr2 string) {
 	t.Helper()
 	log := testLogger(t)
-	cfg1 := nodeConfig(t.TempDir(), freeAddr(t), log)
+	// The defaults' Raft timeouts: two voters beside the rest of the suite
+	// under the race detector lose their leader with the 100 ms of nodeConfig.
+	slow := func(c cluster.Config) cluster.Config {
+		d := cluster.DefaultConfig()
+		c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout = d.HeartbeatTimeout, d.ElectionTimeout, d.LeaderLeaseTimeout
+		return c
+	}
+	cfg1 := slow(nodeConfig(t.TempDir(), freeAddr(t), log))
 	var err error
 	if n1, err = cluster.Open(cfg1); err != nil {
 		t.Fatal(err)
@@ -34,7 +41,7 @@ func twoNodes(t *testing.T, m *Metrics) (n1, n2 *cluster.Node, addr1, addr2 stri
 	if err := n1.WaitLeader(ctx); err != nil {
 		t.Fatal(err)
 	}
-	cfg2 := nodeConfig(t.TempDir(), freeAddr(t), log)
+	cfg2 := slow(nodeConfig(t.TempDir(), freeAddr(t), log))
 	cfg2.NodeID, cfg2.Bootstrap = "n2", false
 	cfg2.PKI = issuePKI(t, n1.PKI(), cfg2.DataDir, "n2")
 	if n2, err = cluster.Open(cfg2); err != nil {
