@@ -123,15 +123,25 @@ func (n *Node) Role() Role {
 // from Raft, its API address from its member record. The zero value when
 // no leader is known.
 func (n *Node) LeaderInfo() LeaderInfo {
-	addr, id := n.raft.LeaderWithID()
-	if id == "" {
-		return LeaderInfo{}
+	l := n.LeaderRaft()
+	if !l.Known() {
+		return l
 	}
-	l := LeaderInfo{ID: string(id), RaftAddr: string(addr)}
 	if m, ok := n.fsm.Member(l.ID); ok {
 		l.APIAddr = m.APIAddr
 	}
 	return l
+}
+
+// LeaderRaft is LeaderInfo without the API address: Raft's own view, no
+// read of the replicated state. The forwarder asks on every command it
+// sends, and needs no more.
+func (n *Node) LeaderRaft() LeaderInfo {
+	addr, id := n.raft.LeaderWithID()
+	if id == "" {
+		return LeaderInfo{}
+	}
+	return LeaderInfo{ID: string(id), RaftAddr: string(addr)}
 }
 
 // SelfStatus is this node's role, term, contact with the leader and

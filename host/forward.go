@@ -94,7 +94,7 @@ func (f *Forwarder) applyOnce(ctx context.Context, cmd cluster.Command) (any, bo
 	}
 	// The leader's address comes from Raft itself, not from a record in
 	// the replicated state, and the leader must prove it is a node.
-	leader := f.node.LeaderInfo()
+	leader := f.node.LeaderRaft()
 	leaderAddr, leaderID := leader.RaftAddr, leader.ID
 	if !leader.Known() || leaderID == f.node.ID() {
 		return nil, true, fmt.Errorf("no leader known: %w", cluster.ErrNotLeader)
