@@ -11,7 +11,7 @@ import (
 const module = "github.com/orloj/orloj"
 
 // TestImportDirection enforces the package shape of docs/DESIGN: imports point
-// downward only (cmd/orlojd → host → {sandbox, cluster, plugins} → abi), so a
+// downward only (cmd/orlojd → daemon → host/api → host → {sandbox, cluster, plugins} → abi), so a
 // package never reaches, even transitively, what it must not know about.
 func TestImportDirection(t *testing.T) {
 	deps := listDeps(t)
@@ -31,7 +31,8 @@ func TestImportDirection(t *testing.T) {
 		{pkg: "sandbox", forbidden: []string{module + "/cluster", module + "/host", module + "/plugins", module + "/cmd"}},
 		{pkg: "cluster", forbidden: []string{"github.com/tetratelabs/wazero", module + "/sandbox", module + "/host", module + "/plugins", module + "/cmd"}},
 		{pkg: "plugins", forbidden: []string{module + "/sandbox", module + "/cluster", module + "/host", module + "/cmd"}},
-		{pkg: "host", forbidden: []string{module + "/cmd"}},
+		{pkg: "host", forbidden: []string{module + "/daemon", module + "/cmd"}},
+		{pkg: "daemon", forbidden: []string{module + "/cmd"}},
 	}
 	checked := map[string]bool{}
 	for pkg, pkgDeps := range deps {
@@ -56,7 +57,7 @@ func TestImportDirection(t *testing.T) {
 			}
 		}
 	}
-	for _, must := range []string{"abi", "sandbox", "sdk"} {
+	for _, must := range []string{"abi", "sandbox", "sdk", "host", "daemon"} {
 		if !checked[must] {
 			t.Errorf("no package under %s was checked; is the rule stale?", must)
 		}

@@ -19,8 +19,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/orloj/orloj/cluster"
-	"github.com/orloj/orloj/host"
-	"github.com/orloj/orloj/host/api"
+	"github.com/orloj/orloj/daemon"
 )
 
 // BenchmarkCluster6Calls: the six-call workload (sixcalls against a local
@@ -102,10 +101,10 @@ func issueCert(b *testing.B, ca *cluster.PKI, dir, nodeID string) {
 
 // plaintext turns a daemon's mTLS off; set only by plaintext_bench_test.go
 // (build tag orloj_bench_plaintext).
-var plaintext func(*host.DaemonConfig)
+var plaintext func(*daemon.Config)
 
 type benchCluster struct {
-	daemons []*host.Daemon
+	daemons []*daemon.Daemon
 	leader  *cluster.Node
 }
 
@@ -139,18 +138,14 @@ func startCluster(b *testing.B, n int, module []byte, plain bool) *benchCluster 
 	c := &benchCluster{}
 	// Off: shutdown chatter (peers gone) would interleave with the result lines.
 	log := hclog.New(&hclog.LoggerOptions{Level: hclog.Off, Output: os.Stderr})
-	factory := func(d host.APIDeps) (http.Handler, error) {
-		return api.New(api.Config{Node: d.Node, Runtime: d.Runtime, Token: d.Token, Peers: d.Peers, Clock: d.Clock, Logger: d.Logger,
-			MaxBodyBytes: d.MaxBodyBytes, MaxModuleBytes: d.MaxModuleBytes, Metrics: d.Metrics})
-	}
 	// One compile cache for every cluster the benchmark starts (and for
 	// later runs): a cold compile takes most of a second and would be timed.
 	cache := filepath.Join(os.TempDir(), "orloj-bench-compile-cache")
 	for i := range n {
-		cfg := host.DefaultDaemonConfig()
+		cfg := daemon.DefaultConfig()
 		cfg.NodeID, cfg.DataDir, cfg.CacheDir = fmt.Sprintf("n%d", i+1), b.TempDir(), cache
 		cfg.APIAddr, cfg.RaftAddr = "127.0.0.1:0", freePort(b)
-		cfg.Token, cfg.HTTPAllow, cfg.Logger, cfg.API = "bench", []string{"127.0.0.1"}, log, factory
+		cfg.Token, cfg.HTTPAllow, cfg.Logger = "bench", []string{"127.0.0.1"}, log
 		if plain {
 			plaintext(&cfg)
 			if i > 0 {
@@ -163,7 +158,7 @@ func startCluster(b *testing.B, n int, module []byte, plain bool) *benchCluster 
 			first := c.daemons[0].Node()
 			cfg.Join, cfg.JoinToken = first.RaftAddr(), first.PKI().JoinToken().String()
 		}
-		d, err := host.NewDaemon(cfg)
+		d, err := daemon.New(cfg)
 		if err != nil {
 			b.Fatal(err)
 		}

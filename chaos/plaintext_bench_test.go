@@ -2,6 +2,6 @@
 
 package chaos_test
 
-import "github.com/orloj/orloj/host"
+import "github.com/orloj/orloj/daemon"
 
-func init() { plaintext = host.InsecurePlaintextForBenchmarks }
+func init() { plaintext = daemon.InsecurePlaintextForBenchmarks }

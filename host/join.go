@@ -4,15 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	mrand "math/rand/v2"
 	"net"
 	"net/http"
-	"path/filepath"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -66,12 +63,6 @@ func NewNodeClient(node *cluster.Node, dial cluster.DialFunc) *http.Client {
 		IdleConnTimeout:     90 * time.Second,
 	}
 	return &http.Client{Transport: tr}
-}
-
-// clusterDialer adapts DialMap to cluster.DialFunc.
-func clusterDialer(m map[string]string) cluster.DialFunc {
-	dial := dialVia(m)
-	return func(ctx context.Context, addr string) (net.Conn, error) { return dial(ctx, "tcp", addr) }
 }
 
 // requireNode lets through only requests whose TLS peer presented a
@@ -164,91 +155,14 @@ func EnrollHandler(node *cluster.Node, log hclog.Logger) http.Handler {
 	})
 }
 
-// enrollFor bounds how long a joining node looks for a member to enroll
-// with before Start gives up.
-const enrollFor = 2 * time.Minute
-
-// credentials returns this node's cluster credentials: those in the data
-// dir, else a new cluster CA for a node that bootstraps, else a
-// certificate obtained from the cluster at cfg.Join with the join token.
-func (d *Daemon) credentials(apiAddr string) (*cluster.PKI, error) {
-	cfg := d.cfg
-	p, err := cluster.LoadPKI(cfg.DataDir)
-	switch {
-	case err == nil:
-		return p, nil
-	case !errors.Is(err, cluster.ErrNoPKI):
-		return nil, err
-	case cfg.Join == "":
-		if p, err = cluster.BootstrapPKI(cfg.DataDir, cfg.NodeID, []string{cfg.RaftAddr, apiAddr}); err != nil {
-			return nil, fmt.Errorf("create cluster CA: %w", err)
-		}
-		d.log.Info("created the cluster CA and this node's certificate", "data_dir", cfg.DataDir)
-		return p, nil
-	}
-	if cfg.JoinToken == "" {
-		return nil, fmt.Errorf("%w: joining needs the cluster's join token: set --join-token-file or ORLOJ_JOIN_TOKEN to the content of DATA_DIR/%s on a member (`orlojd cluster join-token` prints it)", ErrJoinRefused, cluster.JoinTokenFile)
-	}
-	tok, err := cluster.ParseJoinToken(cfg.JoinToken)
-	if err != nil {
-		return nil, fmt.Errorf("%w: --join-token: %w", ErrJoinRefused, err)
-	}
-	ctx, cancel := context.WithTimeout(d.startCtx, enrollFor)
-	defer cancel()
-	return d.enroll(ctx, tok, apiAddr)
-}
-
-// enroll asks the member at cfg.Join (following it to the leader) to sign
-// a certificate for a new key, and installs it with the CA in the data dir.
-// A refusal for the token ends it at once; other failures are retried.
-func (d *Daemon) enroll(ctx context.Context, tok cluster.JoinToken, apiAddr string) (*cluster.PKI, error) {
-	cfg := d.cfg
-	csr, key, err := cluster.NewCSR(cfg.NodeID)
-	if err != nil {
-		return nil, err
-	}
-	body, _ := json.Marshal(EnrollRequest{Secret: tok.Secret, ID: cfg.NodeID, RaftAddr: cfg.RaftAddr, APIAddr: apiAddr, CSR: csr})
-	client := NewClusterClient(cluster.JoinClientTLS(tok), clusterDialer(cfg.DialMap))
-	defer client.CloseIdleConnections()
-	policy := cluster.RetryPolicy{Base: 250 * time.Millisecond, Factor: 2, Cap: 5 * time.Second}
-	addr := cfg.Join
-	for attempt := 1; ; attempt++ {
-		var rep EnrollReply
-		leader, err := postInternal(ctx, client, addr, EnrollPath, body, &rep)
-		switch {
-		case err == nil:
-			p, err := cluster.InstallPKI(cfg.DataDir, rep.Certificate, key, rep.CA, rep.CAKey, rep.JoinToken)
-			if err != nil {
-				return nil, fmt.Errorf("install the certificate from %s: %w", addr, err)
-			}
-			d.log.Info("received this node's certificate", "via", addr)
-			return p, nil
-		case errors.Is(err, cluster.ErrCAMismatch):
-			return nil, fmt.Errorf("%w: the member at %s is not of the cluster the join token names (its CA differs); copy DATA_DIR/%s from a member of the cluster you mean", ErrJoinRefused, addr, cluster.JoinTokenFile)
-		case errors.Is(err, ErrJoinRefused):
-			return nil, fmt.Errorf("%w: the join token does not match this cluster; copy DATA_DIR/%s from a member", ErrJoinRefused, cluster.JoinTokenFile)
-		case leader != "":
-			addr = leader
-			continue
-		}
-		delay := cluster.Backoff(policy, attempt, mrand.Uint64())
-		d.log.Warn("enroll with the cluster", "via", addr, "attempt", attempt, "retry_in", delay, "error", err)
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("join %s: no member signed this node's certificate in %s: %w", cfg.Join, enrollFor, err)
-		case <-time.After(delay):
-		}
-	}
-}
-
 // errNotLeader is a 421 answer that named no leader.
 var errNotLeader = errors.New("not the leader, and it knows no leader yet")
 
-// postInternal posts body to path on the node at addr's cluster port and
+// PostInternal posts body to path on the node at addr's cluster port and
 // decodes a 2xx answer into out. A 421 returns the leader's cluster
 // address it names; a refusal of the join secret is ErrJoinRefused; a
 // refusal of our certificate, a handshake error.
-func postInternal(ctx context.Context, client *http.Client, addr, path string, body []byte, out any) (leader string, err error) {
+func PostInternal(ctx context.Context, client *http.Client, addr, path string, body []byte, out any) (leader string, err error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+addr+path, bytes.NewReader(body))
@@ -294,82 +208,16 @@ func orText(s string, raw []byte) string {
 	return string(bytes.TrimSpace(raw))
 }
 
-// join asks the member at cfg.Join (or the leader it points to), over
-// mTLS, to add this node as a non-voter, waits until this node has applied
-// what the leader had committed, then asks to be promoted to voter. It
-// retries until that is done or the daemon stops; a refusal of this
-// node's certificate stops the daemon. Joining again after a restart is
-// harmless.
-func (d *Daemon) join(ctx context.Context) {
-	fresh := !d.node.HadState()
-	body, _ := json.Marshal(map[string]any{"id": d.cfg.NodeID, "raft_addr": d.cfg.RaftAddr, "api_addr": d.ln.Addr().String(), "fresh": fresh})
-	promote, _ := json.Marshal(map[string]string{"id": d.cfg.NodeID})
-	policy := cluster.RetryPolicy{Base: 500 * time.Millisecond, Factor: 2, Cap: 10 * time.Second}
-	addr := d.cfg.Join
-	joined := false
-	for attempt := 1; ; attempt++ {
-		var err error
-		var leader string
-		if !joined {
-			if leader, err = postInternal(ctx, d.peers, addr, JoinPath, body, nil); err == nil {
-				joined = true
-				d.log.Info("joined cluster as non-voter; catching up", "via", addr)
-				attempt = 0
-				continue
-			}
-		} else if err = d.awaitCaughtUp(ctx); err == nil {
-			if leader, err = postInternal(ctx, d.peers, addr, PromotePath, promote, nil); err == nil {
-				d.log.Info("promoted to voter", "via", addr, "applied_index", d.node.FSM().AppliedIndex())
-				return
-			}
-		}
-		switch {
-		case leader != "":
-			addr = leader
-			continue
-		case errors.Is(err, ErrJoinRefused):
-			d.fatal(fmt.Errorf("join %s: %w (this node's certificate in %s is not accepted by the cluster)", addr, err, filepath.Join(d.cfg.DataDir, cluster.CertFile)))
-			return
-		case errors.As(err, new(x509.UnknownAuthorityError)):
-			d.fatal(fmt.Errorf("%w: the member at %s is not of this node's cluster: its certificate is not from the CA in %s", ErrJoinRefused, addr, filepath.Join(d.cfg.DataDir, cluster.CAFile)))
-			return
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		delay := cluster.Backoff(policy, attempt, mrand.Uint64())
-		d.log.Warn("join cluster", "via", addr, "attempt", attempt, "retry_in", delay, "error", err)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(delay):
-		}
-	}
-}
-
-// serveInternal serves the cluster port's internal HTTP side: forwarded
-// commands and enrollment from here, join, promote and self from the API
-// when it offers them (an Internal method).
-func (d *Daemon) serveInternal(api http.Handler) {
-	log := d.cfg.Logger.Named("internal")
+// InternalHandler serves the cluster port's internal HTTP side: forwarded
+// commands and enrollment from here; join, promote and self from api (the
+// API's Internal handler), which only nodes with a certificate from the
+// cluster CA may reach. api may be nil.
+func InternalHandler(node *cluster.Node, metrics *Metrics, api http.Handler, log hclog.Logger) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle(ForwardPath, ForwardHandler(d.node, d.metrics, d.cfg.Logger))
-	mux.Handle(EnrollPath, EnrollHandler(d.node, d.cfg.Logger))
-	if in, ok := api.(interface{ Internal() http.Handler }); ok {
-		mux.Handle("/internal/", requireNode(d.node, in.Internal(), log))
+	mux.Handle(ForwardPath, ForwardHandler(node, metrics, log))
+	mux.Handle(EnrollPath, EnrollHandler(node, log))
+	if api != nil {
+		mux.Handle("/internal/", requireNode(node, api, log.Named("internal")))
 	}
-	d.isrv = &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
-	}
-	ln := d.node.InternalListener()
-	d.wg.Add(1)
-	go func() {
-		defer d.wg.Done()
-		if err := d.isrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
-			d.fatal(fmt.Errorf("cluster port server: %w", err))
-		}
-	}()
+	return mux
 }

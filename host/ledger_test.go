@@ -433,7 +433,10 @@ func TestOutboxDispatchesOnceAfterSuccess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go ob.Run(ctx)
+	if err := ob.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer ob.Stop()
 	e.pushAgent("steps", "v1", agentPath(t, "steps"), "notify", "flaky")
 	in := map[string]any{"emit": []any{map[string]any{"tool": "notify", "params": map[string]any{"text": "done"}}},
 		"steps": []any{map[string]any{"tool": "flaky"}}}

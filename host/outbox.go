@@ -57,12 +57,11 @@ type Outbox struct {
 	isLeader func() bool
 	cfg      OutboxConfig
 	log      hclog.Logger
-
-	failures map[string]int       // effect key → failed tries so far
-	notAfter map[string]time.Time // effect key → earliest next try
+	tries    *backoffs // by effect key
+	service
 }
 
-// NewOutbox builds the dispatcher; Run drives it. Zero fields of cfg take
+// NewOutbox builds the dispatcher; Start runs it. Zero fields of cfg take
 // DefaultOutboxConfig's values.
 func NewOutbox(c Cluster, tools *plugins.Registry, isLeader func() bool, cfg OutboxConfig) (*Outbox, error) {
 	if err := requireDeps("outbox", namedDep{"cluster", c}, namedDep{"tools", tools}, namedDep{"isLeader", isLeader}); err != nil {
@@ -85,19 +84,27 @@ func NewOutbox(c Cluster, tools *plugins.Registry, isLeader func() bool, cfg Out
 		cfg.Logger = hclog.NewNullLogger()
 	}
 	return &Outbox{c: c, tools: tools, isLeader: isLeader, cfg: cfg, log: cfg.Logger.Named("outbox"),
-		failures: map[string]int{}, notAfter: map[string]time.Time{}}, nil
+		tries: newBackoffs(cfg.Policy, cfg.Jitter)}, nil
 }
 
-// Run dispatches until ctx ends, waking on every applied change and when a
+// Start runs the dispatcher until Stop or until ctx ends.
+func (o *Outbox) Start(ctx context.Context) error { return o.start(ctx, "outbox", o.log, o.run) }
+
+// Stop ends the dispatcher and waits for it: an effect being sent is
+// abandoned (its context ends) and tried again later, by this leader or
+// the next.
+func (o *Outbox) Stop() { o.stop() }
+
+// run dispatches until ctx ends, waking on every applied change and when a
 // retry falls due. A pass that panics is logged and the loop goes on.
-func (o *Outbox) Run(ctx context.Context) {
+func (o *Outbox) run(ctx context.Context) {
 	for {
 		changed := o.c.FSM().Changed()
 		wait := time.Second
 		if o.isLeader() {
 			var next time.Time
 			var pending bool
-			_ = catchPanic(o.log, "outbox pass", func() error {
+			_ = CatchPanic(o.log, "outbox pass", func() error {
 				next, pending = o.dispatch(ctx)
 				return nil
 			})
@@ -130,7 +137,7 @@ func (o *Outbox) dispatch(ctx context.Context) (next time.Time, pending bool) {
 		if ctx.Err() != nil {
 			return next, pending
 		}
-		if at, ok := o.notAfter[e.Key]; ok && o.cfg.Clock().Before(at) {
+		if at, ok := o.tries.ready(e.Key, o.cfg.Clock()); !ok {
 			if !pending || at.Before(next) {
 				next, pending = at, true
 			}
@@ -148,19 +155,11 @@ func (o *Outbox) dispatch(ctx context.Context) (next time.Time, pending bool) {
 // forgetDone drops the retry state of effects no longer pending (marked
 // done by this leader or an earlier one).
 func (o *Outbox) forgetDone(pending []cluster.Effect) {
-	if len(o.failures) == 0 && len(o.notAfter) == 0 {
-		return
-	}
 	keep := make(map[string]bool, len(pending))
 	for _, e := range pending {
 		keep[e.Key] = true
 	}
-	for k := range o.notAfter {
-		if !keep[k] {
-			delete(o.notAfter, k)
-			delete(o.failures, k)
-		}
-	}
+	o.tries.retain(func(k string) bool { return keep[k] })
 }
 
 // toolLabel is the metric label for an effect's tool: a guest chose the
@@ -182,7 +181,7 @@ func (o *Outbox) send(ctx context.Context, e cluster.Effect) (retryAt time.Time,
 		failure = fmt.Sprintf("no tool %q on this node", e.Tool)
 	} else {
 		ectx, collected := withEffect(ctx)
-		err := catchPanic(log, "tool "+e.Tool, func() error {
+		err := CatchPanic(log, "tool "+e.Tool, func() error {
 			_, err := tool.Invoke(ectx, plugins.Call{ID: e.Key, TaskID: e.TaskID, Params: e.Params})
 			return err
 		})
@@ -193,16 +192,14 @@ func (o *Outbox) send(ctx context.Context, e cluster.Effect) (retryAt time.Time,
 		case ctx.Err() != nil:
 			return time.Time{}, false // stopping or no longer leading: not the effect's fault
 		case !classified || st == abi.StatusTransient:
-			n := o.failures[e.Key] + 1
-			if n < o.cfg.MaxTries {
-				o.failures[e.Key] = n
-				at := o.cfg.Clock().Add(cluster.Backoff(o.cfg.Policy, n, o.cfg.Jitter()))
-				o.notAfter[e.Key] = at
-				o.cfg.Metrics.ObserveEffectRetry(label)
-				log.Warn("effect failed; will retry", "error", err, "tries", n, "max_tries", o.cfg.MaxTries, "retry_at", at)
-				return at, true
+			if n := o.tries.failures(e.Key) + 1; n >= o.cfg.MaxTries {
+				failure = fmt.Sprintf("gave up after %d tries: %v", n, err)
+				break
 			}
-			failure = fmt.Sprintf("gave up after %d tries: %v", n, err)
+			n, at := o.tries.fail(e.Key, o.cfg.Clock())
+			o.cfg.Metrics.ObserveEffectRetry(label)
+			log.Warn("effect failed; will retry", "error", err, "tries", n, "max_tries", o.cfg.MaxTries, "retry_at", at)
+			return at, true
 		default:
 			failure = err.Error()
 		}
@@ -220,11 +217,10 @@ func (o *Outbox) send(ctx context.Context, e cluster.Effect) (retryAt time.Time,
 	if err != nil {
 		log.Warn("mark effect done", "error", err)
 		at := o.cfg.Clock().Add(time.Second)
-		o.notAfter[e.Key] = at
+		o.tries.holdUntil(e.Key, at)
 		return at, true
 	}
-	delete(o.failures, e.Key)
-	delete(o.notAfter, e.Key)
+	o.tries.forget(e.Key)
 	if failure != "" {
 		o.cfg.Metrics.ObserveEffect(label, EffectFailed)
 		log.Error("effect failed permanently", "error", failure)

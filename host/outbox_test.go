@@ -3,6 +3,7 @@ package host
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"math"
 	"strings"
 	"sync"
@@ -220,10 +221,13 @@ func TestOutboxRunSurvivesPanics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { ob.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	if err := ob.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := ob.Start(context.Background()); !errors.Is(err, ErrServiceStarted) {
+		t.Fatalf("second Start = %v, want ErrServiceStarted", err)
+	}
+	t.Cleanup(ob.Stop)
 
 	e.succeededWithEffects("a", cluster.Effect{Tool: "boom", Params: json.RawMessage(`{}`), Key: "k-a"})
 	for {

@@ -23,9 +23,9 @@ func (e *PanicError) Error() string {
 	return fmt.Sprintf("panic in %s: %s (error id %s)", e.In, e.Value, e.ID)
 }
 
-// catchPanic runs fn and turns a panic into a *PanicError, logged at Error
+// CatchPanic runs fn and turns a panic into a *PanicError, logged at Error
 // with its value and at Debug with its stack, both under one error ID.
-func catchPanic(log hclog.Logger, in string, fn func() error) (err error) {
+func CatchPanic(log hclog.Logger, in string, fn func() error) (err error) {
 	defer func() {
 		r := recover()
 		if r == nil {

@@ -3,7 +3,6 @@ package host
 import (
 	"context"
 	"encoding/json"
-	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -43,26 +42,24 @@ func TestToolPanicDuringCallIsRetried(t *testing.T) {
 	}
 }
 
-// TestDLQNotifierPassRecovers: a webhook pass that panics is waited out like
+// TestDLQWebhookPassRecovers: a webhook pass that panics is waited out like
 // an idle scan, and the next pass delivers.
-func TestDLQNotifierPassRecovers(t *testing.T) {
+func TestDLQWebhookPassRecovers(t *testing.T) {
 	t.Parallel()
 	hook := newWebhook(t, 0)
 	e := newEnv(t, nil)
-	pushAndSubmit(t, e.node, "p")
+	pushAndSubmit(t, e, "p")
 	e.wait("p", 30*time.Second, cluster.StateDeadLetter)
 
 	var broken atomic.Bool
 	broken.Store(true)
-	cfg := DefaultDaemonConfig()
-	cfg.DataDir, cfg.DLQWebhook = e.dir, hook.srv.URL
-	cfg.Clock = func() time.Time {
-		if broken.Load() {
-			panic("clock broke")
-		}
-		return time.Now()
-	}
-	n := newDLQNotifier(e.node, cfg, testLogger(t))
+	n := newWebhookT(t, e, DLQWebhookConfig{URL: hook.srv.URL, Policy: cluster.RetryPolicy{Base: time.Second, Factor: 2, Cap: time.Minute},
+		Logger: testLogger(t), Clock: func() time.Time {
+			if broken.Load() {
+				panic("clock broke")
+			}
+			return time.Now()
+		}})
 	if wait := n.safePass(context.Background()); wait != dlqIdleScan {
 		t.Fatalf("a panicking pass waits %s, want %s", wait, dlqIdleScan)
 	}
@@ -111,62 +108,5 @@ func TestWorkerSurvivesPanic(t *testing.T) {
 		case <-time.After(settle):
 			t.Fatalf("no report for task %s", want)
 		}
-	}
-}
-
-// TestDaemonKVTool: through a started daemon (its own tools, forwarder and
-// outbox), a task puts and reads a kv key and emits a kv put; both are
-// visible after it succeeds, and the daemon still serves.
-func TestDaemonKVTool(t *testing.T) {
-	t.Parallel()
-	d := startDaemon(t, testDaemonConfig(t, t.TempDir()))
-	n := d.Node()
-	ctx := context.Background()
-	wasm, err := os.ReadFile(agentPath(t, "steps"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cluster.ProposeAgent(ctx, n, cluster.Agent{Name: "steps", Version: "v1",
-		Manifest: cluster.AgentManifest{Tools: []string{"kv"}, Timeout: 20 * time.Second}}, wasm, time.Now().UnixNano()); err != nil {
-		t.Fatal(err)
-	}
-	kv := func(params string) map[string]any {
-		return map[string]any{"tool": "kv", "params": json.RawMessage(params)}
-	}
-	in, _ := json.Marshal(map[string]any{
-		"steps": []any{kv(`{"op":"put","key":"k","value":1}`), kv(`{"op":"get","key":"k"}`)},
-		"emit":  []any{kv(`{"op":"put","key":"fx","value":2}`)},
-	})
-	apply(t, n, &cluster.SubmitTask{Task: cluster.Task{ID: "kv", Agent: "steps", Version: "v1", Input: in,
-		Policy: cluster.RetryPolicy{MaxAttempts: 2, Base: time.Millisecond}}, Now: time.Now().UnixNano()})
-	deadline := time.After(settle)
-	for {
-		changed := n.FSM().Changed()
-		tk, _ := n.FSM().Task("kv")
-		eff, _ := n.FSM().Outbox("kv")
-		if tk.State == cluster.StateDeadLetter {
-			t.Fatalf("task dead-lettered: %+v", tk.Error)
-		}
-		if tk.State == cluster.StateSucceeded && len(eff) == 1 && eff[0].Done {
-			if eff[0].Error != "" || !strings.Contains(string(tk.Output), `"found":true`) {
-				t.Fatalf("output %s, effect %+v", tk.Output, eff[0])
-			}
-			break
-		}
-		select {
-		case <-changed:
-		case <-deadline:
-			t.Fatalf("task %s, effects %+v", tk.State, eff)
-		}
-	}
-	for key, want := range map[string]string{"k": "1", "fx": "2"} {
-		if v, ok, _ := n.FSM().KV(key); !ok || string(v) != want {
-			t.Fatalf("kv %s = %s %v, want %s", key, v, ok, want)
-		}
-	}
-	select {
-	case err := <-d.Err():
-		t.Fatalf("daemon stopped serving: %v", err)
-	default:
 	}
 }

@@ -62,7 +62,7 @@ type Pool struct {
 	started  bool
 	stopping chan struct{} // closed by Stop: claim nothing more
 	hardStop context.CancelFunc
-	wg       sync.WaitGroup
+	routines Routines // the workers
 
 	// claiming admits one claim proposal per node at a time: every idle
 	// worker wakes on a submission, and letting all of them propose would
@@ -80,7 +80,8 @@ func NewPool(cfg PoolConfig, c Cluster, exec *Executor) (*Pool, error) {
 		return nil, err
 	}
 	c = cfg.Metrics.Instrument(c)
-	return &Pool{cfg: cfg, c: c, exec: exec, log: cfg.Logger.Named("worker"), stopping: make(chan struct{})}, nil
+	log := cfg.Logger.Named("worker")
+	return &Pool{cfg: cfg, c: c, exec: exec, log: log, stopping: make(chan struct{}), routines: Routines{Logger: log}}, nil
 }
 
 // Start launches the workers. Starting twice is a no-op.
@@ -93,8 +94,7 @@ func (p *Pool) Start(ctx context.Context) {
 	p.started = true
 	ctx, p.hardStop = context.WithCancel(ctx)
 	for i := 0; i < p.cfg.Workers; i++ {
-		p.wg.Add(1)
-		go p.work(ctx, i)
+		p.routines.Go(fmt.Sprintf("worker %d", i), func() { p.work(ctx, i) })
 	}
 }
 
@@ -111,7 +111,7 @@ func (p *Pool) Stop(grace time.Duration) {
 	hard := p.hardStop
 	p.mu.Unlock()
 	done := make(chan struct{})
-	go func() { p.wg.Wait(); close(done) }()
+	go func() { p.routines.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(grace):
@@ -126,7 +126,6 @@ func (p *Pool) Stop(grace time.Duration) {
 }
 
 func (p *Pool) work(ctx context.Context, n int) {
-	defer p.wg.Done()
 	log := p.log.With("worker", n)
 	for {
 		select {
@@ -175,7 +174,7 @@ func (p *Pool) work(ctx context.Context, n int) {
 // claim proposes one claim. A panic is an error: the caller holds the
 // claiming lock, which must be released.
 func (p *Pool) claim(ctx context.Context) (claim *cluster.Claim, err error) {
-	err = catchPanic(p.log, "claim", func() error {
+	err = CatchPanic(p.log, "claim", func() error {
 		r, err := p.c.Apply(ctx, &cluster.ClaimTask{Node: p.cfg.NodeID, TTL: p.cfg.LeaseTTL, Now: p.cfg.Clock().UnixNano()})
 		if err != nil {
 			return err
@@ -190,7 +189,7 @@ func (p *Pool) claim(ctx context.Context) (claim *cluster.Claim, err error) {
 // longer renewed and lapses, and the leader counts the attempt as expired
 // and retries the task, as if this node had crashed. The worker goes on.
 func (p *Pool) run(ctx context.Context, claim *cluster.Claim, log hclog.Logger) {
-	_ = catchPanic(log.With("task", claim.Task.ID), "attempt", func() error {
+	_ = CatchPanic(log.With("task", claim.Task.ID), "attempt", func() error {
 		rep := p.exec.Run(ctx, claim)
 		if p.cfg.OnAttempt != nil {
 			p.cfg.OnAttempt(rep)

@@ -22,7 +22,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/orloj/orloj/host"
+	"github.com/orloj/orloj/daemon"
 )
 
 const (
@@ -122,7 +122,7 @@ func (o *clientOptions) resolveToken() (string, error) {
 		return t, nil
 	}
 	dir := firstNonEmpty(o.dataDir, os.Getenv(envDataDir), defaultDataDir)
-	b, err := os.ReadFile(filepath.Join(dir, host.TokenFile))
+	b, err := os.ReadFile(filepath.Join(dir, daemon.TokenFile))
 	if err != nil {
 		return "", nil
 	}

@@ -19,7 +19,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/orloj/orloj/abi"
-	"github.com/orloj/orloj/host"
+	"github.com/orloj/orloj/daemon"
 )
 
 // serveConfig is everything `orlojd serve` can be told. Each field is one
@@ -59,7 +59,7 @@ type serveConfig struct {
 }
 
 func defaultServeConfig() serveConfig {
-	d := host.DefaultDaemonConfig()
+	d := daemon.DefaultConfig()
 	return serveConfig{
 		DataDir: d.DataDir, APIAddr: d.APIAddr, RaftAddr: d.RaftAddr, Workers: d.Workers, LeaseTTL: d.LeaseTTL,
 		ModelKeyEnv: "OPENAI_API_KEY", MaxModuleBytes: d.MaxModuleBytes,
@@ -72,7 +72,7 @@ func defaultServeConfig() serveConfig {
 type setting struct {
 	flag  string // --lease-ttl; the file key is lease_ttl, the variable ORLOJ_LEASE_TTL
 	usage string
-	field string // the host.DaemonConfig field it feeds, for naming it in errors
+	field string // the daemon.Config field it feeds, for naming it in errors
 	value pflag.Value
 }
 
@@ -297,8 +297,8 @@ func jsonSettingText(v json.RawMessage) (string, error) {
 }
 
 // daemonConfig turns the merged settings into the daemon's config.
-func (c serveConfig) daemonConfig(log hclog.Logger) host.DaemonConfig {
-	d := host.DefaultDaemonConfig()
+func (c serveConfig) daemonConfig(log hclog.Logger) daemon.Config {
+	d := daemon.DefaultConfig()
 	d.DataDir, d.APIAddr, d.RaftAddr, d.NodeID, d.Join, d.Token = c.DataDir, c.APIAddr, c.RaftAddr, c.NodeID, c.Join, c.Token
 	d.JoinToken, d.APITLS = c.JoinToken, c.APITLS
 	d.Workers, d.LeaseTTL, d.HTTPAllow = c.Workers, c.LeaseTTL, c.HTTPAllow
@@ -314,14 +314,13 @@ func (c serveConfig) daemonConfig(log hclog.Logger) host.DaemonConfig {
 			d.DialMap[from] = to
 		}
 	}
-	d.API = apiFactory()
 	d.Logger = log
 	return d
 }
 
 // explainConfigError names where a refused field can be set.
 func (c serveConfig) explainConfigError(err error) error {
-	var ce *host.ConfigError
+	var ce *daemon.ConfigError
 	if !errors.As(err, &ce) {
 		return err
 	}
@@ -340,7 +339,7 @@ func serve(stderr io.Writer, cfg serveConfig) error {
 		JSONFormat: cfg.LogFormat == "json",
 		Output:     stderr,
 	})
-	d, err := host.NewDaemon(cfg.daemonConfig(log))
+	d, err := daemon.New(cfg.daemonConfig(log))
 	if err != nil {
 		return cfg.explainConfigError(err)
 	}
@@ -371,7 +370,7 @@ func serve(stderr io.Writer, cfg serveConfig) error {
 	if cfg.APITLS {
 		scheme = "https://"
 	}
-	log.Info("serving", "api", scheme+d.APIAddr(), "token_file", cfg.DataDir+string(os.PathSeparator)+host.TokenFile)
+	log.Info("serving", "api", scheme+d.APIAddr(), "token_file", cfg.DataDir+string(os.PathSeparator)+daemon.TokenFile)
 
 	var cause error
 	select {

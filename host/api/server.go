@@ -36,6 +36,10 @@ const defaultWait = 30 * time.Second
 // Config configures the API server. Node, Runtime and Token are required.
 type Config struct {
 	Node *cluster.Node
+	// Writes is the write chain the API proposes through (the daemon's:
+	// metrics, lease history, forwarder). nil proposes on Node, timed by
+	// Metrics.
+	Writes host.Cluster
 	// Runtime validates uploaded modules (Compile) before they are proposed.
 	Runtime *sandbox.Runtime
 	// Token is the bearer token every /v1 route requires.
@@ -122,7 +126,7 @@ type Server struct {
 	cfg      Config
 	node     *cluster.Node
 	fsm      *cluster.FSM
-	c        host.Cluster // node, with proposals timed when Metrics is set
+	c        host.Cluster // Writes, or node with proposals timed when Metrics is set
 	log      hclog.Logger
 	mux      *http.ServeMux
 	tokenSum [sha256.Size]byte
@@ -138,8 +142,12 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
+	writes := cfg.Writes
+	if writes == nil {
+		writes = cfg.Metrics.Instrument(cfg.Node)
+	}
 	s := &Server{
-		cfg: cfg, node: cfg.Node, fsm: cfg.Node.FSM(), c: cfg.Metrics.Instrument(cfg.Node),
+		cfg: cfg, node: cfg.Node, fsm: cfg.Node.FSM(), c: writes,
 		log: cfg.Logger.Named("api"), mux: http.NewServeMux(),
 		tokenSum: sha256.Sum256([]byte(cfg.Token)), closing: make(chan struct{}),
 	}

@@ -1,4 +1,4 @@
-package host_test
+package daemon_test
 
 import (
 	"context"
@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/orloj/orloj/cluster"
+	"github.com/orloj/orloj/daemon"
 	"github.com/orloj/orloj/host"
 	"github.com/orloj/orloj/host/api"
 )
@@ -35,22 +36,18 @@ type tlog struct{ t *testing.T }
 
 func (w tlog) Write(p []byte) (int, error) { w.t.Log(strings.TrimSpace(string(p))); return len(p), nil }
 
-func joinConfig(t *testing.T, id, dir string) host.DaemonConfig {
-	cfg := host.DefaultDaemonConfig()
+func joinConfig(t *testing.T, id, dir string) daemon.Config {
+	cfg := daemon.DefaultConfig()
 	cfg.NodeID, cfg.DataDir, cfg.APIAddr, cfg.RaftAddr = id, dir, "127.0.0.1:0", joinAddr(t)
 	cfg.Token, cfg.Workers, cfg.LeaseTTL = "admin-"+id, 1, 2*time.Second
 	// The default Raft timeouts: two voters under the race detector, beside
 	// the rest of the suite, flap with shorter ones.
 	cfg.Logger = hclog.New(&hclog.LoggerOptions{Output: tlog{t}, Level: hclog.Warn, Name: id})
-	cfg.API = func(d host.APIDeps) (http.Handler, error) {
-		return api.New(api.Config{Node: d.Node, Runtime: d.Runtime, Token: d.Token, Peers: d.Peers, Clock: d.Clock,
-			Logger: d.Logger, Metrics: d.Metrics})
-	}
 	return cfg
 }
 
 // startLeader starts n1, bootstrapping a cluster, and waits until it leads.
-func startLeader(t *testing.T) *host.Daemon {
+func startLeader(t *testing.T) *daemon.Daemon {
 	t.Helper()
 	d := start(t, joinConfig(t, "n1", t.TempDir()))
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -61,9 +58,9 @@ func startLeader(t *testing.T) *host.Daemon {
 	return d
 }
 
-func start(t *testing.T, cfg host.DaemonConfig) *host.Daemon {
+func start(t *testing.T, cfg daemon.Config) *daemon.Daemon {
 	t.Helper()
-	d, err := host.NewDaemon(cfg)
+	d, err := daemon.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +170,7 @@ func TestJoinRefusedAtOnce(t *testing.T) {
 	} {
 		cfg := joinConfig(t, "n2", t.TempDir())
 		cfg.Join, cfg.JoinToken = d1.Node().RaftAddr(), c.token
-		d, err := host.NewDaemon(cfg)
+		d, err := daemon.New(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -247,7 +244,7 @@ func TestStopAbortsEnrollment(t *testing.T) {
 			once.Do(func() { close(retrying) })
 		}
 	})})
-	d, err := host.NewDaemon(cfg)
+	d, err := daemon.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,6 @@
 //go:build orloj_bench_plaintext
 
-package host
+package daemon
 
 import "github.com/orloj/orloj/cluster"
 
@@ -9,4 +9,4 @@ func init() { plaintextHook = cluster.InsecurePlaintextForBenchmarks }
 // InsecurePlaintextForBenchmarks turns mTLS off on the daemon's cluster
 // port, so a benchmark can measure what TLS costs. It exists only in builds
 // with the orloj_bench_plaintext tag, which no release uses.
-func InsecurePlaintextForBenchmarks(c *DaemonConfig) { c.plaintext = true }
+func InsecurePlaintextForBenchmarks(c *Config) { c.plaintext = true }

@@ -1,4 +1,4 @@
-package host
+package daemon
 
 import (
 	"io/fs"
@@ -33,7 +33,7 @@ func TestDataDirMadeOwnerOnly(t *testing.T) {
 	must(t, os.Chmod(filepath.Join(dir, "sub"), 0o755))
 	must(t, os.Symlink(outside, filepath.Join(dir, "link")))
 
-	startDaemon(t, testDaemonConfig(t, dir))
+	startDaemon(t, testConfig(t, dir))
 
 	want := map[string]fs.FileMode{
 		dir:                                    0o700,

@@ -1,0 +1,449 @@
+// Package daemon owns one node's composition and lifecycle: the order in
+// which its parts are built (data dir, token, listener, credentials, Raft
+// member, sandbox, metrics, the write chain, tools, workers, API, servers,
+// background services), the goroutines it runs, and how it drains and
+// closes. It sits above host and host/api and wires them; it holds no
+// policy of its own. `orlojd serve` is a Config and a Daemon.
+package daemon
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/orloj/orloj/cluster"
+	"github.com/orloj/orloj/host"
+	"github.com/orloj/orloj/host/api"
+	"github.com/orloj/orloj/plugins"
+	"github.com/orloj/orloj/sandbox"
+)
+
+// dlqNotifiedFile remembers, under the data dir, which dead letters the
+// webhook has been told about, so a restart does not repeat them.
+const dlqNotifiedFile = "dlq-notified.json"
+
+// ErrRemoved is why a node stops, or refuses to start, after it was removed
+// from the cluster: cluster's refusal of a removed node, one sentinel for both.
+var ErrRemoved = cluster.ErrRemoved
+
+// ErrStarted is Start called twice, or after Stop: a daemon starts once.
+var ErrStarted = errors.New("daemon: Start called twice or after Stop")
+
+// service is a background loop the daemon starts after everything else and
+// stops, in reverse order, before it closes anything.
+type service interface {
+	Start(ctx context.Context) error
+	Stop()
+}
+
+// Daemon is one node: Raft member, worker pool, API listener and the
+// background services (the outbox and, on the leader, the DLQ webhook).
+// New, then Start; Stop drains.
+type Daemon struct {
+	cfg Config
+	log hclog.Logger
+
+	mu      sync.Mutex
+	started bool
+	stopped bool
+
+	// Built by Start's setup steps, in this order.
+	token    string
+	ln       net.Listener
+	pki      *cluster.PKI
+	history  *cluster.History
+	node     *cluster.Node
+	rt       *sandbox.Runtime
+	metrics  *host.Metrics
+	fwd      *host.Forwarder
+	writes   host.Cluster // the write chain: metrics → forwarder (history) → node
+	peers    *http.Client // node-to-node routes, mTLS
+	tools    *plugins.Registry
+	pool     *host.Pool
+	api      *api.Server
+	srv      *http.Server // the API listener
+	isrv     *http.Server // the cluster port's internal HTTP side
+	services []service
+
+	ctx    context.Context // ends at Stop: background loops, long polls
+	cancel context.CancelFunc
+	// startCtx ends when Stop is called, even while Start runs: a join
+	// still looking for the cluster gives up.
+	startCtx   context.Context
+	abortStart context.CancelFunc
+	routines   host.Routines // every goroutine the daemon starts
+	errc       chan error    // fatal errors after Start
+}
+
+// New checks cfg; Start opens and runs the node.
+func New(cfg Config) (*Daemon, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.NodeID == "" {
+		cfg.NodeID = cfg.RaftAddr
+	}
+	if cfg.CacheDir == "" {
+		cfg.CacheDir = filepath.Join(cfg.DataDir, "compile")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	startCtx, abortStart := context.WithCancel(context.Background())
+	d := &Daemon{cfg: cfg, log: cfg.Logger, ctx: ctx, cancel: cancel, startCtx: startCtx, abortStart: abortStart,
+		errc: make(chan error, 1)}
+	d.routines = host.Routines{Logger: cfg.Logger, OnPanic: func(pe *host.PanicError) { d.fatal(pe) }}
+	return d, nil
+}
+
+// setupStep is one step of Start. Each may use what earlier steps built.
+type setupStep struct {
+	name string
+	run  func() error
+}
+
+// steps is Start's order. Why this order: the API port is bound before
+// Raft starts, so a taken port fails first; credentials come before the
+// member (a joining node enrolls first); the write chain before the tools,
+// because the kv tool proposes through it; the API after the tools it
+// lists; services last, once everything they use exists.
+func (d *Daemon) steps() []setupStep {
+	return []setupStep{
+		{"data dir", d.setupDataDir},
+		{"admin token", d.setupToken},
+		{"api listener", d.setupListener},
+		{"credentials", d.setupCredentials},
+		{"lease history", d.setupHistory},
+		{"cluster member", d.setupNode},
+		{"sandbox", d.setupSandbox},
+		{"metrics", d.setupMetrics},
+		{"write chain", d.setupWrites},
+		{"tools", d.setupTools},
+		{"workers", d.setupPool},
+		{"api", d.setupAPI},
+		{"servers", d.startServers},
+		{"services", d.startServices},
+	}
+}
+
+// Start opens the stores, joins or bootstraps the cluster, and starts
+// serving and claiming. On error everything it opened is closed again.
+func (d *Daemon) Start() (err error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.started || d.stopped {
+		return ErrStarted
+	}
+	defer func() {
+		if err != nil {
+			d.stopped = true // what was opened is closed; a daemon starts once
+			d.closeAll()
+		}
+	}()
+	for _, s := range d.steps() {
+		if err := s.run(); err != nil {
+			return fmt.Errorf("start: %s: %w", s.name, err)
+		}
+	}
+	d.started = true
+	d.log.Info("node started", "node", d.cfg.NodeID, "api_addr", d.ln.Addr().String(), "raft_addr", d.cfg.RaftAddr,
+		"data_dir", d.cfg.DataDir, "workers", d.cfg.Workers, "lease_ttl", d.cfg.LeaseTTL, "tools", strings.Join(d.tools.Names(), ","),
+		"joining", d.cfg.Join)
+	return nil
+}
+
+func (d *Daemon) setupDataDir() error { return prepareDataDir(d.cfg.DataDir) }
+
+func (d *Daemon) setupToken() (err error) {
+	d.token, err = loadToken(d.cfg.DataDir, d.cfg.Token)
+	return err
+}
+
+func (d *Daemon) setupListener() (err error) {
+	d.ln, err = net.Listen("tcp", d.cfg.APIAddr)
+	return err
+}
+
+// setupCredentials loads or obtains the node's certificate, and wraps the
+// API listener in TLS when asked.
+func (d *Daemon) setupCredentials() (err error) {
+	if d.pki, err = d.credentials(d.ln.Addr().String()); err != nil {
+		return err
+	}
+	if d.cfg.APITLS {
+		d.ln = tls.NewListener(d.ln, d.pki.ServerTLS(tls.NoClientCert))
+	}
+	return nil
+}
+
+func (d *Daemon) setupHistory() (err error) {
+	if d.cfg.HistoryFile != "" {
+		d.history, err = cluster.OpenHistory(d.cfg.HistoryFile, d.cfg.NodeID)
+	}
+	return err
+}
+
+func (d *Daemon) setupNode() (err error) {
+	if d.node, err = cluster.Open(d.cfg.clusterConfig(d.pki, d.history)); err != nil {
+		return err
+	}
+	if m, ok := d.node.FSM().Member(d.cfg.NodeID); ok && m.Removed {
+		return d.removedErr()
+	}
+	return nil
+}
+
+func (d *Daemon) removedErr() error {
+	return fmt.Errorf("%w: %s; to rejoin, wipe %s and start it with --join", ErrRemoved, d.cfg.NodeID, d.cfg.DataDir)
+}
+
+func (d *Daemon) setupSandbox() (err error) {
+	d.rt, err = sandbox.New(d.ctx, sandbox.Config{CacheDir: d.cfg.CacheDir, MaxModuleBytes: d.cfg.MaxModuleBytes})
+	return err
+}
+
+// setupMetrics uses a registry per daemon, not the global one: tests run
+// several daemons in one process.
+func (d *Daemon) setupMetrics() error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	d.metrics = host.NewMetrics(reg)
+	d.metrics.AttachFSM(d.node.FSM())
+	return nil
+}
+
+// setupWrites builds the one chain every proposal of this node goes
+// through — workers, executor, kv tool, outbox, API: timed by the metrics,
+// recorded in the lease history, sent to whichever node leads.
+func (d *Daemon) setupWrites() error {
+	dial := d.cfg.dialer()
+	d.peers = host.NewNodeClient(d.node, dial)
+	d.fwd = host.NewForwarder(d.node, dial, d.log)
+	d.writes = d.metrics.Instrument(d.fwd)
+	return nil
+}
+
+// setupTools registers the built-in tools; the kv tool proposes through
+// the write chain.
+func (d *Daemon) setupTools() error {
+	cfg := d.cfg
+	httpTool, err := plugins.NewHTTP(plugins.HTTPConfig{AllowHosts: cfg.HTTPAllow})
+	if err != nil {
+		return fmt.Errorf("http tool: %w", err)
+	}
+	kv, err := host.NewKVBackend(d.writes, func() int64 { return cfg.Clock().UnixNano() })
+	if err != nil {
+		return fmt.Errorf("kv tool: %w", err)
+	}
+	tools := []plugins.Tool{httpTool, plugins.NewKV(kv)}
+	if cfg.ModelURL != "" {
+		m, err := plugins.NewModel(plugins.ModelConfig{BaseURL: cfg.ModelURL, APIKey: cfg.ModelKey, Model: cfg.Model})
+		if err != nil {
+			return fmt.Errorf("model tool: %w", err)
+		}
+		tools = append(tools, m)
+	}
+	d.tools, err = plugins.NewRegistry(tools...)
+	return err
+}
+
+func (d *Daemon) setupPool() (err error) {
+	cfg := d.cfg
+	exec := host.NewExecutor(d.writes, d.rt, d.tools, cfg.Clock, cfg.Logger, host.WithMetrics(d.metrics))
+	pcfg := host.DefaultPoolConfig()
+	pcfg.NodeID, pcfg.Workers, pcfg.LeaseTTL = cfg.NodeID, cfg.Workers, cfg.LeaseTTL
+	pcfg.Clock, pcfg.Logger, pcfg.Metrics = cfg.Clock, cfg.Logger, d.metrics
+	d.pool, err = host.NewPool(pcfg, d.writes, exec)
+	return err
+}
+
+func (d *Daemon) setupAPI() (err error) {
+	cfg := d.cfg
+	d.api, err = api.New(api.Config{Node: d.node, Writes: d.writes, Runtime: d.rt, Metrics: d.metrics,
+		Token: d.token, Peers: d.peers, Clock: cfg.Clock, Logger: cfg.Logger,
+		MaxModuleBytes: cfg.MaxModuleBytes, MaxBodyBytes: cfg.MaxBodyBytes})
+	return err
+}
+
+// startServers serves the API and the cluster port's internal routes.
+func (d *Daemon) startServers() error {
+	log := d.cfg.Logger
+	d.isrv = &http.Server{
+		Handler:           host.InternalHandler(d.node, d.metrics, d.api.Internal(), log),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          log.Named("internal").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
+	}
+	iln := d.node.InternalListener()
+	d.routines.Go("cluster port server", func() {
+		if err := d.isrv.Serve(iln); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+			d.fatal(fmt.Errorf("cluster port server: %w", err))
+		}
+	})
+	d.srv = &http.Server{
+		Handler:           d.api,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		// Long polls (task wait) end when the daemon stops, not when their
+		// timeout does.
+		BaseContext: func(net.Listener) context.Context { return d.ctx },
+		ErrorLog:    log.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
+	}
+	d.routines.Go("api server", func() {
+		if err := d.srv.Serve(d.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			d.fatal(fmt.Errorf("api server: %w", err))
+		}
+	})
+	return nil
+}
+
+// startServices starts the workers, the membership upkeep and the
+// background services.
+func (d *Daemon) startServices() error {
+	cfg := d.cfg
+	d.pool.Start(context.Background())
+	d.routines.Go("register this node", func() { d.registerSelf(d.ctx) })
+	if cfg.Join != "" {
+		d.routines.Go("join", func() { d.join(d.ctx) })
+	}
+	ocfg := host.DefaultOutboxConfig()
+	ocfg.Clock, ocfg.Logger, ocfg.Metrics = cfg.Clock, cfg.Logger, d.metrics
+	outbox, err := host.NewOutbox(d.writes, d.tools, d.node.IsLeader, ocfg)
+	if err != nil {
+		return err
+	}
+	d.services = append(d.services, outbox)
+	if cfg.DLQWebhook != "" {
+		hook, err := host.NewDLQWebhook(d.node, host.DLQWebhookConfig{URL: cfg.DLQWebhook,
+			Policy:    cluster.RetryPolicy{Base: cfg.WebhookBase, Factor: 2, Cap: cfg.WebhookCap},
+			StateFile: filepath.Join(cfg.DataDir, dlqNotifiedFile), Clock: cfg.Clock, Logger: cfg.Logger})
+		if err != nil {
+			return err
+		}
+		d.services = append(d.services, hook)
+	}
+	for i, s := range d.services {
+		if err := s.Start(d.ctx); err != nil {
+			d.services = d.services[:i] // only the started ones are stopped
+			return err
+		}
+	}
+	return nil
+}
+
+// Stop drains the node: claim nothing more, let running attempts finish for
+// up to grace (then cancel them; their leases lapse and the tasks are
+// retried), close the API listener, close the node. Safe to call twice or
+// before Start.
+func (d *Daemon) Stop(grace time.Duration) error {
+	d.abortStart()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.stopped {
+		return nil
+	}
+	d.stopped = true
+	if !d.started {
+		d.cancel()
+		return nil
+	}
+	d.log.Info("draining", "grace", grace)
+	start := time.Now()
+	d.pool.Stop(grace)
+	d.log.Info("workers stopped", "waited", time.Since(start).Round(time.Millisecond))
+	return d.closeAll()
+}
+
+// closeAll releases whatever Start opened, in reverse order.
+func (d *Daemon) closeAll() error {
+	var errs []error
+	for i := len(d.services) - 1; i >= 0; i-- {
+		d.services[i].Stop()
+	}
+	d.cancel()
+	// The API holds long polls (task wait): end them now rather than hold
+	// up the shutdown below.
+	if d.api != nil {
+		d.api.Close()
+	}
+	if d.srv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		if err := d.srv.Shutdown(ctx); err != nil {
+			errs = append(errs, d.srv.Close())
+		}
+		cancel()
+	} else if d.ln != nil {
+		errs = append(errs, d.ln.Close())
+	}
+	if d.isrv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		if err := d.isrv.Shutdown(ctx); err != nil {
+			d.isrv.Close()
+		}
+		cancel()
+	}
+	if d.pool != nil {
+		d.pool.Stop(0) // a failed Start may have left it unstarted: a no-op then
+	}
+	d.routines.Wait()
+	if d.node != nil {
+		if err := d.node.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close node: %w", err))
+		}
+	}
+	if d.fwd != nil {
+		d.fwd.Close()
+	}
+	if d.peers != nil {
+		d.peers.CloseIdleConnections()
+	}
+	if err := d.history.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("close history: %w", err))
+	}
+	if d.rt != nil {
+		if err := d.rt.Close(context.Background()); err != nil {
+			errs = append(errs, fmt.Errorf("close sandbox: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// fatal reports an error that stops the daemon from serving; the first one
+// wins.
+func (d *Daemon) fatal(err error) {
+	select {
+	case d.errc <- err:
+	default:
+	}
+}
+
+// Err delivers an error that stopped the daemon from serving (the API
+// listener failing, a removal, a panic in one of its goroutines); the
+// caller should Stop it.
+func (d *Daemon) Err() <-chan error { return d.errc }
+
+// Token is the admin token the API accepts.
+func (d *Daemon) Token() string { return d.token }
+
+// APIAddr is the address the API listens on (useful with port 0).
+func (d *Daemon) APIAddr() string {
+	if d.ln == nil {
+		return d.cfg.APIAddr
+	}
+	return d.ln.Addr().String()
+}
+
+// Node is the Raft member, for tests and embedding.
+func (d *Daemon) Node() *cluster.Node { return d.node }
