@@ -4,19 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/orloj/orloj/cluster"
-	"github.com/orloj/orloj/host"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -129,76 +125,6 @@ func TestDaemonRefusesTakenPort(t *testing.T) {
 	}
 	cfg.APIAddr = "127.0.0.1:0"
 	startDaemon(t, cfg) // same data dir and Raft port
-}
-
-// webhook is a receiver that fails its first n deliveries.
-type webhook struct {
-	srv      *httptest.Server
-	failures atomic.Int32
-	mu       sync.Mutex
-	got      []host.DLQNotice
-	keys     []string
-	ok       chan host.DLQNotice
-}
-
-func newWebhook(t *testing.T, failFirst int) *webhook {
-	w := &webhook{ok: make(chan host.DLQNotice, 16)}
-	w.failures.Store(int32(failFirst))
-	w.srv = httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		var n host.DLQNotice
-		b, _ := io.ReadAll(r.Body)
-		if err := json.Unmarshal(b, &n); err != nil {
-			t.Errorf("webhook body %s: %v", b, err)
-		}
-		w.mu.Lock()
-		w.got = append(w.got, n)
-		w.keys = append(w.keys, r.Header.Get("Idempotency-Key"))
-		w.mu.Unlock()
-		if w.failures.Add(-1) >= 0 {
-			http.Error(rw, "try later", http.StatusBadGateway)
-			return
-		}
-		rw.WriteHeader(http.StatusNoContent)
-		w.ok <- n
-	}))
-	t.Cleanup(w.srv.Close)
-	return w
-}
-
-func (w *webhook) requests() ([]host.DLQNotice, []string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return append([]host.DLQNotice(nil), w.got...), append([]string(nil), w.keys...)
-}
-
-// TestDaemonDLQWebhook: a task that dead-letters reaches the webhook through
-// a daemon, after the receiver's failures are retried.
-func TestDaemonDLQWebhook(t *testing.T) {
-	t.Parallel()
-	hook := newWebhook(t, 2)
-	cfg := testConfig(t, t.TempDir())
-	cfg.DLQWebhook, cfg.WebhookBase, cfg.WebhookCap = hook.srv.URL, 10*time.Millisecond, 20*time.Millisecond
-	d := startDaemon(t, cfg)
-	pushAndSubmit(t, d.Node(), "poison-1")
-	select {
-	case n := <-hook.ok:
-		if n.Event != "task.dead_letter" || n.TaskID != "poison-1" || n.Agent != "exit3" || n.Class != string(cluster.ClassPermanent) ||
-			!strings.Contains(n.Message, "code 3") || n.Node != "d1" {
-			t.Fatalf("notice = %+v", n)
-		}
-	case <-time.After(60 * time.Second):
-		got, _ := hook.requests()
-		t.Fatalf("no notice delivered; requests so far: %+v", got)
-	}
-	got, keys := hook.requests()
-	if len(got) != 3 {
-		t.Fatalf("%d requests, want 2 failures and 1 delivery", len(got))
-	}
-	for _, k := range keys {
-		if k != keys[0] || k != got[0].Key || k == "" {
-			t.Fatalf("idempotency keys %v (notice key %q): want one stable key", keys, got[0].Key)
-		}
-	}
 }
 
 // A node that learns it was removed stops, and will not start again on its
