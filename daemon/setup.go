@@ -1,0 +1,205 @@
+package daemon
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"path/filepath"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/orloj/orloj/cluster"
+	"github.com/orloj/orloj/host"
+	"github.com/orloj/orloj/host/api"
+	"github.com/orloj/orloj/plugins"
+	"github.com/orloj/orloj/sandbox"
+)
+
+// Start's setup steps, in the order Daemon.steps lists them. Each builds
+// one part of the node from the parts before it and records it on d, so
+// closeAll can release whatever was built when a later step fails.
+
+func (d *Daemon) setupDataDir() error { return prepareDataDir(d.cfg.DataDir) }
+
+func (d *Daemon) setupToken() (err error) {
+	d.token, err = loadToken(d.cfg.DataDir, d.cfg.Token)
+	return err
+}
+
+func (d *Daemon) setupListener() (err error) {
+	d.ln, err = net.Listen("tcp", d.cfg.APIAddr)
+	return err
+}
+
+// setupCredentials loads or obtains the node's certificate, and wraps the
+// API listener in TLS when asked.
+func (d *Daemon) setupCredentials() (err error) {
+	if d.pki, err = d.credentials(d.ln.Addr().String()); err != nil {
+		return err
+	}
+	if d.cfg.APITLS {
+		d.ln = tls.NewListener(d.ln, d.pki.ServerTLS(tls.NoClientCert))
+	}
+	return nil
+}
+
+func (d *Daemon) setupHistory() (err error) {
+	if d.cfg.HistoryFile != "" {
+		d.history, err = cluster.OpenHistory(d.cfg.HistoryFile, d.cfg.NodeID)
+	}
+	return err
+}
+
+func (d *Daemon) setupNode() (err error) {
+	if d.node, err = cluster.Open(d.cfg.clusterConfig(d.pki, d.history)); err != nil {
+		return err
+	}
+	if m, ok := d.node.FSM().Member(d.cfg.NodeID); ok && m.Removed {
+		return d.removedErr()
+	}
+	return nil
+}
+
+func (d *Daemon) removedErr() error {
+	return fmt.Errorf("%w: %s; to rejoin, wipe %s and start it with --join", ErrRemoved, d.cfg.NodeID, d.cfg.DataDir)
+}
+
+func (d *Daemon) setupSandbox() (err error) {
+	d.rt, err = sandbox.New(d.ctx, sandbox.Config{CacheDir: d.cfg.CacheDir, MaxModuleBytes: d.cfg.MaxModuleBytes})
+	return err
+}
+
+// setupMetrics uses a registry per daemon, not the global one: tests run
+// several daemons in one process.
+func (d *Daemon) setupMetrics() error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	d.metrics = host.NewMetrics(reg)
+	d.metrics.AttachFSM(d.node.FSM())
+	return nil
+}
+
+// setupWrites builds the one chain every proposal of this node goes
+// through — workers, executor, kv tool, outbox, API: timed by the metrics,
+// recorded in the lease history, sent to whichever node leads.
+func (d *Daemon) setupWrites() error {
+	dial := d.cfg.dialer()
+	d.peers = host.NewNodeClient(d.node, dial)
+	d.fwd = host.NewForwarder(d.node, dial, d.log)
+	d.writes = d.metrics.Instrument(d.fwd)
+	return nil
+}
+
+// setupTools registers the built-in tools; the kv tool proposes through
+// the write chain.
+func (d *Daemon) setupTools() error {
+	cfg := d.cfg
+	httpTool, err := plugins.NewHTTP(plugins.HTTPConfig{AllowHosts: cfg.HTTPAllow})
+	if err != nil {
+		return fmt.Errorf("http tool: %w", err)
+	}
+	kv, err := host.NewKVBackend(d.writes, func() int64 { return cfg.Clock().UnixNano() })
+	if err != nil {
+		return fmt.Errorf("kv tool: %w", err)
+	}
+	tools := []plugins.Tool{httpTool, plugins.NewKV(kv)}
+	if cfg.ModelURL != "" {
+		m, err := plugins.NewModel(plugins.ModelConfig{BaseURL: cfg.ModelURL, APIKey: cfg.ModelKey, Model: cfg.Model})
+		if err != nil {
+			return fmt.Errorf("model tool: %w", err)
+		}
+		tools = append(tools, m)
+	}
+	d.tools, err = plugins.NewRegistry(tools...)
+	return err
+}
+
+func (d *Daemon) setupPool() (err error) {
+	cfg := d.cfg
+	exec := host.NewExecutor(d.writes, d.rt, d.tools, cfg.Clock, cfg.Logger, host.WithMetrics(d.metrics))
+	pcfg := host.DefaultPoolConfig()
+	pcfg.NodeID, pcfg.Workers, pcfg.LeaseTTL = cfg.NodeID, cfg.Workers, cfg.LeaseTTL
+	pcfg.Clock, pcfg.Logger, pcfg.Metrics = cfg.Clock, cfg.Logger, d.metrics
+	d.pool, err = host.NewPool(pcfg, d.writes, exec)
+	return err
+}
+
+func (d *Daemon) setupAPI() (err error) {
+	cfg := d.cfg
+	d.api, err = api.New(api.Config{Node: d.node, Writes: d.writes, Runtime: d.rt, Metrics: d.metrics,
+		Token: d.token, Peers: d.peers, Clock: cfg.Clock, Logger: cfg.Logger,
+		MaxModuleBytes: cfg.MaxModuleBytes, MaxBodyBytes: cfg.MaxBodyBytes})
+	return err
+}
+
+// startServers serves the API and the cluster port's internal routes.
+func (d *Daemon) startServers() error {
+	log := d.cfg.Logger
+	d.isrv = &http.Server{
+		Handler:           host.InternalHandler(d.node, d.metrics, d.api.Internal(), log),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          log.Named("internal").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
+	}
+	iln := d.node.InternalListener()
+	d.routines.Go("cluster port server", func() {
+		if err := d.isrv.Serve(iln); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+			d.fatal(fmt.Errorf("cluster port server: %w", err))
+		}
+	})
+	d.srv = &http.Server{
+		Handler:           d.api,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		// Long polls (task wait) end when the daemon stops, not when their
+		// timeout does.
+		BaseContext: func(net.Listener) context.Context { return d.ctx },
+		ErrorLog:    log.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
+	}
+	d.routines.Go("api server", func() {
+		if err := d.srv.Serve(d.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			d.fatal(fmt.Errorf("api server: %w", err))
+		}
+	})
+	return nil
+}
+
+// startServices starts the workers, the membership upkeep and the
+// background services.
+func (d *Daemon) startServices() error {
+	cfg := d.cfg
+	d.pool.Start(context.Background())
+	d.routines.Go("register this node", func() { d.registerSelf(d.ctx) })
+	if cfg.Join != "" {
+		d.routines.Go("join", func() { d.join(d.ctx) })
+	}
+	ocfg := host.DefaultOutboxConfig()
+	ocfg.Clock, ocfg.Logger, ocfg.Metrics = cfg.Clock, cfg.Logger, d.metrics
+	outbox, err := host.NewOutbox(d.writes, d.tools, d.node.IsLeader, ocfg)
+	if err != nil {
+		return err
+	}
+	d.services = append(d.services, outbox)
+	if cfg.DLQWebhook != "" {
+		hook, err := host.NewDLQWebhook(d.node, host.DLQWebhookConfig{URL: cfg.DLQWebhook,
+			Policy:    cluster.RetryPolicy{Base: cfg.WebhookBase, Factor: 2, Cap: cfg.WebhookCap},
+			StateFile: filepath.Join(cfg.DataDir, dlqNotifiedFile), Clock: cfg.Clock, Logger: cfg.Logger})
+		if err != nil {
+			return err
+		}
+		d.services = append(d.services, hook)
+	}
+	for i, s := range d.services {
+		if err := s.Start(d.ctx); err != nil {
+			d.services = d.services[:i] // only the started ones are stopped
+			return err
+		}
+	}
+	return nil
+}
