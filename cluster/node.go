@@ -205,9 +205,13 @@ func Open(cfg Config) (*Node, error) {
 		}
 		n.cfg.PKI = cfg.PKI
 	}
-	if n.transport, n.mux, err = newTransport(cfg); err != nil {
+	// Assigned only on success: a failed transport is a typed nil, and
+	// closeStores would call Close on it.
+	transport, mux, err := newTransport(cfg)
+	if err != nil {
 		return nil, err
 	}
+	n.transport, n.mux = transport, mux
 	if err := n.startRaft(snaps, nil); err != nil {
 		return nil, err
 	}

@@ -179,3 +179,23 @@ func TestConfigValidateNamesField(t *testing.T) {
 		t.Fatalf("default config invalid: %v", err)
 	}
 }
+
+// TestOpenRefusesTakenRaftPort: a Raft address already in use fails Open
+// with an error naming the listener, and leaves the data dir reusable.
+func TestOpenRefusesTakenRaftPort(t *testing.T) {
+	t.Parallel()
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	dir := t.TempDir()
+	cfg := testConfig(t, dir, newFakeClock(time.Now()))
+	cfg.RaftAddr = taken.Addr().String()
+	if n, err := Open(cfg); err == nil {
+		n.Close()
+		t.Fatal("Open on a taken Raft port succeeded")
+	}
+	cfg.RaftAddr = freeAddr(t)
+	openLeader(t, cfg) // the stores were closed: the same dir opens
+}
