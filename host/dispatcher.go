@@ -339,7 +339,8 @@ func (d *ledgerDispatcher) proposeFailed(err error) error {
 	return fmt.Errorf("record call: %w", err)
 }
 
-// Call is the heart of Orloj: allowed? → recorded? → intent → invoke → result.
+// Call is the heart of Orloj: allowed? → recorded? → intent (unsafe and
+// reconcile tools only) → invoke → result.
 func (d *ledgerDispatcher) Call(ctx context.Context, req abi.CallRequest) ([]byte, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -405,6 +406,19 @@ func (d *ledgerDispatcher) Call(ctx context.Context, req abi.CallRequest) ([]byt
 		// read_only and idempotent: invoke again with the same key.
 	}
 
+	if !needsIntent(tool.Semantics()) {
+		// One commit: the RESULT alone (see docs/RATIONALE.md, "One commit
+		// for a call that is safe to repeat"). A lease already lost is not
+		// worth a call the RESULT would be refused for.
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("call %s: %w", req.Tool, context.Cause(ctx))
+		}
+		if err := d.leaseHeld(); err != nil {
+			return nil, err
+		}
+		res, err := tool.Invoke(withToken(ctx, d.lease.Token), call)
+		return d.record(ctx, id, req.Tool, start, res, err, "")
+	}
 	r, err := d.c.Apply(ctx, &cluster.RecordIntent{TaskID: d.task.ID, Token: d.lease.Token, CallID: id, Tool: req.Tool, Now: d.now()})
 	if err != nil {
 		return nil, d.proposeFailed(err)
@@ -416,6 +430,31 @@ func (d *ledgerDispatcher) Call(ctx context.Context, req abi.CallRequest) ([]byt
 	res, err := tool.Invoke(withToken(ctx, d.lease.Token), call)
 	return d.record(ctx, id, req.Tool, start, res, err, "")
 }
+
+// leaseHeld checks on the local replica that this attempt still holds its
+// lease: with no INTENT, this is where a worker whose lease was taken over
+// stops before invoking. The replica may lag the leader, so it only
+// narrows the window; the RESULT is fenced by the leader, and a stale
+// invocation carries the call's key, which a safe-to-repeat tool dedupes.
+func (d *ledgerDispatcher) leaseHeld() error {
+	t, err := d.c.FSM().Task(d.task.ID)
+	if err != nil {
+		return fmt.Errorf("lease check: %w", err)
+	}
+	if t.Lease == nil || t.Lease.Token != d.lease.Token {
+		d.fenced = fmt.Errorf("task %s: lease %d is no longer held: %w", d.task.ID, d.lease.Token, cluster.ErrStaleToken)
+		return d.fenced
+	}
+	return nil
+}
+
+// needsIntent reports whether a call to a tool of these semantics records an
+// INTENT before it is invoked. Only unsafe and reconcile tools read it: an
+// INTENT without RESULT makes the next attempt stop (unsafe) or ask the tool
+// (reconcile). For read_only and idempotent tools the next attempt invokes
+// again with the same key whether or not an INTENT exists, so it would be a
+// Raft entry that changes nothing.
+func needsIntent(s plugins.Semantics) bool { return s == plugins.Unsafe || s == plugins.Reconcile }
 
 // record commits a call's result (or permanent error) and answers the guest.
 // Transient failures are not recorded: the next attempt invokes again.
@@ -454,19 +493,25 @@ func (d *ledgerDispatcher) record(ctx context.Context, id, tool string, start ti
 		d.metrics.ObserveTokens(tool, res.Usage.PromptTokens, res.Usage.CompletionTokens)
 	}
 	ev := d.callEvent(id, tool, start, CallDetail{Outcome: OutcomeInvoked, Status: st.String(), Reason: reason}).Bounded()
-	rr := &cluster.RecordResult{TaskID: d.task.ID, Token: d.lease.Token, CallID: id,
+	// Tool is set so the RESULT stands alone when no INTENT was recorded.
+	rr := &cluster.RecordResult{TaskID: d.task.ID, Token: d.lease.Token, CallID: id, Tool: tool,
 		Status: st.String(), Result: body, Usage: usage, Event: &ev, Now: d.now()}
-	_, err := d.c.Apply(context.WithoutCancel(ctx), rr)
+	r, err := d.c.Apply(context.WithoutCancel(ctx), rr)
 	if errors.Is(err, cluster.ErrTooLarge) {
 		// The result cannot be recorded (its JSON grows past an entry
 		// when escaped): record, and answer, what the guest is told.
 		st = abi.StatusToolError
 		body = abi.EncodeErrorBody(st, fmt.Sprintf("tool %s returned a result too large to record (%d bytes): %v", tool, len(body), err))
 		rr.Status, rr.Result = st.String(), body
-		_, err = d.c.Apply(context.WithoutCancel(ctx), rr)
+		r, err = d.c.Apply(context.WithoutCancel(ctx), rr)
 	}
 	if err != nil {
 		return nil, d.proposeFailed(err)
+	}
+	if lr, ok := r.(cluster.LedgerRecord); ok && lr.HasResult && lr.ResultAt != rr.Now {
+		// The ledger already held a result for this call (the first
+		// recorded wins): that is the answer, now and on every replay.
+		return replay(lr)
 	}
 	if st != abi.StatusOK {
 		return nil, abi.DecodeErrorBody(st, body)

@@ -139,13 +139,19 @@ func TestLedgerDispatcherDecisionTable(t *testing.T) {
 			wantBody: `"fresh"`, invoked: 1, ledger: ledgerResult, ledgerStatus: abi.StatusOK, ledgerBody: `"fresh"`, outcomes: []CallOutcome{OutcomeInvoked}},
 		{name: "intent, read only: invoked again with the same key", sem: plugins.ReadOnly, prior: ledgerIntent,
 			wantBody: `"fresh"`, invoked: 1, ledger: ledgerResult, ledgerStatus: abi.StatusOK, ledgerBody: `"fresh"`, outcomes: []CallOutcome{OutcomeInvoked}},
+		// Safe-to-repeat tools commit the RESULT alone: a failed call
+		// leaves no record, and the next attempt invokes again.
 		{name: "transient error: not recorded, error outcome", sem: plugins.Idempotent, invoke: failTransient,
+			wantErr: abi.StatusTransient, invoked: 1, ledger: ledgerNone, outcomes: []CallOutcome{OutcomeError}},
+		{name: "transient error, unsafe: the intent stays", sem: plugins.Unsafe, invoke: failTransient,
+			wantErr: abi.StatusTransient, invoked: 1, ledger: ledgerIntent, outcomes: []CallOutcome{OutcomeError}},
+		{name: "transient error, reconcile: the intent stays", sem: plugins.Reconcile, invoke: failTransient,
 			wantErr: abi.StatusTransient, invoked: 1, ledger: ledgerIntent, outcomes: []CallOutcome{OutcomeError}},
 		{name: "unclassified error: transient", sem: plugins.Idempotent,
 			invoke: func(context.Context, plugins.Call) (plugins.Result, error) {
 				return plugins.Result{}, errors.New("connection reset")
 			},
-			wantErr: abi.StatusTransient, invoked: 1, ledger: ledgerIntent, outcomes: []CallOutcome{OutcomeError}},
+			wantErr: abi.StatusTransient, invoked: 1, ledger: ledgerNone, outcomes: []CallOutcome{OutcomeError}},
 		{name: "permanent tool error: recorded", sem: plugins.Idempotent, invoke: failPermanent,
 			wantErr: abi.StatusToolError, invoked: 1, ledger: ledgerResult, ledgerStatus: abi.StatusToolError, outcomes: []CallOutcome{OutcomeInvoked}},
 		{name: "over budget: budget exceeded, tool not invoked", sem: plugins.Idempotent,
@@ -155,6 +161,8 @@ func TestLedgerDispatcherDecisionTable(t *testing.T) {
 			budget: cluster.Budget{MaxCalls: 1}, otherCalls: 1, prior: ledgerResult, priorStatus: abi.StatusOK, priorBody: `"recorded"`,
 			wantBody: `"recorded"`, ledger: ledgerResult, ledgerStatus: abi.StatusOK, ledgerBody: `"recorded"`, outcomes: []CallOutcome{OutcomeReplayed}},
 		{name: "stale token: fenced, tool not invoked", sem: plugins.Idempotent, stale: true,
+			wantErr: cluster.ErrStaleToken, ledger: ledgerNone},
+		{name: "stale token, unsafe: fenced at the intent, tool not invoked", sem: plugins.Unsafe, stale: true,
 			wantErr: cluster.ErrStaleToken, ledger: ledgerNone},
 	}
 	for _, tc := range cases {

@@ -1,9 +1,10 @@
 // Package host is Orloj's runtime host. It wires the sandbox, the replicated
 // cluster state and the tools together: the worker pool claims tasks and keeps
 // their leases alive, the executor runs one attempt, and the ledger dispatcher
-// serves the guest's host calls, recording every tool call (intent before
-// effect, result before acknowledgement) and replaying recorded results on
-// later attempts instead of repeating the effect.
+// serves the guest's host calls, recording every tool call (result before
+// acknowledgement, and for unsafe and reconcile tools an intent before the
+// effect) and replaying recorded results on later attempts instead of
+// repeating the effect.
 //
 // It also owns the forwarder (a follower's proposals sent to the leader),
 // the node-to-node routes, and the background services — the outbox and
