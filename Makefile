@@ -7,7 +7,7 @@ AGENTS    := $(notdir $(wildcard examples/agents/*))
 BENCHSTAT := $(GO) run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
 COUNT     ?= 6
 
-.PHONY: all build agents test test-short bench check demo clean chaos brick
+.PHONY: all build agents test test-short bench bench-e2e check demo clean chaos brick
 
 all: build agents
 
@@ -32,6 +32,18 @@ bench: build agents
 	@mkdir -p $(BIN)
 	$(GO) test -run '^$$' -bench . -benchmem -count $(COUNT) -timeout 60m ./... | tee $(BIN)/bench.txt
 	$(BENCHSTAT) $(BIN)/bench.txt
+
+# End to end against the running product: orlojd serve on loopback, the
+# six-step HTTP workload, tasks/s, p50/p95, CPU per task and peak memory.
+# PEER=dbos also runs DBOS Transact on a private PostgreSQL 15 (installed
+# with apt-get if missing) and prints the ratios of each round.
+PEER ?=
+WORKERS ?= 4
+ROUNDS ?= 2
+bench-e2e: build
+	@if [ "$(PEER)" = dbos ] && [ ! -x /usr/lib/postgresql/15/bin/initdb ]; then \
+		echo "installing postgresql-15"; apt-get install -y postgresql-15 >/dev/null; fi
+	$(GO) run ./bench/e2e -orlojd $(BIN)/orlojd -workers $(WORKERS) -rounds $(ROUNDS) $(if $(PEER),-peer $(PEER))
 
 # Fails when formatting, vet or go.mod would change anything.
 check:
