@@ -72,6 +72,8 @@ func (a *applier) apply(cmd Command) any {
 	case *SetMember:
 		a.put(memberKey(c.Member.ID), c.Member)
 		return c.Member
+	case *CompactTasks:
+		return a.compact(c)
 	}
 	return fmt.Errorf("%w: no handler for %T", ErrInvalidCmd, cmd)
 }

@@ -33,6 +33,7 @@ const (
 	MsgMarkEffectDone
 	MsgPutModuleChunk
 	MsgSetMember
+	MsgCompactTasks
 )
 
 var msgNames = map[MessageType]string{
@@ -42,6 +43,7 @@ var msgNames = map[MessageType]string{
 	MsgFailAttempt: "fail_attempt", MsgRetryDLQ: "retry_dlq", MsgDiscardDLQ: "discard_dlq",
 	MsgCancelTask: "cancel_task", MsgStageWrite: "stage_write", MsgAppendJournal: "append_journal",
 	MsgMarkEffectDone: "mark_effect_done", MsgPutModuleChunk: "put_module_chunk", MsgSetMember: "set_member",
+	MsgCompactTasks: "compact_tasks",
 }
 
 func (t MessageType) String() string {
@@ -317,6 +319,8 @@ func decode(b []byte) (c Command, ok bool, err error) {
 		v = &PutModuleChunk{}
 	case MsgSetMember:
 		v = &SetMember{}
+	case MsgCompactTasks:
+		v = &CompactTasks{}
 	default:
 		if t&IgnoreUnknownFlag != 0 {
 			return nil, false, nil

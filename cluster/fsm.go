@@ -51,9 +51,11 @@ const (
 type writeLimits struct {
 	entryBytes, entryOps   int
 	commitBytes, commitOps int
+	compactOps             int // deletes per CompactTasks entry
 }
 
-var defaultWriteLimits = writeLimits{entryBytes: entryMaxBytes, entryOps: entryMaxOps, commitBytes: txnCommitBytes, commitOps: txnCommitOps}
+var defaultWriteLimits = writeLimits{entryBytes: entryMaxBytes, entryOps: entryMaxOps, commitBytes: txnCommitBytes, commitOps: txnCommitOps,
+	compactOps: compactOpsPerEntry}
 
 // FSM is the replicated state machine. Raft calls Apply/ApplyBatch from one
 // goroutine; reads go straight to Badger and may run concurrently.

@@ -34,6 +34,7 @@ func seedCommands() []Command {
 		&StageWrite{TaskID: "t", Token: tok, Write: KVWrite{Key: "a", Value: json.RawMessage(`1`)}, Now: 13},
 		&AppendJournal{TaskID: "t", Token: tok, Events: []Event{{Type: "call_denied", Tool: "shell"}}, Now: 14},
 		&MarkEffectDone{TaskID: "t", N: 0, Now: 15},
+		&CompactTasks{IDs: []string{"t", "u"}, Before: 100, Now: 16},
 	}
 }
 

@@ -66,12 +66,24 @@ func (n *Node) leaderDuties(ctx context.Context, ready chan struct{}) {
 	close(ready)
 	t := time.NewTicker(n.cfg.ExpiryInterval)
 	defer t.Stop()
+	// Retention's first pass comes one interval after taking over, so an
+	// election storm does not scan every task each time.
+	var compact <-chan time.Time
+	if n.cfg.Retention > 0 {
+		ct := time.NewTicker(retentionInterval(n.cfg.Retention))
+		defer ct.Stop()
+		compact = ct.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 			_ = n.safely("expire leases", func() error { n.expireLapsed(ctx); return nil })
+		case <-compact:
+			if err := n.safely("compact finished tasks", func() error { return n.compactExpired(ctx) }); err != nil && ctx.Err() == nil {
+				n.log.Warn("compact finished tasks past retention", "error", err)
+			}
 		}
 	}
 }

@@ -58,6 +58,11 @@ type Config struct {
 	ApplyTimeout time.Duration
 	// ExpiryInterval is how often the leader looks for expired leases.
 	ExpiryInterval time.Duration
+	// Retention is how long a finished task (succeeded, cancelled,
+	// discarded) is kept after it ended; then the leader compacts it away
+	// with its ledger, journal and outbox. 0 keeps finished tasks forever.
+	// Dead letters are kept until a person acts on them.
+	Retention time.Duration
 	// Clock supplies "now" for commands this node proposes itself.
 	Clock  func() time.Time
 	Logger hclog.Logger
@@ -98,6 +103,7 @@ func DefaultConfig() Config {
 		TrailingLogs:       10240,
 		ApplyTimeout:       10 * time.Second,
 		ExpiryInterval:     200 * time.Millisecond,
+		Retention:          DefaultRetention,
 		Clock:              time.Now,
 		BadgerMemTableSize: 32 << 20,
 	}
@@ -120,6 +126,8 @@ func (c Config) Validate() error {
 		return errors.New("cluster config: ApplyTimeout must be positive")
 	case c.ExpiryInterval <= 0:
 		return errors.New("cluster config: ExpiryInterval must be positive")
+	case c.Retention < 0:
+		return fmt.Errorf("cluster config: Retention %s is negative (0 keeps finished tasks forever)", c.Retention)
 	case c.Clock == nil:
 		return errors.New("cluster config: Clock is nil")
 	case c.BadgerMemTableSize < MinBadgerMemTableSize:

@@ -43,6 +43,10 @@ type Config struct {
 
 	Workers  int           // concurrent attempts on this node
 	LeaseTTL time.Duration // renewed every TTL/3; a crashed node costs one TTL
+	// Retention is how long finished tasks are kept after they end, with
+	// their ledger and journal; 0 keeps them forever. The leader's setting
+	// is the one that acts.
+	Retention time.Duration
 
 	// HTTPAllow lists the hosts the http tool may reach; empty allows none.
 	HTTPAllow []string
@@ -101,6 +105,7 @@ func DefaultConfig() Config {
 		RaftAddr:       "127.0.0.1:7071",
 		Workers:        4,
 		LeaseTTL:       30 * time.Second,
+		Retention:      cluster.DefaultRetention,
 		WebhookBase:    time.Second,
 		WebhookCap:     5 * time.Minute,
 		MaxModuleBytes: sandbox.DefaultMaxModuleBytes,
@@ -150,6 +155,8 @@ func (c Config) Validate() error {
 		return fieldErr("Workers", "is %d, want at least 1", c.Workers)
 	case c.LeaseTTL < 100*time.Millisecond:
 		return fieldErr("LeaseTTL", "%s is below 100ms", c.LeaseTTL)
+	case c.Retention < 0:
+		return fieldErr("Retention", "%s is negative; 0 keeps finished tasks forever", c.Retention)
 	case c.MaxModuleBytes <= 0:
 		return fieldErr("MaxModuleBytes", "is %d, want a positive size", c.MaxModuleBytes)
 	case c.MaxBodyBytes <= 0:
@@ -190,6 +197,7 @@ func (c Config) clusterConfig(pki *cluster.PKI, history *cluster.History) cluste
 	cc.NodeID, cc.DataDir, cc.RaftAddr = c.NodeID, c.DataDir, c.RaftAddr
 	cc.Bootstrap = c.Join == ""
 	cc.Clock, cc.Logger, cc.PKI, cc.History = c.Clock, c.Logger, pki, history
+	cc.Retention = c.Retention
 	if c.RaftHeartbeat > 0 {
 		cc.HeartbeatTimeout = c.RaftHeartbeat
 		cc.ElectionTimeout = max(cc.ElectionTimeout, c.RaftHeartbeat)

@@ -39,6 +39,7 @@ type serveConfig struct {
 	APITLS         bool
 	Workers        int
 	LeaseTTL       time.Duration
+	Retention      time.Duration
 	HTTPAllow      []string
 	ModelURL       string
 	ModelKeyEnv    string
@@ -62,7 +63,7 @@ func defaultServeConfig() serveConfig {
 	d := daemon.DefaultConfig()
 	return serveConfig{
 		DataDir: d.DataDir, APIAddr: d.APIAddr, RaftAddr: d.RaftAddr, Workers: d.Workers, LeaseTTL: d.LeaseTTL,
-		ModelKeyEnv: "OPENAI_API_KEY", MaxModuleBytes: d.MaxModuleBytes,
+		Retention: d.Retention, ModelKeyEnv: "OPENAI_API_KEY", MaxModuleBytes: d.MaxModuleBytes,
 		LogFormat: "text", LogLevel: "info", DrainGrace: 30 * time.Second,
 		RaftHeartbeat: d.RaftHeartbeat, RaftElection: d.RaftElection,
 	}
@@ -95,6 +96,7 @@ func (c *serveConfig) settings() []setting {
 		{"api-tls", "serve the API over TLS with the node's certificate (the CLI trusts DATA_DIR/ca.pem)", "APITLS", boolValue{&c.APITLS}},
 		{"workers", "attempts this node runs at once", "Workers", intValue{&c.Workers}},
 		{"lease-ttl", "lease length; a crashed node's tasks are taken over after it", "LeaseTTL", durValue{&c.LeaseTTL}},
+		{"retention", "how long finished tasks are kept, with their ledger and journal (0 keeps them forever)", "Retention", durValue{&c.Retention}},
 		{"http-allow", "hosts the http tool may reach, comma-separated (default none)", "HTTPAllow", listValue{&c.HTTPAllow}},
 		{"model-url", "OpenAI-compatible API root for the model tool, e.g. https://api.openai.com/v1", "ModelURL", strValue{&c.ModelURL}},
 		{"model-key-env", "environment variable holding the model API key", "ModelKey", strValue{&c.ModelKeyEnv}},
@@ -301,7 +303,7 @@ func (c serveConfig) daemonConfig(log hclog.Logger) daemon.Config {
 	d := daemon.DefaultConfig()
 	d.DataDir, d.APIAddr, d.RaftAddr, d.NodeID, d.Join, d.Token = c.DataDir, c.APIAddr, c.RaftAddr, c.NodeID, c.Join, c.Token
 	d.JoinToken, d.APITLS = c.JoinToken, c.APITLS
-	d.Workers, d.LeaseTTL, d.HTTPAllow = c.Workers, c.LeaseTTL, c.HTTPAllow
+	d.Workers, d.LeaseTTL, d.HTTPAllow, d.Retention = c.Workers, c.LeaseTTL, c.HTTPAllow, c.Retention
 	d.ModelURL, d.Model, d.DLQWebhook, d.MaxModuleBytes = c.ModelURL, c.Model, c.DLQWebhook, c.MaxModuleBytes
 	if c.ModelKeyEnv != "" {
 		d.ModelKey = os.Getenv(c.ModelKeyEnv)
@@ -437,9 +439,17 @@ type durValue struct{ p *time.Duration }
 
 func (v durValue) String() string { return v.p.String() }
 func (v durValue) Set(s string) error {
-	d, err := time.ParseDuration(strings.TrimSpace(s))
+	s = strings.TrimSpace(s)
+	// Whole days ("7d"), which time.ParseDuration lacks, for retention.
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		if days, err := strconv.Atoi(n); err == nil && days >= 0 && days <= 100*365 {
+			*v.p = time.Duration(days) * 24 * time.Hour
+			return nil
+		}
+	}
+	d, err := time.ParseDuration(s)
 	if err != nil {
-		return fmt.Errorf("%q is not a duration (like 30s or 2m)", s)
+		return fmt.Errorf("%q is not a duration (like 30s, 2m or 7d)", s)
 	}
 	*v.p = d
 	return nil
