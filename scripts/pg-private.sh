@@ -78,8 +78,10 @@ start() {
 		echo "include 'postgresql.private.conf'" | as_owner tee -a "$data/postgresql.conf" >/dev/null
 
 	# -w: pg_ctl returns once the server accepts connections, or fails.
+	local logstart
+	logstart=$(stat -c %s -- "$log" 2>/dev/null || echo 0)
 	as_owner "$PGBIN/pg_ctl" -D "$data" -l "$log" -w -t 60 start >/dev/null ||
-		{ tail -n 20 "$log" >&2 || true; die "PostgreSQL did not start on 127.0.0.1:$port (log: $log)"; }
+		{ tail -c +$((logstart + 1)) -- "$log" | tail -n 20 >&2 || true; die "PostgreSQL did not start on 127.0.0.1:$port (log: $log)"; }
 	local i
 	for ((i = 0; i < 100; i++)); do
 		"$PGBIN/pg_isready" -q -h 127.0.0.1 -p "$port" -U "$PGUSER_NAME" && break

@@ -280,7 +280,12 @@ type bench struct {
 	w      *worker
 	prefix string
 	seq    atomic.Int64
+	// failed stops the load at the first failed workflow: the run is
+	// invalid then, and going on would only flood the log.
+	failed atomic.Bool
 }
+
+func (b *bench) stopped() bool { return b.failed.Load() || b.dctx.Err() != nil }
 
 // one starts a workflow directly (not through a queue) and waits for its
 // result; it returns the time from start to result.
@@ -308,8 +313,9 @@ type phase struct {
 	firstErr error
 }
 
-// parallel runs clients loops of start-then-wait until d has passed; elapsed
-// runs until the last workflow started before the deadline has finished.
+// parallel runs clients loops of start-then-wait until d has passed or a
+// workflow fails; elapsed runs until the last workflow started before the
+// deadline has finished.
 func (b *bench) parallel(clients int, d time.Duration) phase {
 	var (
 		mu  sync.Mutex
@@ -323,9 +329,10 @@ func (b *bench) parallel(clients int, d time.Duration) phase {
 			var lat []time.Duration
 			var errs int
 			var first error
-			for time.Now().Before(deadline) && b.dctx.Err() == nil {
+			for time.Now().Before(deadline) && !b.stopped() {
 				l, err := b.one()
 				if err != nil {
+					b.failed.Store(true)
 					errs++
 					first = cmpOr(first, err)
 					continue
@@ -344,18 +351,22 @@ func (b *bench) parallel(clients int, d time.Duration) phase {
 	return out
 }
 
-// sequential runs n workflows one after another.
+// sequential runs n workflows one after another; it runs none once a
+// workflow has failed.
 func (b *bench) sequential(n int) phase {
 	var out phase
 	start := time.Now()
 	for range n {
-		if b.dctx.Err() != nil {
-			out.errors++
-			out.firstErr = cmpOr(out.firstErr, b.dctx.Err())
+		if b.stopped() {
+			if err := b.dctx.Err(); err != nil {
+				out.errors++
+				out.firstErr = cmpOr(out.firstErr, fmt.Errorf("interrupted: %w", context.Cause(b.dctx)))
+			}
 			break
 		}
 		l, err := b.one()
 		if err != nil {
+			b.failed.Store(true)
 			out.errors++
 			out.firstErr = cmpOr(out.firstErr, err)
 			continue
