@@ -178,6 +178,9 @@ func goBuildIn(dir, goos, out, pkg string) error {
 	cmd := exec.Command("go", "build", "-trimpath", "-o", out, pkg)
 	cmd.Dir = dir
 	cmd.Env = os.Environ()
+	if dir != "" {
+		cmd.Env = append(cmd.Env, "GOFLAGS=-mod=mod") // a peer's own module
+	}
 	if goos == "wasip1" {
 		cmd.Env = append(cmd.Env, "GOOS=wasip1", "GOARCH=wasm")
 	}
@@ -248,7 +251,7 @@ func report(w io.Writer, o options, rounds [][]result) {
 			if base == nil || r.System == base.System {
 				continue
 			}
-			fmt.Fprintf(w, "round %d: %s / %s: throughput %.2f×, p50 %.2f×, seq p50 %.2f×, CPU per task %.2f×\n", i+1,
+			fmt.Fprintf(w, "round %d: %s ÷ %s: throughput %.2f×, p50 %.2f×, seq p50 %.2f×, CPU per task %.2f×\n", i+1,
 				base.System, r.System, base.TasksPerS/r.TasksPerS, base.P50/r.P50, base.SeqP50/r.SeqP50, base.CPUPerTask/r.CPUPerTask)
 		}
 	}
@@ -457,7 +460,15 @@ func (c *client) do(ctx context.Context, method, path, ctype string, body []byte
 }
 
 func runDBOS(ctx context.Context, o options, work, steps string) (result, error) {
-	dir := filepath.Join(work, fmt.Sprintf("pg-%d", time.Now().UnixNano()))
+	// Not under work: the server runs as another user when we are root,
+	// and work is owner-only. The script hands the directory to it.
+	dir, err := os.MkdirTemp("", "orloj-bench-pg")
+	if err != nil {
+		return result{}, err
+	}
+	if !o.keep {
+		defer os.RemoveAll(dir)
+	}
 	port := strings.Split(freeAddr(), ":")[1]
 	out, err := exec.CommandContext(ctx, "bash", o.pgScript, "start", dir, port).Output()
 	if err != nil {
@@ -469,7 +480,7 @@ func runDBOS(ctx context.Context, o options, work, steps string) (result, error)
 	}
 	defer exec.Command("bash", o.pgScript, "stop", dir).Run()
 	dbURL := lastLine(string(out))
-	postmaster, err := readPID(filepath.Join(dir, "postmaster.pid"))
+	postmaster, err := readPID(filepath.Join(dir, "data", "postmaster.pid"))
 	if err != nil {
 		return result{}, err
 	}
@@ -520,7 +531,7 @@ func readPID(path string) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("postgresql pid: %w", err)
 	}
-	var pid int
+	var pid int // the first line
 	if _, err := fmt.Sscan(string(b), &pid); err != nil {
 		return 0, fmt.Errorf("postgresql pid file %s: %w", path, err)
 	}
