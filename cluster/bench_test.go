@@ -404,3 +404,31 @@ func benchApplySeq(b *testing.B, n *Node) {
 	b.StopTimer()
 	reportLatency(b, durs)
 }
+
+// BenchmarkPendingEffectsAfterHistory measures the outbox's read of what
+// is pending (it runs on every applied batch on the leader) after many
+// tasks emitted an effect that was dispatched since, with one pending.
+func BenchmarkPendingEffectsAfterHistory(b *testing.B) {
+	for _, done := range []int{0, 2000, 20000} {
+		b.Run(fmt.Sprintf("finished=%d", done), func(b *testing.B) {
+			h := newHarness(b)
+			h.agent("doc", "v1", "m")
+			fx := []Effect{{Tool: "notify", Params: []byte(`{"text":"done"}`), Key: "k"}}
+			for i := 0; i <= done; i++ {
+				id := fmt.Sprintf("t-%d", i)
+				h.submit(id, RetryPolicy{}, int64(i))
+				c := h.claim(int64(i))
+				h.ok(&CompleteTask{TaskID: id, Token: c.Lease.Token, Output: []byte("1"), Outbox: fx, Now: int64(i)})
+				if i < done {
+					h.ok(&MarkEffectDone{TaskID: id, N: 0, Now: int64(i)})
+				}
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if p, err := h.fsm.PendingEffects(); err != nil || len(p) != 1 {
+					b.Fatalf("pending = %d, %v", len(p), err)
+				}
+			}
+		})
+	}
+}

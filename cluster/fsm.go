@@ -401,7 +401,7 @@ func (t *tx) putRaw(key, val []byte) {
 		t.refuse(fmt.Errorf("%w: write %.40q: %w", ErrTooLarge, key, err))
 		return
 	}
-	t.idx.written(key, false)
+	t.idx.written(key, val, false)
 }
 
 func (t *tx) put(key []byte, v any) {
@@ -424,7 +424,7 @@ func (t *tx) del(key []byte) {
 		t.refuse(fmt.Errorf("%w: delete %.40q: %w", ErrTooLarge, key, err))
 		return
 	}
-	t.idx.written(key, true)
+	t.idx.written(key, nil, true)
 }
 
 // keys returns the keys under prefix, in order (limit 0 = all).

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"math"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -408,9 +407,7 @@ func TestDeterminism(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, f := range []*FSM{h.fsm, other, restored} {
-		if !slices.Equal(f.idx.runq.all(), fresh.runq.all()) || !slices.Equal(f.idx.leases.all(), fresh.leases.all()) {
-			t.Fatalf("index drift: runq %v vs %v, leases %v vs %v", f.idx.runq.all(), fresh.runq.all(), f.idx.leases.all(), fresh.leases.all())
-		}
+		indexesAgree(t, f)
 	}
 	if len(fresh.runq.all()) != 1 || len(fresh.leases.all()) != 1 {
 		t.Fatalf("expected one runnable task and one lease, got %v %v", fresh.runq.all(), fresh.leases.all())

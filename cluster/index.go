@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"encoding/json"
 	"slices"
 	"strings"
 	"sync"
@@ -18,8 +19,11 @@ import (
 // them a claim that finds nothing.
 type keyIndex struct {
 	prefix string
-	mu     sync.RWMutex
-	keys   []string
+	// keep, if set, admits only keys whose value it accepts (the pending
+	// effects among all outbox entries); nil admits every key.
+	keep func(val []byte) bool
+	mu   sync.RWMutex
+	keys []string
 }
 
 func (x *keyIndex) owns(key []byte) bool { return strings.HasPrefix(string(key), x.prefix) }
@@ -60,11 +64,20 @@ func (x *keyIndex) rebuild(db *badger.DB) error {
 	var keys []string
 	err := db.View(func(txn *badger.Txn) error {
 		opts := badger.DefaultIteratorOptions
-		opts.PrefetchValues = false
+		opts.PrefetchValues = x.keep != nil
 		opts.Prefix = []byte(x.prefix)
 		it := txn.NewIterator(opts)
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
+			if x.keep != nil {
+				admit := false
+				if err := it.Item().Value(func(v []byte) error { admit = x.keep(v); return nil }); err != nil {
+					return err
+				}
+				if !admit {
+					continue
+				}
+			}
 			keys = append(keys, string(it.Item().Key()))
 		}
 		return nil
@@ -79,27 +92,45 @@ func (x *keyIndex) rebuild(db *badger.DB) error {
 type indexes struct {
 	runq   keyIndex // rq/: runnable tasks, by next_at then seq
 	leases keyIndex // le/: live leases, by expiry
+	// pending: ob/ entries not yet dispatched. The outbox reads them on
+	// every applied batch; dispatched effects stay in ob/ until their task
+	// is compacted, so scanning ob/ grew with every task that emitted.
+	pending keyIndex
 }
 
 func newIndexes() *indexes {
-	return &indexes{runq: keyIndex{prefix: "rq/"}, leases: keyIndex{prefix: "le/"}}
+	return &indexes{runq: keyIndex{prefix: "rq/"}, leases: keyIndex{prefix: "le/"},
+		pending: keyIndex{prefix: "ob/", keep: effectPending}}
 }
+
+// effectPending reads only the done flag of an encoded Effect.
+func effectPending(val []byte) bool {
+	var e struct {
+		Done bool `json:"done"`
+	}
+	return json.Unmarshal(val, &e) == nil && !e.Done
+}
+
+func (ix *indexes) mirrors() []*keyIndex { return []*keyIndex{&ix.runq, &ix.leases, &ix.pending} }
 
 func (ix *indexes) rebuild(db *badger.DB) error {
-	if err := ix.runq.rebuild(db); err != nil {
-		return err
+	for _, x := range ix.mirrors() {
+		if err := x.rebuild(db); err != nil {
+			return err
+		}
 	}
-	return ix.leases.rebuild(db)
+	return nil
 }
 
-// written keeps the mirrors in step with a write (del: a deletion).
-func (ix *indexes) written(key []byte, del bool) {
+// written keeps the mirrors in step with a write of val to key (del: a
+// deletion).
+func (ix *indexes) written(key, val []byte, del bool) {
 	if ix == nil {
 		return
 	}
-	for _, x := range []*keyIndex{&ix.runq, &ix.leases} {
+	for _, x := range ix.mirrors() {
 		if x.owns(key) {
-			if del {
+			if del || (x.keep != nil && !x.keep(val)) {
 				x.del(string(key))
 			} else {
 				x.add(string(key))

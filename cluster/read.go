@@ -237,9 +237,21 @@ func (f *FSM) Outbox(taskID string) ([]Effect, error) {
 	return decodeAll[Effect](f, outboxPrefix(taskID), nil)
 }
 
-// PendingEffects lists undispatched outbox effects of every task.
+// PendingEffects lists undispatched outbox effects of every task, by task
+// and number. It reads the pending ones only (the in-memory index), so it
+// costs what is pending, not every effect ever emitted.
 func (f *FSM) PendingEffects() ([]Effect, error) {
-	return decodeAll(f, []byte("ob/"), func(e *Effect) bool { return !e.Done })
+	var out []Effect
+	err := f.view(func(tx *tx) error {
+		for _, k := range f.idx.pending.all() {
+			var e Effect
+			if tx.get([]byte(k), &e) && !e.Done {
+				out = append(out, e)
+			}
+		}
+		return tx.err
+	})
+	return out, err
 }
 
 // FenceRejections counts writes refused for a stale fencing token.
