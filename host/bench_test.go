@@ -451,3 +451,38 @@ func BenchmarkTask6Calls(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkTask6CallsAfterHistory is BenchmarkTask6Calls' seq case on a
+// node that has already run N tasks (64 at a time): nothing a task costs
+// should grow with the tasks that finished before it.
+func BenchmarkTask6CallsAfterHistory(b *testing.B) {
+	for _, history := range []int{0, 2000, 8000} {
+		b.Run(fmt.Sprintf("finished=%d", history), func(b *testing.B) {
+			tb := newTaskBench(b, cluster.LogStoreWAL, 4)
+			var next atomic.Int64
+			var wg sync.WaitGroup
+			for range 64 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for next.Add(1) <= int64(history) && !b.Failed() {
+						tb.run(b)
+					}
+				}()
+			}
+			wg.Wait()
+			if b.Failed() {
+				b.FailNow()
+			}
+			durs := make([]time.Duration, 0, 256)
+			b.ResetTimer()
+			for b.Loop() {
+				durs = append(durs, tb.run(b))
+				if b.Failed() {
+					b.FailNow()
+				}
+			}
+			reportLatency(b, durs)
+		})
+	}
+}
