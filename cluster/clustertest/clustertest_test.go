@@ -164,3 +164,44 @@ func TestClusterIsolateAndHeal(t *testing.T) {
 		t.Fatal("the healed old leader still leads")
 	}
 }
+
+// On a follower, a watch of task A sleeps through the replication of
+// other tasks and wakes when A's change is applied there.
+func TestFollowerWatchTask(t *testing.T) {
+	t.Parallel()
+	c := clustertest.NewCluster(t, 3)
+	leader := c.Leader(t)
+	var follower *cluster.Node
+	for _, n := range c.Nodes {
+		if n != leader {
+			follower = n
+			break
+		}
+	}
+	now := time.Now().UnixNano()
+	c.Apply(t, &cluster.PutAgent{Agent: cluster.Agent{Name: "doc", Version: "v1"}, Module: []byte("mod"), Now: now})
+	a, b := follower.FSM().WatchTask("a"), follower.FSM().WatchTask("b")
+	defer a.Stop()
+	defer b.Stop()
+	chA, chB := a.Changed(), b.Changed()
+	c.Apply(t, &cluster.SubmitTask{Task: cluster.Task{ID: "b", Agent: "doc", Version: "v1"}, Now: now})
+	select {
+	case <-chB:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the follower's watch of b was not woken by b's submission")
+	}
+	select {
+	case <-chA:
+		t.Fatal("the follower's watch of a was woken by b's submission")
+	default:
+	}
+	c.Apply(t, &cluster.SubmitTask{Task: cluster.Task{ID: "a", Agent: "doc", Version: "v1"}, Now: now})
+	select {
+	case <-chA:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the follower's watch of a was not woken by a's submission")
+	}
+	if tk, err := follower.FSM().Task("a"); err != nil || tk.State != cluster.StateQueued {
+		t.Fatalf("woken, the follower reads a as %+v, %v", tk, err)
+	}
+}
