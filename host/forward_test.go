@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"testing"
@@ -18,7 +19,8 @@ import (
 )
 
 // twoNodes is a leader (n1) and a caught-up follower (n2), n2 holding a
-// certificate n1's CA signed, each serving ForwardPath on its cluster port.
+// certificate n1's CA signed, each serving ForwardPath and ReadIndexPath on
+// its cluster port.
 // The addresses returned are the cluster ports.
 func twoNodes(t *testing.T, m *Metrics) (n1, n2 *cluster.Node, addr1, addr2 string) {
 	t.Helper()
@@ -52,7 +54,10 @@ func twoNodes(t *testing.T, m *Metrics) (n1, n2 *cluster.Node, addr1, addr2 stri
 		t.Fatal(err)
 	}
 	for _, n := range []*cluster.Node{n1, n2} {
-		srv := &http.Server{Handler: ForwardHandler(n, m, log)}
+		mux := http.NewServeMux()
+		mux.Handle(ForwardPath, ForwardHandler(n, m, log))
+		mux.Handle(ReadIndexPath, ReadIndexHandler(n, log))
+		srv := &http.Server{Handler: mux}
 		go srv.Serve(n.InternalListener())
 		t.Cleanup(func() { srv.Close() })
 	}
@@ -126,14 +131,14 @@ func TestForwarderThroughLeader(t *testing.T) {
 	}
 }
 
-// The forward route takes only workers' commands, from a node, on the
+// The forward route takes only nodes' commands, from a node, on the
 // leader: a client without a node certificate is refused, and one with a
 // certificate from another cluster's CA does not get a connection.
 func TestForwardHandlerRefuses(t *testing.T) {
 	m := NewMetrics(prometheus.NewRegistry())
 	n1, _, addr1, addr2 := twoNodes(t, m)
 	claim, _ := cluster.Encode(&cluster.ClaimTask{Node: "x", TTL: time.Second, Now: 1})
-	put, _ := cluster.Encode(&cluster.PutAgent{Agent: cluster.Agent{Name: "a", Version: "v"}, Module: []byte("x"), Now: 1})
+	expire, _ := cluster.Encode(&cluster.ExpireLease{TaskID: "t", Token: 1, Now: 1})
 	node := NewClusterClient(n1.PKI().ClientTLS(), nil)
 	anon := n1.PKI().ClientTLS()
 	anon.Certificates = nil // trusts the cluster, proves nothing
@@ -145,7 +150,7 @@ func TestForwardHandlerRefuses(t *testing.T) {
 		want       int
 	}{
 		{"no node certificate", addr1, stranger, claim, http.StatusUnauthorized},
-		{"not a worker's command", addr1, node, put, http.StatusForbidden},
+		{"a leader's own duty", addr1, node, expire, http.StatusForbidden},
 		{"garbage", addr1, node, []byte{0x7f, '{'}, http.StatusBadRequest},
 		{"over the command limit", addr1, node, append([]byte{byte(cluster.MsgClaimTask)}, bytes.Repeat([]byte(" "), cluster.MaxCommandBytes+1)...), http.StatusRequestEntityTooLarge},
 		{"follower", addr2, node, claim, http.StatusMisdirectedRequest},
@@ -178,9 +183,76 @@ func TestForwardHandlerRefuses(t *testing.T) {
 	for _, c := range []struct {
 		command, result string
 		want            float64
-	}{{"unknown", "refused", 3}, {"put_agent", "refused", 1}, {"claim_task", "refused", 1}, {"claim_task", "applied", 1}} {
+	}{{"unknown", "refused", 3}, {"expire_lease", "refused", 1}, {"claim_task", "refused", 1}, {"claim_task", "applied", 1}} {
 		if got := testutil.ToFloat64(m.forwarded.WithLabelValues(c.command, c.result)); got != c.want {
 			t.Errorf("orloj_forwarded_commands_total{%s,%s} = %v, want %v", c.command, c.result, got, c.want)
+		}
+	}
+}
+
+// A follower's API writes go through the leader: CatchUp brings the
+// replica up to every acknowledged write first, and a forwarded write is
+// readable on the follower the moment it returns. Modules too large for
+// one entry travel as forwarded chunks.
+func TestForwarderClientWrites(t *testing.T) {
+	n1, n2, _, _ := twoNodes(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	f1, f2 := NewForwarder(n1, nil, testLogger(t)), NewForwarder(n2, nil, testLogger(t))
+	defer f1.Close()
+	defer f2.Close()
+	if _, err := n2.ReadIndex(ctx); !errors.Is(err, cluster.ErrNotLeader) {
+		t.Fatalf("read index on a follower: %v, want ErrNotLeader", err)
+	}
+	if err := f1.CatchUp(ctx); err != nil {
+		t.Fatalf("catch up on the leader: %v", err)
+	}
+
+	// Written on the leader, read on the follower after CatchUp.
+	var last uint64
+	for i := range 20 {
+		_, idx, err := n1.ApplyIndexed(ctx, &cluster.PutAgent{Agent: cluster.Agent{Name: "a", Version: fmt.Sprintf("v%d", i)}, Module: []byte{byte(i)}, Now: time.Now().UnixNano()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = idx
+	}
+	if err := f2.CatchUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := n2.FSM().AppliedIndex(); got < last {
+		t.Fatalf("after CatchUp the follower applied %d, the leader had acknowledged %d", got, last)
+	}
+	if _, err := n2.FSM().Agent("a", "v19"); err != nil {
+		t.Fatalf("agent pushed on the leader, after CatchUp on the follower: %v", err)
+	}
+
+	// Written through the follower, read there at once.
+	r, err := f2.Apply(ctx, &cluster.SubmitTask{Task: cluster.Task{ID: "t1", Agent: "a", Version: "v19"}, Now: time.Now().UnixNano()})
+	if res, ok := r.(cluster.SubmitResult); err != nil || !ok || res.Task.ID != "t1" {
+		t.Fatalf("submit through the follower = %#v, %v", r, err)
+	}
+	if tk, err := n2.FSM().Task("t1"); err != nil || tk.State != cluster.StateQueued {
+		t.Fatalf("follower replica after a forwarded submit: %+v, %v", tk, err)
+	}
+	if _, err := f2.Apply(ctx, &cluster.SubmitTask{Task: cluster.Task{ID: "t2", Agent: "nope", Version: "v1"}, Now: 1}); !errors.Is(err, cluster.ErrUnknownAgent) {
+		t.Fatalf("forwarded submit of an unknown agent: %v, want ErrUnknownAgent", err)
+	}
+	r, err = f2.Apply(ctx, &cluster.CancelTask{TaskID: "t1", Reason: "r", Now: time.Now().UnixNano()})
+	if tk, ok := r.(cluster.Task); err != nil || !ok || tk.State != cluster.StateCancelled {
+		t.Fatalf("cancel through the follower = %#v, %v", r, err)
+	}
+
+	// A module of several chunks, pushed through the follower.
+	module := bytes.Repeat([]byte("orloj"), (3*cluster.MaxInlineModule)/5)
+	ag, err := cluster.ProposeAgent(ctx, f2, cluster.Agent{Name: "big", Version: "v1"}, module, time.Now().UnixNano())
+	if err != nil {
+		t.Fatalf("chunked push through the follower: %v", err)
+	}
+	for _, n := range []*cluster.Node{n1, n2} {
+		got, err := n.FSM().Agent("big", "v1")
+		if err != nil || got.Digest != ag.Digest || got.Size != len(module) {
+			t.Fatalf("node %s: big@v1 = %+v, %v", n.ID(), got, err)
 		}
 	}
 }
