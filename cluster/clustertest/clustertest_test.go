@@ -205,3 +205,34 @@ func TestFollowerWatchTask(t *testing.T) {
 		t.Fatalf("woken, the follower reads a as %+v, %v", tk, err)
 	}
 }
+
+// The leader's read index covers every acknowledged write; a follower
+// has none to give.
+func TestReadIndex(t *testing.T) {
+	t.Parallel()
+	c := clustertest.NewCluster(t, 3)
+	ctx := context.Background()
+	leader := c.Leader(t)
+	_, idx, err := leader.ApplyIndexed(ctx, &cluster.PutAgent{Agent: cluster.Agent{Name: "doc", Version: "v1"}, Module: []byte("mod"), Now: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ri, err := leader.ReadIndex(ctx)
+	if err != nil || ri < idx {
+		t.Fatalf("leader's read index %d, %v; want at least the acknowledged %d", ri, err, idx)
+	}
+	for _, n := range c.Nodes {
+		if n == leader {
+			continue
+		}
+		if _, err := n.ReadIndex(ctx); !errors.Is(err, cluster.ErrNotLeader) {
+			t.Fatalf("follower %s read index: %v, want ErrNotLeader", n.ID(), err)
+		}
+		if err := n.FSM().WaitApplied(ctx, ri); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := n.FSM().Agent("doc", "v1"); err != nil {
+			t.Fatalf("follower %s at the read index misses the write: %v", n.ID(), err)
+		}
+	}
+}

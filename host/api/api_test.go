@@ -671,6 +671,7 @@ func TestConfigValidate(t *testing.T) {
 		{"no token", api.Config{Node: node, Runtime: rt}, "Token"},
 		{"negative body cap", api.Config{Node: node, Runtime: rt, Token: "t", MaxBodyBytes: -1}, "MaxBodyBytes"},
 		{"negative module cap", api.Config{Node: node, Runtime: rt, Token: "t", MaxModuleBytes: -1}, "MaxModuleBytes"},
+		{"catch-up without a write chain", api.Config{Node: node, Runtime: rt, Token: "t", CatchUp: func(context.Context) error { return nil }}, "Writes"},
 	}
 	for _, tc := range tests {
 		if _, err := api.New(tc.cfg); err == nil || !strings.Contains(err.Error(), tc.field) {
