@@ -16,10 +16,16 @@ import (
 	"github.com/orloj/orloj/cluster"
 )
 
-// maxForwardBody caps a forwarded command, and its reply: no command may be
-// larger than cluster.MaxCommandBytes, and a reply carries at most one
-// record of one.
+// maxForwardBody caps a forwarded command: no command may be larger than
+// cluster.MaxCommandBytes.
 const maxForwardBody = cluster.MaxCommandBytes + 64<<10
+
+// maxForwardReply caps a forwarded command's reply. A reply carries one
+// record, but a task record holds the input and the output two commands
+// carried (each at most MaxCommandBytes as JSON escapes it) beside a
+// history line per attempt, so the completion of a task, or the
+// resubmission of its key, may answer about twice the command limit.
+const maxForwardReply = 3 * cluster.MaxCommandBytes
 
 // Forwarder is the Cluster every node's workers and API use: on the leader
 // it applies locally; on a follower it sends the command to ForwardPath on
@@ -123,7 +129,7 @@ func (f *Forwarder) applyOnce(ctx context.Context, cmd cluster.Command) (any, bo
 		return nil, false, fmt.Errorf("forward to %s: %w: %w", leaderID, cluster.ErrOutcomeUnknown, err)
 	}
 	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxForwardBody))
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxForwardReply))
 	if err != nil {
 		return nil, false, fmt.Errorf("forward to %s: read reply: %w: %w", leaderID, cluster.ErrOutcomeUnknown, err)
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -254,5 +255,70 @@ func TestForwarderClientWrites(t *testing.T) {
 		if err != nil || got.Digest != ag.Digest || got.Size != len(module) {
 			t.Fatalf("node %s: big@v1 = %+v, %v", n.ID(), got, err)
 		}
+	}
+}
+
+// A follower's completion of a task, and a resubmission of its key,
+// answer the whole task record through the forward route: input and
+// output at their limits.
+func TestForwardedReplyHoldsAWholeTask(t *testing.T) {
+	n1, n2, _, _ := twoNodes(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	f2 := NewForwarder(n2, nil, testLogger(t))
+	defer f2.Close()
+	now := time.Now().UnixNano()
+	if _, err := n1.Apply(ctx, &cluster.PutAgent{Agent: cluster.Agent{Name: "a", Version: "v1"}, Module: []byte("m"), Now: now}); err != nil {
+		t.Fatal(err)
+	}
+	big := func(n int) json.RawMessage { return json.RawMessage(`"` + strings.Repeat("x", n-2) + `"`) }
+	sub := &cluster.SubmitTask{Task: cluster.Task{ID: "t1", Agent: "a", Version: "v1", IdempotencyKey: "k", Input: big(cluster.MaxInputBytes)}, Now: now}
+	if _, err := f2.Apply(ctx, sub); err != nil {
+		t.Fatalf("submit: %v", err)
+	}
+	r, err := f2.Apply(ctx, &cluster.ClaimTask{Node: "n2", TTL: time.Minute, Now: time.Now().UnixNano()})
+	c, ok := r.(*cluster.Claim)
+	if err != nil || !ok || c == nil {
+		t.Fatalf("claim: %v, %v", r, err)
+	}
+	r, err = f2.Apply(ctx, &cluster.CompleteTask{TaskID: "t1", Token: c.Lease.Token, Output: big(cluster.MaxOutputBytes), Now: time.Now().UnixNano()})
+	if tk, ok := r.(cluster.Task); err != nil || !ok || tk.State != cluster.StateSucceeded {
+		t.Fatalf("completion through the follower: %v", err)
+	}
+	sub.Task.ID = "t2"
+	r, err = f2.Apply(ctx, sub)
+	res, ok := r.(cluster.SubmitResult)
+	if err != nil || !ok || !res.Existing || res.Task.ID != "t1" || len(res.Task.Output) != cluster.MaxOutputBytes {
+		t.Fatalf("resubmission through the follower: existing %v, task %q, %d output bytes, %v", res.Existing, res.Task.ID, len(res.Task.Output), err)
+	}
+}
+
+// The reply limit holds the largest task record the FSM can keep, as the
+// leader writes it: input and output at their limits, a history line per
+// attempt, the last error and stderr tail, every character one JSON
+// escapes to six bytes where the record holds text.
+func TestForwardReplyLimitHoldsTheLargestTask(t *testing.T) {
+	t.Parallel()
+	text := func(n int) string { return strings.Repeat("<", n) }
+	raw := func(n int) json.RawMessage { return json.RawMessage(`"` + strings.Repeat("x", n-2) + `"`) }
+	tk := cluster.Task{ID: text(cluster.MaxNameBytes), Agent: text(cluster.MaxNameBytes), Version: text(cluster.MaxNameBytes),
+		IdempotencyKey: text(cluster.MaxNameBytes), Input: raw(cluster.MaxInputBytes), Output: raw(cluster.MaxOutputBytes),
+		State: cluster.StateRetryPending, Attempts: cluster.MaxAttemptsPerTask,
+		Error: &cluster.TaskError{Class: cluster.ClassTransient, Message: text(cluster.MaxErrorMessageBytes), StderrTail: text(cluster.MaxStderrTailBytes)},
+		Lease: &cluster.Lease{TaskID: text(cluster.MaxNameBytes), Node: text(cluster.MaxNameBytes)}}
+	for i := range cluster.MaxAttemptsPerTask {
+		tk.History = append(tk.History, cluster.AttemptRecord{N: i + 1, Node: text(64), Token: 1 << 60, StartedAt: 1 << 62, EndedAt: 1 << 62,
+			Outcome: string(cluster.ClassTransient), Error: text(256), Delay: 1 << 40})
+	}
+	rep, err := cluster.NewReply(1<<60, tk, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) > maxForwardReply {
+		t.Fatalf("the largest task's reply is %d bytes, the forward route reads at most %d", len(b), maxForwardReply)
 	}
 }
