@@ -52,8 +52,9 @@ func TestClusterSingleNode(t *testing.T) {
 }
 
 // TestClusterJoinTransferRemove grows the cluster to two nodes through the
-// API, hands leadership over, checks that the old leader now answers writes
-// with 421 naming the new one, and shrinks the cluster back.
+// API, hands leadership over, checks that the old leader, served without a
+// write chain to the leader, now answers writes with 421 naming the new
+// one, and shrinks the cluster back.
 func TestClusterJoinTransferRemove(t *testing.T) {
 	t.Parallel()
 	// Timeouts roomier than the other tests': two nodes electing on a
@@ -101,8 +102,9 @@ func TestClusterJoinTransferRemove(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The old leader answers writes with the leader it knows, and the API
-	// address the join recorded.
+	// Served without CatchUp (no write chain to the leader), the old
+	// leader answers writes with the leader it knows, and the API address
+	// the join recorded.
 	f.api.Close()
 	_, url := f.serve(nil)
 	r = doURL(t, url, "POST", "/v1/tasks", api.SubmitRequest{Agent: "hello"}, "Bearer "+testToken)
