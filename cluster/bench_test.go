@@ -405,6 +405,72 @@ func benchApplySeq(b *testing.B, n *Node) {
 	reportLatency(b, durs)
 }
 
+// BenchmarkWaiters: 256 waiters, each long-polling a task of its own that
+// does not change, while other tasks are submitted, claimed and completed
+// (one op = one such task, three entries). wake=all is how a waiter slept
+// before WatchTask: woken by every applied batch, it re-reads its task;
+// wake=task sleeps on its task's watch. waiter_reads/op counts the reads
+// the waiters made; ns/op includes their CPU, which competes with Apply.
+func BenchmarkWaiters(b *testing.B) {
+	const waiters = 256
+	for _, mode := range []string{"all", "task"} {
+		b.Run("wake="+mode, func(b *testing.B) {
+			h := newHarness(b)
+			h.agent("doc", "v1", "m")
+			for i := range waiters {
+				// Runnable only in the far future: the claims below never take them.
+				h.submit(fmt.Sprintf("w-%d", i), RetryPolicy{}, 1<<60)
+			}
+			var reads atomic.Int64
+			stop := make(chan struct{})
+			var wg, ready sync.WaitGroup
+			for i := range waiters {
+				id := fmt.Sprintf("w-%d", i)
+				wg.Add(1)
+				ready.Add(1)
+				go func() {
+					defer wg.Done()
+					changed := h.fsm.Changed
+					if mode == "task" {
+						w := h.fsm.WatchTask(id)
+						defer w.Stop()
+						changed = w.Changed
+					}
+					for first := true; ; first = false {
+						ch := changed()
+						if _, err := h.fsm.Task(id); err != nil {
+							b.Error(err)
+							return
+						}
+						reads.Add(1)
+						if first {
+							ready.Done()
+						}
+						select {
+						case <-ch:
+						case <-stop:
+							return
+						}
+					}
+				}()
+			}
+			ready.Wait()
+			reads.Store(0)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				id := fmt.Sprintf("t-%d", i)
+				h.submit(id, RetryPolicy{}, int64(i))
+				c := h.claim(int64(i))
+				h.ok(&CompleteTask{TaskID: id, Token: c.Lease.Token, Output: []byte("1"), Now: int64(i)})
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(reads.Load())/float64(b.N), "waiter_reads/op")
+			close(stop)
+			wg.Wait()
+		})
+	}
+}
+
 // BenchmarkPendingEffectsAfterHistory measures the outbox's read of what
 // is pending (it runs on every applied batch on the leader) after many
 // tasks emitted an effect that was dispatched since, with one pending.

@@ -210,3 +210,36 @@ func (f *FSM) WaitApplied(ctx context.Context, index uint64) error {
 		}
 	}
 }
+
+// ReadIndex returns an index that covers every entry committed before the
+// call: a replica that has applied it reads everything a client was told
+// had been written, on any node. Only the leader answers (ErrNotLeader
+// elsewhere). It takes the last index of the leader's log, which holds
+// every committed entry, then confirms with a quorum that it still leads
+// (raft's VerifyLeader, one heartbeat round, no log entry), so a deposed
+// leader cannot hand out an index that misses a newer leader's writes.
+// The index may include entries not yet committed; waiting for them costs
+// a follower one more replication round, never a stale read.
+func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
+	if n.raft.State() != raft.Leader {
+		return 0, fmt.Errorf("read index: %w", ErrNotLeader)
+	}
+	idx := n.raft.LastIndex()
+	f := n.raft.VerifyLeader()
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			return 0, fmt.Errorf("read index: %w", ErrNotLeader)
+		}
+		if err != nil {
+			return 0, fmt.Errorf("read index: %w", err)
+		}
+		return idx, nil
+	case <-ctx.Done():
+		return 0, fmt.Errorf("read index: %w", ctx.Err())
+	case <-n.stop:
+		return 0, fmt.Errorf("read index: %w", raft.ErrRaftShutdown)
+	}
+}

@@ -74,6 +74,7 @@ type FSM struct {
 
 	changedMu sync.Mutex
 	changed   chan struct{} // closed and replaced after every applied batch
+	watches   *taskWatches  // per-task wake-ups (watch.go)
 }
 
 // Changed returns a channel closed after the next batch of entries is
@@ -99,7 +100,7 @@ func NewFSM(db *badger.DB, logger hclog.Logger) (*FSM, error) {
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
-	f := &FSM{db: db, log: logger.Named("fsm"), changed: make(chan struct{}), idx: newIndexes(), lim: defaultWriteLimits}
+	f := &FSM{db: db, log: logger.Named("fsm"), changed: make(chan struct{}), watches: newTaskWatches(), idx: newIndexes(), lim: defaultWriteLimits}
 	if err := checkBadgerLimits(db, f.lim); err != nil {
 		return nil, err
 	}
@@ -258,6 +259,9 @@ func (f *FSM) commit(t *tx, last uint64) {
 		f.fatal(last, fmt.Errorf("commit: %w", t.err))
 	}
 	f.applied.Store(last)
+	// After the commit, so a woken waiter reads what woke it.
+	f.watches.signal(t.touched)
+	t.touched = nil
 	if fn := f.onApply.Load(); fn != nil {
 		for _, n := range t.notes {
 			(*fn)(n.typ, n.resp)
@@ -321,6 +325,9 @@ type tx struct {
 	lim                 *writeLimits // nil in read-only views: no limits
 	idx                 *indexes     // nil in read-only views
 	notes               []note
+	// touched holds the tasks whose records this transaction wrote, to
+	// wake their watches once it commits.
+	touched map[string]struct{}
 }
 
 func (t *tx) note(typ MessageType, resp any) { t.notes = append(t.notes, note{typ, resp}) }
@@ -402,6 +409,7 @@ func (t *tx) putRaw(key, val []byte) {
 		return
 	}
 	t.idx.written(key, val, false)
+	t.touch(key)
 }
 
 func (t *tx) put(key []byte, v any) {
@@ -425,6 +433,18 @@ func (t *tx) del(key []byte) {
 		return
 	}
 	t.idx.written(key, nil, true)
+	t.touch(key)
+}
+
+// touch notes a write of a task record (t/ID), in Apply only.
+func (t *tx) touch(key []byte) {
+	if t.idx == nil || len(key) < 3 || key[0] != 't' || key[1] != '/' {
+		return
+	}
+	if t.touched == nil {
+		t.touched = map[string]struct{}{}
+	}
+	t.touched[string(key[2:])] = struct{}{}
 }
 
 // keys returns the keys under prefix, in order (limit 0 = all).

@@ -133,6 +133,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		err = f.idx.rebuild(f.db)
 	}
 	f.broadcast()
+	f.watches.signalAll()
 	return err
 }
 

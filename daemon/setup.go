@@ -132,7 +132,9 @@ func (d *Daemon) setupPool() (err error) {
 
 func (d *Daemon) setupAPI() (err error) {
 	cfg := d.cfg
-	d.api, err = api.New(api.Config{Node: d.node, Writes: d.writes, Runtime: d.rt, Metrics: d.metrics,
+	// A follower takes client writes: it catches up with the leader, then
+	// forwards them through the write chain.
+	d.api, err = api.New(api.Config{Node: d.node, Writes: d.writes, CatchUp: d.fwd.CatchUp, Runtime: d.rt, Metrics: d.metrics,
 		Token: d.token, Peers: d.peers, Clock: cfg.Clock, Logger: cfg.Logger,
 		MaxModuleBytes: cfg.MaxModuleBytes, MaxBodyBytes: cfg.MaxBodyBytes})
 	return err

@@ -16,17 +16,27 @@ import (
 	"github.com/orloj/orloj/cluster"
 )
 
-// maxForwardBody caps a forwarded command, and its reply: no command may be
-// larger than cluster.MaxCommandBytes, and a reply carries at most one
-// record of one.
+// maxForwardBody caps a forwarded command: no command may be larger than
+// cluster.MaxCommandBytes.
 const maxForwardBody = cluster.MaxCommandBytes + 64<<10
 
-// Forwarder is the Cluster every node's workers use: on the leader it
-// applies locally; on a follower it sends the command to ForwardPath on the
-// leader's cluster port, authenticated by this node's certificate (mTLS). Reads stay local. After a forwarded claim it waits until the
-// local replica has applied the claim's entry, so the executor's reads of the
-// task's ledger include every record an earlier attempt committed: they were
-// all committed before the lease that the claim replaced was ended.
+// maxForwardReply caps a forwarded command's reply. A reply carries one
+// record, but a task record holds the input and the output two commands
+// carried (each at most MaxCommandBytes as JSON escapes it) beside a
+// history line per attempt, so the completion of a task, or the
+// resubmission of its key, may answer about twice the command limit.
+const maxForwardReply = 3 * cluster.MaxCommandBytes
+
+// Forwarder is the Cluster every node's workers and API use: on the leader
+// it applies locally; on a follower it sends the command to ForwardPath on
+// the leader's cluster port, authenticated by this node's certificate
+// (mTLS). Reads stay local. After a forwarded claim it waits until the
+// local replica has applied the claim's entry, so the executor's reads of
+// the task's ledger include every record an earlier attempt committed: they
+// were all committed before the lease that the claim replaced was ended.
+// After a forwarded client command (a submission, an agent, a DLQ action,
+// a cancel) it waits the same way, so a client that reads this node next
+// sees its own write.
 type Forwarder struct {
 	node   *cluster.Node
 	client *http.Client
@@ -119,7 +129,7 @@ func (f *Forwarder) applyOnce(ctx context.Context, cmd cluster.Command) (any, bo
 		return nil, false, fmt.Errorf("forward to %s: %w: %w", leaderID, cluster.ErrOutcomeUnknown, err)
 	}
 	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxForwardBody))
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxForwardReply))
 	if err != nil {
 		return nil, false, fmt.Errorf("forward to %s: read reply: %w: %w", leaderID, cluster.ErrOutcomeUnknown, err)
 	}
@@ -154,17 +164,147 @@ func (f *Forwarder) applyOnce(ctx context.Context, cmd cluster.Command) (any, bo
 				return nil, false, fmt.Errorf("claim granted at index %d: %w", rep.Index, werr)
 			}
 		}
+		if clientCommand(cmd) {
+			if werr := f.node.FSM().WaitApplied(ctx, rep.Index); werr != nil {
+				// Applied on the leader: the write stands, only this
+				// replica is behind (and the caller has gone).
+				f.log.Debug("forwarded write not yet applied here", "index", rep.Index, "error", werr)
+			}
+		}
 	}
 	return res, false, err
 }
 
-// forwardable reports whether cmd is one a node's workers, outbox or
-// membership upkeep propose.
+// CatchUp brings the local replica up to the leader: it asks the leader
+// for its read index (cluster.Node.ReadIndex) and waits until this node
+// has applied it, so what it reads next includes every write acknowledged
+// to any client before the call. On the leader it returns at once: its
+// replica is what it acknowledges from. A follower's API calls it before
+// it validates a write against the local state (does the agent exist,
+// which version is newest). Safe to retry, so it retries any failure
+// until ctx ends (retryFor if ctx has no deadline).
+func (f *Forwarder) CatchUp(ctx context.Context) error {
+	if f.node.Role() == cluster.RoleLeader {
+		return nil
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, f.retryFor)
+		defer cancel()
+	}
+	delay := 10 * time.Millisecond
+	for {
+		idx, err := f.readIndex(ctx)
+		if err == nil {
+			return f.node.FSM().WaitApplied(ctx, idx)
+		}
+		if errors.Is(err, errLeaderHere) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("catch up with the leader: %w (last: %w)", ctx.Err(), err)
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 200*time.Millisecond)
+	}
+}
+
+// errLeaderHere: this node became the leader while catching up.
+var errLeaderHere = errors.New("this node leads")
+
+// readIndex asks the leader for its read index over the cluster port.
+func (f *Forwarder) readIndex(ctx context.Context) (uint64, error) {
+	if f.node.Role() == cluster.RoleLeader {
+		return 0, errLeaderHere
+	}
+	leader := f.node.LeaderRaft()
+	if !leader.Known() || leader.ID == f.node.ID() {
+		return 0, fmt.Errorf("no leader known: %w", cluster.ErrNotLeader)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+leader.RaftAddr+ReadIndexPath, nil)
+	if err != nil {
+		return 0, fmt.Errorf("read index of %s: %w", leader.ID, err)
+	}
+	resp, err := f.client.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("read index of %s: %w", leader.ID, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+	if err != nil {
+		return 0, fmt.Errorf("read index of %s: %w", leader.ID, err)
+	}
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusMisdirectedRequest:
+		return 0, fmt.Errorf("read index of %s: %w", leader.ID, cluster.ErrNotLeader)
+	default:
+		return 0, fmt.Errorf("read index of %s: HTTP %d: %s", leader.ID, resp.StatusCode, bytes.TrimSpace(raw))
+	}
+	var ri ReadIndex
+	if err := json.Unmarshal(raw, &ri); err != nil {
+		return 0, fmt.Errorf("read index of %s: decode: %w", leader.ID, err)
+	}
+	return ri.Index, nil
+}
+
+// ReadIndex is the answer of ReadIndexPath.
+type ReadIndex struct {
+	Index uint64 `json:"index"`
+}
+
+// ReadIndexHandler serves ReadIndexPath on every node's cluster port: the
+// leader answers its read index, a follower 421. Only a caller with a
+// node certificate gets past it.
+func ReadIndexHandler(node *cluster.Node, log hclog.Logger) http.Handler {
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	log = log.Named("forward")
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet {
+			http.Error(w, "GET only", http.StatusMethodNotAllowed)
+			return
+		}
+		if _, ok := node.VerifiedPeer(r.TLS); !ok {
+			log.Warn("refused a read-index request without a node certificate", "remote", r.RemoteAddr)
+			http.Error(w, "a node certificate from the cluster CA is required", http.StatusUnauthorized)
+			return
+		}
+		idx, err := node.ReadIndex(r.Context())
+		switch {
+		case errors.Is(err, cluster.ErrNotLeader):
+			w.WriteHeader(http.StatusMisdirectedRequest)
+			return
+		case err != nil:
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		writeJSON(w, http.StatusOK, ReadIndex{Index: idx})
+	})
+}
+
+// forwardable reports whether cmd is one a node's workers, outbox,
+// membership upkeep or API propose.
 func forwardable(cmd cluster.Command) bool {
 	switch cmd.(type) {
 	case *cluster.ClaimTask, *cluster.RenewLease, *cluster.RecordIntent, *cluster.RecordResult,
 		*cluster.StageWrite, *cluster.CompleteTask, *cluster.FailAttempt, *cluster.AppendJournal,
-		*cluster.MarkEffectDone, *cluster.SetMember:
+		*cluster.MarkEffectDone, *cluster.SetMember, *cluster.PutModuleChunk:
+		return true
+	}
+	return clientCommand(cmd)
+}
+
+// clientCommand reports whether cmd is one the API proposes for a client
+// and the client may read back at once. A follower's API validates it
+// (against a replica it first caught up, see CatchUp) and forwards it; the
+// FSM validates it again as it applies. A module chunk is forwarded too,
+// but nobody reads it before its PutAgent.
+func clientCommand(cmd cluster.Command) bool {
+	switch cmd.(type) {
+	case *cluster.SubmitTask, *cluster.CancelTask, *cluster.RetryDLQ, *cluster.DiscardDLQ, *cluster.PutAgent:
 		return true
 	}
 	return false
@@ -214,8 +354,9 @@ func ForwardHandler(node *cluster.Node, m *Metrics, log hclog.Logger) http.Handl
 			return
 		}
 		if !forwardable(cmd) {
-			// Agents, submissions and DLQ actions go through the API, which
-			// validates them; this route carries only what workers propose.
+			// Only what a node's workers, upkeep and API propose: the
+			// leader's own duties (expiry, lease extension) never come
+			// from another node.
 			m.ObserveForwarded(cmd, "refused")
 			log.Warn("refused a command that is not a worker's", "command", fmt.Sprintf("%T", cmd), "remote", r.RemoteAddr)
 			http.Error(w, fmt.Sprintf("%T cannot be forwarded", cmd), http.StatusForbidden)

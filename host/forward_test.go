@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,7 +20,8 @@ import (
 )
 
 // twoNodes is a leader (n1) and a caught-up follower (n2), n2 holding a
-// certificate n1's CA signed, each serving ForwardPath on its cluster port.
+// certificate n1's CA signed, each serving ForwardPath and ReadIndexPath on
+// its cluster port.
 // The addresses returned are the cluster ports.
 func twoNodes(t *testing.T, m *Metrics) (n1, n2 *cluster.Node, addr1, addr2 string) {
 	t.Helper()
@@ -52,7 +55,10 @@ func twoNodes(t *testing.T, m *Metrics) (n1, n2 *cluster.Node, addr1, addr2 stri
 		t.Fatal(err)
 	}
 	for _, n := range []*cluster.Node{n1, n2} {
-		srv := &http.Server{Handler: ForwardHandler(n, m, log)}
+		mux := http.NewServeMux()
+		mux.Handle(ForwardPath, ForwardHandler(n, m, log))
+		mux.Handle(ReadIndexPath, ReadIndexHandler(n, log))
+		srv := &http.Server{Handler: mux}
 		go srv.Serve(n.InternalListener())
 		t.Cleanup(func() { srv.Close() })
 	}
@@ -126,14 +132,14 @@ func TestForwarderThroughLeader(t *testing.T) {
 	}
 }
 
-// The forward route takes only workers' commands, from a node, on the
+// The forward route takes only nodes' commands, from a node, on the
 // leader: a client without a node certificate is refused, and one with a
 // certificate from another cluster's CA does not get a connection.
 func TestForwardHandlerRefuses(t *testing.T) {
 	m := NewMetrics(prometheus.NewRegistry())
 	n1, _, addr1, addr2 := twoNodes(t, m)
 	claim, _ := cluster.Encode(&cluster.ClaimTask{Node: "x", TTL: time.Second, Now: 1})
-	put, _ := cluster.Encode(&cluster.PutAgent{Agent: cluster.Agent{Name: "a", Version: "v"}, Module: []byte("x"), Now: 1})
+	expire, _ := cluster.Encode(&cluster.ExpireLease{TaskID: "t", Token: 1, Now: 1})
 	node := NewClusterClient(n1.PKI().ClientTLS(), nil)
 	anon := n1.PKI().ClientTLS()
 	anon.Certificates = nil // trusts the cluster, proves nothing
@@ -145,7 +151,7 @@ func TestForwardHandlerRefuses(t *testing.T) {
 		want       int
 	}{
 		{"no node certificate", addr1, stranger, claim, http.StatusUnauthorized},
-		{"not a worker's command", addr1, node, put, http.StatusForbidden},
+		{"a leader's own duty", addr1, node, expire, http.StatusForbidden},
 		{"garbage", addr1, node, []byte{0x7f, '{'}, http.StatusBadRequest},
 		{"over the command limit", addr1, node, append([]byte{byte(cluster.MsgClaimTask)}, bytes.Repeat([]byte(" "), cluster.MaxCommandBytes+1)...), http.StatusRequestEntityTooLarge},
 		{"follower", addr2, node, claim, http.StatusMisdirectedRequest},
@@ -178,9 +184,141 @@ func TestForwardHandlerRefuses(t *testing.T) {
 	for _, c := range []struct {
 		command, result string
 		want            float64
-	}{{"unknown", "refused", 3}, {"put_agent", "refused", 1}, {"claim_task", "refused", 1}, {"claim_task", "applied", 1}} {
+	}{{"unknown", "refused", 3}, {"expire_lease", "refused", 1}, {"claim_task", "refused", 1}, {"claim_task", "applied", 1}} {
 		if got := testutil.ToFloat64(m.forwarded.WithLabelValues(c.command, c.result)); got != c.want {
 			t.Errorf("orloj_forwarded_commands_total{%s,%s} = %v, want %v", c.command, c.result, got, c.want)
 		}
+	}
+}
+
+// A follower's API writes go through the leader: CatchUp brings the
+// replica up to every acknowledged write first, and a forwarded write is
+// readable on the follower the moment it returns. Modules too large for
+// one entry travel as forwarded chunks.
+func TestForwarderClientWrites(t *testing.T) {
+	n1, n2, _, _ := twoNodes(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	f1, f2 := NewForwarder(n1, nil, testLogger(t)), NewForwarder(n2, nil, testLogger(t))
+	defer f1.Close()
+	defer f2.Close()
+	if _, err := n2.ReadIndex(ctx); !errors.Is(err, cluster.ErrNotLeader) {
+		t.Fatalf("read index on a follower: %v, want ErrNotLeader", err)
+	}
+	if err := f1.CatchUp(ctx); err != nil {
+		t.Fatalf("catch up on the leader: %v", err)
+	}
+
+	// Written on the leader, read on the follower after CatchUp.
+	var last uint64
+	for i := range 20 {
+		_, idx, err := n1.ApplyIndexed(ctx, &cluster.PutAgent{Agent: cluster.Agent{Name: "a", Version: fmt.Sprintf("v%d", i)}, Module: []byte{byte(i)}, Now: time.Now().UnixNano()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = idx
+	}
+	if err := f2.CatchUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := n2.FSM().AppliedIndex(); got < last {
+		t.Fatalf("after CatchUp the follower applied %d, the leader had acknowledged %d", got, last)
+	}
+	if _, err := n2.FSM().Agent("a", "v19"); err != nil {
+		t.Fatalf("agent pushed on the leader, after CatchUp on the follower: %v", err)
+	}
+
+	// Written through the follower, read there at once.
+	r, err := f2.Apply(ctx, &cluster.SubmitTask{Task: cluster.Task{ID: "t1", Agent: "a", Version: "v19"}, Now: time.Now().UnixNano()})
+	if res, ok := r.(cluster.SubmitResult); err != nil || !ok || res.Task.ID != "t1" {
+		t.Fatalf("submit through the follower = %#v, %v", r, err)
+	}
+	if tk, err := n2.FSM().Task("t1"); err != nil || tk.State != cluster.StateQueued {
+		t.Fatalf("follower replica after a forwarded submit: %+v, %v", tk, err)
+	}
+	if _, err := f2.Apply(ctx, &cluster.SubmitTask{Task: cluster.Task{ID: "t2", Agent: "nope", Version: "v1"}, Now: 1}); !errors.Is(err, cluster.ErrUnknownAgent) {
+		t.Fatalf("forwarded submit of an unknown agent: %v, want ErrUnknownAgent", err)
+	}
+	r, err = f2.Apply(ctx, &cluster.CancelTask{TaskID: "t1", Reason: "r", Now: time.Now().UnixNano()})
+	if tk, ok := r.(cluster.Task); err != nil || !ok || tk.State != cluster.StateCancelled {
+		t.Fatalf("cancel through the follower = %#v, %v", r, err)
+	}
+
+	// A module of several chunks, pushed through the follower.
+	module := bytes.Repeat([]byte("orloj"), (3*cluster.MaxInlineModule)/5)
+	ag, err := cluster.ProposeAgent(ctx, f2, cluster.Agent{Name: "big", Version: "v1"}, module, time.Now().UnixNano())
+	if err != nil {
+		t.Fatalf("chunked push through the follower: %v", err)
+	}
+	for _, n := range []*cluster.Node{n1, n2} {
+		got, err := n.FSM().Agent("big", "v1")
+		if err != nil || got.Digest != ag.Digest || got.Size != len(module) {
+			t.Fatalf("node %s: big@v1 = %+v, %v", n.ID(), got, err)
+		}
+	}
+}
+
+// A follower's completion of a task, and a resubmission of its key,
+// answer the whole task record through the forward route: input and
+// output at their limits.
+func TestForwardedReplyHoldsAWholeTask(t *testing.T) {
+	n1, n2, _, _ := twoNodes(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	f2 := NewForwarder(n2, nil, testLogger(t))
+	defer f2.Close()
+	now := time.Now().UnixNano()
+	if _, err := n1.Apply(ctx, &cluster.PutAgent{Agent: cluster.Agent{Name: "a", Version: "v1"}, Module: []byte("m"), Now: now}); err != nil {
+		t.Fatal(err)
+	}
+	big := func(n int) json.RawMessage { return json.RawMessage(`"` + strings.Repeat("x", n-2) + `"`) }
+	sub := &cluster.SubmitTask{Task: cluster.Task{ID: "t1", Agent: "a", Version: "v1", IdempotencyKey: "k", Input: big(cluster.MaxInputBytes)}, Now: now}
+	if _, err := f2.Apply(ctx, sub); err != nil {
+		t.Fatalf("submit: %v", err)
+	}
+	r, err := f2.Apply(ctx, &cluster.ClaimTask{Node: "n2", TTL: time.Minute, Now: time.Now().UnixNano()})
+	c, ok := r.(*cluster.Claim)
+	if err != nil || !ok || c == nil {
+		t.Fatalf("claim: %v, %v", r, err)
+	}
+	r, err = f2.Apply(ctx, &cluster.CompleteTask{TaskID: "t1", Token: c.Lease.Token, Output: big(cluster.MaxOutputBytes), Now: time.Now().UnixNano()})
+	if tk, ok := r.(cluster.Task); err != nil || !ok || tk.State != cluster.StateSucceeded {
+		t.Fatalf("completion through the follower: %v", err)
+	}
+	sub.Task.ID = "t2"
+	r, err = f2.Apply(ctx, sub)
+	res, ok := r.(cluster.SubmitResult)
+	if err != nil || !ok || !res.Existing || res.Task.ID != "t1" || len(res.Task.Output) != cluster.MaxOutputBytes {
+		t.Fatalf("resubmission through the follower: existing %v, task %q, %d output bytes, %v", res.Existing, res.Task.ID, len(res.Task.Output), err)
+	}
+}
+
+// The reply limit holds the largest task record the FSM can keep, as the
+// leader writes it: input and output at their limits, a history line per
+// attempt, the last error and stderr tail, every character one JSON
+// escapes to six bytes where the record holds text.
+func TestForwardReplyLimitHoldsTheLargestTask(t *testing.T) {
+	t.Parallel()
+	text := func(n int) string { return strings.Repeat("<", n) }
+	raw := func(n int) json.RawMessage { return json.RawMessage(`"` + strings.Repeat("x", n-2) + `"`) }
+	tk := cluster.Task{ID: text(cluster.MaxNameBytes), Agent: text(cluster.MaxNameBytes), Version: text(cluster.MaxNameBytes),
+		IdempotencyKey: text(cluster.MaxNameBytes), Input: raw(cluster.MaxInputBytes), Output: raw(cluster.MaxOutputBytes),
+		State: cluster.StateRetryPending, Attempts: cluster.MaxAttemptsPerTask,
+		Error: &cluster.TaskError{Class: cluster.ClassTransient, Message: text(cluster.MaxErrorMessageBytes), StderrTail: text(cluster.MaxStderrTailBytes)},
+		Lease: &cluster.Lease{TaskID: text(cluster.MaxNameBytes), Node: text(cluster.MaxNameBytes)}}
+	for i := range cluster.MaxAttemptsPerTask {
+		tk.History = append(tk.History, cluster.AttemptRecord{N: i + 1, Node: text(64), Token: 1 << 60, StartedAt: 1 << 62, EndedAt: 1 << 62,
+			Outcome: string(cluster.ClassTransient), Error: text(256), Delay: 1 << 40})
+	}
+	rep, err := cluster.NewReply(1<<60, tk, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) > maxForwardReply {
+		t.Fatalf("the largest task's reply is %d bytes, the forward route reads at most %d", len(b), maxForwardReply)
 	}
 }

@@ -21,11 +21,12 @@ import (
 // (cluster.ConnHTTP, TLS). All but EnrollPath require a certificate from the
 // cluster CA; EnrollPath is how a node without one gets one.
 const (
-	ForwardPath = "/internal/v1/apply"   // a follower's worker commands, applied by the leader
-	EnrollPath  = "/internal/v1/enroll"  // join secret + certificate request → signed certificate
-	JoinPath    = "/internal/v1/join"    // add the calling node as a non-voter
-	PromotePath = "/internal/v1/promote" // make the calling node a voter
-	SelfPath    = "/internal/v1/self"    // the node as a member, for `cluster members`
+	ForwardPath   = "/internal/v1/apply"      // a follower's commands (workers', and its API's), applied by the leader
+	ReadIndexPath = "/internal/v1/read-index" // the leader's read index, for a follower to catch up to
+	EnrollPath    = "/internal/v1/enroll"     // join secret + certificate request → signed certificate
+	JoinPath      = "/internal/v1/join"       // add the calling node as a non-voter
+	PromotePath   = "/internal/v1/promote"    // make the calling node a voter
+	SelfPath      = "/internal/v1/self"       // the node as a member, for `cluster members`
 )
 
 // ErrJoinRefused is a join the cluster refused for authentication: retrying
@@ -215,6 +216,7 @@ func orText(s string, raw []byte) string {
 func InternalHandler(node *cluster.Node, metrics *Metrics, api http.Handler, log hclog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle(ForwardPath, ForwardHandler(node, metrics, log))
+	mux.Handle(ReadIndexPath, ReadIndexHandler(node, log))
 	mux.Handle(EnrollPath, EnrollHandler(node, log))
 	if api != nil {
 		mux.Handle("/internal/", requireNode(node, api, log.Named("internal")))

@@ -164,3 +164,75 @@ func TestClusterIsolateAndHeal(t *testing.T) {
 		t.Fatal("the healed old leader still leads")
 	}
 }
+
+// On a follower, a watch of task A sleeps through the replication of
+// other tasks and wakes when A's change is applied there.
+func TestFollowerWatchTask(t *testing.T) {
+	t.Parallel()
+	c := clustertest.NewCluster(t, 3)
+	leader := c.Leader(t)
+	var follower *cluster.Node
+	for _, n := range c.Nodes {
+		if n != leader {
+			follower = n
+			break
+		}
+	}
+	now := time.Now().UnixNano()
+	c.Apply(t, &cluster.PutAgent{Agent: cluster.Agent{Name: "doc", Version: "v1"}, Module: []byte("mod"), Now: now})
+	a, b := follower.FSM().WatchTask("a"), follower.FSM().WatchTask("b")
+	defer a.Stop()
+	defer b.Stop()
+	chA, chB := a.Changed(), b.Changed()
+	c.Apply(t, &cluster.SubmitTask{Task: cluster.Task{ID: "b", Agent: "doc", Version: "v1"}, Now: now})
+	select {
+	case <-chB:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the follower's watch of b was not woken by b's submission")
+	}
+	select {
+	case <-chA:
+		t.Fatal("the follower's watch of a was woken by b's submission")
+	default:
+	}
+	c.Apply(t, &cluster.SubmitTask{Task: cluster.Task{ID: "a", Agent: "doc", Version: "v1"}, Now: now})
+	select {
+	case <-chA:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the follower's watch of a was not woken by a's submission")
+	}
+	if tk, err := follower.FSM().Task("a"); err != nil || tk.State != cluster.StateQueued {
+		t.Fatalf("woken, the follower reads a as %+v, %v", tk, err)
+	}
+}
+
+// The leader's read index covers every acknowledged write; a follower
+// has none to give.
+func TestReadIndex(t *testing.T) {
+	t.Parallel()
+	c := clustertest.NewCluster(t, 3)
+	ctx := context.Background()
+	leader := c.Leader(t)
+	_, idx, err := leader.ApplyIndexed(ctx, &cluster.PutAgent{Agent: cluster.Agent{Name: "doc", Version: "v1"}, Module: []byte("mod"), Now: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ri, err := leader.ReadIndex(ctx)
+	if err != nil || ri < idx {
+		t.Fatalf("leader's read index %d, %v; want at least the acknowledged %d", ri, err, idx)
+	}
+	for _, n := range c.Nodes {
+		if n == leader {
+			continue
+		}
+		if _, err := n.ReadIndex(ctx); !errors.Is(err, cluster.ErrNotLeader) {
+			t.Fatalf("follower %s read index: %v, want ErrNotLeader", n.ID(), err)
+		}
+		if err := n.FSM().WaitApplied(ctx, ri); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := n.FSM().Agent("doc", "v1"); err != nil {
+			t.Fatalf("follower %s at the read index misses the write: %v", n.ID(), err)
+		}
+	}
+}

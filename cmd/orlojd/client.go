@@ -248,11 +248,16 @@ func (c *client) getJSON(ctx context.Context, path string, q url.Values, out any
 
 // postJSON POSTs in as JSON and decodes the answer into out.
 func (c *client) postJSON(ctx context.Context, path string, in, out any) ([]byte, error) {
+	return c.postJSONQuery(ctx, path, nil, in, out)
+}
+
+// postJSONQuery is postJSON with query parameters.
+func (c *client) postJSONQuery(ctx context.Context, path string, q url.Values, in, out any) ([]byte, error) {
 	body, err := json.Marshal(in)
 	if err != nil {
 		return nil, fmt.Errorf("encode request: %w", err)
 	}
-	b, err := c.do(ctx, http.MethodPost, path, nil, body, "application/json")
+	b, err := c.do(ctx, http.MethodPost, path, q, body, "application/json")
 	if err != nil {
 		return nil, err
 	}

@@ -582,8 +582,14 @@ func TestDLQRetryAndDiscard(t *testing.T) {
 	n := startNode(t, withStandins(s))
 	n.ok("agent", "push", agent("docpipeline"), "--name", "docpipeline", "--version", "v1", "--tools", "http,model")
 	poison := docInput(t, s, s.URL+"/blobs/poison.txt")
-	id := strings.TrimSpace(n.ok("task", "submit", "docpipeline", "--input", poison))
-	r := n.fails(1, []string{"dead_letter", "permanent"}, "task", "wait", id)
+	// submit --wait exits as task wait does: 1, naming the outcome.
+	r := n.fails(1, []string{"dead_letter", "permanent"}, "task", "submit", "docpipeline", "--input", poison, "--wait", "-o", "json")
+	var sub taskJSON
+	if err := json.Unmarshal([]byte(r.stdout), &sub); err != nil || sub.ID == "" || sub.State != "dead_letter" {
+		t.Fatalf("submit --wait -o json of a poison document: %v\n%s", err, r)
+	}
+	id := sub.ID
+	r = n.fails(1, []string{"dead_letter", "permanent"}, "task", "wait", id)
 	if !strings.Contains(r.stdout, "date is missing") {
 		t.Fatalf("wait should show the stderr tail naming the problem:\n%s", r.stdout)
 	}
@@ -765,12 +771,15 @@ func TestSIGKILLRestart(t *testing.T) {
 	}
 }
 
-// TestFollowerSendsClientToLeader: a second node joins through the first's
-// cluster address with the join token; writes sent to the follower are
-// answered with the leader's API address, which the CLI follows, and the
-// follower's worker forwards through the leader over mTLS. No secret is on
-// a command line.
-func TestFollowerSendsClientToLeader(t *testing.T) {
+// TestFollowerForwardsWrites: clients may write to any node. A follower
+// answers writes itself (never 421): it catches up with the leader before
+// it validates one and forwards it to the leader, so a client reads its
+// writes on whichever node it asks next — an agent pushed on one node is
+// found by a submission on the other the moment the push returns, a task
+// submitted on the follower is found there at once — and submit --wait
+// works on either node. The follower joined with the join token; no
+// secret is on a command line.
+func TestFollowerForwardsWrites(t *testing.T) {
 	t.Parallel()
 	const token = "e2e-shared-token-0123456789abcdef"
 	n1 := startNode(t, withEnv("ORLOJ_TOKEN="+token))
@@ -789,21 +798,96 @@ func TestFollowerSendsClientToLeader(t *testing.T) {
 		if m.Role == "unreachable" || m.AppliedIndex == nil {
 			t.Fatalf("member %s did not answer over the cluster port: %+v", m.ID, m)
 		}
+		if m.ID == "n2" && m.Role == "leader" {
+			t.Fatalf("n2 leads; the test needs it to follow: %+v", members)
+		}
 	}
 	if got := strings.TrimSpace(n1.ok("cluster", "join-token")); got == "" || got != strings.TrimSpace(n2.ok("cluster", "join-token")) {
 		t.Fatalf("join tokens of the two members differ: %q", got)
 	}
-	n2.ok("agent", "push", agent("hello"), "--name", "hello", "--version", "v1")
-	id := strings.TrimSpace(n2.ok("task", "submit", "hello", "--input", `{"x":1}`))
-	n2.ok("task", "wait", id)
-	var tk struct {
-		State  string          `json:"state"`
-		Output json.RawMessage `json:"output"`
+	hello, err := os.ReadFile(agent("hello"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	n2.okJSON(&tk, "task", "get", id)
+
+	// Pushed on the leader, submitted on the follower straight after.
+	var av struct{ Version string }
+	n1.post(http.StatusCreated, &av, "/v1/agents?name=hello&version=v1", "application/wasm", hello, token)
+	var tv struct {
+		ID, Version, State string
+		Output             json.RawMessage
+	}
+	n2.post(http.StatusCreated, &tv, "/v1/tasks", "application/json", []byte(`{"agent":"hello","input":{"x":1}}`), token)
+	id := tv.ID
+	if tv.Version != "v1" {
+		t.Fatalf("submitted on the follower: %+v", tv)
+	}
+	var tk taskJSON
+	n2.okJSON(&tk, "task", "get", id) // on the follower, at once
+	if tk.ID != id {
+		t.Fatalf("task get on the follower right after its submit: %+v", tk)
+	}
+	n1.ok("task", "wait", id)
+	n2.okJSON(&tk, "task", "wait", id)
 	var out bytes.Buffer
 	if tk.State != "succeeded" || json.Compact(&out, tk.Output) != nil || out.String() != `{"x":1}` {
 		t.Fatalf("task via the follower: %+v %s", tk, tk.Output)
+	}
+
+	// Pushed on the follower (forwarded), submitted on the leader straight
+	// after: the newest version is the one just pushed.
+	n2.post(http.StatusCreated, &av, "/v1/agents?name=hello&version=v2", "application/wasm", hello, token)
+	n1.post(http.StatusCreated, &tv, "/v1/tasks", "application/json", []byte(`{"agent":"hello"}`), token)
+	if tv.Version != "v2" {
+		t.Fatalf("submitted on the leader after a push on the follower: version %q, want v2", tv.Version)
+	}
+
+	// Submit and wait in one request, on either node.
+	for _, n := range []*node{n2, n1} {
+		n.post(http.StatusCreated, &tv, "/v1/tasks?wait=30s", "application/json", []byte(`{"agent":"hello","input":{"y":2}}`), token)
+		out.Reset()
+		if tv.State != "succeeded" || json.Compact(&out, tv.Output) != nil || out.String() != `{"y":2}` {
+			t.Fatalf("submit?wait=30s on %s: %+v %s", n.raft, tv, tv.Output)
+		}
+		n.okJSON(&tk, "task", "submit", "hello", "--input", `{"z":3}`, "--wait", "--timeout", "1m")
+		out.Reset()
+		if tk.State != "succeeded" || json.Compact(&out, tk.Output) != nil || out.String() != `{"z":3}` {
+			t.Fatalf("task submit --wait on %s: %+v %s", n.raft, tk, tk.Output)
+		}
+	}
+	// A cancel on the follower reaches the FSM too: a conflict (the task
+	// has succeeded), not a 421.
+	n2.fails(1, []string{"(conflict)"}, "task", "cancel", id)
+	// Membership stays with the leader.
+	n2.post(http.StatusMisdirectedRequest, nil, "/v1/cluster/transfer", "application/json", []byte(`{}`), token)
+}
+
+// post sends body to the node's API and wants status; it decodes the
+// answer into out (if not nil).
+func (n *node) post(status int, out any, path, contentType string, body []byte, token string) {
+	n.t.Helper()
+	req, err := http.NewRequest(http.MethodPost, n.url()+path, bytes.NewReader(body))
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", contentType)
+	resp, err := n.probeClient().Do(req)
+	if err != nil {
+		n.t.Fatalf("POST %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	var raw bytes.Buffer
+	if _, err := raw.ReadFrom(resp.Body); err != nil {
+		n.t.Fatalf("POST %s: %v", path, err)
+	}
+	if resp.StatusCode != status {
+		n.t.Fatalf("POST %s on %s: %s, want %d: %s", path, n.api, resp.Status, status, raw.Bytes())
+	}
+	if out != nil {
+		if err := json.Unmarshal(raw.Bytes(), out); err != nil {
+			n.t.Fatalf("POST %s: decode %s: %v", path, raw.Bytes(), err)
+		}
 	}
 }
 

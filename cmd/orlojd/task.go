@@ -50,12 +50,18 @@ func newTaskCmd() *cobra.Command {
 func newTaskSubmitCmd(o *clientOptions) *cobra.Command {
 	var input, key, version, budget string
 	var maxAttempts int
+	var wait, quiet bool
+	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "submit AGENT",
-		Short: "Submit a task and print its ID",
+		Short: "Submit a task and print its ID (with --wait, wait until it ends)",
 		Long: `Submit a task for AGENT (its newest version, or --version) and print the
 task ID. With --key, submitting again with the same key returns the task
-the first submission created instead of a new one.`,
+the first submission created instead of a new one.
+
+With --wait, submit and wait in one request, then show the task as
+` + "`task wait`" + ` does: the exit status is 0 only if it succeeded, 1 if it ended
+otherwise or is still going after --timeout.`,
 		Args: exactArgs(1, "one AGENT"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := newClient(cmd, o)
@@ -89,19 +95,48 @@ the first submission created instead of a new one.`,
 				}
 				req["budget"] = b
 			}
+			if !wait && (cmd.Flags().Changed("timeout") || quiet) {
+				return usagef("--timeout and --quiet go with --wait")
+			}
+			if timeout < 0 {
+				return usagef("--timeout must be positive, got %s", timeout)
+			}
+			var progress io.Writer
+			var q url.Values
+			start := time.Now()
+			if wait {
+				if !quiet && isTerminal(c.stderr) {
+					progress = c.stderr
+				}
+				q = url.Values{"wait": {roundDuration(max(waitStep(progress, timeout, start), time.Millisecond)).String()}}
+			}
 			var tv api.TaskView
-			raw, err := c.postJSON(cmd.Context(), "/v1/tasks", req, &tv)
+			raw, err := c.postJSONQuery(cmd.Context(), "/v1/tasks", q, req, &tv)
 			if err != nil {
 				return err
-			}
-			if c.json {
-				return c.printJSON(raw)
 			}
 			if tv.Existing {
 				fmt.Fprintf(c.stderr, "key %q already submitted: task %s is %s\n", key, tv.ID, tv.State)
 			}
-			_, err = fmt.Fprintln(c.stdout, tv.ID)
-			return err
+			if !wait {
+				if c.json {
+					return c.printJSON(raw)
+				}
+				_, err = fmt.Fprintln(c.stdout, tv.ID)
+				return err
+			}
+			if !waitEnds(tv.State) {
+				left := time.Duration(0) // none
+				if timeout > 0 {
+					if left = timeout - time.Since(start); left <= 0 {
+						return fmt.Errorf("task %s is still %s after %s", tv.ID, tv.State, timeout)
+					}
+				}
+				if tv, raw, err = waitTask(cmd.Context(), c, tv.ID, left, progress); err != nil {
+					return err
+				}
+			}
+			return showEnded(c, tv, raw)
 		},
 	}
 	f := cmd.Flags()
@@ -110,7 +145,43 @@ the first submission created instead of a new one.`,
 	f.StringVar(&version, "version", "", "agent version (default the newest)")
 	f.IntVar(&maxAttempts, "max-attempts", 0, "attempts before the task dead-letters (default the agent's)")
 	f.StringVar(&budget, "budget", "", budgetHelp+" (default the agent's)")
+	f.BoolVar(&wait, "wait", false, "wait until the task ends and show it; exit 0 only if it succeeded")
+	f.DurationVar(&timeout, "timeout", 0, "with --wait: give up after this long (exit 1); 0 waits for as long as it takes")
+	f.BoolVarP(&quiet, "quiet", "q", false, "with --wait: no progress lines, even on a terminal")
 	return cmd
+}
+
+// waitStep is how long one long-poll may last: a whole poll, cut to
+// what is left of timeout (0: none) since start.
+func waitStep(progress io.Writer, timeout time.Duration, start time.Time) time.Duration {
+	step := waitPoll
+	if progress != nil {
+		step = waitProgressPoll
+	}
+	if timeout > 0 {
+		step = min(step, timeout-time.Since(start))
+	}
+	return step
+}
+
+// showEnded prints a task that a wait returned and turns anything but
+// success into the error that makes the exit status 1.
+func showEnded(c *client, tv api.TaskView, raw []byte) error {
+	if c.json {
+		if err := c.printJSON(raw); err != nil {
+			return err
+		}
+	} else if err := printTask(c.stdout, tv); err != nil {
+		return err
+	}
+	if tv.State != cluster.StateSucceeded {
+		msg := fmt.Sprintf("task %s ended %s", tv.ID, tv.State)
+		if tv.Error != nil {
+			msg += ": " + string(tv.Error.Class) + ": " + tv.Error.Message
+		}
+		return errors.New(msg)
+	}
+	return nil
 }
 
 const budgetHelp = "what the task may spend over all its attempts: calls=N,tokens=N,effects=N,duration=D"
@@ -412,21 +483,7 @@ change of state is shown as it happens.`,
 			if err != nil {
 				return err
 			}
-			if c.json {
-				if err := c.printJSON(raw); err != nil {
-					return err
-				}
-			} else if err := printTask(c.stdout, tv); err != nil {
-				return err
-			}
-			if tv.State != cluster.StateSucceeded {
-				msg := fmt.Sprintf("task %s ended %s", tv.ID, tv.State)
-				if tv.Error != nil {
-					msg += ": " + string(tv.Error.Class) + ": " + tv.Error.Message
-				}
-				return errors.New(msg)
-			}
-			return nil
+			return showEnded(c, tv, raw)
 		},
 	}
 	cmd.Flags().DurationVar(&timeout, "timeout", 0, "give up after this long (exit 1); 0 waits for as long as it takes")
@@ -454,17 +511,11 @@ func waitTask(ctx context.Context, c *client, id string, timeout time.Duration, 
 	if timeout > 0 {
 		deadline = time.Now().Add(timeout)
 	}
-	poll := waitPoll
-	if progress != nil {
-		poll = waitProgressPoll
-	}
+	start := time.Now()
 	path := "/v1/tasks/" + url.PathEscape(id) + "/wait"
 	last := ""
 	for {
-		step := poll
-		if !deadline.IsZero() {
-			step = min(step, time.Until(deadline))
-		}
+		step := waitStep(progress, timeout, start)
 		var tv api.TaskView
 		raw, err := c.getJSON(ctx, path, url.Values{"timeout": {roundDuration(max(step, time.Millisecond)).String()}}, &tv)
 		if err != nil {

@@ -77,11 +77,6 @@ func (s *Server) pushAgent(w http.ResponseWriter, r *http.Request) error {
 		}
 		m.Budget = b
 	}
-	// Compiling costs up to hundreds of milliseconds: refuse early where the
-	// proposal would be refused anyway.
-	if s.node.Role() != cluster.RoleLeader {
-		return s.notLeader()
-	}
 	wasm, err := readCapped(w, r, s.cfg.MaxModuleBytes)
 	if err != nil {
 		return err

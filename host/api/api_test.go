@@ -375,6 +375,73 @@ func TestWait(t *testing.T) {
 	}
 }
 
+// TestSubmitWait: POST /v1/tasks?wait= answers when the task settles or
+// the wait ends, with the task as it then is, under the submit's status.
+func TestSubmitWait(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	f.pushHello("hello", "v1")
+
+	// A wait that ends first answers with the new task, still queued.
+	var v api.TaskView
+	r := f.do("POST", "/v1/tasks?wait=50ms", api.SubmitRequest{Agent: "hello"})
+	want(t, r, http.StatusCreated, "")
+	r.decode(t, &v)
+	if v.ID == "" || v.State != cluster.StateQueued || v.Existing {
+		t.Fatalf("submit with a short wait = %s", r.body)
+	}
+	f.claim(v.ID) // out of the way of the next claim
+	want(t, f.do("POST", "/v1/tasks?wait=soon", api.SubmitRequest{Agent: "hello"}), http.StatusBadRequest, api.CodeBadRequest)
+	want(t, f.do("POST", "/v1/tasks?wait=-1s", api.SubmitRequest{Agent: "hello"}), http.StatusBadRequest, api.CodeBadRequest)
+	want(t, f.do("POST", "/v1/tasks?timeout=1s", api.SubmitRequest{Agent: "hello"}), http.StatusBadRequest, api.CodeBadRequest)
+
+	// A wait that outlasts the task answers with its outcome.
+	done := make(chan response, 1)
+	go func() {
+		done <- doURL(t, f.url, "POST", "/v1/tasks?wait=20s", api.SubmitRequest{Agent: "hello", IdempotencyKey: "k1"}, "Bearer "+testToken)
+	}()
+	var id string
+	for id == "" {
+		changed := f.node.FSM().Changed()
+		ts, err := f.node.FSM().Tasks(cluster.TaskFilter{State: cluster.StateQueued})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ts) == 1 {
+			id = ts[0].ID
+			break
+		}
+		select {
+		case <-changed:
+		case r := <-done:
+			t.Fatalf("submit answered before its task ran: %d %s", r.status, r.body)
+		case <-time.After(10 * time.Second):
+			t.Fatal("the waiting submission never reached the FSM")
+		}
+	}
+	l := f.claim(id)
+	select {
+	case r := <-done:
+		t.Fatalf("submit answered while its task ran: %d %s", r.status, r.body)
+	case <-time.After(50 * time.Millisecond):
+	}
+	f.apply(&cluster.CompleteTask{TaskID: id, Token: l.Token, Output: json.RawMessage(`7`), Now: time.Now().UnixNano()})
+	r = <-done
+	want(t, r, http.StatusCreated, "")
+	r.decode(t, &v)
+	if v.ID != id || v.State != cluster.StateSucceeded || string(v.Output) != "7" || v.Existing {
+		t.Fatalf("waited submission = %s", r.body)
+	}
+
+	// The same key again: 200, existing, and already settled.
+	r = f.do("POST", "/v1/tasks?wait=20s", api.SubmitRequest{Agent: "hello", IdempotencyKey: "k1"})
+	want(t, r, http.StatusOK, "")
+	r.decode(t, &v)
+	if v.ID != id || !v.Existing || v.State != cluster.StateSucceeded {
+		t.Fatalf("resubmission with a wait = %s", r.body)
+	}
+}
+
 func TestCancel(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
@@ -604,6 +671,7 @@ func TestConfigValidate(t *testing.T) {
 		{"no token", api.Config{Node: node, Runtime: rt}, "Token"},
 		{"negative body cap", api.Config{Node: node, Runtime: rt, Token: "t", MaxBodyBytes: -1}, "MaxBodyBytes"},
 		{"negative module cap", api.Config{Node: node, Runtime: rt, Token: "t", MaxModuleBytes: -1}, "MaxModuleBytes"},
+		{"catch-up without a write chain", api.Config{Node: node, Runtime: rt, Token: "t", CatchUp: func(context.Context) error { return nil }}, "Writes"},
 	}
 	for _, tc := range tests {
 		if _, err := api.New(tc.cfg); err == nil || !strings.Contains(err.Error(), tc.field) {

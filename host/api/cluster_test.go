@@ -2,12 +2,16 @@ package api_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/orloj/orloj/cluster"
+	"github.com/orloj/orloj/host"
 	"github.com/orloj/orloj/host/api"
 )
 
@@ -52,8 +56,9 @@ func TestClusterSingleNode(t *testing.T) {
 }
 
 // TestClusterJoinTransferRemove grows the cluster to two nodes through the
-// API, hands leadership over, checks that the old leader now answers writes
-// with 421 naming the new one, and shrinks the cluster back.
+// API, hands leadership over, checks that the old leader, served without a
+// write chain to the leader, now answers writes with 421 naming the new
+// one, and shrinks the cluster back.
 func TestClusterJoinTransferRemove(t *testing.T) {
 	t.Parallel()
 	// Timeouts roomier than the other tests': two nodes electing on a
@@ -101,8 +106,9 @@ func TestClusterJoinTransferRemove(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The old leader answers writes with the leader it knows, and the API
-	// address the join recorded.
+	// Served without CatchUp (no write chain to the leader), the old
+	// leader answers writes with the leader it knows, and the API address
+	// the join recorded.
 	f.api.Close()
 	_, url := f.serve(nil)
 	r = doURL(t, url, "POST", "/v1/tasks", api.SubmitRequest{Agent: "hello"}, "Bearer "+testToken)
@@ -132,6 +138,77 @@ func TestClusterJoinTransferRemove(t *testing.T) {
 	want(t, r, http.StatusConflict, api.CodeConflict)
 	if !strings.Contains(string(r.body), "wipe") {
 		t.Fatalf("rejoin refusal does not say what to do: %s", r.body)
+	}
+}
+
+// TestFollowerTakesWrites: served as a daemon serves it (Writes through
+// the forwarder, CatchUp), a follower takes client writes and reads them
+// back at once, and sees writes made on the leader a moment before; only
+// membership changes are refused with 421.
+func TestFollowerTakesWrites(t *testing.T) {
+	t.Parallel()
+	f := &fixture{t: t}
+	// Two voters lose their leader whenever one stalls past the leader
+	// lease; this test is about forwarding, so it tolerates long stalls.
+	f.node, _ = openNodeTimeout(t, "n1", true, 2*time.Second)
+	f.api, f.url = f.serve(nil)
+	n2, n2Addr := openNodeTimeout(t, "n2", false, 2*time.Second)
+	if err := f.node.Raft().AddVoter("n2", raft.ServerAddress(n2Addr), 0, 5*time.Second).Error(); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []*cluster.Node{f.node, n2} {
+		srv := &http.Server{Handler: host.InternalHandler(n, nil, nil, testLogger(t))}
+		go srv.Serve(n.InternalListener())
+		t.Cleanup(func() { srv.Close() })
+	}
+	waitCaughtUp(t, f.node, n2)
+	fwd := host.NewForwarder(n2, nil, testLogger(t))
+	t.Cleanup(fwd.Close)
+	g := &fixture{t: t, node: n2}
+	g.api, g.url = g.serve(func(c *api.Config) { c.Writes, c.CatchUp = fwd, fwd.CatchUp })
+
+	// Pushed on the leader, submitted on the follower at once.
+	f.pushHello("hello", "v1")
+	tk := g.submit(api.SubmitRequest{Agent: "hello"})
+	if tk.Version != "v1" || tk.State != cluster.StateQueued {
+		t.Fatalf("submitted on the follower: %+v", tk)
+	}
+	want(t, g.do("GET", "/v1/tasks/"+tk.ID, nil), http.StatusOK, "")
+	r := g.do("POST", "/v1/tasks/"+tk.ID+"/cancel", api.ReasonRequest{Reason: "not needed"})
+	want(t, r, http.StatusOK, "")
+	var v api.TaskView
+	r.decode(t, &v)
+	if v.State != cluster.StateCancelled {
+		t.Fatalf("cancelled on the follower: %s", r.body)
+	}
+	dl := f.deadLetter("hello", "bad input")
+	want(t, g.do("POST", "/v1/dlq/"+dl.ID+"/discard", api.ReasonRequest{Reason: "r"}), http.StatusOK, "")
+	// Pushed on the follower, the newest version on the leader at once.
+	if av := g.pushHello("hello", "v2"); av.Version != "v2" {
+		t.Fatalf("pushed on the follower: %+v", av)
+	}
+	if v := f.submit(api.SubmitRequest{Agent: "hello"}); v.Version != "v2" {
+		t.Fatalf("submitted on the leader after a push on the follower: version %s, want v2", v.Version)
+	}
+	want(t, g.do("POST", "/v1/cluster/transfer", nil), http.StatusMisdirectedRequest, api.CodeNotLeader)
+
+	// A follower that cannot catch up proposes nothing and says why.
+	for _, tc := range []struct {
+		err    error
+		status int
+		code   string
+	}{
+		{fmt.Errorf("no leader known: %w", cluster.ErrNotLeader), http.StatusMisdirectedRequest, api.CodeNotLeader},
+		{fmt.Errorf("catch up: %w", context.DeadlineExceeded), http.StatusServiceUnavailable, api.CodeUnavailable},
+	} {
+		h := &fixture{t: t, node: n2}
+		_, h.url = h.serve(func(c *api.Config) {
+			c.Writes, c.CatchUp = fwd, func(context.Context) error { return tc.err }
+		})
+		want(t, h.do("POST", "/v1/tasks", api.SubmitRequest{Agent: "hello", IdempotencyKey: "never"}), tc.status, tc.code)
+	}
+	if ts, err := f.node.FSM().Tasks(cluster.TaskFilter{}); err != nil || len(ts) != 3 {
+		t.Fatalf("the leader holds %d tasks (%v), want 3", len(ts), err)
 	}
 }
 

@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
@@ -40,6 +41,14 @@ type Config struct {
 	// metrics, lease history, forwarder). nil proposes on Node, timed by
 	// Metrics.
 	Writes host.Cluster
+	// CatchUp, if set, lets a follower take client writes: before a write
+	// is validated against this replica (does the agent exist, which
+	// version is newest, which tasks are dead-lettered), CatchUp brings it
+	// up to the leader (host.Forwarder.CatchUp), and the command goes to
+	// the leader through Writes, which must be able to reach it. nil: a
+	// follower answers writes 421 not_leader, naming the leader. Membership
+	// changes (join, promote, remove, transfer) are the leader's either way.
+	CatchUp func(context.Context) error
 	// Runtime validates uploaded modules (Compile) before they are proposed.
 	Runtime *sandbox.Runtime
 	// Token is the bearer token every /v1 route requires.
@@ -80,6 +89,8 @@ func (c Config) Validate() error {
 		return errors.New("api config: Runtime is nil (agent uploads are validated with it)")
 	case c.Token == "":
 		return errors.New("api config: Token is empty")
+	case c.CatchUp != nil && c.Writes == nil:
+		return errors.New("api config: CatchUp is set but Writes is nil (a follower's writes need a chain that reaches the leader)")
 	case c.MaxBodyBytes < 0:
 		return fmt.Errorf("api config: MaxBodyBytes is %d; must be >= 0 (0 means %d)", c.MaxBodyBytes, DefaultMaxBodyBytes)
 	case c.MaxModuleBytes < 0:
@@ -192,21 +203,44 @@ func (s *Server) routes() {
 	s.handle("GET /v1/leases", s.listLeases)
 
 	s.handle("GET /v1/cluster/members", s.members)
-	s.handle("POST /v1/cluster/join", s.join)
-	s.handle("POST /v1/cluster/remove", s.remove)
-	s.handle("POST /v1/cluster/promote", s.promote)
-	s.handle("POST /v1/cluster/transfer", s.transfer)
+	s.handleLeader("POST /v1/cluster/join", s.join)
+	s.handleLeader("POST /v1/cluster/remove", s.remove)
+	s.handleLeader("POST /v1/cluster/promote", s.promote)
+	s.handleLeader("POST /v1/cluster/transfer", s.transfer)
 	s.handle("GET /v1/cluster/state", s.state)
 	s.handle("GET /v1/cluster/self", s.self)
 }
 
-// handle registers a handler that answers errors as JSON. Writes are sent
-// to the leader before anything is validated against this replica, which
-// may lag it (an agent pushed a moment ago must be found).
+// handle registers a handler that answers errors as JSON. On a follower, a
+// write first catches the replica up with the leader, since the handler
+// validates against it (an agent pushed a moment ago must be found), and
+// then proposes through the write chain, which forwards to the leader;
+// without CatchUp, a follower answers 421 naming the leader.
 func (s *Server) handle(pattern string, h func(http.ResponseWriter, *http.Request) error) {
 	write := strings.HasPrefix(pattern, "POST ")
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		if write && s.node.Role() != cluster.RoleLeader {
+			if s.cfg.CatchUp == nil {
+				s.fail(w, r, s.notLeader())
+				return
+			}
+			if err := s.cfg.CatchUp(r.Context()); err != nil {
+				s.fail(w, r, err)
+				return
+			}
+		}
+		if err := h(w, r); err != nil {
+			s.fail(w, r, err)
+		}
+	})
+}
+
+// handleLeader registers a write only the leader serves: membership
+// changes act on the leader's Raft configuration, not through a command a
+// follower could forward. A follower answers 421 naming the leader.
+func (s *Server) handleLeader(pattern string, h func(http.ResponseWriter, *http.Request) error) {
+	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		if s.node.Role() != cluster.RoleLeader {
 			s.fail(w, r, s.notLeader())
 			return
 		}

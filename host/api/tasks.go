@@ -2,10 +2,12 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -19,11 +21,20 @@ const (
 	maxFactor      = 100
 )
 
-// submitTask: POST /v1/tasks. The task ID and "now" are chosen here, by the
-// proposer; an idempotency key that matches an earlier submission returns
-// that task (200, existing: true) instead of creating another.
+// submitTask: POST /v1/tasks[?wait=30s]. The task ID and "now" are chosen
+// here, by the proposer; an idempotency key that matches an earlier
+// submission returns that task (200, existing: true) instead of creating
+// another. With wait, the answer comes when the task settles or the wait
+// ends, as /wait's does, and carries the task as it then is; the status is
+// still 201 for a new task and 200 for an existing one, so a client tells
+// "done" from "still going" by the state, as with /wait.
 func (s *Server) submitTask(w http.ResponseWriter, r *http.Request) error {
-	if err := checkQuery(r.URL.Query()); err != nil {
+	q := r.URL.Query()
+	if err := checkQuery(q, "wait"); err != nil {
+		return err
+	}
+	wait, err := s.waitParam(q, "wait", 0)
+	if err != nil {
 		return err
 	}
 	var req SubmitRequest
@@ -76,6 +87,17 @@ func (s *Server) submitTask(w http.ResponseWriter, r *http.Request) error {
 	res, ok := resp.(cluster.SubmitResult)
 	if !ok {
 		return fmt.Errorf("submit task: unexpected response %T", resp)
+	}
+	if wait > 0 {
+		t, err := s.awaitTask(r.Context(), res.Task.ID, wait)
+		switch {
+		case err == nil:
+			res.Task = t
+		case !errors.Is(err, cluster.ErrNotFound):
+			return err
+		}
+		// Not found here (a replica that has not applied it within the
+		// follower lag): the submission stands; answer with it.
 	}
 	v := taskView(res.Task)
 	v.Existing = res.Existing
@@ -239,64 +261,90 @@ func settled(st cluster.TaskState) bool {
 	return st.Final() || st == cluster.StateDeadLetter
 }
 
-// waitTask: GET /v1/tasks/{id}/wait?timeout=30s. It wakes on every batch the
-// FSM applies (no polling) and answers 200 with the task either way; the
-// caller reads its state.
-// followerLag bounds how long a follower's wait treats an unknown task as
-// one it has not applied yet.
-const followerLag = 5 * time.Second
-
+// waitTask: GET /v1/tasks/{id}/wait?timeout=30s. It answers 200 with the
+// task once it settles or the timeout passes; the caller reads its state.
 func (s *Server) waitTask(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	if err := checkQuery(q, "timeout"); err != nil {
 		return err
 	}
-	timeout := defaultWait
-	if v := q.Get("timeout"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d < 0 {
-			return badRequest("timeout %q must be a non-negative duration (e.g. 30s, 5m)", v)
-		}
-		timeout = d
+	timeout, err := s.waitParam(q, "timeout", defaultWait)
+	if err != nil {
+		return err
 	}
-	timeout = min(timeout, s.cfg.MaxWait)
+	id := r.PathValue("id")
+	if err := checkID(id); err != nil {
+		return err
+	}
+	t, err := s.awaitTask(r.Context(), id, timeout)
+	if err != nil {
+		return err
+	}
+	s.reply(w, http.StatusOK, taskView(t))
+	return nil
+}
+
+// waitParam reads a wait duration from q[name] (def when absent), capped
+// at MaxWait.
+func (s *Server) waitParam(q url.Values, name string, def time.Duration) (time.Duration, error) {
+	d := def
+	if v := q.Get(name); v != "" {
+		var err error
+		if d, err = time.ParseDuration(v); err != nil || d < 0 {
+			return 0, badRequest("%s %q must be a non-negative duration (e.g. 30s, 5m)", name, v)
+		}
+	}
+	return min(d, s.cfg.MaxWait), nil
+}
+
+// followerLag bounds how long a follower's wait treats an unknown task as
+// one it has not applied yet.
+const followerLag = 5 * time.Second
+
+// awaitTask waits until task id settles, timeout passes or the server
+// closes, and returns the task as it then is. It sleeps on the task's own
+// watch (cluster.FSM.WatchTask), so a waiter costs one read per change of
+// its task, whatever else the cluster applies.
+func (s *Server) awaitTask(ctx context.Context, id string, timeout time.Duration) (cluster.Task, error) {
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
+	watch := s.fsm.WatchTask(id)
+	defer watch.Stop()
 	// A follower may not have applied a submission the leader just
 	// acknowledged: there, "not found" means "not yet" for a little while.
 	lagUntil := time.Now().Add(min(timeout, followerLag))
 	for {
-		changed := s.fsm.Changed() // before reading, so no change is missed
-		t, err := s.task(r)
+		changed := watch.Changed() // before reading, so no change is missed
+		t, err := s.fsm.Task(id)
 		if errors.Is(err, cluster.ErrNotFound) && s.node.Role() != cluster.RoleLeader && time.Now().Before(lagUntil) {
 			select {
 			case <-changed:
 			case <-time.After(time.Until(lagUntil)):
-			case <-r.Context().Done():
-				return r.Context().Err()
+			case <-s.closing:
+				lagUntil = time.Time{} // answer now: not found
+			case <-ctx.Done():
+				return cluster.Task{}, ctx.Err()
 			}
 			continue
 		}
 		if err != nil {
-			return err
+			return cluster.Task{}, err
 		}
 		if settled(t.State) {
-			s.reply(w, http.StatusOK, taskView(t))
-			return nil
+			return t, nil
 		}
 		select {
 		case <-changed:
 			continue
 		case <-timer.C:
 		case <-s.closing:
-		case <-r.Context().Done():
-			return r.Context().Err()
+		case <-ctx.Done():
+			return cluster.Task{}, ctx.Err()
 		}
-		if latest, err := s.task(r); err == nil {
+		if latest, err := s.fsm.Task(id); err == nil {
 			t = latest
 		}
-		s.reply(w, http.StatusOK, taskView(t))
-		return nil
+		return t, nil
 	}
 }
 
