@@ -39,11 +39,12 @@ bench: build agents
 # with apt-get if missing) and prints the ratios of each round.
 PEER ?=
 WORKERS ?= 4
+NODES ?= 1
 ROUNDS ?= 2
 bench-e2e: build
 	@if [ "$(PEER)" = dbos ] && [ ! -x /usr/lib/postgresql/15/bin/initdb ]; then \
 		echo "installing postgresql-15"; apt-get install -y postgresql-15 >/dev/null; fi
-	$(GO) run ./bench/e2e -orlojd $(BIN)/orlojd -workers $(WORKERS) -rounds $(ROUNDS) $(if $(PEER),-peer $(PEER))
+	$(GO) run ./bench/e2e -orlojd $(BIN)/orlojd -workers $(WORKERS) -nodes $(NODES) -rounds $(ROUNDS) $(if $(PEER),-peer $(PEER))
 
 # Fails when formatting, vet or go.mod would change anything.
 check:

@@ -41,6 +41,7 @@ import (
 type options struct {
 	orlojd, agent string
 	workers       []int
+	nodes         []int
 	peer          string
 	peerBin       string
 	pgScript      string
@@ -58,23 +59,20 @@ func main() {
 	flag.StringVar(&o.orlojd, "orlojd", "", "orlojd binary (default: build ./cmd/orlojd)")
 	flag.StringVar(&o.agent, "agent", "", "six-step agent module (default: build ./chaos/testdata/sixcalls)")
 	flag.StringVar(&workers, "workers", "4", "orlojd --workers, comma-separated for several configurations")
+	var nodes string
+	flag.StringVar(&nodes, "nodes", "1", "cluster sizes, comma-separated; clients spread over every node")
 	flag.StringVar(&o.peer, "peer", "", `peer to compare with: "" (Orloj only) or "dbos"`)
 	flag.StringVar(&o.peerBin, "peer-bin", "", "the peer's program (default: build bench/peers/<peer>)")
 	flag.StringVar(&o.pgScript, "pg-script", "scripts/pg-private.sh", "starts and stops a private PostgreSQL (dbos)")
 	flag.IntVar(&o.clients, "clients", 16, "concurrent clients in the parallel phase")
 	flag.DurationVar(&o.duration, "duration", 20*time.Second, "length of the parallel phase")
 	flag.IntVar(&o.sequential, "sequential", 50, "tasks in the sequential phase")
-	flag.IntVar(&o.warmup, "warmup", 10, "tasks run before measuring (not counted)")
+	flag.IntVar(&o.warmup, "warmup", 10, "tasks run before measuring, spread over the nodes (not counted)")
 	flag.IntVar(&o.rounds, "rounds", 2, "rounds; each alternates the order of the systems")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary data directories")
 	flag.Parse()
-	for _, w := range strings.Split(workers, ",") {
-		var n int
-		if _, err := fmt.Sscan(strings.TrimSpace(w), &n); err != nil || n < 1 {
-			fatalf("-workers: %q is not a positive number", w)
-		}
-		o.workers = append(o.workers, n)
-	}
+	o.workers = positiveList("workers", workers)
+	o.nodes = positiveList("nodes", nodes)
 	if o.peer != "" && o.peer != "dbos" {
 		fatalf("-peer: %q is not a known peer (dbos)", o.peer)
 	}
@@ -84,6 +82,18 @@ func main() {
 	if err := run(o); err != nil {
 		fatalf("%v", err)
 	}
+}
+
+func positiveList(name, v string) []int {
+	var out []int
+	for _, w := range strings.Split(v, ",") {
+		var n int
+		if _, err := fmt.Sscan(strings.TrimSpace(w), &n); err != nil || n < 1 || n > 9 && name == "nodes" {
+			fatalf("-%s: %q is not a positive number (nodes: at most 9)", name, w)
+		}
+		out = append(out, n)
+	}
+	return out
 }
 
 func fatalf(format string, args ...any) {
@@ -124,10 +134,13 @@ func run(o options) error {
 		}
 	}
 	var systems []system
-	for _, w := range o.workers {
-		systems = append(systems, system{name: fmt.Sprintf("orloj 1 node, %d workers", w), run: func(ctx context.Context, steps string) (result, error) {
-			return runOrloj(ctx, o, work, w, steps)
-		}})
+	for _, n := range o.nodes {
+		for _, w := range o.workers {
+			name := fmt.Sprintf("orloj %d node%s, %d workers", n, map[bool]string{true: "s"}[n > 1], w)
+			systems = append(systems, system{name: name, run: func(ctx context.Context, steps string) (result, error) {
+				return runOrloj(ctx, o, work, n, w, steps)
+			}})
+		}
 	}
 	if o.peer == "dbos" {
 		if o.peerBin == "" {
@@ -239,20 +252,19 @@ func report(w io.Writer, o options, rounds [][]result) {
 		}
 	}
 	tw.Flush()
-	// Ratios against the first Orloj configuration of the same round.
+	// Ratios of every Orloj configuration to each peer, same round.
 	for i, got := range rounds {
-		var base *result
-		for j := range got {
-			if strings.HasPrefix(got[j].System, "orloj") && (base == nil || got[j].System < base.System) {
-				base = &got[j]
-			}
-		}
-		for _, r := range got {
-			if base == nil || r.System == base.System {
+		for _, base := range got {
+			if !strings.HasPrefix(base.System, "orloj") {
 				continue
 			}
-			fmt.Fprintf(w, "round %d: %s ÷ %s: throughput %.2f×, p50 %.2f×, seq p50 %.2f×, CPU per task %.2f×\n", i+1,
-				base.System, r.System, base.TasksPerS/r.TasksPerS, base.P50/r.P50, base.SeqP50/r.SeqP50, base.CPUPerTask/r.CPUPerTask)
+			for _, r := range got {
+				if strings.HasPrefix(r.System, "orloj") {
+					continue
+				}
+				fmt.Fprintf(w, "round %d: %s ÷ %s: throughput %.2f×, p50 %.2f×, seq p50 %.2f×, CPU per task %.2f×\n", i+1,
+					base.System, r.System, base.TasksPerS/r.TasksPerS, base.P50/r.P50, base.SeqP50/r.SeqP50, base.CPUPerTask/r.CPUPerTask)
+			}
 		}
 	}
 }
@@ -324,44 +336,91 @@ func pct(d []time.Duration, p int) float64 {
 	return float64(s[max(i, 0)]) / float64(time.Millisecond)
 }
 
-func runOrloj(ctx context.Context, o options, work string, workers int, steps string) (result, error) {
+// orlojNode is one started `orlojd serve`.
+type orlojNode struct {
+	cmd      *exec.Cmd
+	dir      string
+	raftAddr string
+	client   *client
+	logs     *bytes.Buffer
+}
+
+func (n *orlojNode) stop() {
+	n.cmd.Process.Signal(os.Interrupt)
+	done := make(chan struct{})
+	go func() { n.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		n.cmd.Process.Kill()
+		<-done
+	}
+}
+
+const benchToken = "bench-e2e-token"
+
+// startOrlojd starts a node; join is a member's Raft address ("" starts a
+// cluster) with the member's data dir, for the join token.
+func startOrlojd(ctx context.Context, o options, work string, workers int, join *orlojNode) (*orlojNode, error) {
 	dir, err := os.MkdirTemp(work, "orloj-data")
 	if err != nil {
-		return result{}, err
+		return nil, err
 	}
-	apiAddr, raftAddr := freeAddr(), freeAddr()
-	const token = "bench-e2e-token"
-	cmd := exec.Command(o.orlojd, "serve", "--data-dir", dir, "--api-addr", apiAddr, "--raft-addr", raftAddr,
-		"--workers", fmt.Sprint(workers), "--http-allow", "127.0.0.1", "--log-level", "warn")
-	cmd.Env = append(os.Environ(), "ORLOJ_TOKEN="+token)
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		return result{}, err
+	apiAddr := freeAddr()
+	n := &orlojNode{dir: dir, raftAddr: freeAddr(), logs: &bytes.Buffer{}}
+	args := []string{"serve", "--data-dir", dir, "--api-addr", apiAddr, "--raft-addr", n.raftAddr,
+		"--workers", fmt.Sprint(workers), "--http-allow", "127.0.0.1", "--log-level", "warn"}
+	if join != nil {
+		args = append(args, "--node-id", filepath.Base(dir), "--join", join.raftAddr,
+			"--join-token-file", filepath.Join(join.dir, cluster.JoinTokenFile))
 	}
+	n.cmd = exec.Command(o.orlojd, args...)
+	n.cmd.Env = append(os.Environ(), "ORLOJ_TOKEN="+benchToken)
+	n.cmd.Stdout, n.cmd.Stderr = n.logs, n.logs
+	if err := n.cmd.Start(); err != nil {
+		return nil, err
+	}
+	n.client = &client{base: "http://" + apiAddr, token: benchToken, hc: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}}
+	if err := n.client.ready(ctx, time.Minute); err != nil {
+		n.stop()
+		return nil, fmt.Errorf("%w\norlojd log:\n%s", err, n.logs.String())
+	}
+	return n, nil
+}
+
+func runOrloj(ctx context.Context, o options, work string, nodes, workers int, steps string) (result, error) {
+	var all []*orlojNode
 	defer func() {
-		cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-done
+		for i := len(all) - 1; i >= 0; i-- {
+			all[i].stop()
 		}
 	}()
-	c := &client{base: "http://" + apiAddr, token: token, hc: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}}
-	if err := c.ready(ctx, 30*time.Second); err != nil {
-		return result{}, fmt.Errorf("%w\norlojd log:\n%s", err, logs.String())
+	for i := range nodes {
+		var join *orlojNode
+		if i > 0 {
+			join = all[0]
+		}
+		n, err := startOrlojd(ctx, o, work, workers, join)
+		if err != nil {
+			return result{}, fmt.Errorf("node %d: %w", i+1, err)
+		}
+		all = append(all, n)
+	}
+	if nodes > 1 {
+		if err := awaitVoters(ctx, all[0].client, nodes); err != nil {
+			return result{}, err
+		}
 	}
 	wasm, err := os.ReadFile(o.agent)
 	if err != nil {
 		return result{}, err
 	}
-	if err := c.do(ctx, http.MethodPost, "/v1/agents?name=sixcalls&version=v1&tools=http", "application/wasm", wasm, nil); err != nil {
+	if err := all[0].client.do(ctx, http.MethodPost, "/v1/agents?name=sixcalls&version=v1&tools=http", "application/wasm", wasm, nil); err != nil {
 		return result{}, fmt.Errorf("push agent: %w", err)
 	}
+	// Each task goes to the next node: clients talk to any node.
 	task := func(ctx context.Context, n int) error {
+		c := all[n%len(all)].client
 		in, _ := json.Marshal(map[string]string{"url": steps, "job": fmt.Sprintf("j-%d", n)})
 		var tv api.TaskView
 		if err := c.do(ctx, http.MethodPost, "/v1/tasks", "application/json", mustJSON(api.SubmitRequest{Agent: "sixcalls", Version: "v1", Input: in}), &tv); err != nil {
@@ -379,7 +438,11 @@ func runOrloj(ctx context.Context, o options, work string, workers int, steps st
 			}
 		}
 	}
-	pm := newProcMeter([]int{cmd.Process.Pid})
+	var pids []int
+	for _, n := range all {
+		pids = append(pids, n.cmd.Process.Pid)
+	}
+	pm := newProcMeter(pids)
 	defer pm.stop()
 	res, err := load(ctx, o, task, pm.mark)
 	if err != nil {
@@ -387,6 +450,28 @@ func runOrloj(ctx context.Context, o options, work string, workers int, steps st
 	}
 	res.CPUPerTask, res.PeakMiB = pm.cpuPerTask(res.Tasks+res.SeqTasks), pm.peakMiB()
 	return res, nil
+}
+
+// awaitVoters waits until the cluster has want voters.
+func awaitVoters(ctx context.Context, c *client, want int) error {
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		var ms []api.MemberView
+		err := c.do(ctx, http.MethodGet, "/v1/cluster/members", "", nil, &ms)
+		voters := 0
+		for _, m := range ms {
+			if m.Suffrage == "voter" {
+				voters++
+			}
+		}
+		if err == nil && voters == want {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("cluster has %d voters of %d after 2m (last error: %v)", voters, want, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 func mustJSON(v any) []byte {
