@@ -13,7 +13,7 @@ import (
 	"time"
 )
 
-var reactorBuilds sync.Map // name → *reactorBuild
+var reactorBuilds sync.Map // output name → *reactorBuild
 
 type reactorBuild struct {
 	once sync.Once
@@ -26,15 +26,23 @@ type reactorBuild struct {
 // as a command.
 func reactorGuest(tb testing.TB, name string) []byte {
 	tb.Helper()
-	goGuest(tb, name) // makes guestDir
-	v, _ := reactorBuilds.LoadOrStore(name, &reactorBuild{})
+	return buildGo(tb, name+".reactor", "./testdata/goguests/"+name, "-buildmode=c-shared")
+}
+
+// buildGo builds the Go package pkg for wasip1 with extra go build flags,
+// once per test binary, as guestDir/out.wasm.
+func buildGo(tb testing.TB, out, pkg string, flags ...string) []byte {
+	tb.Helper()
+	goGuest(tb, "echo") // makes guestDir
+	v, _ := reactorBuilds.LoadOrStore(out, &reactorBuild{})
 	b := v.(*reactorBuild)
 	b.once.Do(func() {
-		out := filepath.Join(guestDir, name+".reactor.wasm")
-		cmd := exec.Command("go", "build", "-trimpath", "-buildmode=c-shared", "-o", out, "./testdata/goguests/"+name)
+		out := filepath.Join(guestDir, out+".wasm")
+		args := append(append([]string{"build", "-trimpath"}, flags...), "-o", out, pkg)
+		cmd := exec.Command("go", args...)
 		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
 		if msg, err := cmd.CombinedOutput(); err != nil {
-			b.err = errors.New("build reactor " + name + ": " + err.Error() + "\n" + string(msg))
+			b.err = errors.New("build " + pkg + ": " + err.Error() + "\n" + string(msg))
 			return
 		}
 		b.wasm, b.err = os.ReadFile(out)

@@ -70,4 +70,3 @@ func run() error {
 	}
 	return nil
 }
-
