@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -63,6 +64,7 @@ type reactorReport struct {
 	Args     []string `json:"args"`
 	Env      []string `json:"env"`
 	Now      int64    `json:"now"`
+	Zero     bool     `json:"zero"`
 }
 
 func runReport(t *testing.T, m *Module, rc RunConfig) (reactorReport, Result) {
@@ -242,5 +244,40 @@ func TestReactorHostCallDuringInitFallsBack(t *testing.T) {
 		if err := json.Unmarshal(d.TaskOutput(), &out); err != nil || out.InitNow != ns {
 			t.Fatalf("output %s (%v), want init_now %d", d.TaskOutput(), err, ns)
 		}
+	}
+}
+
+// Attempts reuse memories of earlier ones (Linux keeps a pool per
+// snapshot): one that scribbles over memory beyond the snapshot must leave
+// nothing for the next, which the Go runtime assumes is zero when it grows,
+// and a pooled memory must still hold each attempt to its own limit.
+func TestReactorReusedMemoryIsClean(t *testing.T) {
+	m := mustCompile(t, shared, reactorGuest(t, "reactor"))
+	scribble := func(mib int, limit uint64) (reactorReport, Result) {
+		d := NewMemDispatcher([]byte(fmt.Sprintf(`{"scribble":%d}`, mib)), nil)
+		res := runGuest(t, m, RunConfig{Dispatcher: d, MemoryLimit: limit})
+		var rep reactorReport
+		if res.Outcome == OutcomeSuccess {
+			if err := json.Unmarshal(d.TaskOutput(), &rep); err != nil {
+				t.Fatalf("output %q: %v", d.TaskOutput(), err)
+			}
+		}
+		return rep, res
+	}
+	for i := range 6 {
+		mib := []int{1, 4, 16}[i%3] // 16 MiB: beyond what a pooled memory keeps
+		rep, res := scribble(mib, 0)
+		wantOutcome(t, res, OutcomeSuccess)
+		if !rep.Zero || rep.Counter != 1 {
+			t.Fatalf("attempt %d: fresh %d MiB all zero %v, counter %d; want true, 1", i, mib, rep.Zero, rep.Counter)
+		}
+	}
+	snap, _ := shared.snapshotFor(context.Background(), m, []string{m.Name()}, nil)
+	_, res := scribble(8, snap.size+(1<<20))
+	wantOutcome(t, res, OutcomeMemoryLimit)
+	rep, res := scribble(1, 0)
+	wantOutcome(t, res, OutcomeSuccess)
+	if !rep.Zero {
+		t.Fatal("after a memory-limited attempt, fresh memory is not zero")
 	}
 }

@@ -149,6 +149,11 @@ func (r *Runtime) Close(ctx context.Context) error {
 		return nil
 	}
 	r.released = true
+	for _, e := range r.modules {
+		if e.mod != nil {
+			e.mod.drainPools()
+		}
+	}
 	err := r.rt.Close(ctx) // also closes every compiled module
 	if r.cache != nil {
 		err = errors.Join(err, r.cache.Close(ctx))
@@ -230,16 +235,6 @@ func (r *Runtime) Run(ctx context.Context, m *Module, rc RunConfig) (res Result)
 	runCtx, cancel := context.WithTimeout(closeCtx, rc.Timeout)
 	defer cancel()
 
-	stats := &memoryStats{limit: rc.MemoryLimit}
-	a := &attempt{d: rc.Dispatcher}
-	callCtx := runCtx
-	if !r.opts.wazeroMemory {
-		callCtx = experimental.WithMemoryAllocator(callCtx, limitAllocator{stats: stats})
-	}
-	// Outermost, so host functions find it with one comparison.
-	callCtx = context.WithValue(callCtx, attemptKey{}, a)
-
-	stdout, stderr := newCapture(rc.OutputCap), newCapture(rc.OutputCap)
 	name := rc.Name
 	if name == "" {
 		name = m.name
@@ -249,6 +244,30 @@ func (r *Runtime) Run(ctx context.Context, m *Module, rc RunConfig) (res Result)
 	for _, k := range slices.Sorted(maps.Keys(rc.Env)) { // sorted: same environ order every attempt
 		environ = append(environ, k+"="+rc.Env[k])
 	}
+	var snap *snapshot
+	if m.kind == ModuleReactor {
+		snap, _ = r.snapshotFor(runCtx, m, argv, environ) // without one, the attempt initializes itself
+		if snap != nil && snap.size > rc.MemoryLimit {
+			return Result{Outcome: OutcomeMemoryLimit, Err: fmt.Errorf(
+				"sandbox: memory limit reached: the module's initialized memory is %s, limit %s: %w",
+				formatBytes(snap.size), formatBytes(rc.MemoryLimit), ErrMemoryLimit)}
+		}
+	}
+
+	stats := &memoryStats{limit: rc.MemoryLimit}
+	a := &attempt{d: rc.Dispatcher}
+	callCtx := runCtx
+	if !r.opts.wazeroMemory {
+		alloc := limitAllocator{stats: stats}
+		if snap != nil {
+			alloc.pool = snap.pool
+		}
+		callCtx = experimental.WithMemoryAllocator(callCtx, alloc)
+	}
+	// Outermost, so host functions find it with one comparison.
+	callCtx = context.WithValue(callCtx, attemptKey{}, a)
+
+	stdout, stderr := newCapture(rc.OutputCap), newCapture(rc.OutputCap)
 	mc := moduleConfig(argv, environ, stdout, stderr)
 
 	var (
@@ -256,22 +275,13 @@ func (r *Runtime) Run(ctx context.Context, m *Module, rc RunConfig) (res Result)
 		err      error
 		duration time.Duration
 	)
+	start := time.Now()
 	if m.kind == ModuleCommand {
-		mc = mc.WithRandSource(newRandSource(rc.TaskID))
-		start := time.Now()
-		mod, err = r.rt.InstantiateModule(callCtx, m.compiled, mc)
-		duration = time.Since(start)
+		mod, err = r.rt.InstantiateModule(callCtx, m.compiled, mc.WithRandSource(newRandSource(rc.TaskID)))
 	} else {
-		snap, _ := r.snapshotFor(runCtx, m, argv, environ) // without one, the attempt initializes itself
-		if snap != nil && snap.size > rc.MemoryLimit {
-			return Result{Outcome: OutcomeMemoryLimit, Err: fmt.Errorf(
-				"sandbox: memory limit reached: the module's initialized memory is %s, limit %s: %w",
-				formatBytes(snap.size), formatBytes(rc.MemoryLimit), ErrMemoryLimit)}
-		}
-		start := time.Now()
-		mod, err = r.runReactor(callCtx, m, snap, mc, rc.TaskID, stdout, stderr)
-		duration = time.Since(start)
+		mod, err = r.runReactor(callCtx, m, snap, mc, rc.TaskID, stats, stdout, stderr)
 	}
+	duration = time.Since(start)
 	if mod != nil {
 		// The entry point returned without proc_exit: the instance is
 		// still open.
@@ -311,7 +321,7 @@ func moduleConfig(argv, environ []string, stdout, stderr *capture) wazero.Module
 // runReactor runs one attempt of a reactor: a fresh instance restored from
 // snap or, without one, initialized in place; then orloj_run. What
 // initialization wrote to stdout and stderr comes first in the attempt's.
-func (r *Runtime) runReactor(ctx context.Context, m *Module, snap *snapshot, mc wazero.ModuleConfig, taskID string, stdout, stderr *capture) (api.Module, error) {
+func (r *Runtime) runReactor(ctx context.Context, m *Module, snap *snapshot, mc wazero.ModuleConfig, taskID string, stats *memoryStats, stdout, stderr *capture) (api.Module, error) {
 	clock := &guestClock{}
 	var skip int64
 	if snap != nil {
@@ -325,7 +335,7 @@ func (r *Runtime) runReactor(ctx context.Context, m *Module, snap *snapshot, mc 
 		return mod, err
 	}
 	if snap != nil {
-		err = snap.restore(mod, m.plan)
+		err = snap.restore(mod, m.plan, !stats.restored)
 	} else {
 		err = initialize(ctx, mod, m.plan)
 	}

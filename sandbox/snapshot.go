@@ -73,11 +73,17 @@ type snapshot struct {
 	wallReads int64 // WASI clock readings made during initialization
 	nanoReads int64
 	randBytes int64 // bytes of random_get read during initialization
+	// pool keeps finished attempts' memories reset to this snapshot
+	// (Linux; nil elsewhere).
+	pool *memoryPool
 }
 
 // restore brings a fresh instance of the rewritten module (zeroed memory of
 // the declared minimum) to the snapshot's state.
-func (s *snapshot) restore(mod api.Module, plan *reactorPlan) error {
+//
+// copyPages is false when the memory was handed out holding the snapshot
+// already (from the pool).
+func (s *snapshot) restore(mod api.Module, plan *reactorPlan, copyPages bool) error {
 	mem := mod.Memory()
 	if have := uint64(mem.Size()); have < s.size {
 		if _, ok := mem.Grow(uint32((s.size - have) / pageSize)); !ok {
@@ -88,8 +94,10 @@ func (s *snapshot) restore(mod api.Module, plan *reactorPlan) error {
 	if !ok {
 		return fmt.Errorf("sandbox: restore the initialized state: memory is not %s", formatBytes(s.size))
 	}
-	for _, p := range s.pages {
-		copy(buf[p.off:], p.data)
+	if copyPages {
+		for _, p := range s.pages {
+			copy(buf[p.off:], p.data)
+		}
 	}
 	for i, name := range plan.globals {
 		g, ok := mod.ExportedGlobal(name).(api.MutableGlobal)
@@ -313,6 +321,7 @@ func (r *Runtime) takeSnapshot(m *Module, argv, environ []string) (_ *snapshot, 
 		nanoReads: clock.nano,
 		randBytes: random.n,
 	}
+	s.pool = newMemoryPool(s)
 	for i, name := range m.plan.globals {
 		g := mod.ExportedGlobal(name)
 		if g == nil {
@@ -321,4 +330,19 @@ func (r *Runtime) takeSnapshot(m *Module, argv, environ []string) (_ *snapshot, 
 		s.globals[i] = g.Get()
 	}
 	return s, nil
+}
+
+// drainPools releases the memories kept for m's attempts.
+func (m *Module) drainPools() {
+	m.snapMu.Lock()
+	defer m.snapMu.Unlock()
+	for _, e := range m.snapshots {
+		select {
+		case <-e.done:
+			if e.snap != nil {
+				e.snap.pool.drain()
+			}
+		default:
+		}
+	}
 }

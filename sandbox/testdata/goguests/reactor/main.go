@@ -9,7 +9,9 @@
 // bytes of crypto/rand read by the run), init_rand (read by init), wall and
 // init_wall (time.Now in unix ns, in the run and in init), args, env, now
 // (orloj_v1.now in unix ns). An input of {"exit": N} makes the run exit with
-// N after writing its output; {"trap": true} makes it trap.
+// N after writing its output; {"scribble": N} allocates N MiB, reports
+// whether it was all zero (zero) and fills it with 0xAA, so a memory reused
+// without a proper reset would show in the next attempt.
 package main
 
 import (
@@ -23,6 +25,7 @@ import (
 )
 
 var (
+	sink     []byte
 	counter  int
 	initRand = read8()
 	initWall = time.Now().UnixNano()
@@ -43,8 +46,8 @@ func main() { orloj.Main(run) }
 func run() error {
 	counter++
 	var in struct {
-		Exit int  `json:"exit"`
-		Trap bool `json:"trap"`
+		Exit     int `json:"exit"`
+		Scribble int `json:"scribble"`
 	}
 	if err := orloj.DecodeInput(&in); err != nil {
 		return err
@@ -54,16 +57,21 @@ func run() error {
 		return err
 	}
 	fmt.Println("reactor: run", counter)
+	zero := true
+	if in.Scribble > 0 {
+		b := make([]byte, in.Scribble<<20)
+		for i := range b {
+			zero = zero && b[i] == 0
+			b[i] = 0xAA
+		}
+		sink = b
+	}
 	if err := orloj.Output(map[string]any{
 		"counter": counter, "rand": read8(), "init_rand": initRand,
 		"wall": time.Now().UnixNano(), "init_wall": initWall,
-		"args": os.Args, "env": os.Environ(), "now": now.UnixNano(),
+		"args": os.Args, "env": os.Environ(), "now": now.UnixNano(), "zero": zero,
 	}); err != nil {
 		return err
-	}
-	if in.Trap {
-		var m map[string]int
-		m["x"] = 1 // nil map write: a Go panic, exit 2
 	}
 	if in.Exit != 0 {
 		os.Exit(in.Exit)
