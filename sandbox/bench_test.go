@@ -222,5 +222,20 @@ func BenchmarkAttemptStart(b *testing.B) {
 			b.ReportMetric(float64(starts[len(starts)/2].Nanoseconds())/1e3, "start-p50-µs")
 			b.ReportMetric(float64(starts[len(starts)*99/100].Nanoseconds())/1e3, "start-p99-µs")
 		})
+		// Four attempts at once per core, as a node's workers run them
+		// (for a reactor, each finds a pooled memory).
+		b.Run(c.name+"/par4", func(b *testing.B) {
+			m := mustCompile(b, shared, buildGo(b, "docpipeline."+c.name, "../examples/agents/docpipeline", c.flags...))
+			b.SetParallelism(4)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					d := &startDispatcher{begin: time.Now()}
+					if res := shared.Run(context.Background(), m, RunConfig{TaskID: "bench", Dispatcher: d}); res.Outcome != OutcomeGuestError {
+						b.Errorf("outcome %v (%v)", res.Outcome, res.Err)
+						return
+					}
+				}
+			})
+		})
 	}
 }

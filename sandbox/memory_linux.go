@@ -95,32 +95,45 @@ func (m *mmapMemory) Free() {
 // fresh pages in is not (on a virtual machine a 4 KiB fault measured tens of
 // microseconds, and even with huge pages a restore cost ~1 ms, most of it
 // the kernel zeroing pages we then overwrite). A pooled memory is already
-// mapped; resetting it (copy the snapshot's non-zero pages, zero the rest,
-// hand back everything the attempt grew beyond the snapshot) runs when an
-// attempt ends, off the next attempt's start. Isolation is the reset's: it
-// rewrites every byte up to the snapshot's size and drops the pages beyond,
-// so the next attempt sees exactly the snapshot. Copy-on-write mapping of a
+// mapped; resetting it (copy the snapshot's non-zero pages, zero the rest
+// and up to maxPooledTail of what the attempt grew beyond the snapshot, hand
+// back to the kernel anything bigger) runs when an attempt ends, off the
+// next attempt's start. Isolation is the reset's: it rewrites every byte the
+// attempt could have written, so the next attempt sees exactly the snapshot
+// followed by zeros. Copy-on-write mapping of a
 // memfd was measured too and lost: shmem gets no huge pages here, so every
 // page a run touches costs a 4 KiB fault.
+//
+// The pool keeps as many memories as attempts of the snapshot have run at
+// once (at least GOMAXPROCS, at most maxPooled), so a node's workers all find
+// one and an idle snapshot holds no more than its busiest moment needed.
 type memoryPool struct {
 	snap   *snapshot
-	limit  int // memories kept
 	mu     sync.Mutex
 	free   []*mmapMemory
+	out    int // memories handed out (pooled or fresh) and not yet put back
+	limit  int // memories kept: the most ever out at once, within bounds
 	closed bool
 }
 
-// maxPooledTail is how much memory beyond the snapshot a pooled memory keeps
-// mapped (zeroed) for the next attempt.
-const maxPooledTail = 8 << 20
+const (
+	// maxPooled bounds the memories one snapshot keeps.
+	maxPooled = 16
+	// maxPooledTail is how much memory beyond the snapshot a pooled
+	// memory keeps mapped (zeroed) for the next attempt.
+	maxPooledTail = 8 << 20
+)
 
 func newMemoryPool(s *snapshot) *memoryPool {
-	return &memoryPool{snap: s, limit: max(2, runtime.GOMAXPROCS(0))}
+	return &memoryPool{snap: s, limit: min(maxPooled, max(2, runtime.GOMAXPROCS(0)))}
 }
 
-// take hands out a pooled memory holding the snapshot, or nil.
+// take hands out a pooled memory holding the snapshot, or nil (the caller
+// allocates a fresh one, which comes back to the pool too).
 func (p *memoryPool) take(stats *memoryStats) experimental.LinearMemory {
 	p.mu.Lock()
+	p.out++
+	p.limit = min(maxPooled, max(p.limit, p.out))
 	n := len(p.free)
 	if n == 0 {
 		p.mu.Unlock()
@@ -138,6 +151,7 @@ func (p *memoryPool) take(stats *memoryStats) experimental.LinearMemory {
 // when the pool is full or closed, or the reset failed.
 func (p *memoryPool) put(m *mmapMemory) bool {
 	p.mu.Lock()
+	p.out--
 	full := p.closed || len(p.free) >= p.limit
 	p.mu.Unlock()
 	if full || !p.reset(m) {
