@@ -14,11 +14,16 @@ all: build agents
 build:
 	$(GO) build -o $(BIN)/orlojd ./cmd/orlojd
 
+# The examples build as WASI reactors (-buildmode=c-shared): the host runs
+# their Go start-up once per agent version instead of once per attempt (see
+# docs/abi.md). AGENT_BUILDMODE=exe builds them as commands, which run too.
+AGENT_BUILDMODE ?= c-shared
+
 agents: $(AGENTS:%=$(BIN)/agents/%.wasm)
 
 $(BIN)/agents/%.wasm: FORCE
 	@mkdir -p $(BIN)/agents
-	GOOS=wasip1 GOARCH=wasm $(GO) build -trimpath -o $@ ./examples/agents/$*
+	GOOS=wasip1 GOARCH=wasm $(GO) build -trimpath -buildmode=$(AGENT_BUILDMODE) -o $@ ./examples/agents/$*
 
 FORCE:
 

@@ -55,9 +55,20 @@ const (
 	FuncEmit = "emit"
 )
 
-// ExportStart is the export every guest module must provide: a WASI command
-// module's entry point.
+// ExportStart is a WASI command module's entry point, called once per
+// attempt in a fresh instance. A module exports it or ExportRun.
 const ExportStart = "_start"
+
+// ExportInitialize is a WASI reactor's initializer (language runtime start,
+// package initializers). The host calls it once per agent version and keeps
+// the initialized memory and globals as the starting point of every attempt;
+// a reactor may omit it.
+const ExportInitialize = "_initialize"
+
+// ExportRun is a reactor's entry point, () -> (), called once per attempt in
+// a fresh instance restored from the initialized state. It ends the attempt
+// as _start does: by returning (success) or through proc_exit.
+const ExportRun = "orloj_run"
 
 // ExportMemory is the memory export every guest module must provide.
 const ExportMemory = "memory"

@@ -35,10 +35,12 @@ func agentPath(t testing.TB, name string) string {
 		if buildErr != nil {
 			return
 		}
-		builds := []struct{ out, pkg, ldflags string }{
-			{"docpipeline", "../examples/agents/docpipeline", ""},
-			{"steps", "./testdata/agents/steps", ""},
-			{"steps-b", "./testdata/agents/steps", "-X main.variant=b"},
+		builds := []struct{ out, pkg, ldflags, buildmode string }{
+			{"docpipeline", "../examples/agents/docpipeline", "", ""},
+			// The same source as a pre-initialized reactor.
+			{"docpipeline-reactor", "../examples/agents/docpipeline", "", "c-shared"},
+			{"steps", "./testdata/agents/steps", "", ""},
+			{"steps-b", "./testdata/agents/steps", "-X main.variant=b", ""},
 		}
 		var wg sync.WaitGroup
 		errs := make([]error, len(builds))
@@ -46,7 +48,11 @@ func agentPath(t testing.TB, name string) string {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				cmd := exec.Command("go", "build", "-ldflags", b.ldflags, "-o", filepath.Join(buildDir, b.out+".wasm"), b.pkg)
+				args := []string{"build", "-ldflags", b.ldflags}
+				if b.buildmode != "" {
+					args = append(args, "-buildmode="+b.buildmode)
+				}
+				cmd := exec.Command("go", append(args, "-o", filepath.Join(buildDir, b.out+".wasm"), b.pkg)...)
 				cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
 				if out, err := cmd.CombinedOutput(); err != nil {
 					errs[i] = fmt.Errorf("build %s: %v\n%s", b.out, err, out)

@@ -3,6 +3,7 @@ package host
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/orloj/orloj/cluster"
 	"github.com/orloj/orloj/examples/standins"
 	"github.com/orloj/orloj/plugins"
+	"github.com/orloj/orloj/sandbox"
 )
 
 func startStandins(t *testing.T) *standins.Services {
@@ -43,13 +45,34 @@ func docInput(s *standins.Services, doc string) map[string]string {
 
 // TestDocPipelineReplaysFromLedger is the problem statement: the record write
 // fails twice with a 503, then succeeds. OCR and each model call happen once;
-// the retries replay them from the ledger.
+// the retries replay them from the ledger. The agent runs as a command and,
+// built from the same source, as a pre-initialized reactor: the executor
+// cannot tell them apart.
 func TestDocPipelineReplaysFromLedger(t *testing.T) {
 	t.Parallel()
+	for _, build := range []string{"docpipeline", "docpipeline-reactor"} {
+		t.Run(build, func(t *testing.T) {
+			t.Parallel()
+			testDocPipelineReplaysFromLedger(t, build)
+		})
+	}
+}
+
+func testDocPipelineReplaysFromLedger(t *testing.T, build string) {
+	if build == "docpipeline-reactor" {
+		wasm, err := os.ReadFile(agentPath(t, build))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := runtime(t).Compile(context.Background(), wasm)
+		if err != nil || m.Kind() != sandbox.ModuleReactor || m.Preinitialized() != nil {
+			t.Fatalf("reactor build: %v; kind %v, pre-initialized: %v", err, m.Kind(), m.Preinitialized())
+		}
+	}
 	s := startStandins(t)
 	s.FailNextRecords(2)
 	e := newEnv(t, docTools(t, s))
-	e.pushAgent("docpipeline", "v1", agentPath(t, "docpipeline"), "http", "model")
+	e.pushAgent("docpipeline", "v1", agentPath(t, build), "http", "model")
 	policy := cluster.RetryPolicy{MaxAttempts: 8, Base: 50 * time.Millisecond, Factor: 2, Cap: time.Second}
 	e.submit("doc-1", "docpipeline", "v1", docInput(s, "invoice-1.txt"), policy)
 

@@ -180,3 +180,62 @@ func BenchmarkRSSPerInstance(b *testing.B) {
 	}
 	b.ReportMetric(perInstance, "MiB/instance")
 }
+
+// startDispatcher records when the guest first asks for its input, then
+// refuses it, so the agent stops at once: the time to that call is the
+// attempt's start (instantiation, and for a command the Go runtime's
+// start-up and package initializers).
+type startDispatcher struct {
+	nopDispatcher
+	begin time.Time
+	start time.Duration
+}
+
+func (d *startDispatcher) Input(context.Context) ([]byte, error) {
+	d.start = time.Since(d.begin)
+	return nil, abi.Errorf(abi.StatusInvalidArgument, "benchmark: stop here")
+}
+
+// BenchmarkAttemptStart: the time from Run to the agent's first host call,
+// for examples/agents/docpipeline built as a command (runtime start-up in
+// every attempt) and as a reactor (restored from the snapshot Compile took).
+// ns/op is the whole attempt (it ends at that call); start-p50-µs is the
+// start alone.
+func BenchmarkAttemptStart(b *testing.B) {
+	for _, c := range []struct {
+		name  string
+		flags []string
+	}{{"command", nil}, {"reactor", []string{"-buildmode=c-shared"}}} {
+		b.Run(c.name, func(b *testing.B) {
+			m := mustCompile(b, shared, buildGo(b, "docpipeline."+c.name, "../examples/agents/docpipeline", c.flags...))
+			ctx := context.Background()
+			var starts []time.Duration
+			for b.Loop() {
+				d := &startDispatcher{begin: time.Now()}
+				res := shared.Run(ctx, m, RunConfig{TaskID: "bench", Dispatcher: d})
+				if res.Outcome != OutcomeGuestError || d.start == 0 {
+					b.Fatalf("outcome %v (%v); input reached after %v", res.Outcome, res.Err, d.start)
+				}
+				starts = append(starts, d.start)
+			}
+			slices.Sort(starts)
+			b.ReportMetric(float64(starts[len(starts)/2].Nanoseconds())/1e3, "start-p50-µs")
+			b.ReportMetric(float64(starts[len(starts)*99/100].Nanoseconds())/1e3, "start-p99-µs")
+		})
+		// Four attempts at once per core, as a node's workers run them
+		// (for a reactor, each finds a pooled memory).
+		b.Run(c.name+"/par4", func(b *testing.B) {
+			m := mustCompile(b, shared, buildGo(b, "docpipeline."+c.name, "../examples/agents/docpipeline", c.flags...))
+			b.SetParallelism(4)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					d := &startDispatcher{begin: time.Now()}
+					if res := shared.Run(context.Background(), m, RunConfig{TaskID: "bench", Dispatcher: d}); res.Outcome != OutcomeGuestError {
+						b.Errorf("outcome %v (%v)", res.Outcome, res.Err)
+						return
+					}
+				}
+			})
+		})
+	}
+}

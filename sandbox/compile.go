@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/tetratelabs/wazero"
 
@@ -19,6 +21,35 @@ type Module struct {
 	digest    string
 	name      string
 	minMemory uint64 // bytes of initial linear memory the module declares
+	kind      ModuleKind
+	// plan is set for a reactor rewritten for snapshots (prepareReactor);
+	// nil for commands and for reactors that initialize in every attempt.
+	plan *reactorPlan
+
+	snapMu    sync.Mutex
+	snapshots map[string]*snapshotEntry // by snapshotKey
+	// preinitErr is why the snapshot for the default argv/env (taken by
+	// Compile) is missing; nil when it was taken.
+	preinitErr error
+}
+
+// Kind says whether attempts run _start (a command) or orloj_run (a
+// reactor).
+func (m *Module) Kind() ModuleKind { return m.kind }
+
+// Preinitialized reports whether attempts of this reactor start from a
+// snapshot of its initialized state, and if not, why: nil for a snapshotted
+// reactor. For a command it returns ErrNotReactor. The snapshot checked is
+// the one for argv [Name()] and an empty environment, which Compile takes;
+// other argv/env get their own at their first Run.
+func (m *Module) Preinitialized() error {
+	switch {
+	case m.kind != ModuleReactor:
+		return ErrNotReactor
+	case m.plan == nil:
+		return errors.New("the module cannot be rewritten for snapshots (a start section, a data count section, passive data segments or an export named " + globalExportPrefix + "*)")
+	}
+	return m.preinitErr
 }
 
 // Digest returns the hex SHA-256 of the module's bytes: its identity in the
@@ -46,7 +77,12 @@ type compileEntry struct {
 // wraps ErrInvalidModule and names its reason: too large; not WebAssembly or
 // does not compile; imports something Orloj does not provide (any module
 // other than orloj_v1 and wasi_snapshot_preview1, a name they do not export,
-// or the wrong signature); no _start or memory export.
+// or the wrong signature); neither _start nor orloj_run exported, or no
+// memory export; a reactor whose initialization traps or exits.
+//
+// A reactor (see ModuleKind) is initialized here, once, and the initialized
+// state kept for its attempts (see snapshot.go), so Compile takes the
+// initialization's time too (milliseconds for Go).
 func (r *Runtime) Compile(ctx context.Context, wasm []byte) (*Module, error) {
 	if int64(len(wasm)) > r.cfg.MaxModuleBytes {
 		return nil, fmt.Errorf("%w: module is %d bytes, limit %d (Config.MaxModuleBytes)", ErrInvalidModule, len(wasm), r.cfg.MaxModuleBytes)
@@ -92,9 +128,22 @@ func (r *Runtime) compile(ctx context.Context, wasm []byte, digest string) (*Mod
 	if err := checkImports(scan.imports, r.providers); err != nil {
 		return nil, err
 	}
-	// Fewer, larger data segments instantiate faster (see mergeDataSegments);
-	// the module's identity stays the digest of what was uploaded.
-	wasm, _ = mergeDataSegments(wasm, scan)
+	// The module's identity stays the digest of what was uploaded, whatever
+	// the rewrites below make of it.
+	kind := kindOf(scan.exportNames)
+	var plan *reactorPlan
+	if kind == ModuleReactor {
+		var out []byte
+		var ok bool
+		if out, plan, ok = prepareReactor(wasm, scan); ok {
+			wasm = out
+		}
+	}
+	if plan == nil {
+		// Fewer, larger data segments instantiate faster (see
+		// mergeDataSegments).
+		wasm, _ = mergeDataSegments(wasm, scan)
+	}
 	compiled, err := r.rt.CompileModule(ctx, wasm)
 	if err != nil {
 		return nil, fmt.Errorf("%w: module does not compile: %v", ErrInvalidModule, err)
@@ -103,14 +152,24 @@ func (r *Runtime) compile(ctx context.Context, wasm []byte, digest string) (*Mod
 		_ = compiled.Close(ctx)
 		return nil, err
 	}
-	if err := checkExports(compiled); err != nil {
+	if err := checkExports(compiled, kind); err != nil {
 		_ = compiled.Close(ctx)
 		return nil, err
 	}
-	m := &Module{rt: r, compiled: compiled, digest: digest, name: compiled.Name()}
+	m := &Module{rt: r, compiled: compiled, digest: digest, name: compiled.Name(), kind: kind, plan: plan,
+		snapshots: make(map[string]*snapshotEntry)}
 	if m.name == "" {
 		m.name = "agent"
 	}
 	m.minMemory = uint64(compiled.ExportedMemories()[abi.ExportMemory].Min()) * pageSize
+	if plan != nil {
+		// Initialize now, so that a module whose initialization fails is
+		// refused at upload rather than failing every attempt.
+		_, m.preinitErr = r.snapshotFor(ctx, m, []string{m.name}, nil)
+		if errors.Is(m.preinitErr, errInitFailed) {
+			_ = compiled.Close(ctx)
+			return nil, fmt.Errorf("%w: %v", ErrInvalidModule, m.preinitErr)
+		}
+	}
 	return m, nil
 }

@@ -6,11 +6,14 @@ import "errors"
 var (
 	// ErrInvalidModule wraps every reason Compile refuses a module: too
 	// large, does not compile, imports something Orloj does not provide,
-	// lacks _start or memory. The wrapping message names the reason.
+	// lacks _start (or orloj_run) or memory, a reactor whose
+	// initialization fails. The wrapping message names the reason.
 	ErrInvalidModule = errors.New("invalid module")
 	// ErrClosed is returned by Compile, and wrapped in Run's Result, once
 	// the Runtime is closing.
 	ErrClosed = errors.New("sandbox: runtime closed")
 	// ErrMemoryLimit is wrapped in the Result.Err of OutcomeMemoryLimit.
 	ErrMemoryLimit = errors.New("memory limit")
+	// ErrNotReactor is what Module.Preinitialized says of a command module.
+	ErrNotReactor = errors.New("sandbox: a command module is not pre-initialized")
 )

@@ -13,7 +13,15 @@ type sliceMemory struct {
 	buf     []byte
 }
 
-func newLinearMemory(reserve uint64, stats *memoryStats) experimental.LinearMemory {
+// memoryPool is Linux-only (memory_linux.go); elsewhere every attempt
+// copies the snapshot into fresh memory.
+type memoryPool struct{}
+
+func newMemoryPool(*snapshot) *memoryPool                       { return nil }
+func (*memoryPool) take(*memoryStats) experimental.LinearMemory { return nil }
+func (*memoryPool) drain()                                      {}
+
+func newLinearMemory(reserve uint64, stats *memoryStats, _ *memoryPool) experimental.LinearMemory {
 	return &sliceMemory{stats: stats, reserve: reserve, buf: []byte{}}
 }
 

@@ -149,6 +149,11 @@ func (r *Runtime) Close(ctx context.Context) error {
 		return nil
 	}
 	r.released = true
+	for _, e := range r.modules {
+		if e.mod != nil {
+			e.mod.drainPools()
+		}
+	}
 	err := r.rt.Close(ctx) // also closes every compiled module
 	if r.cache != nil {
 		err = errors.Join(err, r.cache.Close(ctx))
@@ -230,36 +235,56 @@ func (r *Runtime) Run(ctx context.Context, m *Module, rc RunConfig) (res Result)
 	runCtx, cancel := context.WithTimeout(closeCtx, rc.Timeout)
 	defer cancel()
 
+	name := rc.Name
+	if name == "" {
+		name = m.name
+	}
+	argv := append([]string{name}, rc.Args...)
+	environ := make([]string, 0, len(rc.Env))
+	for _, k := range slices.Sorted(maps.Keys(rc.Env)) { // sorted: same environ order every attempt
+		environ = append(environ, k+"="+rc.Env[k])
+	}
+	var snap *snapshot
+	if m.kind == ModuleReactor {
+		snap, _ = r.snapshotFor(runCtx, m, argv, environ) // without one, the attempt initializes itself
+		if snap != nil && snap.size > rc.MemoryLimit {
+			return Result{Outcome: OutcomeMemoryLimit, Err: fmt.Errorf(
+				"sandbox: memory limit reached: the module's initialized memory is %s, limit %s: %w",
+				formatBytes(snap.size), formatBytes(rc.MemoryLimit), ErrMemoryLimit)}
+		}
+	}
+
 	stats := &memoryStats{limit: rc.MemoryLimit}
 	a := &attempt{d: rc.Dispatcher}
 	callCtx := runCtx
 	if !r.opts.wazeroMemory {
-		callCtx = experimental.WithMemoryAllocator(callCtx, limitAllocator{stats: stats})
+		alloc := limitAllocator{stats: stats}
+		if snap != nil {
+			alloc.pool = snap.pool
+		}
+		callCtx = experimental.WithMemoryAllocator(callCtx, alloc)
 	}
 	// Outermost, so host functions find it with one comparison.
 	callCtx = context.WithValue(callCtx, attemptKey{}, a)
 
 	stdout, stderr := newCapture(rc.OutputCap), newCapture(rc.OutputCap)
-	name := rc.Name
-	if name == "" {
-		name = m.name
-	}
-	mc := wazero.NewModuleConfig().
-		WithName(""). // anonymous: many instances of one module may run at once
-		WithArgs(append([]string{name}, rc.Args...)...).
-		WithStdin(strings.NewReader("")).
-		WithStdout(stdout).
-		WithStderr(stderr).
-		WithRandSource(newRandSource(rc.TaskID))
-	for _, k := range slices.Sorted(maps.Keys(rc.Env)) { // sorted: same environ order every attempt
-		mc = mc.WithEnv(k, rc.Env[k])
-	}
+	mc := moduleConfig(argv, environ, stdout, stderr)
 
+	var (
+		mod      api.Module
+		err      error
+		duration time.Duration
+	)
 	start := time.Now()
-	mod, err := r.rt.InstantiateModule(callCtx, m.compiled, mc)
-	duration := time.Since(start)
+	if m.kind == ModuleCommand {
+		mod, err = r.rt.InstantiateModule(callCtx, m.compiled, mc.WithRandSource(newRandSource(rc.TaskID)))
+	} else {
+		mod, err = r.runReactor(callCtx, m, snap, mc, rc.TaskID, stats, stdout, stderr)
+	}
+	duration = time.Since(start)
 	if mod != nil {
-		// _start returned without proc_exit: the instance is still open.
+		// The entry point returned without proc_exit: the instance is
+		// still open.
 		_ = mod.Close(context.Background())
 	}
 
@@ -274,4 +299,48 @@ func (r *Runtime) Run(ctx context.Context, m *Module, rc RunConfig) (res Result)
 	res.Stdout, res.Stderr = stdout.Bytes(), stderr.Bytes()
 	res.PeakMemory = stats.peak
 	return res
+}
+
+// moduleConfig is the WASI world of an instance: exactly argv and environ,
+// an empty stdin, captured stdout and stderr, no directories. The instance
+// is anonymous, since many instances of one module run at once.
+func moduleConfig(argv, environ []string, stdout, stderr *capture) wazero.ModuleConfig {
+	mc := wazero.NewModuleConfig().
+		WithName("").
+		WithArgs(argv...).
+		WithStdin(strings.NewReader("")).
+		WithStdout(stdout).
+		WithStderr(stderr)
+	for _, kv := range environ {
+		k, v, _ := strings.Cut(kv, "=")
+		mc = mc.WithEnv(k, v)
+	}
+	return mc
+}
+
+// runReactor runs one attempt of a reactor: a fresh instance restored from
+// snap or, without one, initialized in place; then orloj_run. What
+// initialization wrote to stdout and stderr comes first in the attempt's.
+func (r *Runtime) runReactor(ctx context.Context, m *Module, snap *snapshot, mc wazero.ModuleConfig, taskID string, stats *memoryStats, stdout, stderr *capture) (api.Module, error) {
+	clock := &guestClock{}
+	var skip int64
+	if snap != nil {
+		clock.wall, clock.nano, skip = snap.wallReads, snap.nanoReads, snap.randBytes
+		_, _ = stdout.Write(snap.stdout)
+		_, _ = stderr.Write(snap.stderr)
+	}
+	mc = withClock(mc, clock).WithRandSource(attemptRandSource(taskID, skip)).WithStartFunctions()
+	mod, err := r.rt.InstantiateModule(ctx, m.compiled, mc)
+	if err != nil {
+		return mod, err
+	}
+	if snap != nil {
+		err = snap.restore(mod, m.plan, !stats.restored)
+	} else {
+		err = initialize(ctx, mod, m.plan)
+	}
+	if err == nil {
+		_, err = mod.ExportedFunction(abi.ExportRun).Call(ctx)
+	}
+	return mod, err
 }

@@ -36,6 +36,21 @@ type moduleScan struct {
 	// none); dataCount is whether a data count section is present.
 	data      [2]int
 	dataCount bool
+	// exports is where the export section lies, header included ([0, 0)
+	// if none), and exportNames what it exports.
+	exports     [2]int
+	exportNames []string
+	// globals are the module's own globals, in index order after the
+	// imported ones.
+	globals []globalType
+	// start is whether the module has a start section.
+	start bool
+}
+
+// globalType is a global's value type byte and mutability.
+type globalType struct {
+	valType byte
+	mutable bool
 }
 
 // scanModule walks a module's binary structure without decoding code, and
@@ -95,21 +110,27 @@ func scanModule(b []byte) (*moduleScan, error) {
 			}
 		case 6:
 			n := sr.count("globals", maxGlobals, 4)
+			s.globals = make([]globalType, 0, n)
 			for i := uint32(0); i < n && sr.err == nil; i++ {
-				sr.byte() // value type
-				sr.byte() // mutability
+				var g globalType
+				g.valType = sr.byte()
+				g.mutable = sr.byte() == 1
 				sr.constExpr()
+				s.globals = append(s.globals, g)
 			}
 		case 7:
 			n := sr.count("exports", maxExports, 3)
+			s.exportNames = make([]string, 0, n)
 			for i := uint32(0); i < n && sr.err == nil; i++ {
-				sr.name()
+				s.exportNames = append(s.exportNames, sr.name())
 				sr.byte() // kind
 				sr.u32()  // index
 			}
+			s.exports = [2]int{at, len(b) - len(r.b)}
 		case 8, 12: // start, data count: one u32
 			sr.u32()
 			s.dataCount = s.dataCount || id == 12
+			s.start = s.start || id == 8
 		case 9:
 			scanElements(sr)
 		case 10:

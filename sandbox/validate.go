@@ -185,17 +185,24 @@ func checkSignatures(compiled wazero.CompiledModule, providers map[string]map[st
 	return joinProblems(problems)
 }
 
-// checkExports requires what every attempt needs: a WASI command's _start,
-// taking and returning nothing, and the exported memory the ABI's pointers
-// index.
-func checkExports(compiled wazero.CompiledModule) error {
+// checkExports requires what every attempt needs: an entry point taking and
+// returning nothing (a WASI command's _start, or a reactor's orloj_run and
+// optional _initialize), and the exported memory the ABI's pointers index.
+func checkExports(compiled wazero.CompiledModule, kind ModuleKind) error {
 	var problems []string
-	start, ok := compiled.ExportedFunctions()[abi.ExportStart]
-	switch {
-	case !ok:
-		problems = append(problems, "module does not export function "+abi.ExportStart+" (it must be a WASI command module)")
-	case len(start.ParamTypes()) != 0 || len(start.ResultTypes()) != 0:
-		problems = append(problems, fmt.Sprintf("module exports %s as %s; it must be () -> ()", abi.ExportStart, signature(start)))
+	funcs := compiled.ExportedFunctions()
+	entries := []string{abi.ExportStart}
+	if kind == ModuleReactor {
+		entries = []string{abi.ExportRun, abi.ExportInitialize}
+	}
+	for i, name := range entries {
+		fn, ok := funcs[name]
+		switch {
+		case !ok && i == 0:
+			problems = append(problems, "module does not export function "+abi.ExportStart+" (it must be a WASI command module, or a reactor exporting "+abi.ExportRun+")")
+		case ok && (len(fn.ParamTypes()) != 0 || len(fn.ResultTypes()) != 0):
+			problems = append(problems, fmt.Sprintf("module exports %s as %s; it must be () -> ()", name, signature(fn)))
+		}
 	}
 	if _, ok := compiled.ExportedMemories()[abi.ExportMemory]; !ok {
 		problems = append(problems, "module does not export its memory as \""+abi.ExportMemory+"\"")

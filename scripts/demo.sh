@@ -71,7 +71,7 @@ say "Orloj demo: a document pipeline that survives a failing database, a poison 
 
 # Build what make does not: the stand-ins and the fixed agent version.
 "$GO" build -o "$work/standins" ./examples/standins/cmd/standins
-GOOS=wasip1 GOARCH=wasm "$GO" build -trimpath -ldflags "-X main.defaultDate=$(date -u +%F)" \
+GOOS=wasip1 GOARCH=wasm "$GO" build -trimpath -buildmode=c-shared -ldflags "-X main.defaultDate=$(date -u +%F)" \
 	-o "$work/docpipeline-v2.wasm" ./examples/agents/docpipeline
 cp "$AGENT_V1" "$work/docpipeline.wasm"
 

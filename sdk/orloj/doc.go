@@ -22,9 +22,20 @@
 // # Two builds, one API
 //
 // Built with GOOS=wasip1 GOARCH=wasm, the package imports the orloj_v1 host
-// functions and the agent is a WASI command module for the Orloj sandbox:
+// functions and the agent is a module for the Orloj sandbox. Built as a
+// reactor (-buildmode=c-shared), the Go runtime and the package initializers
+// run once per agent version and every attempt starts from that state; the
+// package exports orloj_run, which calls main, so main is the same in both
+// builds. Built without it, the agent is a WASI command that starts from
+// scratch in every attempt:
 //
-//	GOOS=wasip1 GOARCH=wasm go build -o agent.wasm ./myagent
+//	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o agent.wasm ./myagent
+//
+// In a reactor, package-level variables are initialized once and then copied
+// into each attempt: keep anything that must differ per task (the input, the
+// time, crypto/rand bytes) out of initializers and read it in run. A package
+// initializer that calls the host (Input, Now, Call, ...) still works, but
+// costs the agent its pre-initialization.
 //
 // Built for any other target, the same functions talk to a Fake, an in-process
 // host that tests install to script tool results and to inspect what the agent
