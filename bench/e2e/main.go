@@ -40,24 +40,29 @@ import (
 
 type options struct {
 	orlojd, agent string
-	workers       []int
-	nodes         []int
-	peer          string
-	peerBin       string
-	pgScript      string
-	clients       int
-	duration      time.Duration
-	sequential    int
-	warmup        int
-	rounds        int
-	keep          bool
+	// baseline is an earlier build measured in the same run (its own
+	// binary and agent), for before/after ratios.
+	baseOrlojd, baseAgent string
+	workers               []int
+	nodes                 []int
+	peer                  string
+	peerBin               string
+	pgScript              string
+	clients               int
+	duration              time.Duration
+	sequential            int
+	warmup                int
+	rounds                int
+	keep                  bool
 }
 
 func main() {
 	var o options
 	var workers string
 	flag.StringVar(&o.orlojd, "orlojd", "", "orlojd binary (default: build ./cmd/orlojd)")
-	flag.StringVar(&o.agent, "agent", "", "six-step agent module (default: build ./chaos/testdata/sixcalls)")
+	flag.StringVar(&o.agent, "agent", "", "six-step agent module (default: build ./chaos/testdata/sixcalls as a pre-initialized reactor)")
+	flag.StringVar(&o.baseOrlojd, "baseline-orlojd", "", "an earlier orlojd to measure in the same run, as \"orloj baseline\"")
+	flag.StringVar(&o.baseAgent, "baseline-agent", "", "the agent module for -baseline-orlojd (default: -agent)")
 	flag.StringVar(&workers, "workers", "4", "orlojd --workers, comma-separated for several configurations")
 	var nodes string
 	flag.StringVar(&nodes, "nodes", "1", "cluster sizes, comma-separated; clients spread over every node")
@@ -129,17 +134,25 @@ func run(o options) error {
 	if o.agent == "" {
 		o.agent = filepath.Join(work, "sixcalls.wasm")
 		progress("building the six-step agent")
-		if err := goBuild("wasip1", o.agent, "./chaos/testdata/sixcalls"); err != nil {
+		if err := goBuild("wasip1-reactor", o.agent, "./chaos/testdata/sixcalls"); err != nil {
 			return err
 		}
+	}
+	if o.baseAgent == "" {
+		o.baseAgent = o.agent
 	}
 	var systems []system
 	for _, n := range o.nodes {
 		for _, w := range o.workers {
 			name := fmt.Sprintf("orloj %d node%s, %d workers", n, map[bool]string{true: "s"}[n > 1], w)
 			systems = append(systems, system{name: name, run: func(ctx context.Context, steps string) (result, error) {
-				return runOrloj(ctx, o, work, n, w, steps)
+				return runOrloj(ctx, o, o.orlojd, o.agent, work, n, w, steps)
 			}})
+			if o.baseOrlojd != "" {
+				systems = append(systems, system{name: "baseline " + name, run: func(ctx context.Context, steps string) (result, error) {
+					return runOrloj(ctx, o, o.baseOrlojd, o.baseAgent, work, n, w, steps)
+				}})
+			}
 		}
 	}
 	if o.peer == "dbos" {
@@ -191,6 +204,10 @@ func goBuildIn(dir, goos, out, pkg string) error {
 	cmd := exec.Command("go", "build", "-trimpath", "-o", out, pkg)
 	cmd.Dir = dir
 	cmd.Env = os.Environ()
+	if goos == "wasip1-reactor" {
+		cmd.Args = []string{"go", "build", "-trimpath", "-buildmode=c-shared", "-o", out, pkg}
+		goos = "wasip1"
+	}
 	if dir != "" {
 		cmd.Env = append(cmd.Env, "GOFLAGS=-mod=mod") // a peer's own module
 	}
@@ -361,7 +378,7 @@ const benchToken = "bench-e2e-token"
 
 // startOrlojd starts a node; join is a member's Raft address ("" starts a
 // cluster) with the member's data dir, for the join token.
-func startOrlojd(ctx context.Context, o options, work string, workers int, join *orlojNode) (*orlojNode, error) {
+func startOrlojd(ctx context.Context, bin, work string, workers int, join *orlojNode) (*orlojNode, error) {
 	dir, err := os.MkdirTemp(work, "orloj-data")
 	if err != nil {
 		return nil, err
@@ -374,7 +391,7 @@ func startOrlojd(ctx context.Context, o options, work string, workers int, join 
 		args = append(args, "--node-id", filepath.Base(dir), "--join", join.raftAddr,
 			"--join-token-file", filepath.Join(join.dir, cluster.JoinTokenFile))
 	}
-	n.cmd = exec.Command(o.orlojd, args...)
+	n.cmd = exec.Command(bin, args...)
 	n.cmd.Env = append(os.Environ(), "ORLOJ_TOKEN="+benchToken)
 	n.cmd.Stdout, n.cmd.Stderr = n.logs, n.logs
 	if err := n.cmd.Start(); err != nil {
@@ -388,7 +405,7 @@ func startOrlojd(ctx context.Context, o options, work string, workers int, join 
 	return n, nil
 }
 
-func runOrloj(ctx context.Context, o options, work string, nodes, workers int, steps string) (result, error) {
+func runOrloj(ctx context.Context, o options, bin, agent, work string, nodes, workers int, steps string) (result, error) {
 	var all []*orlojNode
 	defer func() {
 		for i := len(all) - 1; i >= 0; i-- {
@@ -400,7 +417,7 @@ func runOrloj(ctx context.Context, o options, work string, nodes, workers int, s
 		if i > 0 {
 			join = all[0]
 		}
-		n, err := startOrlojd(ctx, o, work, workers, join)
+		n, err := startOrlojd(ctx, bin, work, workers, join)
 		if err != nil {
 			return result{}, fmt.Errorf("node %d: %w", i+1, err)
 		}
@@ -411,7 +428,7 @@ func runOrloj(ctx context.Context, o options, work string, nodes, workers int, s
 			return result{}, err
 		}
 	}
-	wasm, err := os.ReadFile(o.agent)
+	wasm, err := os.ReadFile(agent)
 	if err != nil {
 		return result{}, err
 	}
