@@ -53,6 +53,7 @@ type serveConfig struct {
 	RaftElection   time.Duration
 	DialMap        []string
 	HistoryFile    string
+	PprofAddr      string
 
 	// tokenOnCommandLine is set when --token was a flag: serve warns that
 	// the process list shows it.
@@ -111,6 +112,7 @@ func (c *serveConfig) settings() []setting {
 		// Fault testing only, hence hidden.
 		{"dial-map", "rewrite dialed addresses, FROM=TO,... (fault tests)", "DialMap", listValue{&c.DialMap}},
 		{"history-file", "append lease operations to this file (fault tests)", "HistoryFile", strValue{&c.HistoryFile}},
+		{"pprof-addr", "serve Go's profiler (/debug/pprof/) on this loopback host:port (profiling)", "", strValue{&c.PprofAddr}},
 	}
 }
 
@@ -148,7 +150,7 @@ and exits 0. A second signal stops at once.`,
 			f.Lookup(s.flag).NoOptDefVal = "true"
 		}
 	}
-	for _, hidden := range []string{"dial-map", "history-file", "token"} {
+	for _, hidden := range []string{"dial-map", "history-file", "token", "pprof-addr"} {
 		_ = f.MarkHidden(hidden)
 	}
 	return cmd
@@ -367,6 +369,14 @@ func serve(stderr io.Writer, cfg serveConfig) error {
 		_ = d.Stop(0)
 		<-started
 		return fmt.Errorf("%s during start-up: stopped", sig)
+	}
+	if cfg.PprofAddr != "" {
+		stop, err := servePprof(cfg.PprofAddr, log)
+		if err != nil {
+			_ = d.Stop(0)
+			return err
+		}
+		defer stop()
 	}
 	scheme := "http://"
 	if cfg.APITLS {
