@@ -54,6 +54,7 @@ type options struct {
 	warmup                int
 	rounds                int
 	keep                  bool
+	pprof                 int // node i serves its profiler on 127.0.0.1:pprof+i; 0: off
 }
 
 func main() {
@@ -75,6 +76,7 @@ func main() {
 	flag.IntVar(&o.warmup, "warmup", 10, "tasks run before measuring, spread over the nodes (not counted)")
 	flag.IntVar(&o.rounds, "rounds", 2, "rounds; each alternates the order of the systems")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary data directories")
+	flag.IntVar(&o.pprof, "pprof-port", 0, "node i serves Go's profiler on 127.0.0.1:PORT+i (0: off)")
 	flag.Parse()
 	o.workers = positiveList("workers", workers)
 	o.nodes = positiveList("nodes", nodes)
@@ -378,7 +380,7 @@ const benchToken = "bench-e2e-token"
 
 // startOrlojd starts a node; join is a member's Raft address ("" starts a
 // cluster) with the member's data dir, for the join token.
-func startOrlojd(ctx context.Context, bin, work string, workers int, join *orlojNode) (*orlojNode, error) {
+func startOrlojd(ctx context.Context, bin, work string, workers int, join *orlojNode, pprof string) (*orlojNode, error) {
 	dir, err := os.MkdirTemp(work, "orloj-data")
 	if err != nil {
 		return nil, err
@@ -390,6 +392,9 @@ func startOrlojd(ctx context.Context, bin, work string, workers int, join *orloj
 	if join != nil {
 		args = append(args, "--node-id", filepath.Base(dir), "--join", join.raftAddr,
 			"--join-token-file", filepath.Join(join.dir, cluster.JoinTokenFile))
+	}
+	if pprof != "" {
+		args = append(args, "--pprof-addr", pprof)
 	}
 	n.cmd = exec.Command(bin, args...)
 	n.cmd.Env = append(os.Environ(), "ORLOJ_TOKEN="+benchToken)
@@ -417,7 +422,11 @@ func runOrloj(ctx context.Context, o options, bin, agent, work string, nodes, wo
 		if i > 0 {
 			join = all[0]
 		}
-		n, err := startOrlojd(ctx, bin, work, workers, join)
+		pprof := ""
+		if o.pprof > 0 {
+			pprof = fmt.Sprintf("127.0.0.1:%d", o.pprof+i)
+		}
+		n, err := startOrlojd(ctx, bin, work, workers, join, pprof)
 		if err != nil {
 			return result{}, fmt.Errorf("node %d: %w", i+1, err)
 		}
