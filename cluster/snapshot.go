@@ -47,19 +47,24 @@ func writeSnapshot(txn *badger.Txn, w io.Writer) error {
 	if _, err := bw.WriteString(snapshotMagic); err != nil {
 		return err
 	}
-	it := txn.NewIterator(badger.DefaultIteratorOptions)
+	// Values are written from Badger's buffer, not copied: a snapshot
+	// reads the whole state, and copying it all made each one allocate
+	// as much as the state holds.
+	opts := badger.DefaultIteratorOptions
+	opts.PrefetchValues = false
+	it := txn.NewIterator(opts)
 	defer it.Close()
 	var lenBuf [4]byte
+	write := func(b []byte) {
+		binary.BigEndian.PutUint32(lenBuf[:], uint32(len(b)))
+		bw.Write(lenBuf[:])
+		bw.Write(b)
+	}
 	for it.Rewind(); it.Valid(); it.Next() {
 		item := it.Item()
-		val, err := item.ValueCopy(nil)
-		if err != nil {
+		write(item.Key())
+		if err := item.Value(func(v []byte) error { write(v); return nil }); err != nil {
 			return err
-		}
-		for _, b := range [][]byte{item.Key(), val} {
-			binary.BigEndian.PutUint32(lenBuf[:], uint32(len(b)))
-			bw.Write(lenBuf[:])
-			bw.Write(b)
 		}
 	}
 	binary.BigEndian.PutUint32(lenBuf[:], 0)
