@@ -262,14 +262,9 @@ func ReadIndexHandler(node *cluster.Node, log hclog.Logger) http.Handler {
 		log = hclog.NewNullLogger()
 	}
 	log = log.Named("forward")
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return requireNode(node, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet {
 			http.Error(w, "GET only", http.StatusMethodNotAllowed)
-			return
-		}
-		if _, ok := node.VerifiedPeer(r.TLS); !ok {
-			log.Warn("refused a read-index request without a node certificate", "remote", r.RemoteAddr)
-			http.Error(w, "a node certificate from the cluster CA is required", http.StatusUnauthorized)
 			return
 		}
 		idx, err := node.ReadIndex(r.Context())
@@ -282,7 +277,7 @@ func ReadIndexHandler(node *cluster.Node, log hclog.Logger) http.Handler {
 			return
 		}
 		writeJSON(w, http.StatusOK, ReadIndex{Index: idx})
-	})
+	}), log)
 }
 
 // forwardable reports whether cmd is one a node's workers, outbox,
