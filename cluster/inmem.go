@@ -57,13 +57,8 @@ func OpenInMemory(cfg Config, mem InMemory) (*Node, error) {
 			n.closeStores()
 		}
 	}()
-	bopts := badger.DefaultOptions("").WithInMemory(true).
-		WithLogger(badgerLogger{cfg.Logger.Named("badger")}).
-		WithMemTableSize(cfg.BadgerMemTableSize).
-		WithBlockCacheSize(16 << 20).
-		WithNumCompactors(2)
 	var err error
-	if n.db, err = badger.Open(bopts); err != nil {
+	if n.db, err = badger.Open(badgerOptions("", cfg)); err != nil {
 		return nil, fmt.Errorf("open in-memory state store: %w", err)
 	}
 	if n.fsm, err = NewFSM(n.db, cfg.Logger); err != nil {

@@ -187,14 +187,8 @@ func Open(cfg Config) (*Node, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
-	bopts := badger.DefaultOptions(filepath.Join(cfg.DataDir, "state")).
-		WithLogger(badgerLogger{cfg.Logger.Named("badger")}).
-		WithSyncWrites(false). // durability comes from the Raft log; see Snapshot
-		WithMemTableSize(cfg.BadgerMemTableSize).
-		WithBlockCacheSize(16 << 20).
-		WithNumCompactors(2)
 	var err error
-	if n.db, err = badger.Open(bopts); err != nil {
+	if n.db, err = badger.Open(badgerOptions(filepath.Join(cfg.DataDir, "state"), cfg)); err != nil {
 		return nil, fmt.Errorf("open state store: %w", err)
 	}
 	if n.fsm, err = NewFSM(n.db, cfg.Logger); err != nil {
@@ -451,6 +445,18 @@ func (n *Node) Close() error {
 		}
 	})
 	return err
+}
+
+// badgerOptions is the state store's tuning, shared by the on-disk node
+// and its in-memory twin (dir ""), so both behave alike.
+func badgerOptions(dir string, cfg Config) badger.Options {
+	return badger.DefaultOptions(dir).
+		WithInMemory(dir == "").
+		WithLogger(badgerLogger{cfg.Logger.Named("badger")}).
+		WithSyncWrites(false). // durability comes from the Raft log; see Snapshot
+		WithMemTableSize(cfg.BadgerMemTableSize).
+		WithBlockCacheSize(16 << 20).
+		WithNumCompactors(2)
 }
 
 func (n *Node) closeStores() error {
