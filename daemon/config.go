@@ -2,15 +2,17 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
-	"net/url"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/orloj/orloj/cluster"
+	"github.com/orloj/orloj/host"
 	"github.com/orloj/orloj/plugins"
 	"github.com/orloj/orloj/sandbox"
 )
@@ -180,15 +182,23 @@ func (c Config) Validate() error {
 		}
 	}
 	if c.DLQWebhook != "" {
-		u, err := url.Parse(c.DLQWebhook)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return fieldErr("DLQWebhook", "%q is not an absolute http or https URL", c.DLQWebhook)
-		}
-		if c.WebhookBase <= 0 || c.WebhookCap < c.WebhookBase {
-			return fieldErr("WebhookBase", "want 0 < WebhookBase (%s) <= WebhookCap (%s)", c.WebhookBase, c.WebhookCap)
+		err := c.webhookConfig().Validate()
+		switch {
+		case errors.Is(err, host.ErrBadWebhookURL):
+			return fieldErr("DLQWebhook", "%v", err)
+		case err != nil:
+			return fieldErr("WebhookBase", "WebhookBase %s, WebhookCap %s: %v", c.WebhookBase, c.WebhookCap, err)
 		}
 	}
 	return nil
+}
+
+// webhookConfig is the DLQ webhook's config, its state file under the
+// data dir.
+func (c Config) webhookConfig() host.DLQWebhookConfig {
+	return host.DLQWebhookConfig{URL: c.DLQWebhook,
+		Policy:    cluster.RetryPolicy{Base: c.WebhookBase, Factor: 2, Cap: c.WebhookCap},
+		StateFile: filepath.Join(c.DataDir, dlqNotifiedFile), Clock: c.Clock, Logger: c.Logger}
 }
 
 // clusterConfig is the cluster.Config this node opens its member with.

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"path/filepath"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -189,9 +188,7 @@ func (d *Daemon) startServices() error {
 	}
 	d.services = append(d.services, outbox)
 	if cfg.DLQWebhook != "" {
-		hook, err := host.NewDLQWebhook(d.node, host.DLQWebhookConfig{URL: cfg.DLQWebhook,
-			Policy:    cluster.RetryPolicy{Base: cfg.WebhookBase, Factor: 2, Cap: cfg.WebhookCap},
-			StateFile: filepath.Join(cfg.DataDir, dlqNotifiedFile), Clock: cfg.Clock, Logger: cfg.Logger})
+		hook, err := host.NewDLQWebhook(d.node, cfg.webhookConfig())
 		if err != nil {
 			return err
 		}

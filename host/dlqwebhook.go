@@ -51,6 +51,21 @@ type DLQWebhookConfig struct {
 	Logger    hclog.Logger
 }
 
+// ErrBadWebhookURL is a DLQ webhook URL that is not absolute http(s).
+var ErrBadWebhookURL = errors.New("not an absolute http or https URL")
+
+// Validate checks the URL and the retry spacing; the one check of a DLQ
+// webhook's settings, which the daemon's config uses too.
+func (c DLQWebhookConfig) Validate() error {
+	if u, err := url.Parse(c.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%q: %w", c.URL, ErrBadWebhookURL)
+	}
+	if c.Policy.Base <= 0 || c.Policy.Cap < c.Policy.Base {
+		return fmt.Errorf("want 0 < base (%s) <= cap (%s)", c.Policy.Base, c.Policy.Cap)
+	}
+	return nil
+}
+
 // DLQWebhook POSTs a DLQNotice for each dead letter not yet delivered. It
 // watches the replicated state on its own goroutine, never in the FSM's
 // apply path. Only the leader sends, so a healthy cluster sends each notice
@@ -79,11 +94,8 @@ func NewDLQWebhook(node *cluster.Node, cfg DLQWebhookConfig) (*DLQWebhook, error
 	if err := requireDeps("dlq webhook", namedDep{"node", node}); err != nil {
 		return nil, err
 	}
-	if u, err := url.Parse(cfg.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("dlq webhook: %q is not an absolute http or https URL", cfg.URL)
-	}
-	if cfg.Policy.Base <= 0 || cfg.Policy.Cap < cfg.Policy.Base {
-		return nil, fmt.Errorf("dlq webhook: want 0 < base (%s) <= cap (%s)", cfg.Policy.Base, cfg.Policy.Cap)
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("dlq webhook: %w", err)
 	}
 	if cfg.Policy.Factor < 1 {
 		cfg.Policy.Factor = 2
