@@ -62,13 +62,14 @@ func TestMain(m *testing.M) {
 func buildAll(dir string) error {
 	builds := []struct {
 		out, pkg, ldflags string
-		wasm              bool
+		wasm, reactor     bool
 	}{
-		{"orlojd", ".", "", false},
-		{"docpipeline.wasm", "../../examples/agents/docpipeline", "", true},
-		{"docpipeline-v2.wasm", "../../examples/agents/docpipeline", "-X main.defaultDate=2026-11-01", true},
-		{"hello.wasm", "../../examples/agents/hello", "", true},
-		{"alltools.wasm", "./testdata/agents/alltools", "", true},
+		{"orlojd", ".", "", false, false},
+		{"docpipeline.wasm", "../../examples/agents/docpipeline", "", true, false},
+		{"docpipeline-v2.wasm", "../../examples/agents/docpipeline", "-X main.defaultDate=2026-11-01", true, false},
+		{"docpipeline-reactor.wasm", "../../examples/agents/docpipeline", "", true, true},
+		{"hello.wasm", "../../examples/agents/hello", "", true, false},
+		{"alltools.wasm", "./testdata/agents/alltools", "", true, false},
 	}
 	errs := make([]error, len(builds))
 	var wg sync.WaitGroup
@@ -76,7 +77,11 @@ func buildAll(dir string) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cmd := exec.Command("go", "build", "-trimpath", "-ldflags", b.ldflags, "-o", filepath.Join(dir, b.out), b.pkg)
+			args := []string{"build", "-trimpath", "-ldflags", b.ldflags, "-o", filepath.Join(dir, b.out)}
+			if b.reactor {
+				args = append(args, "-buildmode=c-shared")
+			}
+			cmd := exec.Command("go", append(args, b.pkg)...)
 			cmd.Env = os.Environ()
 			if b.wasm {
 				cmd.Env = append(cmd.Env, "GOOS=wasip1", "GOARCH=wasm")
