@@ -53,6 +53,14 @@ func (x *keyIndex) first() (string, bool) {
 	return x.keys[0], true
 }
 
+// hasPrefix reports whether some key starts with p.
+func (x *keyIndex) hasPrefix(p string) bool {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	i, _ := slices.BinarySearch(x.keys, p)
+	return i < len(x.keys) && strings.HasPrefix(x.keys[i], p)
+}
+
 // all returns a copy, safe to use while the index changes.
 func (x *keyIndex) all() []string {
 	x.mu.RLock()

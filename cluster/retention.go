@@ -128,8 +128,9 @@ func (a *applier) effectsPending(id string) bool {
 }
 
 // ExpiredFinished lists up to limit finished tasks that ended before
-// before, oldest first by key. It reads only the state and end time of
-// each task.
+// before and have no effect waiting, by key. It reads only the state and
+// end time of each task; a task whose effects are pending is left out, so
+// it cannot fill every pass and hold back the ones behind it.
 func (f *FSM) ExpiredFinished(before int64, limit int) ([]string, error) {
 	var ids []string
 	err := f.db.View(func(txn *badger.Txn) error {
@@ -147,7 +148,7 @@ func (f *FSM) ExpiredFinished(before int64, limit int) ([]string, error) {
 			if err != nil {
 				return fmt.Errorf("decode %q: %w", it.Item().Key(), err)
 			}
-			if compactable(Task{State: head.State, UpdatedAt: head.UpdatedAt}, before) {
+			if compactable(Task{State: head.State, UpdatedAt: head.UpdatedAt}, before) && !f.idx.pending.hasPrefix(string(outboxPrefix(head.ID))) {
 				ids = append(ids, head.ID)
 			}
 		}

@@ -77,7 +77,7 @@ func TestCompactTasks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fmt.Sprint(ids) != "[cancelled done pending-effect]" {
+	if fmt.Sprint(ids) != "[cancelled done]" {
 		t.Fatalf("ExpiredFinished = %v", ids)
 	}
 	all := []string{"done", "pending-effect", "dead", "cancelled", "running", "late", "missing"}
