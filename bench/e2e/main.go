@@ -95,7 +95,7 @@ func positiveList(name, v string) []int {
 	var out []int
 	for _, w := range strings.Split(v, ",") {
 		var n int
-		if _, err := fmt.Sscan(strings.TrimSpace(w), &n); err != nil || n < 1 || n > 9 && name == "nodes" {
+		if _, err := fmt.Sscan(strings.TrimSpace(w), &n); err != nil || n < 1 || (name == "nodes" && n > 9) {
 			fatalf("-%s: %q is not a positive number (nodes: at most 9)", name, w)
 		}
 		out = append(out, n)
