@@ -239,3 +239,21 @@ func BenchmarkAttemptStart(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkSixCalls runs the end-to-end harness's agent (six HTTP-shaped
+// calls, JSON in and out) as a reactor against an instant in-memory tool:
+// ns/op is what the sandbox and the guest cost per task, with no ledger,
+// Raft or network.
+func BenchmarkSixCalls(b *testing.B) {
+	m := mustCompile(b, shared, buildGo(b, "sixcalls.reactor", "../chaos/testdata/sixcalls", "-buildmode=c-shared"))
+	ok := map[string]ToolFunc{"http": func(context.Context, json.RawMessage) (json.RawMessage, error) {
+		return json.RawMessage(`{"status":200,"body":"ok"}`), nil
+	}}
+	in := []byte(`{"url":"http://127.0.0.1:1","job":"j-1"}`)
+	for b.Loop() {
+		res := shared.Run(context.Background(), m, RunConfig{TaskID: "bench", Dispatcher: NewMemDispatcher(in, ok)})
+		if res.Outcome != OutcomeSuccess {
+			b.Fatal(res.Outcome, res.Err)
+		}
+	}
+}

@@ -35,7 +35,9 @@
 // into each attempt: keep anything that must differ per task (the input, the
 // time, crypto/rand bytes) out of initializers and read it in run. A package
 // initializer that calls the host (Input, Now, Call, ...) still works, but
-// costs the agent its pre-initialization.
+// costs the agent its pre-initialization. Work that is the same for every
+// task belongs in initializers for the same reason: Prepare, called from one,
+// has encoding/json learn the agent's types once instead of in every attempt.
 //
 // Built for any other target, the same functions talk to a Fake, an in-process
 // host that tests install to script tool results and to inspect what the agent

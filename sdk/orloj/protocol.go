@@ -35,7 +35,9 @@ var (
 	// exchangeMu serialises request/response exchanges: the buffer below and
 	// the host's single pending response are both shared by every goroutine.
 	exchangeMu sync.Mutex
-	respBuf    []byte
+	// respBuf is allocated by the package initializer, so a reactor's
+	// snapshot already holds it.
+	respBuf = make([]byte, respBufSize)
 )
 
 // exchange runs one host function that answers into a buffer and returns the
@@ -50,9 +52,6 @@ var (
 func exchange(first, fetch func(buf []byte) (abi.Status, uint32)) (abi.Status, []byte, error) {
 	exchangeMu.Lock()
 	defer exchangeMu.Unlock()
-	if respBuf == nil {
-		respBuf = make([]byte, respBufSize)
-	}
 	st, n := first(respBuf)
 	if st != abi.StatusBufferTooSmall {
 		if uint64(n) > uint64(len(respBuf)) {

@@ -26,6 +26,9 @@ type httpResponse struct {
 	Body   string `json:"body"`
 }
 
+// Learned once per agent version in a reactor build; see orloj.Prepare.
+var _ = orloj.Prepare(input{}, httpRequest{}, httpResponse{})
+
 func main() { orloj.Main(run) }
 
 func run() error {

@@ -119,6 +119,9 @@ var defaultDate string
 // the schema. It is permanent; see the package doc.
 var errInvalidFields = errors.New("extracted fields do not match the schema")
 
+// encoding/json learns these once per agent version; see orloj.Prepare.
+var _ = orloj.Prepare(input{}, fields{}, record{}, output{}, httpRequest{}, httpResponse{}, modelRequest{}, modelResponse{})
+
 func main() { orloj.Main(run) }
 
 func run() error {

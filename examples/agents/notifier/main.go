@@ -36,6 +36,9 @@ type httpResponse struct {
 	Body    string            `json:"body"`
 }
 
+// encoding/json learns these once per agent version; see orloj.Prepare.
+var _ = orloj.Prepare(input{}, httpRequest{}, httpResponse{})
+
 func main() { orloj.Main(run) }
 
 func run() error {
