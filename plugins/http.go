@@ -145,7 +145,7 @@ func NewHTTP(cfg HTTPConfig) (*HTTPTool, error) {
 	if cfg.Client != nil {
 		c = *cfg.Client
 	} else {
-		c.Transport = http.DefaultTransport.(*http.Transport).Clone()
+		c.Transport = newTransport()
 	}
 	next := c.CheckRedirect
 	c.CheckRedirect = func(req *http.Request, via []*http.Request) error {

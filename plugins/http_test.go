@@ -6,8 +6,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -465,5 +471,58 @@ func TestHTTPDefaults(t *testing.T) {
 	}
 	if named.Name() != "payments" || named.Semantics() != plugins.Unsafe {
 		t.Errorf("configured: name %q semantics %q", named.Name(), named.Semantics())
+	}
+}
+
+// A node's workers call one host at once: the tool keeps a connection per
+// worker instead of closing all but two after each burst and dialling again.
+func TestHTTPKeepsConnectionsForConcurrentCalls(t *testing.T) {
+	t.Parallel()
+	const workers, rounds = 16, 4
+	var (
+		mu      sync.Mutex
+		arrived int
+		dialled atomic.Int32
+		cond    = sync.NewCond(&mu)
+	)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Hold each request until its whole round has arrived, so every
+		// round really has 16 calls in flight at once.
+		mu.Lock()
+		arrived++
+		round := (arrived + workers - 1) / workers
+		cond.Broadcast()
+		for arrived < round*workers {
+			cond.Wait()
+		}
+		mu.Unlock()
+		_, _ = io.WriteString(w, "ok")
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			dialled.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	u, _ := url.Parse(srv.URL)
+	tool, err := plugins.NewHTTP(plugins.HTTPConfig{AllowHosts: []string{u.Hostname()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for r := range rounds {
+		var wg sync.WaitGroup
+		for i := range workers {
+			wg.Go(func() {
+				id := fmt.Sprintf("c-%d-%d", r, i)
+				if _, err := tool.Invoke(t.Context(), plugins.Call{ID: id, TaskID: "t", Params: json.RawMessage(`{"url":"` + srv.URL + `"}`)}); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	if n := dialled.Load(); n > workers+workers/4 {
+		t.Errorf("%d connections for %d rounds of %d concurrent calls; want about %d, kept between rounds", n, rounds, workers, workers)
 	}
 }

@@ -133,7 +133,7 @@ func NewModel(cfg ModelConfig) (*ModelTool, error) {
 		t.max = DefaultMaxResponseBytes
 	}
 	if t.client == nil {
-		t.client = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+		t.client = &http.Client{Transport: newTransport()}
 	}
 	return t, nil
 }
