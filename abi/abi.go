@@ -53,6 +53,14 @@ const (
 	// after the task succeeds.
 	//	emit(req_ptr, req_len) -> status
 	FuncEmit = "emit"
+	// FuncCallBatch invokes several tools at once. The request is a JSON
+	// array of CallRequests; the response body (status OK) is a JSON array
+	// of BatchItems in the same order, each with its own status. The host
+	// runs the calls concurrently, identifies them in array order, and
+	// records each on its own; a malformed batch (StatusInvalidArgument,
+	// with an ErrorBody) invokes nothing.
+	//	call_batch(req_ptr, req_len, buf_ptr, buf_cap, len_ptr) -> status
+	FuncCallBatch = "call_batch"
 )
 
 // ExportStart is a WASI command module's entry point, called once per
@@ -91,4 +99,8 @@ const (
 	MaxLogBytes      = 16 << 10
 	MaxToolNameBytes = 128
 	MaxKeyBytes      = 256
+
+	MaxBatchCalls         = 64       // calls in one call_batch
+	MaxBatchRequestBytes  = 4 << 20  // a call_batch request; each call in it at most MaxRequestBytes
+	MaxBatchResponseBytes = 16 << 20 // a call_batch response; each result at most MaxResponseBytes
 )

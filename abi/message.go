@@ -2,6 +2,7 @@ package abi
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"unicode/utf8"
 )
@@ -26,6 +27,16 @@ type Effect = CallRequest
 type ErrorBody struct {
 	Status  string `json:"status"`
 	Message string `json:"message"`
+}
+
+// BatchItem is one element of a FuncCallBatch response: the status of that
+// call and, for StatusOK, its result, else the ErrorBody's message.
+//
+//	[{"status": "ok", "result": {...}}, {"status": "transient", "message": "..."}]
+type BatchItem struct {
+	Status  string          `json:"status"`
+	Result  json.RawMessage `json:"result,omitempty"`
+	Message string          `json:"message,omitempty"`
 }
 
 // LogLevel is the first argument of FuncLog.
@@ -99,6 +110,37 @@ func DecodeCallRequest(b []byte) (CallRequest, error) {
 		req.Params = json.RawMessage("null") // already canonical: it came from canon
 	}
 	return req, nil
+}
+
+// DecodeBatchRequest parses and validates a FuncCallBatch request: a JSON
+// array of 1 to MaxBatchCalls call requests, each checked as
+// DecodeCallRequest checks one call. Errors carry StatusInvalidArgument and
+// name the offending element.
+func DecodeBatchRequest(b []byte) ([]CallRequest, error) {
+	if len(b) > MaxBatchRequestBytes {
+		return nil, Errorf(StatusInvalidArgument, "batch is %d bytes, limit %d", len(b), MaxBatchRequestBytes)
+	}
+	var elems []json.RawMessage
+	if err := json.Unmarshal(b, &elems); err != nil {
+		return nil, Errorf(StatusInvalidArgument, "decode batch: want a JSON array of call requests: %v", err)
+	}
+	if len(elems) == 0 || len(elems) > MaxBatchCalls {
+		return nil, Errorf(StatusInvalidArgument, "batch has %d calls; want 1 to %d", len(elems), MaxBatchCalls)
+	}
+	reqs := make([]CallRequest, len(elems))
+	for i, e := range elems {
+		r, err := DecodeCallRequest(e)
+		if err != nil {
+			msg := err.Error()
+			var ae *Error
+			if errors.As(err, &ae) {
+				msg = ae.Message
+			}
+			return nil, Errorf(StatusInvalidArgument, "batch call %d: %s", i, msg)
+		}
+		reqs[i] = r
+	}
+	return reqs, nil
 }
 
 // ValidToolName is the one rule for a tool's name, wherever one is named: a

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/orloj/orloj/abi"
 	"github.com/orloj/orloj/cluster"
 	"github.com/orloj/orloj/plugins"
+	"github.com/orloj/orloj/sandbox"
 )
 
 // CallOutcome is what became of one tool call of the guest: the outcome of
@@ -35,6 +37,10 @@ const (
 func CallOutcomes() []CallOutcome {
 	return []CallOutcome{OutcomeInvoked, OutcomeReplayed, OutcomeInDoubt, OutcomeDenied, OutcomeError, OutcomeBudget}
 }
+
+// DefaultBatchConcurrency is how many calls of one call_batch a node runs at
+// once unless configured otherwise.
+const DefaultBatchConcurrency = 8
 
 // nowTool names the ledger entries that record the guest's clock readings.
 const nowTool = "orloj.now"
@@ -79,7 +85,8 @@ type CallDetail struct {
 var errLeaseLost = errors.New("lease lost")
 
 // ledgerDispatcher serves one attempt's host calls through the ledger. The
-// sandbox calls it from the guest's goroutine, one call at a time.
+// sandbox calls it from the guest's goroutine, one call at a time; the calls
+// of a batch then run at once, so what they change is under mu.
 type ledgerDispatcher struct {
 	c       Cluster
 	tools   *plugins.Registry
@@ -89,6 +96,8 @@ type ledgerDispatcher struct {
 	clock   func() time.Time
 	log     hclog.Logger
 	metrics *Metrics
+	// batchLimit bounds the calls of one batch that run at once.
+	batchLimit int
 
 	mu sync.Mutex
 	// occurrences counts earlier identical (tool, params) calls, keyed by
@@ -121,7 +130,7 @@ type ledgerDispatcher struct {
 func newLedgerDispatcher(c Cluster, tools *plugins.Registry, claim *cluster.Claim, agent cluster.Agent, clock func() time.Time, log hclog.Logger) (*ledgerDispatcher, error) {
 	d := &ledgerDispatcher{
 		c: c, tools: tools, task: claim.Task, lease: claim.Lease, clock: clock, log: log,
-		allowed: map[string]bool{}, occurrences: map[[sha256.Size]byte]int{}, recorded: map[string]cluster.LedgerRecord{},
+		batchLimit: DefaultBatchConcurrency, allowed: map[string]bool{}, occurrences: map[[sha256.Size]byte]int{}, recorded: map[string]cluster.LedgerRecord{},
 	}
 	for _, t := range agent.Manifest.Tools {
 		d.allowed[t] = true
@@ -322,8 +331,10 @@ func (d *ledgerDispatcher) callEvent(id, tool string, start time.Time, detail Ca
 	detail.Duration = took.Microseconds()
 	detail.Reason = clipUTF8(detail.Reason, maxReasonBytes)
 	label := tool
-	if _, ok := d.tools.Get(tool); !ok {
-		label = "unregistered" // a guest-chosen name must not become a label
+	if _, ok := d.tools.Get(tool); !ok && !d.allowed[tool] {
+		// A guest-chosen name must not become a label; a manifest's may
+		// (a call replayed on a node without the tool).
+		label = "unregistered"
 	}
 	d.metrics.ObserveCall(label, detail.Outcome, took)
 	b, _ := json.Marshal(detail) // plain struct: cannot fail
@@ -343,10 +354,92 @@ func (d *ledgerDispatcher) proposeFailed(err error) error {
 // reconcile tools only) → invoke → result.
 func (d *ledgerDispatcher) Call(ctx context.Context, req abi.CallRequest) ([]byte, error) {
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	if err := d.flush(ctx, false); err != nil {
+		d.mu.Unlock()
 		return nil, err
 	}
+	p, body, err := d.begin(ctx, req)
+	d.mu.Unlock()
+	if p == nil {
+		return body, err
+	}
+	return d.invoke(ctx, p)
+}
+
+// CallBatch serves call_batch: every call is identified, checked and looked
+// up in the ledger in request order, as consecutive Calls would be, and the
+// ones that must reach their tools then run at once, at most batchLimit at
+// a time, each with its own INTENT and RESULT.
+func (d *ledgerDispatcher) CallBatch(ctx context.Context, reqs []abi.CallRequest) []sandbox.CallResult {
+	out := make([]sandbox.CallResult, len(reqs))
+	pending := make([]*pendingCall, len(reqs))
+	d.mu.Lock()
+	if err := d.flush(ctx, false); err != nil {
+		d.mu.Unlock()
+		for i := range out {
+			out[i].Err = err
+		}
+		return out
+	}
+	for i, r := range reqs {
+		pending[i], out[i].Body, out[i].Err = d.begin(ctx, r)
+	}
+	d.mu.Unlock()
+
+	sem := make(chan struct{}, max(d.batchLimit, 1))
+	var wg sync.WaitGroup
+	for i, p := range pending {
+		if p == nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			defer func() {
+				if r := recover(); r != nil {
+					// As in Call: a panic while serving a call is a host
+					// fault (an error without a status ends the attempt).
+					d.log.Error("tool panicked in a batch", "task", d.task.ID, "tool", p.req.Tool, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+					out[i] = sandbox.CallResult{Err: fmt.Errorf("tool %s panicked: %v", p.req.Tool, r)}
+				}
+			}()
+			out[i].Body, out[i].Err = d.invoke(ctx, p)
+		}()
+	}
+	wg.Wait()
+	// The calls finished in any order; what the guest saw last is the
+	// whole batch, transient if any of it was.
+	transient := false
+	for _, r := range out {
+		if st, ok := abi.StatusOf(r.Err); ok && st == abi.StatusTransient {
+			transient = true
+		}
+	}
+	d.mu.Lock()
+	d.lastTransient = transient
+	d.mu.Unlock()
+	return out
+}
+
+// pendingCall is a call that begin found must reach its tool.
+type pendingCall struct {
+	id    string
+	req   abi.CallRequest
+	tool  plugins.Tool
+	call  plugins.Call
+	start time.Time
+	// reconcile: an earlier attempt left an INTENT without RESULT and the
+	// tool can say whether it applied it.
+	reconcile bool
+}
+
+// begin decides a call from what this node knows, with d.mu held: refused
+// (manifest, budget), replayed from the ledger, or in doubt, answered at
+// once; otherwise a pendingCall for invoke. The ledger comes before the
+// tool: a recorded result replays on any node, with or without the tool.
+func (d *ledgerDispatcher) begin(_ context.Context, req abi.CallRequest) (*pendingCall, []byte, error) {
 	start := time.Now()
 	id := d.identify(req.Tool, req.Params, req.Key)
 
@@ -354,81 +447,101 @@ func (d *ledgerDispatcher) Call(ctx context.Context, req abi.CallRequest) ([]byt
 		// A refused call still counts toward max_calls: an agent that
 		// loops on a forbidden tool ends at its budget, not its timeout.
 		if berr := d.spend.call(id); berr != nil {
-			return nil, d.overBudget(berr, d.callEvent(id, req.Tool, start, CallDetail{Outcome: OutcomeBudget, Status: abi.StatusBudgetExceeded.String()}))
+			return nil, nil, d.overBudget(berr, d.callEvent(id, req.Tool, start, CallDetail{Outcome: OutcomeBudget, Status: abi.StatusBudgetExceeded.String()}))
 		}
 		d.denied = req.Tool
 		d.refused(d.callEvent(id, req.Tool, start, CallDetail{Outcome: OutcomeDenied, Status: abi.StatusPermissionDenied.String()}))
-		return nil, abi.Errorf(abi.StatusPermissionDenied, "agent %s may not call %s (not in its manifest)", d.task.Agent, req.Tool)
+		return nil, nil, abi.Errorf(abi.StatusPermissionDenied, "agent %s may not call %s (not in its manifest)", d.task.Agent, req.Tool)
 	}
-	tool, ok := d.tools.Get(req.Tool)
-	if !ok {
-		return nil, abi.Errorf(abi.StatusNotFound, "no tool %q on this node", req.Tool)
-	}
-	call := plugins.Call{ID: id, TaskID: d.task.ID, Attempt: d.lease.Attempt, Params: req.Params}
 
 	rec, found := d.recorded[id]
 	if !found {
 		var err error
 		if rec, found, err = d.c.FSM().LedgerRecord(d.task.ID, id); err != nil {
-			return nil, fmt.Errorf("ledger lookup: %w", err)
+			return nil, nil, fmt.Errorf("ledger lookup: %w", err)
 		}
 	}
 	if found && rec.HasResult {
 		d.lastTransient = false
 		d.note(d.callEvent(id, req.Tool, start, CallDetail{Outcome: OutcomeReplayed, Status: rec.Status}))
-		return replay(rec)
+		body, err := replay(rec)
+		return nil, body, err
+	}
+	tool, ok := d.tools.Get(req.Tool)
+	if !ok {
+		return nil, nil, abi.Errorf(abi.StatusNotFound, "no tool %q on this node", req.Tool)
 	}
 	// Checked before the intent: a call over budget never reaches the
 	// ledger, let alone the tool.
 	if berr := d.spend.call(id); berr != nil {
-		return nil, d.overBudget(berr, d.callEvent(id, req.Tool, start, CallDetail{Outcome: OutcomeBudget, Status: abi.StatusBudgetExceeded.String()}))
+		return nil, nil, d.overBudget(berr, d.callEvent(id, req.Tool, start, CallDetail{Outcome: OutcomeBudget, Status: abi.StatusBudgetExceeded.String()}))
 	}
+	p := &pendingCall{id: id, req: req, tool: tool, start: start,
+		call: plugins.Call{ID: id, TaskID: d.task.ID, Attempt: d.lease.Attempt, Params: req.Params}}
 	if found {
 		// INTENT without RESULT: an earlier attempt may have applied it.
 		switch tool.Semantics() {
 		case plugins.Unsafe:
 			d.inDoubt = fmt.Sprintf("call %s to %s (attempt %d) may have taken effect; %s is unsafe to repeat", id, req.Tool, rec.Attempt, req.Tool)
 			d.note(d.callEvent(id, req.Tool, start, CallDetail{Outcome: OutcomeInDoubt, Status: abi.StatusInDoubt.String(), Reason: "unsafe tool"}))
-			return nil, abi.Errorf(abi.StatusInDoubt, "%s", d.inDoubt)
+			return nil, nil, abi.Errorf(abi.StatusInDoubt, "%s", d.inDoubt)
 		case plugins.Reconcile:
-			if r, ok := tool.(plugins.Reconciler); ok {
-				res, applied, err := r.Reconcile(ctx, call)
-				if err != nil {
-					d.lastTransient = true
-					d.note(d.callEvent(id, req.Tool, start, CallDetail{Outcome: OutcomeError, Status: abi.StatusTransient.String(), Reason: "reconcile: " + err.Error()}))
-					return nil, abi.Errorf(abi.StatusTransient, "reconcile %s: %v", req.Tool, err)
-				}
-				if applied {
-					return d.record(ctx, id, req.Tool, start, res, nil, "reconciled")
-				}
-			}
+			_, p.reconcile = tool.(plugins.Reconciler)
 		}
 		// read_only and idempotent: invoke again with the same key.
 	}
+	return p, nil, nil
+}
 
-	if !needsIntent(tool.Semantics()) {
+// invoke makes a call begin could not answer, without d.mu held (the calls
+// of a batch run at once), taking it for what it changes.
+func (d *ledgerDispatcher) invoke(ctx context.Context, p *pendingCall) ([]byte, error) {
+	id, name := p.id, p.req.Tool
+	if p.reconcile {
+		res, applied, err := p.tool.(plugins.Reconciler).Reconcile(ctx, p.call)
+		if err != nil {
+			d.mu.Lock()
+			d.lastTransient = true
+			d.note(d.callEvent(id, name, p.start, CallDetail{Outcome: OutcomeError, Status: abi.StatusTransient.String(), Reason: "reconcile: " + err.Error()}))
+			d.mu.Unlock()
+			return nil, abi.Errorf(abi.StatusTransient, "reconcile %s: %v", name, err)
+		}
+		if applied {
+			return d.record(ctx, id, name, p.start, res, nil, "reconciled")
+		}
+	}
+	if !needsIntent(p.tool.Semantics()) {
 		// One commit: the RESULT alone (see docs/RATIONALE.md, "One commit
 		// for a call that is safe to repeat"). A lease already lost is not
 		// worth a call the RESULT would be refused for.
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("call %s: %w", req.Tool, context.Cause(ctx))
+			return nil, fmt.Errorf("call %s: %w", name, context.Cause(ctx))
 		}
 		if err := d.leaseHeld(); err != nil {
 			return nil, err
 		}
-		res, err := tool.Invoke(withToken(ctx, d.lease.Token), call)
-		return d.record(ctx, id, req.Tool, start, res, err, "")
+		res, err := p.tool.Invoke(withToken(ctx, d.lease.Token), p.call)
+		return d.record(ctx, id, name, p.start, res, err, "")
 	}
-	r, err := d.c.Apply(ctx, &cluster.RecordIntent{TaskID: d.task.ID, Token: d.lease.Token, CallID: id, Tool: req.Tool, Now: d.now()})
+	r, err := d.c.Apply(ctx, &cluster.RecordIntent{TaskID: d.task.ID, Token: d.lease.Token, CallID: id, Tool: name, Now: d.now()})
 	if err != nil {
-		return nil, d.proposeFailed(err)
+		return nil, d.proposeFailedLocked(err)
 	}
 	if lr, ok := r.(cluster.LedgerRecord); ok && lr.HasResult {
-		d.note(d.callEvent(id, req.Tool, start, CallDetail{Outcome: OutcomeReplayed, Status: lr.Status}))
+		d.mu.Lock()
+		d.note(d.callEvent(id, name, p.start, CallDetail{Outcome: OutcomeReplayed, Status: lr.Status}))
+		d.mu.Unlock()
 		return replay(lr)
 	}
-	res, err := tool.Invoke(withToken(ctx, d.lease.Token), call)
-	return d.record(ctx, id, req.Tool, start, res, err, "")
+	res, err := p.tool.Invoke(withToken(ctx, d.lease.Token), p.call)
+	return d.record(ctx, id, name, p.start, res, err, "")
+}
+
+// proposeFailedLocked is proposeFailed for a caller without d.mu.
+func (d *ledgerDispatcher) proposeFailedLocked(err error) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.proposeFailed(err)
 }
 
 // leaseHeld checks on the local replica that this attempt still holds its
@@ -442,8 +555,11 @@ func (d *ledgerDispatcher) leaseHeld() error {
 		return fmt.Errorf("lease check: %w", err)
 	}
 	if t.Lease == nil || t.Lease.Token != d.lease.Token {
-		d.fenced = fmt.Errorf("task %s: lease %d is no longer held: %w", d.task.ID, d.lease.Token, cluster.ErrStaleToken)
-		return d.fenced
+		err := fmt.Errorf("task %s: lease %d is no longer held: %w", d.task.ID, d.lease.Token, cluster.ErrStaleToken)
+		d.mu.Lock()
+		d.fenced = err
+		d.mu.Unlock()
+		return err
 	}
 	return nil
 }
@@ -458,12 +574,15 @@ func needsIntent(s plugins.Semantics) bool { return s == plugins.Unsafe || s == 
 
 // record commits a call's result (or permanent error) and answers the guest.
 // Transient failures are not recorded: the next attempt invokes again.
+// Called without d.mu; it takes it for what it changes, not for the commit.
 func (d *ledgerDispatcher) record(ctx context.Context, id, tool string, start time.Time, res plugins.Result, callErr error, reason string) ([]byte, error) {
 	st, ok := abi.StatusOf(callErr)
 	if !ok || st == abi.StatusBufferTooSmall || st == abi.StatusFault || st == abi.StatusInDoubt || st == abi.StatusBudgetExceeded {
 		st = abi.StatusTransient // an unclassified tool failure may succeed later
 	}
 	if st == abi.StatusTransient {
+		d.mu.Lock()
+		defer d.mu.Unlock()
 		if ctx.Err() != nil && d.fenced == nil {
 			// The attempt's context ended (deadline, lost lease): say so plainly.
 			return nil, fmt.Errorf("call %s: %w", tool, context.Cause(ctx))
@@ -472,7 +591,6 @@ func (d *ledgerDispatcher) record(ctx context.Context, id, tool string, start ti
 		d.note(d.callEvent(id, tool, start, CallDetail{Outcome: OutcomeError, Status: st.String(), Reason: errText(callErr)}))
 		return nil, abi.Errorf(abi.StatusTransient, "%s", clipUTF8(errText(callErr), maxReasonBytes))
 	}
-	d.lastTransient = false
 	body := res.Body
 	if st == abi.StatusOK && len(body) > abi.MaxResponseBytes {
 		// The guest could not take it anyway; record what it is told.
@@ -487,11 +605,14 @@ func (d *ledgerDispatcher) record(ctx context.Context, id, tool string, start ti
 		body = abi.EncodeErrorBody(st, clipUTF8(msg, abi.MaxResponseBytes/2))
 	}
 	var usage json.RawMessage
+	d.mu.Lock()
+	d.lastTransient = false
 	if res.Usage != nil {
 		usage, _ = json.Marshal(res.Usage)
 		d.spend.tokens += max(res.Usage.PromptTokens, 0) + max(res.Usage.CompletionTokens, 0)
 		d.metrics.ObserveTokens(tool, res.Usage.PromptTokens, res.Usage.CompletionTokens)
 	}
+	d.mu.Unlock()
 	ev := d.callEvent(id, tool, start, CallDetail{Outcome: OutcomeInvoked, Status: st.String(), Reason: reason}).Bounded()
 	// Tool is set so the RESULT stands alone when no INTENT was recorded.
 	rr := &cluster.RecordResult{TaskID: d.task.ID, Token: d.lease.Token, CallID: id, Tool: tool,
@@ -506,7 +627,7 @@ func (d *ledgerDispatcher) record(ctx context.Context, id, tool string, start ti
 		r, err = d.c.Apply(context.WithoutCancel(ctx), rr)
 	}
 	if err != nil {
-		return nil, d.proposeFailed(err)
+		return nil, d.proposeFailedLocked(err)
 	}
 	if lr, ok := r.(cluster.LedgerRecord); ok && lr.HasResult && lr.ResultAt != rr.Now {
 		// The ledger already held a result for this call (the first

@@ -32,6 +32,7 @@ type Executor struct {
 	metrics *Metrics // nil: not recorded
 	// renewEvery overrides TTL/3 (tests).
 	renewEvery time.Duration
+	batch      int // calls of one batch run at once
 }
 
 // ExecutorOption adjusts an Executor at construction.
@@ -46,6 +47,16 @@ func WithMetrics(m *Metrics) ExecutorOption {
 	}
 }
 
+// WithBatchConcurrency bounds how many calls of one call_batch run at once
+// (default DefaultBatchConcurrency; n < 1 means the default).
+func WithBatchConcurrency(n int) ExecutorOption {
+	return func(e *Executor) {
+		if n >= 1 {
+			e.batch = n
+		}
+	}
+}
+
 // NewExecutor builds an executor.
 func NewExecutor(c Cluster, rt *sandbox.Runtime, tools *plugins.Registry, clock func() time.Time, log hclog.Logger, opts ...ExecutorOption) *Executor {
 	if clock == nil {
@@ -54,7 +65,7 @@ func NewExecutor(c Cluster, rt *sandbox.Runtime, tools *plugins.Registry, clock 
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	e := &Executor{c: c, rt: rt, tools: tools, clock: clock, log: log.Named("executor")}
+	e := &Executor{c: c, rt: rt, tools: tools, clock: clock, log: log.Named("executor"), batch: DefaultBatchConcurrency}
 	for _, o := range opts {
 		o(e)
 	}
@@ -125,6 +136,7 @@ func (e *Executor) Run(ctx context.Context, claim *cluster.Claim) (rep AttemptRe
 		return e.fail(ctx, rep, lease, cluster.TaskError{Class: cluster.ClassTransient, Message: err.Error()}, nil, log)
 	}
 	d.metrics = e.metrics
+	d.batchLimit = e.batch
 	timeout := cmp.Or(agent.Manifest.Timeout, sandbox.DefaultTimeout)
 	left, limited := d.spend.remaining()
 	if limited && left <= 0 {

@@ -44,3 +44,21 @@ type Dispatcher interface {
 	// Emit stages an outbox effect, validated like a call request.
 	Emit(ctx context.Context, effect abi.Effect) error
 }
+
+// BatchDispatcher is a Dispatcher that serves call_batch itself, so it can
+// run the calls at once. Without it the sandbox makes the calls one at a
+// time through Call, in order, which gives the same results.
+type BatchDispatcher interface {
+	Dispatcher
+	// CallBatch invokes every request (each validated as for Call) and
+	// returns one CallResult per request, in order. Each Err follows
+	// Call's rules: a status for the guest, or none for a host fault,
+	// which ends the attempt.
+	CallBatch(ctx context.Context, reqs []abi.CallRequest) []CallResult
+}
+
+// CallResult is what one call of a batch returned.
+type CallResult struct {
+	Body []byte
+	Err  error
+}

@@ -3,6 +3,7 @@ package sandbox
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"runtime/debug"
@@ -261,6 +262,101 @@ func hostCall(ctx context.Context, mod api.Module, stack []uint64) {
 	ret(stack, a.deliver(buf, lenOut, st, body))
 }
 
+// hostCallBatch: call_batch(req_ptr, req_len, buf_ptr, buf_cap, len_ptr) -> status
+//
+//	[req_ptr, req_ptr+req_len)  read: a JSON array of CallRequests
+//	[buf_ptr, buf_ptr+buf_cap)  written: a JSON array of abi.BatchItems, or an ErrorBody
+//	[len_ptr, len_ptr+4)        written: the body's length, u32 LE
+//
+// Fault; InvalidArgument (a batch over the limits or malformed, with an
+// ErrorBody, and no tool invoked); BufferTooSmall; else OK, each call's own
+// status in its item. A result over MaxResponseBytes, or one that would
+// take the response past MaxBatchResponseBytes, is a tool_error item.
+func hostCallBatch(ctx context.Context, mod api.Module, stack []uint64) {
+	a := attemptOf(ctx)
+	defer a.recoverPanic(abi.FuncCallBatch)
+	mem := guestMemory(mod)
+	reqLen := u32(stack[1])
+	req, ok1 := span(mem, u32(stack[0]), reqLen)
+	buf, ok2 := span(mem, u32(stack[2]), u32(stack[3]))
+	lenOut, ok3 := span(mem, u32(stack[4]), 4)
+	if !ok1 || !ok2 || !ok3 {
+		ret(stack, abi.StatusFault)
+		return
+	}
+	a.clearPending()
+	reqs, err := abi.DecodeBatchRequest(req) // checks the size before reading
+	if err != nil {
+		ret(stack, a.deliver(buf, lenOut, abi.StatusInvalidArgument, errorBody(abi.StatusInvalidArgument, err)))
+		return
+	}
+	var results []CallResult
+	if bd, ok := a.d.(BatchDispatcher); ok {
+		results = bd.CallBatch(ctx, reqs)
+		if len(results) != len(reqs) {
+			a.fail(abi.FuncCallBatch, fmt.Errorf("dispatcher answered %d calls of a batch of %d", len(results), len(reqs)))
+		}
+	} else {
+		results = make([]CallResult, len(reqs))
+		for i, r := range reqs {
+			results[i].Body, results[i].Err = a.d.Call(ctx, r)
+		}
+	}
+	ret(stack, a.deliver(buf, lenOut, abi.StatusOK, a.batchBody(reqs, results)))
+}
+
+// batchBody encodes a batch's results as the guest reads them. When the
+// results together pass MaxBatchResponseBytes, the last results that make
+// them do are replaced by tool_error items (error items alone always fit:
+// at most MaxBatchCalls messages of MaxLogBytes, escaped).
+func (a *attempt) batchBody(reqs []abi.CallRequest, results []CallResult) []byte {
+	items := make([][]byte, len(results))
+	total := 2 + len(results) - 1 // brackets and commas
+	for i, r := range results {
+		st := a.status(abi.FuncCallBatch, r.Err) // a host fault ends the attempt here
+		switch {
+		case st != abi.StatusOK:
+			items[i] = batchError(st, r.Err)
+		case len(r.Body) > abi.MaxResponseBytes:
+			items[i] = batchError(abi.StatusToolError, abi.Errorf(abi.StatusToolError, "tool %s returned %d bytes, limit %d", reqs[i].Tool, len(r.Body), abi.MaxResponseBytes))
+		case !json.Valid(r.Body):
+			a.fail(abi.FuncCallBatch, fmt.Errorf("tool %s returned a result that is not JSON", reqs[i].Tool))
+		default:
+			items[i] = append(append([]byte(`{"status":"ok","result":`), r.Body...), '}')
+		}
+		total += len(items[i])
+	}
+	for i := len(items) - 1; i >= 0 && total > abi.MaxBatchResponseBytes; i-- {
+		if results[i].Err != nil || len(items[i]) <= maxBatchOverflowItem {
+			continue // an error, or a result no longer than what would replace it
+		}
+		e := batchError(abi.StatusToolError, abi.Errorf(abi.StatusToolError,
+			"the result of tool %s (%d bytes) does not fit in the batch's %d-byte response; make this call on its own", reqs[i].Tool, len(results[i].Body), abi.MaxBatchResponseBytes))
+		total += len(e) - len(items[i])
+		items[i] = e
+	}
+	body := make([]byte, 0, total)
+	body = append(body, '[')
+	for i, it := range items {
+		if i > 0 {
+			body = append(body, ',')
+		}
+		body = append(body, it...)
+	}
+	return append(body, ']')
+}
+
+// maxBatchOverflowItem bounds the item that replaces a result that does not
+// fit: its message names a tool (at most MaxToolNameBytes) and two numbers.
+const maxBatchOverflowItem = abi.MaxToolNameBytes + 160
+
+func batchError(st abi.Status, err error) []byte {
+	var eb abi.ErrorBody
+	_ = json.Unmarshal(errorBody(st, err), &eb)                                   // our own encoding
+	b, _ := json.Marshal(abi.BatchItem{Status: st.String(), Message: eb.Message}) // two strings: cannot fail
+	return b
+}
+
 // hostResponse: response(buf_ptr, buf_cap, len_ptr) -> status
 //
 //	[buf_ptr, buf_ptr+buf_cap)  written: the pending body
@@ -392,6 +488,7 @@ var hostFuncs = []hostFunc{
 	{abi.FuncLog, []string{"level", "ptr", "len"}, hostLog},
 	{abi.FuncNow, []string{"out_ptr"}, hostNow},
 	{abi.FuncEmit, []string{"req_ptr", "req_len"}, hostEmit},
+	{abi.FuncCallBatch, []string{"req_ptr", "req_len", "buf_ptr", "buf_cap", "len_ptr"}, hostCallBatch},
 }
 
 func hostModule(rt wazero.Runtime) wazero.HostModuleBuilder {

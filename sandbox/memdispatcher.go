@@ -3,6 +3,7 @@ package sandbox
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -67,6 +68,47 @@ func (d *MemDispatcher) Input(context.Context) ([]byte, error) { return d.input,
 // Call implements Dispatcher: it runs the tool (without holding the lock, so
 // tools may block or run concurrently) and records the call.
 func (d *MemDispatcher) Call(ctx context.Context, req abi.CallRequest) ([]byte, error) {
+	rec, res, err := d.invoke(ctx, req)
+	d.mu.Lock()
+	d.calls = append(d.calls, rec)
+	d.mu.Unlock()
+	return res, err
+}
+
+// memBatchConcurrency bounds the calls of one batch run at once.
+const memBatchConcurrency = 8
+
+// CallBatch implements BatchDispatcher: the calls run at once (at most
+// eight at a time) and are recorded in request order.
+func (d *MemDispatcher) CallBatch(ctx context.Context, reqs []abi.CallRequest) []CallResult {
+	out := make([]CallResult, len(reqs))
+	recs := make([]CallRecord, len(reqs))
+	sem := make(chan struct{}, memBatchConcurrency)
+	var wg sync.WaitGroup
+	for i, r := range reqs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			defer func() {
+				if p := recover(); p != nil { // a tool's panic is a host fault, as in Call
+					out[i].Err = fmt.Errorf("tool %s panicked: %v", r.Tool, p)
+				}
+			}()
+			var res json.RawMessage
+			recs[i], res, out[i].Err = d.invoke(ctx, r)
+			out[i].Body = res
+		}()
+	}
+	wg.Wait()
+	d.mu.Lock()
+	d.calls = append(d.calls, recs...)
+	d.mu.Unlock()
+	return out
+}
+
+func (d *MemDispatcher) invoke(ctx context.Context, req abi.CallRequest) (CallRecord, json.RawMessage, error) {
 	rec := CallRecord{Tool: req.Tool, Params: req.Params, Key: req.Key}
 	tool, ok := d.tools[req.Tool]
 	var res json.RawMessage
@@ -86,10 +128,7 @@ func (d *MemDispatcher) Call(ctx context.Context, req abi.CallRequest) ([]byte, 
 	} else {
 		rec.Result = res
 	}
-	d.mu.Lock()
-	d.calls = append(d.calls, rec)
-	d.mu.Unlock()
-	return res, err
+	return rec, res, err
 }
 
 // Output implements Dispatcher.

@@ -95,7 +95,9 @@ func (f *Fake) SetInput(v any) *Fake {
 // carrying no status is reported as ErrToolError with the error's text.
 //
 // Handlers run without the fake's lock held, so they may call the fake's
-// methods (for example Calls, to fail only the second attempt).
+// methods (for example Calls, to fail only the second attempt). The calls of
+// one CallAll run their handlers at once, as the host runs the tools, so a
+// handler serving such calls must be safe for concurrent use.
 func (f *Fake) Handle(tool string, h func(params json.RawMessage) (any, error)) *Fake {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -221,6 +223,47 @@ func (h *fakeHost) call(req, buf []byte) (abi.Status, uint32) {
 	h.calls = append(h.calls, rec)
 	h.pending = nil // a new call drops a response the guest never fetched
 	return h.reply(st, body, buf)
+}
+
+// callBatch runs the handlers of a batch at once, as the host runs the
+// tools, and records the calls in request order.
+func (h *fakeHost) callBatch(req, buf []byte) (abi.Status, uint32) {
+	reqs, err := abi.DecodeBatchRequest(req)
+	if err != nil {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		h.pending = nil
+		return h.reply(abi.StatusInvalidArgument, abi.EncodeErrorBody(abi.StatusInvalidArgument, messageOf(err)), buf)
+	}
+	recs := make([]FakeCall, len(reqs))
+	items := make([]abi.BatchItem, len(reqs))
+	var wg sync.WaitGroup
+	for i, r := range reqs {
+		wg.Go(func() {
+			one, _ := json.Marshal(r) // the request as the guest would send it alone
+			var st abi.Status
+			var body []byte
+			recs[i], st, body = h.invoke(one)
+			items[i] = abi.BatchItem{Status: st.String()}
+			if st == abi.StatusOK {
+				items[i].Result = body
+			} else {
+				var eb abi.ErrorBody
+				_ = json.Unmarshal(body, &eb) // the fake's own encoding
+				items[i].Message = eb.Message
+			}
+		})
+	}
+	wg.Wait()
+	body, err := json.Marshal(items)
+	if err != nil {
+		panic(fmt.Sprintf("orloj fake: encode batch response: %v", err)) // results were checked as JSON
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.calls = append(h.calls, recs...)
+	h.pending = nil
+	return h.reply(abi.StatusOK, body, buf)
 }
 
 // invoke decodes a call request and runs its handler, without the lock.

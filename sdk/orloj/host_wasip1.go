@@ -42,6 +42,10 @@ func importNow(outPtr unsafe.Pointer) int32
 //go:noescape
 func importEmit(req unsafe.Pointer, reqLen uint32) int32
 
+//go:wasmimport orloj_v1 call_batch
+//go:noescape
+func importCallBatch(req unsafe.Pointer, reqLen uint32, buf unsafe.Pointer, bufCap uint32, lenPtr unsafe.Pointer) int32
+
 // wasmHost is the real host, reached through the imports above.
 type wasmHost struct{}
 
@@ -64,6 +68,14 @@ func (wasmHost) input(buf []byte) (abi.Status, uint32) {
 func (wasmHost) call(req, buf []byte) (abi.Status, uint32) {
 	var n uint32
 	st := importCall(ptr(req), uint32(len(req)), ptr(buf), uint32(len(buf)), unsafe.Pointer(&n))
+	runtime.KeepAlive(req)
+	runtime.KeepAlive(buf)
+	return abi.Status(st), n
+}
+
+func (wasmHost) callBatch(req, buf []byte) (abi.Status, uint32) {
+	var n uint32
+	st := importCallBatch(ptr(req), uint32(len(req)), ptr(buf), uint32(len(buf)), unsafe.Pointer(&n))
 	runtime.KeepAlive(req)
 	runtime.KeepAlive(buf)
 	return abi.Status(st), n

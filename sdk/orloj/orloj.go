@@ -97,6 +97,93 @@ func CallInto(tool string, params any, out any, opts ...CallOption) error {
 	return nil
 }
 
+// Request is one call of a batch: the arguments Call would take.
+type Request struct {
+	Tool   string
+	Params any
+	Opts   []CallOption
+}
+
+// Response is what one call of a batch returned: the tool's JSON result, or
+// the error Call would have returned for it.
+type Response struct {
+	Result json.RawMessage
+	Err    error
+}
+
+// Into unmarshals a successful result into out; it returns the call's error
+// if it failed.
+func (r Response) Into(out any) error {
+	if r.Err != nil {
+		return r.Err
+	}
+	if err := json.Unmarshal(r.Result, out); err != nil {
+		return fmt.Errorf("orloj: decode result: %w", err)
+	}
+	return nil
+}
+
+// CallAll makes several calls at once and returns their responses in the
+// order of reqs. The host runs the tools concurrently (a node bounds how many
+// at a time), identifies and records each call on its own, as Call would in
+// that order, so a retried task replays the calls that finished and invokes
+// only the others. Each Response carries its call's result or error; the
+// error CallAll returns is for the batch as a whole (no host, a malformed
+// request, more than abi.MaxBatchCalls calls), and then no call was made.
+func CallAll(reqs ...Request) ([]Response, error) {
+	h, err := host()
+	if err != nil {
+		return nil, fmt.Errorf("orloj: call batch: %w", err)
+	}
+	if len(reqs) == 0 {
+		return nil, nil
+	}
+	if len(reqs) > abi.MaxBatchCalls {
+		return nil, fmt.Errorf("orloj: call batch: %w", abi.Errorf(ErrInvalidArgument, "%d calls, limit %d", len(reqs), abi.MaxBatchCalls))
+	}
+	batch := []byte{'['}
+	for i, r := range reqs {
+		one, err := encodeRequest(r.Tool, r.Params, r.Opts)
+		if err != nil {
+			return nil, fmt.Errorf("orloj: call batch: call %d (%s): %w", i, r.Tool, err)
+		}
+		if i > 0 {
+			batch = append(batch, ',')
+		}
+		batch = append(batch, one...)
+	}
+	batch = append(batch, ']')
+	st, body, err := exchangeUpTo(abi.MaxBatchResponseBytes,
+		func(buf []byte) (abi.Status, uint32) { return h.callBatch(batch, buf) },
+		h.response,
+	)
+	if err != nil {
+		return nil, fmt.Errorf("orloj: call batch: %w", err)
+	}
+	if st != abi.StatusOK {
+		return nil, fmt.Errorf("orloj: call batch: %w", abi.DecodeErrorBody(st, body))
+	}
+	var items []abi.BatchItem
+	if err := json.Unmarshal(body, &items); err != nil || len(items) != len(reqs) {
+		return nil, fmt.Errorf("orloj: call batch: %w", abi.Errorf(abi.StatusFault, "host answered %d bytes that are not %d batch items", len(body), len(reqs)))
+	}
+	out := make([]Response, len(reqs))
+	for i, it := range items {
+		st, ok := abi.ParseStatus(it.Status)
+		switch {
+		case !ok:
+			out[i].Err = fmt.Errorf("orloj: call %s: %w", reqs[i].Tool, abi.Errorf(abi.StatusFault, "host answered status %q", it.Status))
+		case st == abi.StatusOK:
+			out[i].Result = it.Result
+		case it.Message != "":
+			out[i].Err = fmt.Errorf("orloj: call %s: %w", reqs[i].Tool, &abi.Error{Status: st, Message: it.Message})
+		default:
+			out[i].Err = fmt.Errorf("orloj: call %s: %w", reqs[i].Tool, st)
+		}
+	}
+	return out, nil
+}
+
 // Emit stages an outbox effect: a call of tool with params that the host
 // makes only after the task has succeeded, with its own idempotency key
 // (WithKey sets it). If the task fails, the effect is dropped. params are

@@ -19,6 +19,7 @@ import (
 type rawHost interface {
 	input(buf []byte) (st abi.Status, n uint32)
 	call(req, buf []byte) (st abi.Status, n uint32)
+	callBatch(req, buf []byte) (st abi.Status, n uint32)
 	response(buf []byte) (st abi.Status, n uint32)
 	output(b []byte) abi.Status
 	log(level abi.LogLevel, msg []byte) abi.Status
@@ -50,6 +51,12 @@ var (
 // buffer holds, announces more than abi.MaxResponseBytes, or still does not
 // fit) yields an ErrFault error; the status and body are then meaningless.
 func exchange(first, fetch func(buf []byte) (abi.Status, uint32)) (abi.Status, []byte, error) {
+	return exchangeUpTo(abi.MaxResponseBytes, first, fetch)
+}
+
+// exchangeUpTo is exchange for a response of at most limit bytes (a batch's
+// is larger than a call's).
+func exchangeUpTo(limit uint32, first, fetch func(buf []byte) (abi.Status, uint32)) (abi.Status, []byte, error) {
 	exchangeMu.Lock()
 	defer exchangeMu.Unlock()
 	st, n := first(respBuf)
@@ -62,8 +69,8 @@ func exchange(first, fetch func(buf []byte) (abi.Status, uint32)) (abi.Status, [
 		copy(body, respBuf[:n])
 		return st, body, nil
 	}
-	if n > abi.MaxResponseBytes {
-		return 0, nil, abi.Errorf(abi.StatusFault, "host announced a %d-byte response, limit %d", n, abi.MaxResponseBytes)
+	if n > limit {
+		return 0, nil, abi.Errorf(abi.StatusFault, "host announced a %d-byte response, limit %d", n, limit)
 	}
 	body := make([]byte, n)
 	st, m := fetch(body)
