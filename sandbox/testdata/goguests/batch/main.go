@@ -35,7 +35,7 @@ func main() {
 		os.Exit(10 + int(st))
 	}
 	var args struct {
-		Batch string `json:"batch"`
+		Batch   string `json:"batch"`
 		Buf     int    `json:"buf"`
 		Summary bool   `json:"summary"`
 	}
