@@ -143,3 +143,22 @@ func TestValidToolName(t *testing.T) {
 		}
 	}
 }
+
+func TestDecodeBatchRequest(t *testing.T) {
+	reqs, err := DecodeBatchRequest([]byte(`[{"tool":"a","params":{"b":1, "a":2}},{"tool":"a","key":"k"}]`))
+	if err != nil || len(reqs) != 2 || string(reqs[0].Params) != `{"a":2,"b":1}` || reqs[1].Key != "k" || string(reqs[1].Params) != "null" {
+		t.Fatalf("reqs %+v, err %v", reqs, err)
+	}
+	bigParam := `"` + strings.Repeat("x", MaxRequestBytes) + `"`
+	for _, tc := range []struct{ name, batch, want string }{
+		{"over the batch limit", "[" + strings.Repeat(" ", MaxBatchRequestBytes) + "]", "batch is 4194306 bytes, limit 4194304"},
+		{"a call over the call limit", `[{"tool":"a","params":` + bigParam + `}]`, "batch call 0: request is"},
+		{"null", `null`, "0 calls"},
+		{"trailing data", `[{"tool":"a"}] x`, "want a JSON array"},
+	} {
+		_, err := DecodeBatchRequest([]byte(tc.batch))
+		if st, _ := StatusOf(err); st != StatusInvalidArgument || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v; want invalid_argument with %q", tc.name, err, tc.want)
+		}
+	}
+}
