@@ -486,3 +486,67 @@ func BenchmarkTask6CallsAfterHistory(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkCallBatch: eight calls of one attempt, one after another with
+// Call against one CallBatch, through a real node's ledger (WAL). With a
+// tool that takes 50 ms, ns/op is the wall time of the eight; "one" is a
+// single call. With an instant tool, ns/call is what the ledger costs each
+// call, alone or in a batch.
+func BenchmarkCallBatch(b *testing.B) {
+	for _, tc := range []struct {
+		name  string
+		delay time.Duration
+	}{{"tool=50ms", 50 * time.Millisecond}, {"tool=instant", 0}} {
+		for _, mode := range []string{"one", "seq8", "batch8"} {
+			b.Run(tc.name+"/"+mode, func(b *testing.B) { benchCallBatch(b, tc.delay, mode) })
+		}
+	}
+}
+
+func benchCallBatch(b *testing.B, delay time.Duration, mode string) {
+	var invoked atomic.Int64
+	tool := plugins.NewStub("slow", plugins.Idempotent, func(ctx context.Context, _ plugins.Call) (plugins.Result, error) {
+		invoked.Add(1)
+		if delay > 0 {
+			time.Sleep(delay) // the tool's own latency, which the batch overlaps
+		}
+		return plugins.Result{Body: resultOf(1 << 10)}, nil
+	})
+	e := benchEnv(b, cluster.LogStoreWAL, tool)
+	ag := e.apply(&cluster.PutAgent{Agent: cluster.Agent{Name: "bench", Version: "v1", Manifest: cluster.AgentManifest{Tools: []string{"slow"}}},
+		Module: []byte("not run"), Now: time.Now().UnixNano()}).(cluster.Agent)
+	d, err := newLedgerDispatcher(e.node, e.tools, e.claimTask("batch", ag, nil), ag, time.Now, e.log)
+	if err != nil {
+		b.Fatal(err)
+	}
+	n := 8
+	if mode == "one" {
+		n = 1
+	}
+	reqs := make([]abi.CallRequest, n)
+	for i := range reqs {
+		reqs[i] = abi.CallRequest{Tool: "slow", Params: json.RawMessage(fmt.Sprintf(`{"i":%d}`, i))}
+	}
+	ctx := context.Background()
+	for b.Loop() {
+		d.events, d.eventBytes = d.events[:0], 0
+		switch mode {
+		case "batch8":
+			for _, r := range d.CallBatch(ctx, reqs) {
+				if r.Err != nil {
+					b.Fatal(r.Err)
+				}
+			}
+		default:
+			for _, r := range reqs {
+				if _, err := d.Call(ctx, r); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	}
+	if got := int(invoked.Load()); got != b.N*n {
+		b.Fatalf("tool invoked %d times for %d calls", got, b.N*n)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/call")
+}
