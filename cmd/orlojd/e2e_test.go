@@ -70,6 +70,7 @@ func buildAll(dir string) error {
 		{"docpipeline-reactor.wasm", "../../examples/agents/docpipeline", "", true, true},
 		{"hello.wasm", "../../examples/agents/hello", "", true, false},
 		{"alltools.wasm", "./testdata/agents/alltools", "", true, false},
+		{"toolloop.wasm", "./testdata/agents/toolloop", "", true, false},
 	}
 	errs := make([]error, len(builds))
 	var wg sync.WaitGroup
