@@ -81,6 +81,12 @@ type ModelEndpoint struct {
 	// neither max_tokens nor max_completion_tokens; 0 means
 	// DefaultModelMaxTokens. OpenAI requests carry only what the call says.
 	MaxTokens int64
+	// PromptCache (Anthropic only) marks the tools, the system prompt and
+	// the conversation so far as cacheable, so each turn of an agent loop
+	// reads the previous turns from Anthropic's prompt cache instead of
+	// paying for them in full again. OpenAI caches long prompts without
+	// being asked.
+	PromptCache bool
 }
 
 // Validate reports the first invalid field of e, by name.
@@ -108,6 +114,9 @@ func (e ModelEndpoint) Validate() error {
 	}
 	if strings.ContainsAny(e.APIKey, "\r\n") {
 		return errors.New("APIKey: has a line break")
+	}
+	if e.PromptCache && e.Provider != ProviderAnthropic {
+		return errors.New("PromptCache: only for the anthropic provider (OpenAI caches prompts on its own)")
 	}
 	if e.MaxTokens < 0 {
 		return fmt.Errorf("MaxTokens: %d is negative (0 means %d)", e.MaxTokens, DefaultModelMaxTokens)
@@ -233,6 +242,7 @@ type modelEndpoint struct {
 	apiKey    string
 	model     string
 	maxTokens int64
+	cache     bool // ModelEndpoint.PromptCache
 }
 
 // NewModel returns a model tool configured by cfg.
@@ -248,7 +258,8 @@ func NewModel(cfg ModelConfig) (*ModelTool, error) {
 		client:    cfg.Client,
 	}
 	for _, e := range cfg.endpoints() {
-		ep := &modelEndpoint{name: e.Name, provider: e.Provider, apiKey: e.APIKey, model: e.Model, maxTokens: e.MaxTokens}
+		ep := &modelEndpoint{name: e.Name, provider: e.Provider, apiKey: e.APIKey, model: e.Model, maxTokens: e.MaxTokens,
+			cache: e.PromptCache}
 		if ep.provider == "" {
 			ep.provider = ProviderOpenAI
 		}
@@ -404,7 +415,8 @@ func (t *ModelTool) post(ctx context.Context, call Call, ep *modelEndpoint, wr w
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {
-		return nil, modelResponseError(resp, what, apiErrorDetail(resp))
+		// Anthropic's 529 (overloaded) is a 5xx: transient, like the rest.
+		return nil, responseError(resp, what, apiErrorDetail(resp))
 	}
 	body, err := readCapped(resp.Body, t.max)
 	if errors.Is(err, errResponseTooLarge) {
@@ -414,21 +426,6 @@ func (t *ModelTool) post(ctx context.Context, call Call, ep *modelEndpoint, wr w
 		return nil, transportError(ctx, t.timeout, what+": read response", err)
 	}
 	return body, nil
-}
-
-// statusOverloaded is Anthropic's "overloaded": not now, like a 503.
-const statusOverloaded = 529
-
-// modelResponseError is responseError, with Anthropic's 529 transient.
-func modelResponseError(resp *http.Response, what, detail string) error {
-	err := responseError(resp, what, detail)
-	if resp.StatusCode == statusOverloaded {
-		var ae *abi.Error
-		if errors.As(err, &ae) {
-			return abi.Errorf(abi.StatusTransient, "%s", ae.Message)
-		}
-	}
-	return err
 }
 
 // apiErrorDetail extracts the message of an error body, OpenAI's

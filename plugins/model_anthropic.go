@@ -47,7 +47,16 @@ type anthropicBlock struct {
 	ToolUseID string           `json:"tool_use_id,omitempty"`
 	Content   any              `json:"content,omitempty"` // a tool result's: a string, or text blocks
 	Source    *anthropicSource `json:"source,omitempty"`
+
+	CacheControl *cacheControl `json:"cache_control,omitempty"`
 }
+
+// cacheControl marks the end of a prompt prefix Anthropic may cache.
+type cacheControl struct {
+	Type string `json:"type"`
+}
+
+var ephemeral = &cacheControl{Type: "ephemeral"}
 
 type anthropicSource struct {
 	Type      string `json:"type"` // base64 or url
@@ -60,6 +69,8 @@ type anthropicTool struct {
 	Name        string          `json:"name"`
 	Description string          `json:"description,omitempty"`
 	InputSchema json.RawMessage `json:"input_schema"`
+
+	CacheControl *cacheControl `json:"cache_control,omitempty"`
 }
 
 type anthropicToolChoice struct {
@@ -162,6 +173,16 @@ func anthropicRequest(p modelParams, ep *modelEndpoint) (wireRequest, error) {
 			r.Messages = append(r.Messages, anthropicMessage{Role: roleUser, blocks: []anthropicBlock{res}, tools: true})
 		}
 	}
+	for _, t := range p.Tools {
+		schema := t.Function.Parameters
+		if len(schema) == 0 {
+			schema = emptySchema
+		}
+		r.Tools = append(r.Tools, anthropicTool{Name: t.Function.Name, Description: t.Function.Description, InputSchema: schema})
+	}
+	if ep.cache {
+		markCache(&r, system)
+	}
 	for i := range r.Messages {
 		m := &r.Messages[i]
 		if m.plain != nil {
@@ -170,20 +191,11 @@ func anthropicRequest(p modelParams, ep *modelEndpoint) (wireRequest, error) {
 			m.Content = m.blocks
 		}
 	}
-	switch len(system) {
-	case 0:
-	case 1:
+	switch {
+	case len(system) == 1 && system[0].CacheControl == nil:
 		r.System = system[0].Text
-	default:
+	case len(system) > 0:
 		r.System = system
-	}
-
-	for _, t := range p.Tools {
-		schema := t.Function.Parameters
-		if len(schema) == 0 {
-			schema = emptySchema
-		}
-		r.Tools = append(r.Tools, anthropicTool{Name: t.Function.Name, Description: t.Function.Description, InputSchema: schema})
 	}
 	if len(r.Tools) > 0 {
 		r.ToolChoice = anthropicChoice(p.choice, p.ParallelToolCalls)
@@ -199,6 +211,31 @@ func anthropicRequest(p modelParams, ep *modelEndpoint) (wireRequest, error) {
 		h.Set("x-api-key", ep.apiKey)
 	}
 	return wireRequest{body: body, header: h}, nil
+}
+
+// markCache puts cache breakpoints (three of Anthropic's four) at the end
+// of the tools, of the system prompt and of the conversation: Anthropic
+// caches the prefix up to each, and the next turn of a loop, which repeats
+// all three and adds to the conversation, reads them back from the cache.
+func markCache(r *anthropicReq, system []anthropicBlock) {
+	if n := len(r.Tools); n > 0 {
+		r.Tools[n-1].CacheControl = ephemeral
+	}
+	if n := len(system); n > 0 {
+		system[n-1].CacheControl = ephemeral
+	}
+	if n := len(r.Messages); n > 0 {
+		m := &r.Messages[n-1]
+		if m.plain != nil {
+			if *m.plain == "" {
+				return // Anthropic refuses an empty text block; nothing to mark
+			}
+			m.blocks, m.plain = []anthropicBlock{{Type: partText, Text: *m.plain}}, nil
+		}
+		if k := len(m.blocks); k > 0 {
+			m.blocks[k-1].CacheControl = ephemeral
+		}
+	}
 }
 
 func lastMessage(msgs []anthropicMessage) *anthropicMessage {

@@ -80,9 +80,19 @@ func standIn(t *testing.T, provider plugins.ModelProvider, status int, reply []b
 
 func wireTool(t *testing.T, provider plugins.ModelProvider, srv *recorder) *plugins.ModelTool {
 	t.Helper()
+	return wireToolCache(t, provider, srv, false)
+}
+
+// wireToolCache is wireTool, with Anthropic's prompt cache marks if cache.
+func wireToolCache(t *testing.T, provider plugins.ModelProvider, srv *recorder, cache bool) *plugins.ModelTool {
+	t.Helper()
 	cfg := plugins.ModelConfig{Provider: provider, BaseURL: srv.URL + "/v1", APIKey: fakeKey, Model: "gpt-4o"}
 	if provider == plugins.ProviderAnthropic {
 		cfg.BaseURL, cfg.Model = srv.URL, "claude-sonnet-4-5"
+	}
+	if cache {
+		cfg = plugins.ModelConfig{Endpoints: []plugins.ModelEndpoint{{Name: plugins.DefaultModelEndpoint, Provider: provider,
+			BaseURL: cfg.BaseURL, APIKey: fakeKey, Model: cfg.Model, PromptCache: true}}}
 	}
 	m, err := plugins.NewModel(cfg)
 	if err != nil {
@@ -104,22 +114,26 @@ func TestModelWireFormat(t *testing.T) {
 		response string // the provider's answer
 		result   string // golden result
 		usage    plugins.Usage
+		cache    bool // the endpoint marks prompt cache breakpoints
 	}{
 		{"openai tool loop, parallel tool calls back", plugins.ProviderOpenAI, "guest_tool_loop.json", "openai_request_tool_loop.json",
-			"openai_response_parallel_tool_calls.json", "openai_result_parallel_tool_calls.json", plugins.Usage{PromptTokens: 82, CompletionTokens: 51}},
+			"openai_response_parallel_tool_calls.json", "openai_result_parallel_tool_calls.json", plugins.Usage{PromptTokens: 82, CompletionTokens: 51}, false},
 		{"openai structured output, cached tokens", plugins.ProviderOpenAI, "guest_structured.json", "openai_request_structured.json",
-			"openai_response_prompt_caching.json", "openai_result_prompt_caching.json", plugins.Usage{PromptTokens: 2006, CompletionTokens: 300, CachedTokens: 1920}},
+			"openai_response_prompt_caching.json", "openai_result_prompt_caching.json", plugins.Usage{PromptTokens: 2006, CompletionTokens: 300, CachedTokens: 1920}, false},
 		{"anthropic tool loop, parallel tool use back", plugins.ProviderAnthropic, "guest_tool_loop.json", "anthropic_request_tool_loop.json",
-			"anthropic_response_parallel_tool_use.json", "anthropic_result_parallel_tool_use.json", plugins.Usage{PromptTokens: 452, CompletionTokens: 121}},
+			"anthropic_response_parallel_tool_use.json", "anthropic_result_parallel_tool_use.json", plugins.Usage{PromptTokens: 452, CompletionTokens: 121}, false},
 		{"anthropic forced tool, system blocks, image, cache usage", plugins.ProviderAnthropic, "guest_required_tool.json", "anthropic_request_required_tool.json",
 			"anthropic_response_cache_usage.json", "anthropic_result_cache_usage.json",
-			plugins.Usage{PromptTokens: 188355, CompletionTokens: 393, CachedTokens: 188086, CacheCreationTokens: 248}},
+			plugins.Usage{PromptTokens: 188355, CompletionTokens: 393, CachedTokens: 188086, CacheCreationTokens: 248}, false},
+		{"anthropic tool loop with prompt cache marks", plugins.ProviderAnthropic, "guest_tool_loop.json", "anthropic_request_tool_loop_cached.json",
+			"anthropic_response_cache_usage.json", "anthropic_result_cache_usage.json",
+			plugins.Usage{PromptTokens: 188355, CompletionTokens: 393, CachedTokens: 188086, CacheCreationTokens: 248}, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			srv := standIn(t, tc.provider, http.StatusOK, fixture(t, tc.response))
-			m := wireTool(t, tc.provider, srv)
+			m := wireToolCache(t, tc.provider, srv, tc.cache)
 			res, err := m.Invoke(t.Context(), plugins.Call{ID: "call-id-1", TaskID: "t", Params: fixture(t, tc.guest)})
 			if err != nil {
 				t.Fatalf("Invoke: %v", err)
@@ -317,6 +331,7 @@ func TestModelEndpointConfigValidate(t *testing.T) {
 		{"missing model", plugins.ModelConfig{Endpoints: []plugins.ModelEndpoint{{Name: "x"}}}, "ModelConfig.Endpoints[0].Model"},
 		{"bad name", plugins.ModelConfig{Endpoints: []plugins.ModelEndpoint{{Name: "a b", Model: "m"}}}, "ModelConfig.Endpoints[0].Name"},
 		{"negative max tokens", plugins.ModelConfig{Endpoints: []plugins.ModelEndpoint{{Name: "x", Model: "m", MaxTokens: -1}}}, "ModelConfig.Endpoints[0].MaxTokens"},
+		{"prompt cache on openai", plugins.ModelConfig{Endpoints: []plugins.ModelEndpoint{{Name: "x", Model: "m", PromptCache: true}}}, "ModelConfig.Endpoints[0].PromptCache"},
 		{"bad default provider", plugins.ModelConfig{BaseURL: "http://127.0.0.1:1/v1", Model: "m", Provider: "x"}, "ModelConfig.Provider"},
 	}
 	for _, tc := range cases {

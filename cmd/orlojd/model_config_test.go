@@ -21,7 +21,7 @@ func TestServeModelEndpoints(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "orlojd.json")
 	os.WriteFile(file, []byte(`{"model_url": "http://127.0.0.1:1/v1", "model": "gpt-4o", "model_provider": "openai",
 		"model_endpoints": [
-		  {"name": "claude", "provider": "anthropic", "key_env": "TEST_CLAUDE_KEY", "model": "claude-sonnet-4-5", "max_tokens": 2048},
+		  {"name": "claude", "provider": "anthropic", "key_env": "TEST_CLAUDE_KEY", "model": "claude-sonnet-4-5", "max_tokens": 2048, "prompt_cache": true},
 		  {"name": "local", "base_url": "http://127.0.0.1:2/v1", "model": "llama"}]}`), 0o600)
 	cmd := newServeCmd()
 	if err := cmd.ParseFlags(nil); err != nil {
@@ -33,7 +33,7 @@ func TestServeModelEndpoints(t *testing.T) {
 	}
 	d := cfg.daemonConfig(hclog.NewNullLogger())
 	want := []plugins.ModelEndpoint{
-		{Name: "claude", Provider: plugins.ProviderAnthropic, APIKey: key, Model: "claude-sonnet-4-5", MaxTokens: 2048},
+		{Name: "claude", Provider: plugins.ProviderAnthropic, APIKey: key, Model: "claude-sonnet-4-5", MaxTokens: 2048, PromptCache: true},
 		{Name: "local", BaseURL: "http://127.0.0.1:2/v1", Model: "llama"},
 	}
 	if len(d.ModelEndpoints) != 2 || d.ModelEndpoints[0] != want[0] || d.ModelEndpoints[1] != want[1] || d.ModelProvider != plugins.ProviderOpenAI {

@@ -106,7 +106,7 @@ func (c *serveConfig) settings() []setting {
 		{"model-key-env", "environment variable holding the model API key", "ModelKey", strValue{&c.ModelKeyEnv}},
 		{"model", "model the model tool asks for when a call names none", "Model", strValue{&c.Model}},
 		{"model-provider", "wire format of --model-url: openai (chat completions) or anthropic (Messages API)", "ModelProvider", strValue{&c.ModelProvider}},
-		{"model-endpoints", `further model endpoints, a JSON list of {"name", "provider", "base_url", "key_env", "model", "max_tokens"}`, "ModelEndpoints", endpointsValue{&c.ModelEndpoints}},
+		{"model-endpoints", `further model endpoints, a JSON list of {"name", "provider", "base_url", "key_env", "model", "max_tokens", "prompt_cache"}`, "ModelEndpoints", endpointsValue{&c.ModelEndpoints}},
 		{"dlq-webhook", "URL that receives a JSON notice for each task entering the DLQ", "DLQWebhook", strValue{&c.DLQWebhook}},
 		{"max-module-size", "largest agent module accepted, e.g. 64MiB", "MaxModuleBytes", sizeValue{&c.MaxModuleBytes}},
 		{"log-format", "log format: text or json", "", strValue{&c.LogFormat}},
@@ -324,7 +324,7 @@ func (c serveConfig) daemonConfig(log hclog.Logger) daemon.Config {
 	d.ModelProvider = plugins.ModelProvider(c.ModelProvider)
 	for _, e := range c.ModelEndpoints {
 		ep := plugins.ModelEndpoint{Name: e.Name, Provider: plugins.ModelProvider(e.Provider), BaseURL: e.BaseURL,
-			Model: e.Model, MaxTokens: e.MaxTokens}
+			Model: e.Model, MaxTokens: e.MaxTokens, PromptCache: e.PromptCache}
 		if e.KeyEnv != "" {
 			// Keys are read here, once, and never logged: the warning
 			// names the variable, not its value.
@@ -520,6 +520,8 @@ type modelEndpointSetting struct {
 	KeyEnv    string `json:"key_env,omitempty"`
 	Model     string `json:"model"`
 	MaxTokens int64  `json:"max_tokens,omitempty"`
+	// PromptCache asks Anthropic to cache the prompt's prefix.
+	PromptCache bool `json:"prompt_cache,omitempty"`
 }
 
 // endpointsValue is model_endpoints: JSON in the file, and JSON text in
@@ -542,7 +544,7 @@ func (v endpointsValue) SetJSON(raw json.RawMessage) error {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&list); err != nil {
-		return fmt.Errorf(`want a JSON list of {"name", "provider", "base_url", "key_env", "model", "max_tokens"}: %w`, err)
+		return fmt.Errorf(`want a JSON list of {"name", "provider", "base_url", "key_env", "model", "max_tokens", "prompt_cache"}: %w`, err)
 	}
 	*v.p = list
 	return nil
