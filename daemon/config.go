@@ -199,7 +199,7 @@ func (c Config) Validate() error {
 // own fields, the others as a list.
 func (c Config) validateModel() error {
 	if c.ModelProvider != "" && !c.ModelProvider.Valid() {
-		return fieldErr("ModelProvider", "%q: want %s or %s", c.ModelProvider, plugins.ProviderOpenAI, plugins.ProviderAnthropic)
+		return fieldErr("ModelProvider", "%q: want one of %v", c.ModelProvider, plugins.ModelProviders)
 	}
 	if c.ModelURL != "" {
 		if c.Model == "" {

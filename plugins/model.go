@@ -100,7 +100,8 @@ func (e ModelEndpoint) Validate() error {
 	if e.BaseURL != "" {
 		u, err := url.Parse(e.BaseURL)
 		if err != nil {
-			return fmt.Errorf("BaseURL: %w", err)
+			// url.Error quotes the URL, and with it any password in it.
+			return errors.New("BaseURL: does not parse as a URL")
 		}
 		if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return fmt.Errorf("BaseURL: %q is not an absolute http or https URL", u.Redacted())
