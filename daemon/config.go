@@ -52,11 +52,18 @@ type Config struct {
 
 	// HTTPAllow lists the hosts the http tool may reach; empty allows none.
 	HTTPAllow []string
-	// ModelURL, if set, registers the model tool against this
-	// OpenAI-compatible API root (e.g. https://api.openai.com/v1).
-	ModelURL string
-	ModelKey string // sent as a bearer token; "" sends none
-	Model    string // the model asked for when a call names none
+	// ModelURL, if set, is the model tool's endpoint named
+	// plugins.DefaultModelEndpoint, the one a call naming none goes to: an
+	// API root (e.g. https://api.openai.com/v1) speaking ModelProvider.
+	ModelURL      string
+	ModelProvider plugins.ModelProvider // "" means plugins.ProviderOpenAI
+	ModelKey      string                // the endpoint's API key; "" sends none
+	Model         string                // the model asked for when a call names none
+	// ModelEndpoints are further model endpoints, which calls pick by name.
+	// The model tool is registered when ModelURL is set or this is not
+	// empty. Their keys are read from the environment at start, never
+	// logged, never in an error.
+	ModelEndpoints []plugins.ModelEndpoint
 
 	// DLQWebhook, if set, receives a JSON host.DLQNotice for each task
 	// entering the dead-letter queue. Only the leader sends; failures are
@@ -173,13 +180,8 @@ func (c Config) Validate() error {
 	if err := (plugins.HTTPConfig{AllowHosts: c.HTTPAllow}).Validate(); err != nil {
 		return fieldErr("HTTPAllow", "%v", err)
 	}
-	if c.ModelURL != "" {
-		if c.Model == "" {
-			return fieldErr("Model", "is required when ModelURL is set")
-		}
-		if err := (plugins.ModelConfig{BaseURL: c.ModelURL, Model: c.Model, APIKey: c.ModelKey}).Validate(); err != nil {
-			return fieldErr("ModelURL", "%v", err)
-		}
+	if err := c.validateModel(); err != nil {
+		return err
 	}
 	if c.DLQWebhook != "" {
 		err := c.webhookConfig().Validate()
@@ -191,6 +193,42 @@ func (c Config) Validate() error {
 		}
 	}
 	return nil
+}
+
+// validateModel checks the model settings: the default endpoint by its
+// own fields, the others as a list.
+func (c Config) validateModel() error {
+	if c.ModelProvider != "" && !c.ModelProvider.Valid() {
+		return fieldErr("ModelProvider", "%q: want one of %v", c.ModelProvider, plugins.ModelProviders)
+	}
+	if c.ModelURL != "" {
+		if c.Model == "" {
+			return fieldErr("Model", "is required when ModelURL is set")
+		}
+		if err := (plugins.ModelConfig{BaseURL: c.ModelURL, Model: c.Model, APIKey: c.ModelKey, Provider: c.ModelProvider}).Validate(); err != nil {
+			return fieldErr("ModelURL", "%v", err)
+		}
+	}
+	for i, e := range c.ModelEndpoints {
+		if err := e.Validate(); err != nil {
+			return fieldErr("ModelEndpoints", "[%d] %q: %v", i, e.Name, err)
+		}
+	}
+	if mc, ok := c.modelConfig(); ok {
+		if err := mc.Validate(); err != nil {
+			// What is left is the list as a whole: a name given twice.
+			return fieldErr("ModelEndpoints", "%v", err)
+		}
+	}
+	return nil
+}
+
+// modelConfig is the model tool's config, and whether there is a model
+// tool at all.
+func (c Config) modelConfig() (plugins.ModelConfig, bool) {
+	mc := plugins.ModelConfig{BaseURL: c.ModelURL, APIKey: c.ModelKey, Model: c.Model, Provider: c.ModelProvider,
+		Endpoints: c.ModelEndpoints}
+	return mc, c.ModelURL != "" || len(c.ModelEndpoints) > 0
 }
 
 // webhookConfig is the DLQ webhook's config, its state file under the

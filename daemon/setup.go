@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -108,12 +109,13 @@ func (d *Daemon) setupTools() error {
 		return fmt.Errorf("kv tool: %w", err)
 	}
 	tools := []plugins.Tool{httpTool, plugins.NewKV(kv)}
-	if cfg.ModelURL != "" {
-		m, err := plugins.NewModel(plugins.ModelConfig{BaseURL: cfg.ModelURL, APIKey: cfg.ModelKey, Model: cfg.Model})
+	if mc, ok := cfg.modelConfig(); ok {
+		m, err := plugins.NewModel(mc)
 		if err != nil {
 			return fmt.Errorf("model tool: %w", err)
 		}
 		tools = append(tools, m)
+		d.log.Info("model tool", "endpoints", strings.Join(m.Endpoints(), ","))
 	}
 	d.tools, err = plugins.NewRegistry(tools...)
 	return err

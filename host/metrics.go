@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/orloj/orloj/cluster"
+	"github.com/orloj/orloj/plugins"
 )
 
 // Metrics is the node's Prometheus instrumentation. Build it with NewMetrics;
@@ -150,7 +151,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.grants, m.renewals, m.expiries, m.takeovers, stateCollector{m})
 	m.tokens = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "orloj_model_tokens_total",
-		Help: "Model tokens spent by calls this node invoked (replays cost none), by tool and kind (prompt, completion).",
+		Help: "Model tokens spent by calls this node invoked (replays cost none), by tool and kind (prompt, completion, and cached: the part of prompt read from the provider's cache).",
 	}, []string{"tool", "kind"})
 	m.budgetTrips = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "orloj_budget_exceeded_total",
@@ -168,6 +169,18 @@ func (m *Metrics) ObserveTokens(tool string, prompt, completion int64) {
 	}
 	m.tokens.WithLabelValues(tool, "prompt").Add(float64(max(prompt, 0)))
 	m.tokens.WithLabelValues(tool, "completion").Add(float64(max(completion, 0)))
+}
+
+// ObserveUsage counts the model tokens of one invoked call, as
+// ObserveTokens does, and the prompt tokens the provider read from its
+// cache (kind="cached", a part of kind="prompt"). tool must be a
+// registered tool's name.
+func (m *Metrics) ObserveUsage(tool string, u plugins.Usage) {
+	if m == nil {
+		return
+	}
+	m.ObserveTokens(tool, u.PromptTokens, u.CompletionTokens)
+	m.tokens.WithLabelValues(tool, "cached").Add(float64(max(u.CachedTokens, 0)))
 }
 
 // ObserveBudgetExceeded counts a budget that ran out.

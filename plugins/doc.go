@@ -1,7 +1,8 @@
 // Package plugins owns the tools agents call: the Tool contract (name, params
 // schema, in-doubt semantics, Invoke), the optional Reconciler, the Registry
 // the host looks tools up in, and the built-in tools: http (allow-listed
-// outbound HTTP), model (an OpenAI-compatible chat-completions client), kv
+// outbound HTTP), model (chat completions with function calling, over named
+// endpoints speaking OpenAI chat completions or Anthropic Messages), kv
 // (key/value writes staged per task) and stub (canned answers for tests and
 // `orlojd run`).
 //

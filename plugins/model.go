@@ -7,9 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -23,18 +23,137 @@ const ModelToolName = "model"
 // of a few thousand tokens routinely takes a minute.
 const DefaultModelTimeout = 2 * time.Minute
 
-// ModelConfig configures a model tool.
-type ModelConfig struct {
-	// Name is the tool's name; default ModelToolName. Register several to
-	// offer several endpoints.
+// DefaultModelEndpoint is the name of the endpoint ModelConfig's own
+// BaseURL, APIKey and Model define: the one a call that names no endpoint
+// is sent to.
+const DefaultModelEndpoint = "default"
+
+// DefaultModelMaxTokens is the max_tokens sent to a provider that requires
+// one (Anthropic) when neither the call nor the endpoint gives one.
+const DefaultModelMaxTokens = 4096
+
+// ModelProvider is the wire format an endpoint speaks.
+type ModelProvider string
+
+const (
+	// ProviderOpenAI is OpenAI's chat completions (POST BASE/chat/completions,
+	// bearer key), also spoken by most self-hosted and proxy servers. It is
+	// the default.
+	ProviderOpenAI ModelProvider = "openai"
+	// ProviderAnthropic is Anthropic's Messages API (POST BASE/v1/messages,
+	// x-api-key).
+	ProviderAnthropic ModelProvider = "anthropic"
+)
+
+// ModelProviders lists every provider, for messages and docs.
+var ModelProviders = []ModelProvider{ProviderOpenAI, ProviderAnthropic}
+
+// Valid reports whether p is a known provider; "" is not (it means
+// ProviderOpenAI only where a config says so).
+func (p ModelProvider) Valid() bool { return slices.Contains(ModelProviders, p) }
+
+// defaultBaseURL is where a provider's own API lives.
+func (p ModelProvider) defaultBaseURL() string {
+	if p == ProviderAnthropic {
+		return "https://api.anthropic.com"
+	}
+	return "https://api.openai.com/v1"
+}
+
+// ModelEndpoint is one model API the model tool can send a call to.
+type ModelEndpoint struct {
+	// Name is what a call's "endpoint" param names it by.
 	Name string
-	// BaseURL is the API root, e.g. "https://api.openai.com/v1" or
-	// "http://127.0.0.1:8080/v1"; the tool POSTs to BaseURL/chat/completions.
+	// Provider is the wire format; "" means ProviderOpenAI.
+	Provider ModelProvider
+	// BaseURL is the API root; "" means the provider's own
+	// (https://api.openai.com/v1, https://api.anthropic.com). OpenAI's
+	// requests go to BaseURL/chat/completions, Anthropic's to
+	// BaseURL/v1/messages.
 	BaseURL string
-	// APIKey is sent as "Authorization: Bearer APIKey"; empty sends none.
+	// APIKey is the key sent with every request (a bearer token for OpenAI,
+	// x-api-key for Anthropic); "" sends none. It never appears in an
+	// error, a log line or a result.
 	APIKey string
 	// Model is the model asked for when a call does not name one.
 	Model string
+	// MaxTokens is the max_tokens sent to Anthropic when a call gives
+	// neither max_tokens nor max_completion_tokens; 0 means
+	// DefaultModelMaxTokens. OpenAI requests carry only what the call says.
+	MaxTokens int64
+	// PromptCache (Anthropic only) marks the tools, the system prompt and
+	// the conversation so far as cacheable, so each turn of an agent loop
+	// reads the previous turns from Anthropic's prompt cache instead of
+	// paying for them in full again. OpenAI caches long prompts without
+	// being asked.
+	PromptCache bool
+}
+
+// Validate reports the first invalid field of e, by name.
+func (e ModelEndpoint) Validate() error {
+	if !validFunctionName(e.Name) {
+		return fmt.Errorf("Name: %q: want 1 to 64 letters, digits, _ or -", e.Name)
+	}
+	if e.Provider != "" && !e.Provider.Valid() {
+		return fmt.Errorf("Provider: %q: want one of %s", e.Provider, providerList())
+	}
+	if e.BaseURL != "" {
+		u, err := url.Parse(e.BaseURL)
+		if err != nil {
+			// url.Error quotes the URL, and with it any password in it.
+			return errors.New("BaseURL: does not parse as a URL")
+		}
+		if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("BaseURL: %q is not an absolute http or https URL", u.Redacted())
+		}
+		if u.RawQuery != "" || u.Fragment != "" {
+			return fmt.Errorf("BaseURL: %q has a query or fragment", u.Redacted())
+		}
+	}
+	if e.Model == "" {
+		return errors.New("Model: required")
+	}
+	if strings.ContainsAny(e.APIKey, "\r\n") {
+		return errors.New("APIKey: has a line break")
+	}
+	if e.PromptCache && e.Provider != ProviderAnthropic {
+		return errors.New("PromptCache: only for the anthropic provider (OpenAI caches prompts on its own)")
+	}
+	if e.MaxTokens < 0 {
+		return fmt.Errorf("MaxTokens: %d is negative (0 means %d)", e.MaxTokens, DefaultModelMaxTokens)
+	}
+	return nil
+}
+
+func providerList() string {
+	s := make([]string, len(ModelProviders))
+	for i, p := range ModelProviders {
+		s[i] = string(p)
+	}
+	return strings.Join(s, ", ")
+}
+
+// ModelConfig configures a model tool: one tool holding one or more named
+// endpoints. BaseURL, APIKey, Model, Provider and MaxTokens define the
+// endpoint named DefaultModelEndpoint when BaseURL is set; Endpoints adds
+// others (one of which may be named DefaultModelEndpoint instead).
+type ModelConfig struct {
+	// Name is the tool's name; default ModelToolName.
+	Name string
+	// Provider is the default endpoint's wire format; "" means ProviderOpenAI.
+	Provider ModelProvider
+	// BaseURL is the default endpoint's API root, e.g.
+	// "https://api.openai.com/v1" or "http://127.0.0.1:8080/v1"; "" means
+	// no endpoint of that name unless Endpoints has one.
+	BaseURL string
+	// APIKey is the default endpoint's key; "" sends none.
+	APIKey string
+	// Model is the default endpoint's default model.
+	Model string
+	// MaxTokens is the default endpoint's ModelEndpoint.MaxTokens.
+	MaxTokens int64
+	// Endpoints are further endpoints, by name.
+	Endpoints []ModelEndpoint
 	// Timeout bounds one completion; default DefaultModelTimeout.
 	Timeout time.Duration
 	// MaxResponseBytes bounds the API's response; default
@@ -44,6 +163,16 @@ type ModelConfig struct {
 	Client *http.Client
 }
 
+// endpoints is every endpoint c defines, the default first.
+func (c ModelConfig) endpoints() []ModelEndpoint {
+	var all []ModelEndpoint
+	if c.BaseURL != "" {
+		all = append(all, ModelEndpoint{Name: DefaultModelEndpoint, Provider: c.Provider, BaseURL: c.BaseURL,
+			APIKey: c.APIKey, Model: c.Model, MaxTokens: c.MaxTokens})
+	}
+	return append(all, c.Endpoints...)
+}
+
 // Validate reports the first invalid field of c, by name.
 func (c ModelConfig) Validate() error {
 	if c.Name != "" {
@@ -51,24 +180,26 @@ func (c ModelConfig) Validate() error {
 			return fmt.Errorf("ModelConfig.Name: %w", err)
 		}
 	}
-	if c.BaseURL == "" {
-		return errors.New("ModelConfig.BaseURL: required")
+	if c.BaseURL == "" && len(c.Endpoints) == 0 {
+		return errors.New("ModelConfig.BaseURL: required when there are no Endpoints")
 	}
-	u, err := url.Parse(c.BaseURL)
-	if err != nil {
-		return fmt.Errorf("ModelConfig.BaseURL: %w", err)
-	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("ModelConfig.BaseURL: %q is not an absolute http or https URL", c.BaseURL)
-	}
-	if u.RawQuery != "" || u.Fragment != "" {
-		return fmt.Errorf("ModelConfig.BaseURL: %q has a query or fragment", c.BaseURL)
-	}
-	if c.Model == "" {
-		return errors.New("ModelConfig.Model: required")
-	}
-	if strings.ContainsAny(c.APIKey, "\r\n") {
-		return errors.New("ModelConfig.APIKey: has a line break")
+	seen := map[string]bool{}
+	for i, e := range c.endpoints() {
+		prefix := "ModelConfig."
+		if c.BaseURL == "" || i > 0 {
+			j := i
+			if c.BaseURL != "" {
+				j--
+			}
+			prefix = fmt.Sprintf("ModelConfig.Endpoints[%d].", j)
+		}
+		if err := e.Validate(); err != nil {
+			return fmt.Errorf("%s%w", prefix, err)
+		}
+		if seen[e.Name] {
+			return fmt.Errorf("%sName: %q is declared twice", prefix, e.Name)
+		}
+		seen[e.Name] = true
 	}
 	if c.Timeout < 0 {
 		return fmt.Errorf("ModelConfig.Timeout: %s is negative", c.Timeout)
@@ -80,30 +211,39 @@ func (c ModelConfig) Validate() error {
 	return nil
 }
 
-// ModelTool asks an OpenAI-compatible chat-completions API for a completion.
-// Params:
+// ModelTool asks a chat model for a completion, through one of its named
+// endpoints, each speaking OpenAI's chat completions or Anthropic's
+// Messages API. Guests speak one shape whichever the endpoint: OpenAI's
+// chat-completions params (messages, tools, tool_choice, ...) plus
+// "endpoint", and get back
 //
-//	{"messages": [{"role": "system|user|assistant", "content": "..."}],
-//	 "temperature": 0.2, "max_tokens": 512, "model": "optional override"}
+//	{"content": "...", "tool_calls": [...], "finish_reason": "stop",
+//	 "model": "...", "usage": {"prompt_tokens": N, "completion_tokens": N}}
 //
-// Result:
-//
-//	{"content": "...", "model": "...", "finish_reason": "stop",
-//	 "usage": {"prompt_tokens": N, "completion_tokens": N}}
-//
-// and Result.Usage, so budgets see the tokens. Its semantics are Idempotent:
-// asking again is harmless but costs tokens, and the ledger makes that rare.
-// A completion is not deterministic, so what a task saw is what the ledger
-// recorded, not what a second request would say.
+// (docs/tools.md has the whole contract), and Result.Usage, so budgets see
+// the tokens. Its semantics are Idempotent: asking again is harmless but
+// costs tokens, and the ledger makes that rare. A completion is not
+// deterministic, so what a task saw is what the ledger recorded, not what a
+// second request would say.
 type ModelTool struct {
-	name     string
-	endpoint string
-	shown    string // endpoint with any password in it redacted, for messages
-	apiKey   string
-	model    string
-	timeout  time.Duration
-	max      int64
-	client   *http.Client
+	name      string
+	endpoints map[string]*modelEndpoint
+	names     []string // sorted, for messages
+	timeout   time.Duration
+	max       int64
+	client    *http.Client
+}
+
+// modelEndpoint is a ModelEndpoint ready to send to.
+type modelEndpoint struct {
+	name      string
+	provider  ModelProvider
+	url       string // the full request URL
+	shown     string // url with any password in it redacted, for messages
+	apiKey    string
+	model     string
+	maxTokens int64
+	cache     bool // ModelEndpoint.PromptCache
 }
 
 // NewModel returns a model tool configured by cfg.
@@ -112,17 +252,39 @@ func NewModel(cfg ModelConfig) (*ModelTool, error) {
 		return nil, err
 	}
 	t := &ModelTool{
-		name:     cfg.Name,
-		endpoint: strings.TrimSuffix(cfg.BaseURL, "/") + "/chat/completions",
-		apiKey:   cfg.APIKey,
-		model:    cfg.Model,
-		timeout:  cfg.Timeout,
-		max:      cfg.MaxResponseBytes,
-		client:   cfg.Client,
+		name:      cfg.Name,
+		endpoints: map[string]*modelEndpoint{},
+		timeout:   cfg.Timeout,
+		max:       cfg.MaxResponseBytes,
+		client:    cfg.Client,
 	}
-	if u, err := url.Parse(t.endpoint); err == nil {
-		t.shown = u.Redacted()
+	for _, e := range cfg.endpoints() {
+		ep := &modelEndpoint{name: e.Name, provider: e.Provider, apiKey: e.APIKey, model: e.Model, maxTokens: e.MaxTokens,
+			cache: e.PromptCache}
+		if ep.provider == "" {
+			ep.provider = ProviderOpenAI
+		}
+		if ep.maxTokens == 0 {
+			ep.maxTokens = DefaultModelMaxTokens
+		}
+		base := e.BaseURL
+		if base == "" {
+			base = ep.provider.defaultBaseURL()
+		}
+		base = strings.TrimSuffix(base, "/")
+		if ep.provider == ProviderAnthropic {
+			ep.url = base + "/v1/messages"
+		} else {
+			ep.url = base + "/chat/completions"
+		}
+		ep.shown = ep.url
+		if u, err := url.Parse(ep.url); err == nil {
+			ep.shown = u.Redacted()
+		}
+		t.endpoints[e.Name] = ep
+		t.names = append(t.names, e.Name)
 	}
+	slices.Sort(t.names)
 	if t.name == "" {
 		t.name = ModelToolName
 	}
@@ -142,64 +304,31 @@ func (t *ModelTool) Name() string            { return t.name }
 func (t *ModelTool) Semantics() Semantics    { return Idempotent }
 func (t *ModelTool) Schema() json.RawMessage { return modelSchema }
 
-var modelSchema = json.RawMessage(`{
-  "$schema": "https://json-schema.org/draft/2020-12/schema",
-  "title": "model",
-  "description": "Ask a chat model for a completion.",
-  "type": "object",
-  "properties": {
-    "messages": {
-      "type": "array",
-      "minItems": 1,
-      "items": {
-        "type": "object",
-        "properties": {
-          "role": {"enum": ["system", "user", "assistant"]},
-          "content": {"type": "string"}
-        },
-        "required": ["role", "content"],
-        "additionalProperties": false
-      }
-    },
-    "temperature": {"type": "number", "minimum": 0, "maximum": 2},
-    "max_tokens": {"type": "integer", "minimum": 1},
-    "model": {"type": "string", "minLength": 1}
-  },
-  "required": ["messages"],
-  "additionalProperties": false
-}`)
+// Endpoints lists the names of the tool's endpoints, sorted.
+func (t *ModelTool) Endpoints() []string { return slices.Clone(t.names) }
 
-type chatMessage struct {
-	Role    string `json:"role"`
-	Content string `json:"content"`
-}
-
-// modelParams is both the tool's params and, with Model filled in, the
-// request body: the two are the same shape on purpose, so nothing the guest
-// said is lost in translation.
-type modelParams struct {
-	Model       string        `json:"model,omitempty"`
-	Messages    []chatMessage `json:"messages"`
-	Temperature *float64      `json:"temperature,omitempty"`
-	MaxTokens   *int64        `json:"max_tokens,omitempty"`
-}
-
-type chatResponse struct {
-	Model   string `json:"model"`
-	Choices []struct {
-		Message struct {
-			Content *string `json:"content"`
-		} `json:"message"`
-		FinishReason string `json:"finish_reason"`
-	} `json:"choices"`
-	Usage *Usage `json:"usage"`
-}
-
+// modelResult is the tool's result, the same for every provider.
 type modelResult struct {
-	Content      string `json:"content"`
-	Model        string `json:"model"`
-	FinishReason string `json:"finish_reason,omitempty"`
-	Usage        *Usage `json:"usage,omitempty"`
+	Content      string     `json:"content"`
+	ToolCalls    []toolCall `json:"tool_calls,omitempty"`
+	FinishReason string     `json:"finish_reason,omitempty"`
+	Model        string     `json:"model"`
+	Usage        *Usage     `json:"usage,omitempty"`
+}
+
+// Finish reasons, OpenAI's vocabulary, which results speak whatever the
+// provider.
+const (
+	finishStop          = "stop"
+	finishToolCalls     = "tool_calls"
+	finishLength        = "length"
+	finishContentFilter = "content_filter"
+)
+
+// wireRequest is one provider request: where it goes and what it says.
+type wireRequest struct {
+	body   []byte
+	header http.Header
 }
 
 // Invoke asks for one completion.
@@ -208,58 +337,39 @@ func (t *ModelTool) Invoke(ctx context.Context, call Call) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	ep, err := t.endpoint(p.Endpoint)
+	if err != nil {
+		return Result{}, err
+	}
 	if p.Model == "" {
-		p.Model = t.model
+		p.Model = ep.model
 	}
-	reqBody, err := json.Marshal(p)
-	if err != nil {
-		return Result{}, statusErrorf(abi.StatusInvalidArgument, err, "encode request")
-	}
-	what := "POST " + t.shown
-
-	callCtx, cancel := context.WithTimeout(ctx, t.timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(callCtx, http.MethodPost, t.endpoint, bytes.NewReader(reqBody))
-	if err != nil {
-		return Result{}, statusErrorf(abi.StatusToolError, err, "%s", what)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("Idempotency-Key", call.ID)
-	if t.apiKey != "" {
-		req.Header.Set("Authorization", "Bearer "+t.apiKey)
-	}
-
-	resp, err := t.client.Do(req)
-	if err != nil {
-		return Result{}, transportError(ctx, t.timeout, what, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode >= 300 {
-		return Result{}, responseError(resp, what, apiErrorDetail(resp))
-	}
-	body, err := readCapped(resp.Body, t.max)
-	if errors.Is(err, errResponseTooLarge) {
-		return Result{}, abi.Errorf(abi.StatusToolError, "%s: response larger than %d bytes", what, t.max)
+	var (
+		wr    wireRequest
+		parse func([]byte) (modelResult, error)
+	)
+	switch ep.provider {
+	case ProviderAnthropic:
+		wr, err = anthropicRequest(p, ep)
+		parse = parseAnthropicResponse
+	default:
+		wr, err = openAIRequest(p, ep)
+		parse = parseOpenAIResponse
 	}
 	if err != nil {
-		return Result{}, transportError(ctx, t.timeout, what+": read response", err)
+		return Result{}, err
 	}
-
+	what := "POST " + ep.shown
+	body, err := t.post(ctx, call, ep, wr, what)
+	if err != nil {
+		return Result{}, err
+	}
 	// A 200 with a body we cannot read is recorded as a tool error: the
 	// endpoint is not speaking the protocol, and asking again would burn
 	// tokens for the same answer.
-	var cr chatResponse
-	if err := json.Unmarshal(body, &cr); err != nil {
-		return Result{}, statusErrorf(abi.StatusToolError, err, "%s: response is not a chat completion (%s)", what, excerpt(body))
-	}
-	if len(cr.Choices) == 0 {
-		return Result{}, abi.Errorf(abi.StatusToolError, "%s: response has no choices", what)
-	}
-	c := cr.Choices[0]
-	res := modelResult{Model: cr.Model, FinishReason: c.FinishReason, Usage: cr.Usage}
-	if c.Message.Content != nil {
-		res.Content = *c.Message.Content
+	res, err := parse(body)
+	if err != nil {
+		return Result{}, annotate(err, "%s", what)
 	}
 	if res.Model == "" {
 		res.Model = p.Model
@@ -268,44 +378,82 @@ func (t *ModelTool) Invoke(ctx context.Context, call Call) (Result, error) {
 	if err != nil {
 		return Result{}, annotate(err, "%s", what)
 	}
-	return Result{Body: out, Usage: cr.Usage}, nil
+	return Result{Body: out, Usage: res.Usage}, nil
 }
 
-var chatRoles = map[string]bool{"system": true, "user": true, "assistant": true}
-
-func parseModelParams(params json.RawMessage) (modelParams, error) {
-	var p modelParams
-	if err := decodeParams(params, &p); err != nil {
-		return p, err
+// endpoint finds the endpoint a call names; "" is DefaultModelEndpoint.
+// The refusal lists the names only: URLs and keys are the operator's.
+func (t *ModelTool) endpoint(name string) (*modelEndpoint, error) {
+	if name == "" {
+		name = DefaultModelEndpoint
 	}
-	if len(p.Messages) == 0 {
-		return p, abi.Errorf(abi.StatusInvalidArgument, "messages: at least one is required")
+	if ep, ok := t.endpoints[name]; ok {
+		return ep, nil
 	}
-	for i, m := range p.Messages {
-		if !chatRoles[m.Role] {
-			return p, abi.Errorf(abi.StatusInvalidArgument, "messages[%d].role %q: want system, user or assistant", i, m.Role)
-		}
-	}
-	if p.Temperature != nil && (math.IsNaN(*p.Temperature) || *p.Temperature < 0 || *p.Temperature > 2) {
-		return p, abi.Errorf(abi.StatusInvalidArgument, "temperature %v: want 0..2", *p.Temperature)
-	}
-	if p.MaxTokens != nil && *p.MaxTokens < 1 {
-		return p, abi.Errorf(abi.StatusInvalidArgument, "max_tokens %d: want at least 1", *p.MaxTokens)
-	}
-	return p, nil
+	return nil, abi.Errorf(abi.StatusInvalidArgument, "endpoint %q: not configured on this node; configured: %s",
+		name, strings.Join(t.names, ", "))
 }
 
-// apiErrorDetail extracts the message of an OpenAI-style error body
-// ({"error": {"message": "..."}}), or an excerpt of whatever the body is.
+// post sends one request and reads the answer, classifying failures the
+// way every HTTP tool does.
+func (t *ModelTool) post(ctx context.Context, call Call, ep *modelEndpoint, wr wireRequest, what string) ([]byte, error) {
+	callCtx, cancel := context.WithTimeout(ctx, t.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(callCtx, http.MethodPost, ep.url, bytes.NewReader(wr.body))
+	if err != nil {
+		return nil, statusErrorf(abi.StatusToolError, err, "%s", what)
+	}
+	for k, v := range wr.header {
+		req.Header[k] = v
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Idempotency-Key", call.ID)
+
+	resp, err := t.client.Do(req)
+	if err != nil {
+		return nil, transportError(ctx, t.timeout, what, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		// Anthropic's 529 (overloaded) is a 5xx: transient, like the rest.
+		return nil, responseError(resp, what, apiErrorDetail(resp))
+	}
+	body, err := readCapped(resp.Body, t.max)
+	if errors.Is(err, errResponseTooLarge) {
+		return nil, abi.Errorf(abi.StatusToolError, "%s: response larger than %d bytes", what, t.max)
+	}
+	if err != nil {
+		return nil, transportError(ctx, t.timeout, what+": read response", err)
+	}
+	return body, nil
+}
+
+// apiErrorDetail extracts the message of an error body, OpenAI's
+// ({"error": {"message": "..."}}) and Anthropic's ({"type": "error",
+// "error": {"type": "...", "message": "..."}}) alike, or an excerpt of
+// whatever the body is.
 func apiErrorDetail(resp *http.Response) string {
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10)) // best effort: the status already says what failed
 	var e struct {
 		Error struct {
+			Type    string `json:"type"`
 			Message string `json:"message"`
 		} `json:"error"`
 	}
 	if json.Unmarshal(b, &e) == nil && e.Error.Message != "" {
+		if e.Error.Type != "" {
+			return excerpt([]byte(e.Error.Type + ": " + e.Error.Message))
+		}
 		return excerpt([]byte(e.Error.Message))
 	}
 	return excerpt(b)
+}
+
+// decodeResponse decodes a provider's 200 body; failing, it is a tool error.
+func decodeResponse(body []byte, v any, what string) error {
+	if err := json.Unmarshal(body, v); err != nil {
+		return statusErrorf(abi.StatusToolError, err, "response is not %s (%s)", what, excerpt(body))
+	}
+	return nil
 }

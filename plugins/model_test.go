@@ -227,7 +227,39 @@ func TestModelErrors(t *testing.T) {
 		},
 		{name: "no messages", params: `{"messages":[]}`, want: abi.StatusInvalidArgument, wantMsg: []string{"messages"}},
 		{name: "missing messages", params: `{"model":"m"}`, want: abi.StatusInvalidArgument},
-		{name: "bad role", params: `{"messages":[{"role":"tool","content":"x"}]}`, want: abi.StatusInvalidArgument, wantMsg: []string{"messages[0].role"}},
+		{name: "bad role", params: `{"messages":[{"role":"function","content":"x"}]}`, want: abi.StatusInvalidArgument, wantMsg: []string{"messages[0].role"}},
+		{name: "tool message without tool_call_id", params: `{"messages":[{"role":"tool","content":"x"}]}`, want: abi.StatusInvalidArgument, wantMsg: []string{"messages[0].tool_call_id"}},
+		{name: "tool_call_id on a user message", params: `{"messages":[{"role":"user","content":"x","tool_call_id":"a"}]}`, want: abi.StatusInvalidArgument, wantMsg: []string{"messages[0].tool_call_id"}},
+		{name: "assistant with neither content nor tool calls", params: `{"messages":[{"role":"assistant","content":null}]}`, want: abi.StatusInvalidArgument, wantMsg: []string{"messages[0].content"}},
+		{name: "user without content", params: `{"messages":[{"role":"user"}]}`, want: abi.StatusInvalidArgument, wantMsg: []string{"messages[0].content"}},
+		{name: "tool calls on a user message", params: `{"messages":[{"role":"user","content":"x","tool_calls":[{"id":"a","type":"function","function":{"name":"f","arguments":"{}"}}]}]}`, want: abi.StatusInvalidArgument, wantMsg: []string{"messages[0].tool_calls"}},
+		{name: "tool call without id", params: `{"messages":[{"role":"assistant","tool_calls":[{"type":"function","function":{"name":"f","arguments":"{}"}}]}]}`, want: abi.StatusInvalidArgument, wantMsg: []string{"messages[0].tool_calls[0].id"}},
+		{name: "tool call arguments not a string", params: `{"messages":[{"role":"assistant","tool_calls":[{"id":"a","type":"function","function":{"name":"f","arguments":{}}}]}]}`, want: abi.StatusInvalidArgument, wantMsg: []string{"arguments", "string"}},
+		{name: "tool call name with a space", params: `{"messages":[{"role":"assistant","tool_calls":[{"id":"a","type":"function","function":{"name":"f g","arguments":"{}"}}]}]}`, want: abi.StatusInvalidArgument, wantMsg: []string{"messages[0].tool_calls[0].function.name"}},
+		{name: "unknown message field", params: `{"messages":[{"role":"user","content":"x","refusal":"no"}]}`, want: abi.StatusInvalidArgument, wantMsg: []string{"refusal"}},
+		{name: "unknown content part field", params: `{"messages":[{"role":"user","content":[{"type":"text","text":"x","cache_control":{}}]}]}`, want: abi.StatusInvalidArgument, wantMsg: []string{"messages[0].content", "cache_control"}},
+		{name: "unknown content part type", params: `{"messages":[{"role":"user","content":[{"type":"input_audio"}]}]}`, want: abi.StatusInvalidArgument, wantMsg: []string{"messages[0].content[0].type"}},
+		{name: "image on a system message", params: `{"messages":[{"role":"system","content":[{"type":"image_url","image_url":{"url":"https://x/y.png"}}]}]}`, want: abi.StatusInvalidArgument, wantMsg: []string{"messages[0].content[0]"}},
+		{name: "content a number", params: `{"messages":[{"role":"user","content":5}]}`, want: abi.StatusInvalidArgument, wantMsg: []string{"messages[0].content"}},
+		{name: "empty content array", params: `{"messages":[{"role":"user","content":[]}]}`, want: abi.StatusInvalidArgument, wantMsg: []string{"messages[0].content"}},
+		{name: "too many messages", params: `{"messages":[` + strings.Repeat(`{"role":"user","content":"x"},`, 1000) + `{"role":"user","content":"x"}]}`, want: abi.StatusInvalidArgument, wantMsg: []string{"messages", "limit 1000"}},
+		{name: "too many tools", params: `{"messages":[{"role":"user","content":"x"}],"tools":[` + manyTools(129) + `]}`, want: abi.StatusInvalidArgument, wantMsg: []string{"tools", "limit 128"}},
+		{name: "tool name too long", params: `{"messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"` + strings.Repeat("a", 65) + `"}}]}`, want: abi.StatusInvalidArgument, wantMsg: []string{"tools[0].function.name"}},
+		{name: "tool type not function", params: `{"messages":[{"role":"user","content":"x"}],"tools":[{"type":"custom","function":{"name":"f"}}]}`, want: abi.StatusInvalidArgument, wantMsg: []string{"tools[0].type"}},
+		{name: "tool declared twice", params: `{"messages":[{"role":"user","content":"x"}],"tools":[` + manyTools(1) + `,` + manyTools(1) + `]}`, want: abi.StatusInvalidArgument, wantMsg: []string{"tools[1].function.name", "twice"}},
+		{name: "tool parameters not an object", params: `{"messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"f","parameters":[]}}]}`, want: abi.StatusInvalidArgument, wantMsg: []string{"tools[0].function.parameters"}},
+		{name: "tool_choice names no tool", params: `{"messages":[{"role":"user","content":"x"}],"tools":[` + manyTools(1) + `],"tool_choice":{"type":"function","function":{"name":"g"}}}`, want: abi.StatusInvalidArgument, wantMsg: []string{"tool_choice.function.name"}},
+		{name: "tool_choice unknown mode", params: `{"messages":[{"role":"user","content":"x"}],"tools":[` + manyTools(1) + `],"tool_choice":"any"}`, want: abi.StatusInvalidArgument, wantMsg: []string{"tool_choice"}},
+		{name: "tool_choice without tools", params: `{"messages":[{"role":"user","content":"x"}],"tool_choice":"required"}`, want: abi.StatusInvalidArgument, wantMsg: []string{"tool_choice", "tools"}},
+		{name: "parallel_tool_calls without tools", params: `{"messages":[{"role":"user","content":"x"}],"parallel_tool_calls":true}`, want: abi.StatusInvalidArgument, wantMsg: []string{"parallel_tool_calls"}},
+		{name: "response_format unknown type", params: `{"messages":[{"role":"user","content":"x"}],"response_format":{"type":"xml"}}`, want: abi.StatusInvalidArgument, wantMsg: []string{"response_format.type"}},
+		{name: "json_schema without name", params: `{"messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema","json_schema":{"schema":{}}}}`, want: abi.StatusInvalidArgument, wantMsg: []string{"response_format.json_schema.name"}},
+		{name: "too many stop sequences", params: `{"messages":[{"role":"user","content":"x"}],"stop":["a","b","c","d","e"]}`, want: abi.StatusInvalidArgument, wantMsg: []string{"stop", "limit 4"}},
+		{name: "stop a number", params: `{"messages":[{"role":"user","content":"x"}],"stop":5}`, want: abi.StatusInvalidArgument, wantMsg: []string{"stop"}},
+		{name: "top_p above 1", params: `{"messages":[{"role":"user","content":"x"}],"top_p":1.5}`, want: abi.StatusInvalidArgument, wantMsg: []string{"top_p"}},
+		{name: "max_completion_tokens zero", params: `{"messages":[{"role":"user","content":"x"}],"max_completion_tokens":0}`, want: abi.StatusInvalidArgument, wantMsg: []string{"max_completion_tokens"}},
+		{name: "seed not an integer", params: `{"messages":[{"role":"user","content":"x"}],"seed":"7"}`, want: abi.StatusInvalidArgument, wantMsg: []string{"seed"}},
+		{name: "endpoint with a slash", params: `{"endpoint":"a/b","messages":[{"role":"user","content":"x"}]}`, want: abi.StatusInvalidArgument, wantMsg: []string{"endpoint"}},
 		{name: "unknown field", params: `{"messages":[{"role":"user","content":"x"}],"stream":true}`, want: abi.StatusInvalidArgument, wantMsg: []string{"stream"}},
 		{name: "temperature out of range", params: `{"messages":[{"role":"user","content":"x"}],"temperature":3}`, want: abi.StatusInvalidArgument},
 		{name: "max_tokens not an integer", params: `{"messages":[{"role":"user","content":"x"}],"max_tokens":1.5}`, want: abi.StatusInvalidArgument, wantMsg: []string{"max_tokens", "integer"}},
@@ -262,6 +294,15 @@ func TestModelErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// manyTools is n function declarations, all named alike when n is 1.
+func manyTools(n int) string {
+	tools := make([]string, n)
+	for i := range tools {
+		tools[i] = fmt.Sprintf(`{"type":"function","function":{"name":"f%d"}}`, i)
+	}
+	return strings.Join(tools, ",")
 }
 
 func status(code int, body string) func(*recorder) func(http.ResponseWriter, chatRequest) {

@@ -56,10 +56,20 @@ type Result struct {
 	Usage *Usage
 }
 
-// Usage is model token usage, as OpenAI-compatible APIs report it.
+// Usage is model token usage, as OpenAI-compatible APIs report it, whatever
+// the provider. PromptTokens counts every input token, read from a cache or
+// not, so budgets (prompt + completion) mean the same for every provider;
+// the cache fields say how many of them were cache reads and writes.
 type Usage struct {
 	PromptTokens     int64 `json:"prompt_tokens"`
 	CompletionTokens int64 `json:"completion_tokens"`
+	// CachedTokens are the prompt tokens read from the provider's prompt
+	// cache (OpenAI's prompt_tokens_details.cached_tokens, Anthropic's
+	// cache_read_input_tokens).
+	CachedTokens int64 `json:"cached_tokens,omitempty"`
+	// CacheCreationTokens are the prompt tokens written to the cache
+	// (Anthropic's cache_creation_input_tokens).
+	CacheCreationTokens int64 `json:"cache_creation_tokens,omitempty"`
 }
 
 // Tool is something an agent can call. Implementations must be safe for

@@ -20,6 +20,7 @@ import (
 
 	"github.com/orloj/orloj/abi"
 	"github.com/orloj/orloj/daemon"
+	"github.com/orloj/orloj/plugins"
 )
 
 // serveConfig is everything `orlojd serve` can be told. Each field is one
@@ -42,8 +43,10 @@ type serveConfig struct {
 	Retention      time.Duration
 	HTTPAllow      []string
 	ModelURL       string
+	ModelProvider  string
 	ModelKeyEnv    string
 	Model          string
+	ModelEndpoints []modelEndpointSetting
 	DLQWebhook     string
 	MaxModuleBytes int64
 	LogFormat      string
@@ -99,9 +102,11 @@ func (c *serveConfig) settings() []setting {
 		{"lease-ttl", "lease length; a crashed node's tasks are taken over after it", "LeaseTTL", durValue{&c.LeaseTTL}},
 		{"retention", "how long finished tasks are kept, with their ledger and journal (0 keeps them forever)", "Retention", durValue{&c.Retention}},
 		{"http-allow", "hosts the http tool may reach, comma-separated (default none)", "HTTPAllow", listValue{&c.HTTPAllow}},
-		{"model-url", "OpenAI-compatible API root for the model tool, e.g. https://api.openai.com/v1", "ModelURL", strValue{&c.ModelURL}},
-		{"model-key-env", "environment variable holding the model API key", "ModelKey", strValue{&c.ModelKeyEnv}},
-		{"model", "model the model tool asks for when a call names none", "Model", strValue{&c.Model}},
+		{"model-url", "API root of the model tool's default endpoint, e.g. https://api.openai.com/v1 (see --model-provider)", "ModelURL", strValue{&c.ModelURL}},
+		{"model-key-env", "environment variable holding the default endpoint's API key", "ModelKey", strValue{&c.ModelKeyEnv}},
+		{"model", "model the default endpoint asks for when a call names none", "Model", strValue{&c.Model}},
+		{"model-provider", "wire format of --model-url: openai (chat completions) or anthropic (Messages API)", "ModelProvider", strValue{&c.ModelProvider}},
+		{"model-endpoints", `further model endpoints, a JSON list of {"name", "provider", "base_url", "key_env", "model", "max_tokens", "prompt_cache"}`, "ModelEndpoints", endpointsValue{&c.ModelEndpoints}},
 		{"dlq-webhook", "URL that receives a JSON notice for each task entering the DLQ", "DLQWebhook", strValue{&c.DLQWebhook}},
 		{"max-module-size", "largest agent module accepted, e.g. 64MiB", "MaxModuleBytes", sizeValue{&c.MaxModuleBytes}},
 		{"log-format", "log format: text or json", "", strValue{&c.LogFormat}},
@@ -268,6 +273,12 @@ func applyConfigFile(path string, sets []setting) error {
 		if !ok {
 			return usagef("config file %s: unknown key %q", path, k)
 		}
+		if js, ok := s.value.(jsonSetter); ok {
+			if err := js.SetJSON(raw[k]); err != nil {
+				return usagef("config file %s: %s: %v", path, k, err)
+			}
+			continue
+		}
 		v, err := jsonSettingText(raw[k])
 		if err != nil {
 			return usagef("config file %s: %s: %v", path, k, err)
@@ -309,6 +320,19 @@ func (c serveConfig) daemonConfig(log hclog.Logger) daemon.Config {
 	d.ModelURL, d.Model, d.DLQWebhook, d.MaxModuleBytes = c.ModelURL, c.Model, c.DLQWebhook, c.MaxModuleBytes
 	if c.ModelKeyEnv != "" {
 		d.ModelKey = os.Getenv(c.ModelKeyEnv)
+	}
+	d.ModelProvider = plugins.ModelProvider(c.ModelProvider)
+	for _, e := range c.ModelEndpoints {
+		ep := plugins.ModelEndpoint{Name: e.Name, Provider: plugins.ModelProvider(e.Provider), BaseURL: e.BaseURL,
+			Model: e.Model, MaxTokens: e.MaxTokens, PromptCache: e.PromptCache}
+		if e.KeyEnv != "" {
+			// Keys are read here, once, and never logged: the warning
+			// names the variable, not its value.
+			if ep.APIKey = os.Getenv(e.KeyEnv); ep.APIKey == "" {
+				log.Warn("model endpoint key variable is empty or unset; its requests carry no key", "endpoint", e.Name, "key_env", e.KeyEnv)
+			}
+		}
+		d.ModelEndpoints = append(d.ModelEndpoints, ep)
 	}
 	d.RaftHeartbeat, d.RaftElection, d.HistoryFile = c.RaftHeartbeat, c.RaftElection, c.HistoryFile
 	if len(c.DialMap) > 0 {
@@ -480,6 +504,52 @@ func (v listValue) Set(s string) error {
 	return nil
 }
 func (v listValue) Type() string { return "list" }
+
+// jsonSetter is a setting whose file value is JSON of its own shape (a list
+// of objects), taken as it is rather than flattened to flag text.
+type jsonSetter interface {
+	SetJSON(json.RawMessage) error
+}
+
+// modelEndpointSetting is one entry of model_endpoints as an operator
+// writes it: the key is named by the variable holding it, never given.
+type modelEndpointSetting struct {
+	Name      string `json:"name"`
+	Provider  string `json:"provider,omitempty"`
+	BaseURL   string `json:"base_url,omitempty"`
+	KeyEnv    string `json:"key_env,omitempty"`
+	Model     string `json:"model"`
+	MaxTokens int64  `json:"max_tokens,omitempty"`
+	// PromptCache asks Anthropic to cache the prompt's prefix.
+	PromptCache bool `json:"prompt_cache,omitempty"`
+}
+
+// endpointsValue is model_endpoints: JSON in the file, and JSON text in
+// the flag and the variable.
+type endpointsValue struct{ p *[]modelEndpointSetting }
+
+func (v endpointsValue) String() string {
+	if len(*v.p) == 0 {
+		return ""
+	}
+	b, _ := json.Marshal(*v.p) // a slice of plain structs always encodes
+	return string(b)
+}
+func (v endpointsValue) Set(s string) error { return v.SetJSON(json.RawMessage(s)) }
+func (v endpointsValue) SetJSON(raw json.RawMessage) error {
+	if err := abi.CheckJSON(raw); err != nil {
+		return err
+	}
+	var list []modelEndpointSetting
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&list); err != nil {
+		return fmt.Errorf(`want a JSON list of {"name", "provider", "base_url", "key_env", "model", "max_tokens", "prompt_cache"}: %w`, err)
+	}
+	*v.p = list
+	return nil
+}
+func (v endpointsValue) Type() string { return "json" }
 
 type sizeValue struct{ p *int64 }
 
