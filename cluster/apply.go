@@ -74,6 +74,10 @@ func (a *applier) apply(cmd Command) any {
 		return c.Member
 	case *CompactTasks:
 		return a.compact(c)
+	case *ResolveCall:
+		return a.resolveCall(c)
+	case *ClearIntent:
+		return a.clearIntent(c)
 	}
 	return fmt.Errorf("%w: no handler for %T", ErrInvalidCmd, cmd)
 }
@@ -351,8 +355,58 @@ func (a *applier) intent(c *RecordIntent) any {
 	if rec.CallID == "" {
 		rec = LedgerRecord{TaskID: t.ID, CallID: c.CallID, Tool: c.Tool, Seq: a.idx}
 	}
-	rec.Attempt, rec.Token, rec.IntentAt = t.Attempts, c.Token, c.Now
+	rec.Attempt, rec.Token, rec.IntentAt, rec.NotApplied = t.Attempts, c.Token, c.Now, false
 	a.put(ledgerKey(t.ID, c.CallID), rec)
+	return rec
+}
+
+// resolveCall records a person's answer about a call left in doubt: only a
+// dead-lettered task's, only a call with an INTENT and no RESULT.
+func (a *applier) resolveCall(c *ResolveCall) any {
+	t, err := a.loadTask(c.TaskID)
+	if err != nil {
+		return err
+	}
+	if t.State != StateDeadLetter {
+		return fmt.Errorf("task %s is %s, not dead_letter: %w", t.ID, t.State, ErrInvalidState)
+	}
+	var rec LedgerRecord
+	if !a.get(ledgerKey(t.ID, c.CallID), &rec) {
+		if a.err != nil {
+			return a.err
+		}
+		return fmt.Errorf("task %s has no call %s: %w", t.ID, c.CallID, ErrNotFound)
+	}
+	if rec.HasResult {
+		return fmt.Errorf("call %s of task %s has a recorded result; nothing is in doubt: %w", c.CallID, t.ID, ErrInvalidState)
+	}
+	answer := "not applied"
+	if c.Applied {
+		answer = "applied"
+		rec.HasResult, rec.Status, rec.Result, rec.ResultAt = true, "ok", c.Result, c.Now
+	} else {
+		rec.NotApplied = true
+	}
+	a.put(ledgerKey(t.ID, c.CallID), rec)
+	a.journal(t.ID, c.Now, Event{Type: EventCallResolved, CallID: c.CallID, Tool: rec.Tool,
+		Message: truncate(fmt.Sprintf("%s resolved it as %s: %s", c.By, answer, c.Note), MaxEventMessageBytes)})
+	return rec
+}
+
+// clearIntent marks a call the worker knows was never sent.
+func (a *applier) clearIntent(c *ClearIntent) any {
+	t, err := a.fenced(c.TaskID, c.Token)
+	if err != nil {
+		return err
+	}
+	var rec LedgerRecord
+	if !a.get(ledgerKey(t.ID, c.CallID), &rec) || rec.HasResult {
+		return rec // nothing to clear (or a result won): a no-op
+	}
+	rec.NotApplied = true
+	a.put(ledgerKey(t.ID, c.CallID), rec)
+	a.journal(t.ID, c.Now, Event{Type: EventIntentCleared, Attempt: t.Attempts, CallID: c.CallID, Tool: rec.Tool,
+		Message: "the call failed before anything was sent; it is not in doubt"})
 	return rec
 }
 

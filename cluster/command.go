@@ -34,6 +34,8 @@ const (
 	MsgPutModuleChunk
 	MsgSetMember
 	MsgCompactTasks
+	MsgResolveCall
+	MsgClearIntent
 )
 
 var msgNames = map[MessageType]string{
@@ -43,7 +45,7 @@ var msgNames = map[MessageType]string{
 	MsgFailAttempt: "fail_attempt", MsgRetryDLQ: "retry_dlq", MsgDiscardDLQ: "discard_dlq",
 	MsgCancelTask: "cancel_task", MsgStageWrite: "stage_write", MsgAppendJournal: "append_journal",
 	MsgMarkEffectDone: "mark_effect_done", MsgPutModuleChunk: "put_module_chunk", MsgSetMember: "set_member",
-	MsgCompactTasks: "compact_tasks",
+	MsgCompactTasks: "compact_tasks", MsgResolveCall: "resolve_call", MsgClearIntent: "clear_intent",
 }
 
 func (t MessageType) String() string {
@@ -151,6 +153,30 @@ type RecordResult struct {
 	Now    int64           `json:"now"`
 }
 
+// ResolveCall is a person's answer about a call left in doubt (an INTENT
+// without RESULT) of a dead-lettered task: it was applied, with this
+// result, or it was not. A following RetryDLQ replays the result, or
+// invokes the call again.
+type ResolveCall struct {
+	TaskID  string          `json:"task_id"`
+	CallID  string          `json:"call_id"`
+	Applied bool            `json:"applied"`
+	Result  json.RawMessage `json:"result,omitempty"` // with Applied: what the call returned
+	By      string          `json:"by"`               // who decided
+	Note    string          `json:"note"`             // and why
+	Now     int64           `json:"now"`
+}
+
+// ClearIntent records that a call whose INTENT is committed was not sent
+// (the tool failed before a byte of the request left), so the next attempt
+// may invoke it again even if the tool is unsafe. Fenced like RecordResult.
+type ClearIntent struct {
+	TaskID string `json:"task_id"`
+	Token  uint64 `json:"token"`
+	CallID string `json:"call_id"`
+	Now    int64  `json:"now"`
+}
+
 // CompleteTask finishes a task: output, staged writes and the outbox become
 // visible together.
 type CompleteTask struct {
@@ -244,6 +270,8 @@ func (AppendJournal) messageType() MessageType  { return MsgAppendJournal }
 func (MarkEffectDone) messageType() MessageType { return MsgMarkEffectDone }
 func (PutModuleChunk) messageType() MessageType { return MsgPutModuleChunk }
 func (SetMember) messageType() MessageType      { return MsgSetMember }
+func (ResolveCall) messageType() MessageType    { return MsgResolveCall }
+func (ClearIntent) messageType() MessageType    { return MsgClearIntent }
 
 // Encode renders a command as a log entry: one type byte, then JSON. It
 // refuses, before anything is proposed, a command Validate refuses
@@ -321,6 +349,10 @@ func decode(b []byte) (c Command, ok bool, err error) {
 		v = &SetMember{}
 	case MsgCompactTasks:
 		v = &CompactTasks{}
+	case MsgResolveCall:
+		v = &ResolveCall{}
+	case MsgClearIntent:
+		v = &ClearIntent{}
 	default:
 		if t&IgnoreUnknownFlag != 0 {
 			return nil, false, nil

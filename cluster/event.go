@@ -44,6 +44,13 @@ const (
 	// EventEffectFailed: an outbox effect failed permanently and will not be
 	// tried again (MarkEffectDone with an error). Message is the error.
 	EventEffectFailed EventType = "effect_failed"
+	// EventCallResolved: a person said whether a call left in doubt was
+	// applied (ResolveCall). CallID names it; Message is who, the answer
+	// and the note.
+	EventCallResolved EventType = "call_resolved"
+	// EventIntentCleared: a call whose INTENT was committed failed before
+	// anything was sent (ClearIntent), so it is not in doubt.
+	EventIntentCleared EventType = "intent_cleared"
 )
 
 // Written by the host while an attempt runs, and journaled through
@@ -72,7 +79,7 @@ func EventTypes() []EventType {
 	return []EventType{
 		EventSubmitted, EventLeased, EventLeaseExpired, EventAttemptFailed, EventRetryScheduled,
 		EventDeadLettered, EventSucceeded, EventDLQRetried, EventDiscarded, EventCancelled,
-		EventEffectDispatched, EventEffectFailed,
+		EventEffectDispatched, EventEffectFailed, EventCallResolved, EventIntentCleared,
 		EventCall, EventLog, EventDivergence, EventCallsRefused, EventEffectRefused,
 	}
 }

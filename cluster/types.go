@@ -179,7 +179,15 @@ type LedgerRecord struct {
 	Usage     json.RawMessage `json:"usage,omitempty"`
 	ResultAt  int64           `json:"result_at,omitempty"`
 	Seq       uint64          `json:"seq"` // Raft index of the intent: call order
+	// NotApplied: the INTENT stands, but the call is known not to have
+	// taken effect (ClearIntent, or ResolveCall by a person), so the next
+	// attempt invokes it again whatever the tool's semantics.
+	NotApplied bool `json:"not_applied,omitempty"`
 }
+
+// InDoubt reports whether the record is an INTENT whose call may have
+// taken effect: no RESULT, and not known to be not applied.
+func (r LedgerRecord) InDoubt() bool { return !r.HasResult && !r.NotApplied }
 
 // Event is one line of a task's journal (its audit trail).
 type Event struct {

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"unicode/utf8"
@@ -309,4 +310,26 @@ func tail(s string, n int) string {
 		i++
 	}
 	return s[i:]
+}
+
+func (c *ResolveCall) Validate() error {
+	if err := checkNames("task id", c.TaskID, "call id", c.CallID, "resolved by", c.By); err != nil {
+		return err
+	}
+	if err := validateReason("resolve", c.Note, true); err != nil {
+		return err
+	}
+	switch {
+	case c.Applied && len(c.Result) == 0:
+		return fmt.Errorf("%w: a call resolved as applied needs the result it returned", ErrInvalidCmd)
+	case !c.Applied && len(c.Result) != 0:
+		return fmt.Errorf("%w: a call resolved as not applied has no result", ErrInvalidCmd)
+	case len(c.Result) != 0 && !json.Valid(c.Result):
+		return fmt.Errorf("%w: the result is not JSON", ErrInvalidCmd)
+	}
+	return checkBytes("result", len(c.Result), MaxOutputBytes)
+}
+
+func (c *ClearIntent) Validate() error {
+	return checkNames("task id", c.TaskID, "call id", c.CallID)
 }

@@ -478,8 +478,9 @@ func (d *ledgerDispatcher) begin(_ context.Context, req abi.CallRequest) (*pendi
 	}
 	p := &pendingCall{id: id, req: req, tool: tool, start: start,
 		call: plugins.Call{ID: id, TaskID: d.task.ID, Attempt: d.lease.Attempt, Params: req.Params}}
-	if found {
+	if found && rec.InDoubt() {
 		// INTENT without RESULT: an earlier attempt may have applied it.
+		// (One known not to have, NotApplied, is invoked afresh.)
 		switch tool.Semantics() {
 		case plugins.Unsafe:
 			d.inDoubt = fmt.Sprintf("call %s to %s (attempt %d) may have taken effect; %s is unsafe to repeat", id, req.Tool, rec.Attempt, req.Tool)
@@ -534,6 +535,13 @@ func (d *ledgerDispatcher) invoke(ctx context.Context, p *pendingCall) ([]byte, 
 		return replay(lr)
 	}
 	res, err := p.tool.Invoke(withToken(ctx, d.lease.Token), p.call)
+	if err != nil && errors.Is(err, plugins.ErrNotSent) {
+		// Nothing reached the service: say so beside the INTENT, so the
+		// next attempt invokes again instead of stopping in doubt.
+		if _, cerr := d.c.Apply(context.WithoutCancel(ctx), &cluster.ClearIntent{TaskID: d.task.ID, Token: d.lease.Token, CallID: id, Now: d.now()}); cerr != nil {
+			return nil, d.proposeFailedLocked(cerr)
+		}
+	}
 	return d.record(ctx, id, name, p.start, res, err, "")
 }
 

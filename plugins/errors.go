@@ -10,6 +10,12 @@ import (
 // ErrDuplicateTool is returned by Registry.Register for a name already taken.
 var ErrDuplicateTool = errors.New("duplicate tool name")
 
+// ErrNotSent marks a failed call that is known not to have reached the
+// service: nothing of the request left the node (no connection was made).
+// A tool wraps its error with it (errors.Is finds it) only when that is
+// certain; the host then does not hold an unsafe call in doubt.
+var ErrNotSent = errors.New("nothing was sent")
+
 // callError is an error a tool returns with a cause. It unwraps to an
 // *abi.Error, so abi.StatusOf and errors.As(err, **abi.Error) find the status
 // and the message the guest will see, and to the cause, so callers can still

@@ -227,7 +227,7 @@ func (t *HTTPTool) Invoke(ctx context.Context, call Call) (Result, error) {
 	// call ID, or a retry would not be recognised as the same call.
 	req.Header.Set("Idempotency-Key", call.ID)
 
-	resp, err := t.client.Do(req)
+	resp, err := do(t.client, req)
 	if err != nil {
 		return Result{}, transportError(ctx, t.timeout, what, err)
 	}

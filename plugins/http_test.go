@@ -526,3 +526,32 @@ func TestHTTPKeepsConnectionsForConcurrentCalls(t *testing.T) {
 		t.Errorf("%d connections for %d rounds of %d concurrent calls; want about %d, kept between rounds", n, rounds, workers, workers)
 	}
 }
+
+// A refused connection proves nothing was sent: the error says so
+// (ErrNotSent), so an unsafe call is not held in doubt for it. A request
+// that reached the service and failed there does not.
+func TestHTTPNotSentOnlyWhenNoConnection(t *testing.T) {
+	t.Parallel()
+	srv := newRecorder(t, func(w http.ResponseWriter, r *http.Request) {
+		if hj, ok := w.(http.Hijacker); ok {
+			c, _, _ := hj.Hijack()
+			c.Close() // the request arrived; the answer is lost
+		}
+	})
+	tool, err := plugins.NewHTTP(plugins.HTTPConfig{AllowHosts: []string{srv.host()}, Semantics: plugins.Unsafe})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = tool.Invoke(t.Context(), plugins.Call{ID: "c", TaskID: "t", Params: json.RawMessage(`{"method":"POST","url":"` + srv.URL + `"}`)})
+	wantStatus(t, err, abi.StatusTransient)
+	if errors.Is(err, plugins.ErrNotSent) {
+		t.Errorf("a request the service received is marked not sent: %v", err)
+	}
+	url := srv.URL
+	srv.Close()
+	_, err = tool.Invoke(t.Context(), plugins.Call{ID: "c", TaskID: "t", Params: json.RawMessage(`{"method":"POST","url":"` + url + `"}`)})
+	wantStatus(t, err, abi.StatusTransient)
+	if !errors.Is(err, plugins.ErrNotSent) {
+		t.Errorf("connection refused is not marked not sent: %v", err)
+	}
+}

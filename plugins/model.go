@@ -410,7 +410,7 @@ func (t *ModelTool) post(ctx context.Context, call Call, ep *modelEndpoint, wr w
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("Idempotency-Key", call.ID)
 
-	resp, err := t.client.Do(req)
+	resp, err := do(t.client, req)
 	if err != nil {
 		return nil, transportError(ctx, t.timeout, what, err)
 	}

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/orloj/orloj/abi"
@@ -46,6 +48,9 @@ var errResponseTooLarge = errors.New("response too large")
 // call itself. A status the error already carries wins, so a redirect refused
 // by the allow-list stays permission_denied.
 func transportError(parent context.Context, timeout time.Duration, what string, err error) error {
+	if ns := (notSent{}); errors.As(err, &ns) {
+		return notSent{transportError(parent, timeout, what, ns.error)}
+	}
 	if ue := (*url.Error)(nil); errors.As(err, &ue) {
 		err = ue.Err // url.Error repeats the method and URL, which what already names
 	}
@@ -80,6 +85,25 @@ func responseError(resp *http.Response, what, detail string) error {
 	}
 	return abi.Errorf(abi.StatusToolError, "%s", msg)
 }
+
+// do sends req with client and, when it fails without ever having had a
+// connection (a refused or unreachable dial, a name that does not
+// resolve), wraps the error with ErrNotSent: not a byte of the request can
+// have reached the service.
+func do(client *http.Client, req *http.Request) (*http.Response, error) {
+	var connected atomic.Bool
+	trace := &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { connected.Store(true) }}
+	resp, err := client.Do(req.WithContext(httptrace.WithClientTrace(req.Context(), trace)))
+	if err != nil && !connected.Load() && req.Context().Err() == nil {
+		return nil, notSent{err}
+	}
+	return resp, err
+}
+
+// notSent is an error that also matches ErrNotSent.
+type notSent struct{ error }
+
+func (e notSent) Unwrap() []error { return []error{e.error, ErrNotSent} }
 
 // readExcerpt reads the start of an error response for a message.
 func readExcerpt(body io.Reader) string {

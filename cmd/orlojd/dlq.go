@@ -1,8 +1,10 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/url"
+	"os/user"
 	"slices"
 	"strconv"
 	"strings"
@@ -32,7 +34,7 @@ func newDLQCmd() *cobra.Command {
 		Short: "Inspect, retry and discard dead-lettered tasks",
 	}
 	addClientFlags(cmd, &o)
-	cmd.AddCommand(newDLQLsCmd(&o), newDLQShowCmd(&o), newDLQRetryCmd(&o), newDLQDiscardCmd(&o))
+	cmd.AddCommand(newDLQLsCmd(&o), newDLQShowCmd(&o), newDLQRetryCmd(&o), newDLQDiscardCmd(&o), newDLQResolveCmd(&o))
 	return cmd
 }
 
@@ -263,6 +265,79 @@ func newDLQDiscardCmd(o *clientOptions) *cobra.Command {
 	cmd.Flags().BoolVar(&all, "all", false, "discard every dead letter the filters select")
 	fl.flags(cmd)
 	return cmd
+}
+
+func newDLQResolveCmd(o *clientOptions) *cobra.Command {
+	var callID, result, note, by string
+	var applied, notApplied bool
+	cmd := &cobra.Command{
+		Use:   "resolve ID --call CALL_ID (--applied --result JSON|@FILE | --not-applied) --note TEXT [--by NAME]",
+		Short: "Say whether a call left in doubt took effect, so a retry can go on",
+		Long: `A dead letter of class in_doubt stopped at a call that may have taken effect
+(its tool is unsafe and the answer was lost). Find out from the service, then
+record what you learned: --applied with the result the call returned (a retry
+replays it and goes on), or --not-applied (a retry invokes the call again).
+The answer, who gave it and the note go into the task's journal. Then run
+dlq retry ID.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newClient(cmd, o)
+			if err != nil {
+				return err
+			}
+			if applied == notApplied {
+				return usagef("give exactly one of --applied and --not-applied")
+			}
+			if callID == "" {
+				return usagef("--call is required: the call ID dlq show names")
+			}
+			if strings.TrimSpace(note) == "" {
+				return usagef("--note is required: say how you know, for whoever audits the task later")
+			}
+			body := map[string]any{"call_id": callID, "applied": applied, "by": by, "note": note}
+			switch {
+			case applied && result == "":
+				return usagef("--result is required with --applied: the JSON the call returned, or @FILE")
+			case notApplied && result != "":
+				return usagef("--result goes with --applied; a call that was not applied is invoked again")
+			case applied:
+				r, err := readJSONArg("--result", result)
+				if err != nil {
+					return err
+				}
+				body["result"] = json.RawMessage(r)
+			}
+			var lv api.LedgerView
+			raw, err := c.postJSON(cmd.Context(), "/v1/dlq/"+url.PathEscape(args[0])+"/resolve", body, &lv)
+			if err != nil {
+				return err
+			}
+			if c.json {
+				return c.printJSON(raw)
+			}
+			answer := "not applied: a retry invokes it again"
+			if applied {
+				answer = "applied: a retry replays the given result"
+			}
+			_, err = fmt.Fprintf(c.stdout, "call %s of %s resolved as %s\n", lv.ID, args[0], answer)
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&callID, "call", "", "the call left in doubt (required)")
+	cmd.Flags().BoolVar(&applied, "applied", false, "the call took effect")
+	cmd.Flags().BoolVar(&notApplied, "not-applied", false, "the call did not take effect")
+	cmd.Flags().StringVar(&result, "result", "", "with --applied: the result the call returned, JSON or @FILE")
+	cmd.Flags().StringVar(&note, "note", "", "how you know (required)")
+	cmd.Flags().StringVar(&by, "by", currentUser(), "who decided")
+	return cmd
+}
+
+// currentUser names the person at the terminal, for the journal.
+func currentUser() string {
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return u.Username
+	}
+	return "operator"
 }
 
 // bulkArgs checks that a task ID and --all are not both given, nor neither.

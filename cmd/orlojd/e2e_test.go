@@ -71,6 +71,7 @@ func buildAll(dir string) error {
 		{"hello.wasm", "../../examples/agents/hello", "", true, false},
 		{"alltools.wasm", "./testdata/agents/alltools", "", true, false},
 		{"batch3.wasm", "./testdata/agents/batch3", "", true, true},
+		{"paycall.wasm", "./testdata/agents/paycall", "", true, true},
 		{"toolloop.wasm", "./testdata/agents/toolloop", "", true, false},
 	}
 	errs := make([]error, len(builds))

@@ -172,6 +172,59 @@ func (s *Server) discardDLQ(w http.ResponseWriter, r *http.Request) error {
 	return s.applyTask(w, r, &cluster.DiscardDLQ{TaskID: id, Reason: req.Reason, Now: s.cfg.Clock().UnixNano()})
 }
 
+// resolveDLQ: POST /v1/dlq/{id}/resolve {"call_id","applied","result","by","note"}:
+// records whether a call left in doubt took effect; a following retry
+// replays the result or invokes the call again. Answers the call's ledger
+// entry.
+func (s *Server) resolveDLQ(w http.ResponseWriter, r *http.Request) error {
+	if err := checkQuery(r.URL.Query()); err != nil {
+		return err
+	}
+	id := r.PathValue("id")
+	if err := checkID(id); err != nil {
+		return err
+	}
+	var req ResolveRequest
+	if err := s.decodeJSON(w, r, &req, false); err != nil {
+		return err
+	}
+	if err := checkName("call_id", req.CallID); err != nil {
+		return err
+	}
+	if strings.TrimSpace(req.By) == "" {
+		return badRequest("by is required: say who decided")
+	}
+	if err := checkName("by", req.By); err != nil {
+		return err
+	}
+	if strings.TrimSpace(req.Note) == "" {
+		return badRequest("note is required: say how you know")
+	}
+	if err := checkText("note", req.Note, maxReasonBytes); err != nil {
+		return err
+	}
+	if req.Result != nil && string(req.Result) == "null" {
+		req.Result = nil
+	}
+	switch {
+	case req.Applied && req.Result == nil:
+		return badRequest("result is required with applied: the JSON the call returned, which retries replay")
+	case !req.Applied && req.Result != nil:
+		return badRequest("result goes with applied: true; a call that was not applied is invoked again")
+	}
+	resp, err := s.c.Apply(r.Context(), &cluster.ResolveCall{TaskID: id, CallID: req.CallID, Applied: req.Applied, Result: req.Result,
+		By: req.By, Note: req.Note, Now: s.cfg.Clock().UnixNano()})
+	if err != nil {
+		return err
+	}
+	rec, ok := resp.(cluster.LedgerRecord)
+	if !ok {
+		return fmt.Errorf("resolve: unexpected response %T", resp)
+	}
+	s.reply(w, http.StatusOK, ledgerView(rec))
+	return nil
+}
+
 func checkReason(reason string) error {
 	if strings.TrimSpace(reason) == "" {
 		return badRequest("reason is required: say why the task is discarded")

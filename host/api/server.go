@@ -197,6 +197,7 @@ func (s *Server) routes() {
 	s.handle("GET /v1/dlq/{id}", s.showDLQ)
 	s.handle("POST /v1/dlq/{id}/retry", s.retryDLQ)
 	s.handle("POST /v1/dlq/{id}/discard", s.discardDLQ)
+	s.handle("POST /v1/dlq/{id}/resolve", s.resolveDLQ)
 	s.handle("POST /v1/dlq/retry", s.bulkRetryDLQ)
 	s.handle("POST /v1/dlq/discard", s.bulkDiscardDLQ)
 

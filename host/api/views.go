@@ -140,10 +140,11 @@ type CallView struct {
 
 // LedgerView is a task's ledger entry for one call.
 type LedgerView struct {
-	ID        string          `json:"id"`
-	Tool      string          `json:"tool"`
-	Attempt   int             `json:"attempt"`
-	HasResult bool            `json:"has_result"`
+	ID         string          `json:"id"`
+	Tool       string          `json:"tool"`
+	Attempt    int             `json:"attempt"`
+	HasResult  bool            `json:"has_result"`
+	NotApplied bool            `json:"not_applied,omitempty"` // an INTENT known not to have taken effect
 	Status    string          `json:"status"`
 	Result    json.RawMessage `json:"result"`
 	Usage     json.RawMessage `json:"usage"`
@@ -238,6 +239,16 @@ type RetryRequest struct {
 }
 
 // ReasonRequest is the body of cancel and discard.
+// ResolveRequest is POST /v1/dlq/{id}/resolve: a person's answer about a
+// call left in doubt.
+type ResolveRequest struct {
+	CallID  string          `json:"call_id"`
+	Applied bool            `json:"applied"`
+	Result  json.RawMessage `json:"result"` // with applied: what the call returned
+	By      string          `json:"by"`
+	Note    string          `json:"note"`
+}
+
 type ReasonRequest struct {
 	Reason string `json:"reason"`
 }
@@ -415,10 +426,14 @@ func callViews(es []cluster.Event) []CallView {
 func ledgerViews(rs []cluster.LedgerRecord) []LedgerView {
 	out := make([]LedgerView, 0, len(rs))
 	for _, r := range rs {
-		out = append(out, LedgerView{ID: r.CallID, Tool: r.Tool, Attempt: r.Attempt, HasResult: r.HasResult,
-			Status: r.Status, Result: rawView(r.Result), Usage: rawView(r.Usage)})
+		out = append(out, ledgerView(r))
 	}
 	return out
+}
+
+func ledgerView(r cluster.LedgerRecord) LedgerView {
+	return LedgerView{ID: r.CallID, Tool: r.Tool, Attempt: r.Attempt, HasResult: r.HasResult, NotApplied: r.NotApplied,
+		Status: r.Status, Result: rawView(r.Result), Usage: rawView(r.Usage)}
 }
 
 func budgetView(b cluster.Budget) BudgetView {
