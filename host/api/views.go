@@ -145,9 +145,9 @@ type LedgerView struct {
 	Attempt    int             `json:"attempt"`
 	HasResult  bool            `json:"has_result"`
 	NotApplied bool            `json:"not_applied,omitempty"` // an INTENT known not to have taken effect
-	Status    string          `json:"status"`
-	Result    json.RawMessage `json:"result"`
-	Usage     json.RawMessage `json:"usage"`
+	Status     string          `json:"status"`
+	Result     json.RawMessage `json:"result"`
+	Usage      json.RawMessage `json:"usage"`
 }
 
 // DLQEntry is GET /v1/dlq/{id}.
