@@ -492,8 +492,23 @@ var hostFuncs = []hostFunc{
 }
 
 func hostModule(rt wazero.Runtime) wazero.HostModuleBuilder {
-	b := rt.NewHostModuleBuilder(abi.ModuleName)
+	return hostModuleOf(rt, abi.ModuleName, hostFuncs)
+}
+
+// toolHostModule is orloj_tool_v1: the same functions, for tool plugins.
+func toolHostModule(rt wazero.Runtime) wazero.HostModuleBuilder {
+	var fs []hostFunc
 	for _, f := range hostFuncs {
+		if slices.Contains(abi.ToolFuncs, f.name) {
+			fs = append(fs, f)
+		}
+	}
+	return hostModuleOf(rt, abi.ToolModuleName, fs)
+}
+
+func hostModuleOf(rt wazero.Runtime, module string, funcs []hostFunc) wazero.HostModuleBuilder {
+	b := rt.NewHostModuleBuilder(module)
+	for _, f := range funcs {
 		params := make([]api.ValueType, len(f.params))
 		for i := range params {
 			params[i] = api.ValueTypeI32

@@ -107,8 +107,16 @@ func newRuntime(ctx context.Context, cfg Config, opts runtimeOptions) (_ *Runtim
 	if _, err := r.rt.InstantiateModule(ctx, orloj, wazero.NewModuleConfig()); err != nil {
 		return nil, fmt.Errorf("sandbox: instantiate %s: %w", abi.ModuleName, err)
 	}
+	tool, err := toolHostModule(r.rt).Compile(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: compile %s: %w", abi.ToolModuleName, err)
+	}
+	if _, err := r.rt.InstantiateModule(ctx, tool, wazero.NewModuleConfig()); err != nil {
+		return nil, fmt.Errorf("sandbox: instantiate %s: %w", abi.ToolModuleName, err)
+	}
 	r.providers = map[string]map[string]api.FunctionDefinition{
 		abi.ModuleName:     orloj.ExportedFunctions(),
+		abi.ToolModuleName: tool.ExportedFunctions(),
 		abi.WASIModuleName: wasi.ExportedFunctions(),
 	}
 	r.closing, r.stopAll = context.WithCancel(context.Background())
