@@ -52,6 +52,14 @@ type Config struct {
 
 	// HTTPAllow lists the hosts the http tool may reach; empty allows none.
 	HTTPAllow []string
+	// HTTPTools are further http tools, each with its own name and
+	// semantics and the same allowed hosts: an endpoint that charges a card
+	// is a tool named "payments" declared unsafe, so a call left in doubt
+	// stops for a person instead of being sent again.
+	HTTPTools []HTTPTool
+	// BatchConcurrency bounds how many calls of one call_batch an attempt
+	// runs at once; 0 means host.DefaultBatchConcurrency.
+	BatchConcurrency int
 	// ModelURL, if set, is the model tool's endpoint named
 	// plugins.DefaultModelEndpoint, the one a call naming none goes to: an
 	// API root (e.g. https://api.openai.com/v1) speaking ModelProvider.
@@ -105,23 +113,40 @@ type Config struct {
 // with the orloj_bench_plaintext tag.
 var plaintextHook func(*cluster.Config)
 
+// HTTPTool is an extra http tool: a name agents call and what repeating a
+// call means to the service behind it.
+type HTTPTool struct {
+	Name      string
+	Semantics plugins.Semantics
+}
+
+// ParseHTTPTool reads NAME:SEMANTICS, e.g. "payments:unsafe".
+func ParseHTTPTool(s string) (HTTPTool, error) {
+	name, sem, ok := strings.Cut(s, ":")
+	if !ok || name == "" || sem == "" {
+		return HTTPTool{}, fmt.Errorf("%q: want NAME:SEMANTICS, e.g. payments:unsafe", s)
+	}
+	return HTTPTool{Name: name, Semantics: plugins.Semantics(sem)}, nil
+}
+
 // DefaultConfig is a single node on loopback with data in ./orloj-data:
 // what `orlojd serve` runs with no flags.
 func DefaultConfig() Config {
 	return Config{
-		DataDir:        "orloj-data",
-		APIAddr:        "127.0.0.1:7070",
-		RaftAddr:       "127.0.0.1:7071",
-		Workers:        4,
-		LeaseTTL:       30 * time.Second,
-		Retention:      cluster.DefaultRetention,
-		WebhookBase:    time.Second,
-		WebhookCap:     5 * time.Minute,
-		MaxModuleBytes: sandbox.DefaultMaxModuleBytes,
-		MaxBodyBytes:   1 << 20,
-		RaftHeartbeat:  cluster.DefaultConfig().HeartbeatTimeout,
-		RaftElection:   cluster.DefaultConfig().ElectionTimeout,
-		Clock:          time.Now,
+		DataDir:          "orloj-data",
+		APIAddr:          "127.0.0.1:7070",
+		RaftAddr:         "127.0.0.1:7071",
+		Workers:          4,
+		BatchConcurrency: host.DefaultBatchConcurrency,
+		LeaseTTL:         30 * time.Second,
+		Retention:        cluster.DefaultRetention,
+		WebhookBase:      time.Second,
+		WebhookCap:       5 * time.Minute,
+		MaxModuleBytes:   sandbox.DefaultMaxModuleBytes,
+		MaxBodyBytes:     1 << 20,
+		RaftHeartbeat:    cluster.DefaultConfig().HeartbeatTimeout,
+		RaftElection:     cluster.DefaultConfig().ElectionTimeout,
+		Clock:            time.Now,
 	}
 }
 
@@ -164,6 +189,8 @@ func (c Config) Validate() error {
 		return fieldErr("Workers", "is %d, want at least 1", c.Workers)
 	case c.LeaseTTL < 100*time.Millisecond:
 		return fieldErr("LeaseTTL", "%s is below 100ms", c.LeaseTTL)
+	case c.BatchConcurrency < 0:
+		return fieldErr("BatchConcurrency", "is %d, want at least 1 (0: the default, %d)", c.BatchConcurrency, host.DefaultBatchConcurrency)
 	case c.Retention < 0:
 		return fieldErr("Retention", "%s is negative; 0 keeps finished tasks forever", c.Retention)
 	case c.MaxModuleBytes <= 0:
@@ -179,6 +206,16 @@ func (c Config) Validate() error {
 	}
 	if err := (plugins.HTTPConfig{AllowHosts: c.HTTPAllow}).Validate(); err != nil {
 		return fieldErr("HTTPAllow", "%v", err)
+	}
+	names := map[string]bool{plugins.HTTPToolName: true, plugins.KVToolName: true, plugins.ModelToolName: true}
+	for i, t := range c.HTTPTools {
+		if names[t.Name] {
+			return fieldErr("HTTPTools", "[%d]: %q is already a tool of this node", i, t.Name)
+		}
+		names[t.Name] = true
+		if err := (plugins.HTTPConfig{Name: t.Name, Semantics: t.Semantics, AllowHosts: c.HTTPAllow}).Validate(); err != nil {
+			return fieldErr("HTTPTools", "[%d]: %v", i, err)
+		}
 	}
 	if err := c.validateModel(); err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/orloj/orloj/plugins"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -37,6 +38,12 @@ func TestConfigValidate(t *testing.T) {
 		{"webhook not a url", func(c *Config) { c.DLQWebhook = "hooks.example.com" }, "DLQWebhook"},
 		{"token with a space", func(c *Config) { c.Token = "a b" }, "Token"},
 		{"no module size", func(c *Config) { c.MaxModuleBytes = 0 }, "MaxModuleBytes"},
+		{"an unsafe http tool", func(c *Config) { c.HTTPTools = []HTTPTool{{"payments", plugins.Unsafe}, {"lookups", plugins.ReadOnly}} }, ""},
+		{"an http tool named http", func(c *Config) { c.HTTPTools = []HTTPTool{{"http", plugins.Unsafe}} }, "HTTPTools"},
+		{"two http tools of one name", func(c *Config) { c.HTTPTools = []HTTPTool{{"pay", plugins.Unsafe}, {"pay", plugins.Idempotent}} }, "HTTPTools"},
+		{"an http tool that reconciles", func(c *Config) { c.HTTPTools = []HTTPTool{{"pay", plugins.Reconcile}} }, "HTTPTools"},
+		{"an http tool of unknown semantics", func(c *Config) { c.HTTPTools = []HTTPTool{{"pay", "careful"}} }, "HTTPTools"},
+		{"negative batch concurrency", func(c *Config) { c.BatchConcurrency = -1 }, "BatchConcurrency"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -224,5 +231,17 @@ func TestDaemonKVTool(t *testing.T) {
 	case err := <-d.Err():
 		t.Fatalf("daemon stopped serving: %v", err)
 	default:
+	}
+}
+
+func TestParseHTTPTool(t *testing.T) {
+	t.Parallel()
+	if got, err := ParseHTTPTool("payments:unsafe"); err != nil || got != (HTTPTool{"payments", plugins.Unsafe}) {
+		t.Errorf("payments:unsafe = %+v, %v", got, err)
+	}
+	for _, bad := range []string{"payments", ":unsafe", "payments:", ""} {
+		if _, err := ParseHTTPTool(bad); err == nil || !strings.Contains(err.Error(), "NAME:SEMANTICS") {
+			t.Errorf("%q: %v, want a NAME:SEMANTICS error", bad, err)
+		}
 	}
 }

@@ -109,6 +109,13 @@ func (d *Daemon) setupTools() error {
 		return fmt.Errorf("kv tool: %w", err)
 	}
 	tools := []plugins.Tool{httpTool, plugins.NewKV(kv)}
+	for _, t := range cfg.HTTPTools {
+		ht, err := plugins.NewHTTP(plugins.HTTPConfig{Name: t.Name, Semantics: t.Semantics, AllowHosts: cfg.HTTPAllow})
+		if err != nil {
+			return fmt.Errorf("http tool %s: %w", t.Name, err)
+		}
+		tools = append(tools, ht)
+	}
 	if mc, ok := cfg.modelConfig(); ok {
 		m, err := plugins.NewModel(mc)
 		if err != nil {
@@ -123,7 +130,8 @@ func (d *Daemon) setupTools() error {
 
 func (d *Daemon) setupPool() (err error) {
 	cfg := d.cfg
-	exec := host.NewExecutor(d.writes, d.rt, d.tools, cfg.Clock, cfg.Logger, host.WithMetrics(d.metrics))
+	exec := host.NewExecutor(d.writes, d.rt, d.tools, cfg.Clock, cfg.Logger, host.WithMetrics(d.metrics),
+		host.WithBatchConcurrency(cfg.BatchConcurrency))
 	pcfg := host.DefaultPoolConfig()
 	pcfg.NodeID, pcfg.Workers, pcfg.LeaseTTL = cfg.NodeID, cfg.Workers, cfg.LeaseTTL
 	pcfg.Clock, pcfg.Logger, pcfg.Metrics = cfg.Clock, cfg.Logger, d.metrics

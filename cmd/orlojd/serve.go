@@ -28,35 +28,37 @@ import (
 // (lease_ttl), an environment variable (ORLOJ_LEASE_TTL) and a flag
 // (--lease-ttl), merged in that order of precedence.
 type serveConfig struct {
-	DataDir        string
-	APIAddr        string
-	RaftAddr       string
-	NodeID         string
-	Join           string
-	JoinToken      string
-	JoinTokenFile  string
-	Token          string
-	TokenFile      string
-	APITLS         bool
-	Workers        int
-	LeaseTTL       time.Duration
-	Retention      time.Duration
-	HTTPAllow      []string
-	ModelURL       string
-	ModelProvider  string
-	ModelKeyEnv    string
-	Model          string
-	ModelEndpoints []modelEndpointSetting
-	DLQWebhook     string
-	MaxModuleBytes int64
-	LogFormat      string
-	LogLevel       string
-	DrainGrace     time.Duration
-	RaftHeartbeat  time.Duration
-	RaftElection   time.Duration
-	DialMap        []string
-	HistoryFile    string
-	PprofAddr      string
+	DataDir          string
+	APIAddr          string
+	RaftAddr         string
+	NodeID           string
+	Join             string
+	JoinToken        string
+	JoinTokenFile    string
+	Token            string
+	TokenFile        string
+	APITLS           bool
+	Workers          int
+	LeaseTTL         time.Duration
+	Retention        time.Duration
+	HTTPAllow        []string
+	HTTPTools        []daemon.HTTPTool
+	BatchConcurrency int
+	ModelURL         string
+	ModelProvider    string
+	ModelKeyEnv      string
+	Model            string
+	ModelEndpoints   []modelEndpointSetting
+	DLQWebhook       string
+	MaxModuleBytes   int64
+	LogFormat        string
+	LogLevel         string
+	DrainGrace       time.Duration
+	RaftHeartbeat    time.Duration
+	RaftElection     time.Duration
+	DialMap          []string
+	HistoryFile      string
+	PprofAddr        string
 
 	// tokenOnCommandLine is set when --token was a flag: serve warns that
 	// the process list shows it.
@@ -66,7 +68,7 @@ type serveConfig struct {
 func defaultServeConfig() serveConfig {
 	d := daemon.DefaultConfig()
 	return serveConfig{
-		DataDir: d.DataDir, APIAddr: d.APIAddr, RaftAddr: d.RaftAddr, Workers: d.Workers, LeaseTTL: d.LeaseTTL,
+		DataDir: d.DataDir, APIAddr: d.APIAddr, RaftAddr: d.RaftAddr, Workers: d.Workers, LeaseTTL: d.LeaseTTL, BatchConcurrency: d.BatchConcurrency,
 		Retention: d.Retention, ModelKeyEnv: "OPENAI_API_KEY", MaxModuleBytes: d.MaxModuleBytes,
 		LogFormat: "text", LogLevel: "info", DrainGrace: 30 * time.Second,
 		RaftHeartbeat: d.RaftHeartbeat, RaftElection: d.RaftElection,
@@ -102,6 +104,8 @@ func (c *serveConfig) settings() []setting {
 		{"lease-ttl", "lease length; a crashed node's tasks are taken over after it", "LeaseTTL", durValue{&c.LeaseTTL}},
 		{"retention", "how long finished tasks are kept, with their ledger and journal (0 keeps them forever)", "Retention", durValue{&c.Retention}},
 		{"http-allow", "hosts the http tool may reach, comma-separated (default none)", "HTTPAllow", listValue{&c.HTTPAllow}},
+		{"http-tool", "further http tools, NAME:SEMANTICS comma-separated (read_only, idempotent or unsafe), e.g. payments:unsafe; they reach the --http-allow hosts", "HTTPTools", httpToolsValue{&c.HTTPTools}},
+		{"batch-concurrency", "calls of one call_batch an attempt runs at once", "BatchConcurrency", intValue{&c.BatchConcurrency}},
 		{"model-url", "API root of the model tool's default endpoint, e.g. https://api.openai.com/v1 (see --model-provider)", "ModelURL", strValue{&c.ModelURL}},
 		{"model-key-env", "environment variable holding the default endpoint's API key", "ModelKey", strValue{&c.ModelKeyEnv}},
 		{"model", "model the default endpoint asks for when a call names none", "Model", strValue{&c.Model}},
@@ -317,6 +321,7 @@ func (c serveConfig) daemonConfig(log hclog.Logger) daemon.Config {
 	d.DataDir, d.APIAddr, d.RaftAddr, d.NodeID, d.Join, d.Token = c.DataDir, c.APIAddr, c.RaftAddr, c.NodeID, c.Join, c.Token
 	d.JoinToken, d.APITLS = c.JoinToken, c.APITLS
 	d.Workers, d.LeaseTTL, d.HTTPAllow, d.Retention = c.Workers, c.LeaseTTL, c.HTTPAllow, c.Retention
+	d.HTTPTools, d.BatchConcurrency = c.HTTPTools, c.BatchConcurrency
 	d.ModelURL, d.Model, d.DLQWebhook, d.MaxModuleBytes = c.ModelURL, c.Model, c.DLQWebhook, c.MaxModuleBytes
 	if c.ModelKeyEnv != "" {
 		d.ModelKey = os.Getenv(c.ModelKeyEnv)
@@ -504,6 +509,33 @@ func (v listValue) Set(s string) error {
 	return nil
 }
 func (v listValue) Type() string { return "list" }
+
+// httpToolsValue is a list of NAME:SEMANTICS.
+type httpToolsValue struct{ p *[]daemon.HTTPTool }
+
+func (v httpToolsValue) String() string {
+	var parts []string
+	for _, t := range *v.p {
+		parts = append(parts, t.Name+":"+string(t.Semantics))
+	}
+	return strings.Join(parts, ",")
+}
+func (v httpToolsValue) Set(s string) error {
+	var tools []daemon.HTTPTool
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item == "" {
+			continue
+		}
+		t, err := daemon.ParseHTTPTool(item)
+		if err != nil {
+			return err
+		}
+		tools = append(tools, t)
+	}
+	*v.p = tools
+	return nil
+}
+func (v httpToolsValue) Type() string { return "list" }
 
 // jsonSetter is a setting whose file value is JSON of its own shape (a list
 // of objects), taken as it is rather than flattened to flag text.
