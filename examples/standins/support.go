@@ -91,6 +91,7 @@ func validHold(p HoldPoint) bool {
 // nothing more).
 type Hold struct {
 	arrived chan struct{} // one value per request held
+	gone    chan struct{} // one value per held request whose client went away
 	release chan struct{}
 	once    sync.Once
 	mu      sync.Mutex
@@ -99,6 +100,11 @@ type Hold struct {
 
 // Arrived receives once for every request that reached the hold.
 func (h *Hold) Arrived() <-chan struct{} { return h.arrived }
+
+// Gone receives once for every held request whose client went away: after
+// a kill, a test waits for it before Release, so that the request is not
+// let through to a caller that is dead.
+func (h *Hold) Gone() <-chan struct{} { return h.gone }
 
 // Held is how many requests have reached the hold.
 func (h *Hold) Held() int {
@@ -115,7 +121,7 @@ func (h *Hold) Release() { h.once.Do(func() { close(h.release) }) }
 // second HoldAt for the same point before Release replaces the first
 // (releasing it).
 func (s *Services) HoldAt(p HoldPoint) *Hold {
-	h := &Hold{arrived: make(chan struct{}, 64), release: make(chan struct{})}
+	h := &Hold{arrived: make(chan struct{}, 64), gone: make(chan struct{}, 64), release: make(chan struct{})}
 	s.mu.Lock()
 	old := s.holds[p]
 	s.holds[p] = h
@@ -168,6 +174,10 @@ func (s *Services) wait(r *http.Request, p HoldPoint) bool {
 	case <-h.release:
 		return true
 	case <-r.Context().Done():
+		select {
+		case h.gone <- struct{}{}:
+		default:
+		}
 		return false
 	}
 }
