@@ -13,7 +13,6 @@ import (
 	"io"
 	"net/http"
 	"regexp"
-	"strings"
 	"sync"
 )
 
@@ -527,11 +526,20 @@ func supportTurn(turn int, msgs []chatMessage) (string, []chatCall, error) {
 			call(turn, 2, "issue_refund", map[string]any{"order_id": o.ID, "amount_cents": o.AmountCents, "currency": o.Currency, "reason": "damaged in transit"}),
 		}, nil
 	default:
-		rep, ref := toolResult(msgs, call(2, 1, "", nil).ID), toolResult(msgs, call(2, 2, "", nil).ID)
-		if strings.HasPrefix(rep, "error") || strings.HasPrefix(ref, "error") {
-			return "Something went wrong: reply: " + rep + "; refund: " + ref, nil, nil
+		var o Order
+		_ = json.Unmarshal([]byte(toolResult(msgs, call(1, 1, "", nil).ID)), &o)
+		var rep struct {
+			ReplyID string `json:"reply_id"`
 		}
-		return "Refunded the damaged order and told the customer: reply " + rep + ", refund " + ref + ".", nil, nil
+		var ref struct {
+			RefundID string `json:"refund_id"`
+		}
+		repText, refText := toolResult(msgs, call(2, 1, "", nil).ID), toolResult(msgs, call(2, 2, "", nil).ID)
+		if json.Unmarshal([]byte(repText), &rep) != nil || json.Unmarshal([]byte(refText), &ref) != nil || rep.ReplyID == "" || ref.RefundID == "" {
+			return "Something went wrong; a colleague will follow up. Reply: " + repText + "; refund: " + refText, nil, nil
+		}
+		return fmt.Sprintf("Refunded %s %s for order %s (refund %s) and replied to the customer (reply %s).",
+			money(o.AmountCents), o.Currency, o.ID, ref.RefundID, rep.ReplyID), nil, nil
 	}
 }
 

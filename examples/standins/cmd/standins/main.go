@@ -139,7 +139,7 @@ func printSupport(url string) error {
 		return err
 	}
 	t := c.SupportModelTurns
-	fmt.Printf("shop %d lookups; helpdesk %d requests, %d replies written; payments %d requests, %d refunds applied; model %d requests (turns %d, %d, %d)\n",
+	fmt.Printf("shop lookups %d; helpdesk requests %d, replies written %d; payments requests %d, refunds applied %d; model requests %d, per turn %d %d %d\n",
 		c.Shop, c.ReplyRequests, c.RepliesWritten, c.RefundRequests, c.RefundsApplied, c.SupportModel, t[0], t[1], t[2])
 	return nil
 }
