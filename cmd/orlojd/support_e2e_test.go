@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"flag"
 	"math/rand/v2"
 	"strings"
 	"syscall"
@@ -16,6 +17,18 @@ import (
 // once, then a reply (idempotent) and a refund (an unsafe tool) at once.
 // The node is SIGKILLed while requests are held in the stand-ins, and
 // restarted each time.
+
+// supportSeed replays a logged run of the random kill tests.
+var supportSeed = flag.Uint64("support.seed", 0, "seed of the support agent's random kill tests (0: from the clock)")
+
+func seed(t *testing.T) uint64 {
+	if *supportSeed != 0 {
+		return *supportSeed
+	}
+	s := uint64(time.Now().UnixNano())
+	t.Logf("seed %d (rerun with -support.seed %d)", s, s)
+	return s
+}
 
 // withSupport gives the node what the support agent needs: the payments
 // tool, declared unsafe, and the model endpoint "support" on the stand-ins'
@@ -184,9 +197,7 @@ func TestSupportAgentSurvivesKills(t *testing.T) {
 	})
 	t.Run("random points", func(t *testing.T) {
 		t.Parallel()
-		seed := uint64(time.Now().UnixNano())
-		t.Logf("seed %d", seed)
-		rng := rand.New(rand.NewPCG(seed, 0))
+		rng := rand.New(rand.NewPCG(seed(t), 0))
 		var plan []supportKill
 		for _, k := range supportKills {
 			if rng.IntN(2) == 0 {
@@ -213,10 +224,9 @@ func TestSupportAgentSurvivesKills(t *testing.T) {
 // kill found unfinished is asked again.
 func TestSupportAgentKilledAtRandomTime(t *testing.T) {
 	t.Parallel()
-	seed := uint64(time.Now().UnixNano())
-	rng := rand.New(rand.NewPCG(seed, 1))
+	rng := rand.New(rand.NewPCG(seed(t), 1))
 	delay := time.Duration(rng.IntN(400)) * time.Millisecond
-	t.Logf("seed %d: kill %s after the submission, or when turn 2 is asked", seed, delay)
+	t.Logf("kill %s after the submission, or when turn 2 is asked", delay)
 	s, n := startSupport(t)
 	fence := s.HoldAt(standins.HoldModelTurn2)
 	id := submitTicket(t, s, n)
