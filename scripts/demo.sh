@@ -5,18 +5,22 @@
 # record) runs against local stand-ins for its services, which count every
 # request. The records database fails twice; a poison document dead-letters;
 # a fixed agent version finishes it from the failed step; a task over its
-# token budget waits in the DLQ until it is granted more. Every step uses
-# the orlojd CLI. Everything runs in a temporary directory and is stopped on
+# token budget waits in the DLQ until it is granted more. Then a
+# function-calling support agent loses its node mid-loop: the services see
+# each effect once and the model is not asked again for finished turns.
+# Every step uses the orlojd CLI. Everything runs in a temporary directory and is stopped on
 # exit, failure or Ctrl-C.
 #
-# Needs bin/orlojd and bin/agents/docpipeline.wasm (make build agents) and Go.
+# Needs bin/orlojd, bin/agents/docpipeline.wasm and bin/agents/support.wasm
+# (make build agents) and Go.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 GO=${GO:-go}
 ORLOJD_BIN=$PWD/bin/orlojd
 AGENT_V1=$PWD/bin/agents/docpipeline.wasm
-for f in "$ORLOJD_BIN" "$AGENT_V1"; do
+SUPPORT=$PWD/bin/agents/support.wasm
+for f in "$ORLOJD_BIN" "$AGENT_V1" "$SUPPORT"; do
 	[[ -f $f ]] || { echo "demo: $f is missing; run make demo (it builds it)" >&2; exit 1; }
 done
 
@@ -74,6 +78,7 @@ say "Orloj demo: a document pipeline that survives a failing database, a poison 
 GOOS=wasip1 GOARCH=wasm "$GO" build -trimpath -buildmode=c-shared -ldflags "-X main.defaultDate=$(date -u +%F)" \
 	-o "$work/docpipeline-v2.wasm" ./examples/agents/docpipeline
 cp "$AGENT_V1" "$work/docpipeline.wasm"
+cp "$SUPPORT" "$work/support.wasm"
 
 "$work/standins" -addr 127.0.0.1:0 >"$work/standins.url" &
 standins_pid=$!
@@ -85,20 +90,31 @@ note "stand-ins for the blob store, OCR, model and records database at $S (they 
 api_port=$(free_port)
 raft_port=$(free_port)
 export ORLOJ_ADDR=127.0.0.1:$api_port ORLOJ_DATA_DIR=$work/data
+# The support agent's model is the endpoint "support", the stand-ins'
+# scripted function-calling model; payments is an http tool declared unsafe.
+support_endpoint='[{"name":"support","base_url":"'$S'/support/v1","model":"standin-support-1"}]'
+
+# start_node starts the node (again, after a kill: same data dir) and waits
+# until it is leader.
+start_node() {
+	"$ORLOJD_BIN" serve --data-dir "$ORLOJ_DATA_DIR" --api-addr "$ORLOJ_ADDR" --raft-addr "127.0.0.1:$raft_port" \
+		--node-id n1 --http-allow 127.0.0.1 --model-url "$S/v1" --model standin-1 --lease-ttl 2s \
+		--http-tool payments:unsafe --model-endpoints "$support_endpoint" \
+		--log-level warn >>"$work/orlojd.log" 2>&1 &
+	serve_pid=$!
+	local ready=""
+	for _ in $(seq 300); do
+		kill -0 "$serve_pid" 2>/dev/null || { echo "demo: orlojd serve exited" >&2; exit 1; }
+		if orlojd cluster members 2>/dev/null | grep -q leader; then ready=1; break; fi
+		sleep 0.1
+	done
+	[[ -n $ready ]] || { echo "demo: the node did not elect itself leader in 30 s" >&2; exit 1; }
+}
+
 say "Start one node (data in a temporary dir, 2 s leases)"
-printf '%s$ orlojd serve --data-dir %s --api-addr %s --raft-addr 127.0.0.1:%s \\\n    --node-id n1 --http-allow 127.0.0.1 --model-url %s/v1 --model standin-1 --lease-ttl 2s &%s\n' \
-	"$bold" "$ORLOJ_DATA_DIR" "$ORLOJ_ADDR" "$raft_port" "$S" "$off"
-"$ORLOJD_BIN" serve --data-dir "$ORLOJ_DATA_DIR" --api-addr "$ORLOJ_ADDR" --raft-addr "127.0.0.1:$raft_port" \
-	--node-id n1 --http-allow 127.0.0.1 --model-url "$S/v1" --model standin-1 --lease-ttl 2s \
-	--log-level warn >"$work/orlojd.log" 2>&1 &
-serve_pid=$!
-ready=""
-for _ in $(seq 300); do
-	kill -0 "$serve_pid" 2>/dev/null || { echo "demo: orlojd serve exited" >&2; exit 1; }
-	if orlojd cluster members 2>/dev/null | grep -q leader; then ready=1; break; fi
-	sleep 0.1
-done
-[[ -n $ready ]] || { echo "demo: the node did not elect itself leader in 30 s" >&2; exit 1; }
+printf '%s$ orlojd serve --data-dir %s --api-addr %s --raft-addr 127.0.0.1:%s \\\n    --node-id n1 --http-allow 127.0.0.1 --model-url %s/v1 --model standin-1 --lease-ttl 2s \\\n    --http-tool payments:unsafe --model-endpoints %s &%s\n' \
+	"$bold" "$ORLOJ_DATA_DIR" "$ORLOJ_ADDR" "$raft_port" "$S" "'$support_endpoint'" "$off"
+start_node
 note "ready; the CLI finds it through ORLOJ_ADDR and reads the admin token from $ORLOJ_DATA_DIR/token"
 
 say "Push the agent: fetch -> OCR -> classify (model) -> extract (model) -> validate -> record"
@@ -163,4 +179,47 @@ if [[ $summary != "$want" ]]; then
 	exit 1
 fi
 note "Three documents: each fetched, OCR'd and sent to the model exactly once, across 7 attempts,"
-note "a bug fix and a budget raised; 2 failed writes retried; 3 records written. Done in $(($(date +%s) - started)) s."
+note "a bug fix and a budget raised; 2 failed writes retried; 3 records written."
+
+say "(f) A function-calling agent, and a node killed mid-loop"
+note "The support agent (examples/agents/support) gives a model four tools: lookup_order and lookup_customer"
+note "(http GET), post_reply (http POST; the helpdesk dedupes by Idempotency-Key) and issue_refund (the"
+note "payments tool, declared unsafe: payments applies every refund it is sent). The scripted model looks"
+note "up the order and the customer at once, then replies and refunds at once, then answers."
+run orlojd agent push support.wasm --name support --tools http,payments,model
+printf '{"ticket_id": "T-1", "order_id": "O-1001", "email": "ann@example.com", "text": "My order arrived damaged.", "shop_url": "%s/shop", "helpdesk_url": "%s/helpdesk", "payments_url": "%s/payments"}\n' "$S" "$S" "$S" >ticket.json
+note "ticket.json: $(<ticket.json)"
+"$work/standins" -url "$S" -hold reply
+note "The helpdesk will hold the reply: the node dies with it in flight."
+printf '%s$ orlojd task submit support --input @ticket.json%s\n' "$bold" "$off"
+ticket=$(orlojd task submit support --input @ticket.json)
+echo "$ticket"
+"$work/standins" -url "$S" -wait-held reply
+# The refund went out at the same time as the reply; kill once its result is
+# in the ledger (a kill with the refund itself in flight would leave it in
+# doubt: the task would go to the DLQ for a person, never refund twice).
+for _ in $(seq 300); do
+	orlojd task calls "$ticket" | grep -Eq 'payments +invoked' && break
+	sleep 0.05
+done
+orlojd task calls "$ticket" | grep -Eq 'payments +invoked' || { echo "demo: the refund was never recorded" >&2; exit 1; }
+note "Model turns 1 and 2, both lookups and the refund are recorded; the reply is in flight. Kill the node:"
+run kill -KILL "$serve_pid"
+wait "$serve_pid" 2>/dev/null || true
+"$work/standins" -url "$S" -release reply
+note "Restart it on the same data dir; the task's lease expires and another attempt takes over."
+printf '%s$ orlojd serve ... &%s\n' "$bold" "$off"
+start_node
+run orlojd task wait "$ticket"
+run orlojd task calls "$ticket"
+note "Attempt 2 replayed model turns 1 and 2, both lookups and the refund from the ledger; it sent the"
+note "reply again with the same idempotency key and asked the model only for turn 3."
+support_summary=$("$work/standins" -url "$S" -support)
+echo "$support_summary"
+want="shop lookups 2; helpdesk requests 2, replies written 1; payments requests 1, refunds applied 1; model requests 3, per turn 1 1 1"
+if [[ $support_summary != "$want" ]]; then
+	echo "demo: expected: $want" >&2
+	exit 1
+fi
+note "Each effect once: 1 reply written (its second request deduplicated), 1 refund applied; each model"
+note "turn asked once. Done in $(($(date +%s) - started)) s."

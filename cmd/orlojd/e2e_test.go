@@ -73,6 +73,7 @@ func buildAll(dir string) error {
 		{"batch3.wasm", "./testdata/agents/batch3", "", true, true},
 		{"paycall.wasm", "./testdata/agents/paycall", "", true, true},
 		{"toolloop.wasm", "./testdata/agents/toolloop", "", true, false},
+		{"support.wasm", "../../examples/agents/support", "", true, true},
 	}
 	errs := make([]error, len(builds))
 	var wg sync.WaitGroup

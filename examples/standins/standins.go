@@ -1,6 +1,8 @@
 // Package standins serves local stand-ins for the external services the
 // example agents use — a blob store, OCR, an OpenAI-compatible model and a
-// records database — on one loopback HTTP server that counts every request
+// records database for the document pipeline; a shop, a helpdesk, payments
+// and a scripted function-calling model for the support agent — on one
+// loopback HTTP server that counts every request
 // and every effect by Idempotency-Key. Tests, the demo and the fault
 // harness use it to prove that effects happen once.
 package standins
@@ -31,6 +33,19 @@ type Counts struct {
 	RecordEffects             int // records actually written (deduplicated by key)
 	ModelTokens               int // tokens "spent"
 	DuplicateKeys             int // requests that repeated an Idempotency-Key already applied
+
+	// The support agent's services.
+	Shop           int // order and customer lookups
+	ReplyRequests  int
+	RepliesWritten int // helpdesk replies stored (deduplicated by key)
+	RefundRequests int
+	RefundsApplied int // every refund applied: payments does not dedupe
+	RefundedCents  int
+	SupportModel   int // requests to the support model
+	// SupportModelTurns counts the support model's requests per turn
+	// (turn 1 first): a turn answered once and replayed stays at 1.
+	SupportModelTurns  [SupportTurns]int
+	SupportModelTokens int
 }
 
 // Services is the running stand-in server.
@@ -45,6 +60,8 @@ type Services struct {
 	failRecords int                        // next N record writes answer 503
 	recordKeys  map[string]json.RawMessage // Idempotency-Key → stored record response
 	keysSeen    map[string]int             // every Idempotency-Key, all endpoints
+	replyKeys   map[string]json.RawMessage // Idempotency-Key → stored reply answer
+	holds       map[HoldPoint]*Hold
 }
 
 // Start listens on 127.0.0.1 (addr "" picks a free port).
@@ -57,7 +74,8 @@ func Start(addr string) (*Services, error) {
 		return nil, fmt.Errorf("stand-ins: listen %s: %w", addr, err)
 	}
 	s := &Services{URL: "http://" + ln.Addr().String(), ln: ln,
-		recordKeys: map[string]json.RawMessage{}, keysSeen: map[string]int{}}
+		recordKeys: map[string]json.RawMessage{}, keysSeen: map[string]int{},
+		replyKeys: map[string]json.RawMessage{}, holds: map[HoldPoint]*Hold{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /blobs/{name}", s.blob)
 	mux.HandleFunc("POST /ocr", s.ocr)
@@ -66,13 +84,29 @@ func Start(addr string) (*Services, error) {
 	mux.HandleFunc("POST /notify", s.notify)
 	mux.HandleFunc("GET /counts", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, 200, s.Counts()) })
 	mux.HandleFunc("POST /fail-records", s.failRecordsHandler)
+	mux.HandleFunc("GET /shop/orders/{id}", s.shopOrder)
+	mux.HandleFunc("GET /shop/customers/{email}", s.shopCustomer)
+	mux.HandleFunc("POST /helpdesk/replies", s.replies)
+	mux.HandleFunc("POST /payments/refunds", s.refunds)
+	mux.HandleFunc("POST /support/v1/chat/completions", s.supportModel)
+	mux.HandleFunc("POST /hold", s.holdHandler)
+	mux.HandleFunc("POST /release", s.holdHandler)
+	mux.HandleFunc("GET /held", s.holdHandler)
 	s.srv = &http.Server{Handler: mux}
 	go s.srv.Serve(ln)
 	return s, nil
 }
 
-// Close stops the server.
-func (s *Services) Close() error { return s.srv.Close() }
+// Close stops the server, releasing every hold first.
+func (s *Services) Close() error {
+	s.mu.Lock()
+	for p, h := range s.holds {
+		h.Release()
+		delete(s.holds, p)
+	}
+	s.mu.Unlock()
+	return s.srv.Close()
+}
 
 // FailNextRecords makes the next n record writes answer 503.
 func (s *Services) FailNextRecords(n int) {
