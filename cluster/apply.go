@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strings"
+	"time"
 	"unicode/utf8"
 )
 
@@ -276,7 +277,9 @@ func (a *applier) expire(c *ExpireLease) any {
 	if t.State != StateRunning || t.Lease == nil || t.Lease.Token != c.Token || t.Lease.ExpiresAt > c.Now {
 		return nil // renewed, finished or replaced since the leader looked
 	}
-	msg := fmt.Sprintf("lease expired: node %s held token %d past %d", t.Lease.Node, t.Lease.Token, t.Lease.ExpiresAt)
+	// UTC: every replica must write the same message.
+	msg := fmt.Sprintf("lease expired: node %s held token %d past %s", t.Lease.Node, t.Lease.Token,
+		time.Unix(0, t.Lease.ExpiresAt).UTC().Format(time.RFC3339Nano))
 	a.journal(t.ID, c.Now, Event{Type: EventLeaseExpired, Attempt: t.Attempts, Message: msg})
 	a.endAttempt(t, TaskError{Class: ClassExpired, Message: msg}, c.Jitter, c.Now)
 	return *t
