@@ -108,7 +108,7 @@ func cmpSemantics(a, b plugins.Semantics) plugins.Semantics {
 	return b
 }
 
-func (t *WASMTool) Name() string                { return t.desc.Name }
+func (t *WASMTool) Name() string                 { return t.desc.Name }
 func (t *WASMTool) Semantics() plugins.Semantics { return t.sem }
 func (t *WASMTool) Schema() json.RawMessage {
 	if len(t.desc.Schema) == 0 {
