@@ -34,6 +34,8 @@ const (
 	MsgPutModuleChunk
 	MsgSetMember
 	MsgCompactTasks
+	MsgPutTool
+	MsgRemoveTool
 )
 
 var msgNames = map[MessageType]string{
@@ -44,6 +46,7 @@ var msgNames = map[MessageType]string{
 	MsgCancelTask: "cancel_task", MsgStageWrite: "stage_write", MsgAppendJournal: "append_journal",
 	MsgMarkEffectDone: "mark_effect_done", MsgPutModuleChunk: "put_module_chunk", MsgSetMember: "set_member",
 	MsgCompactTasks: "compact_tasks",
+	MsgPutTool:      "put_tool", MsgRemoveTool: "remove_tool",
 }
 
 func (t MessageType) String() string {
@@ -321,6 +324,10 @@ func decode(b []byte) (c Command, ok bool, err error) {
 		v = &SetMember{}
 	case MsgCompactTasks:
 		v = &CompactTasks{}
+	case MsgPutTool:
+		v = &PutTool{}
+	case MsgRemoveTool:
+		v = &RemoveTool{}
 	default:
 		if t&IgnoreUnknownFlag != 0 {
 			return nil, false, nil
