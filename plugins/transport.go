@@ -81,12 +81,6 @@ func responseError(resp *http.Response, what, detail string) error {
 	return abi.Errorf(abi.StatusToolError, "%s", msg)
 }
 
-// readExcerpt reads the start of an error response for a message.
-func readExcerpt(body io.Reader) string {
-	b, _ := io.ReadAll(io.LimitReader(body, excerptBytes+1)) // an excerpt is best effort
-	return excerpt(b)
-}
-
 // excerpt quotes at most excerptBytes of b, so a hostile server cannot put
 // control characters, invalid UTF-8 or megabytes into messages and logs.
 func excerpt(b []byte) string {
