@@ -54,8 +54,8 @@ func SecretEnvName(name string) string {
 }
 
 // NodeSecrets reads secrets from the environment (SecretEnvName), then from
-// files Dir/<name>, which must be regular files of mode 0600: a secret
-// others can read is refused rather than used. A single trailing newline is
+// files Dir/<name>, which must be regular files of mode 0600 (no group or
+// other bits): a secret others can read is refused rather than used. A single trailing newline is
 // trimmed from a file's content.
 type NodeSecrets struct {
 	Dir string
@@ -95,8 +95,10 @@ func (s NodeSecrets) Secret(name string) (string, error) {
 	if !st.Mode().IsRegular() {
 		return "", abi.Errorf(abi.StatusTransient, "secret %q: %s is not a regular file", name, path)
 	}
-	if perm := st.Mode().Perm(); perm != 0o600 {
-		return "", abi.Errorf(abi.StatusTransient, "secret %q: %s has mode %04o; it must be 0600 (chmod 600 %s)", name, path, perm, path)
+	// Owner-only: 0600 (or 0400). A secret others could read is refused
+	// rather than used, so the mistake is seen.
+	if perm := st.Mode().Perm(); perm&0o077 != 0 {
+		return "", abi.Errorf(abi.StatusTransient, "secret %q: %s has mode %04o; it must be 0600, readable by the node's user only (chmod 600 %s)", name, path, perm, path)
 	}
 	b, err := io.ReadAll(io.LimitReader(f, MaxSecretBytes+1))
 	if err != nil {
