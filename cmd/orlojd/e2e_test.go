@@ -72,6 +72,7 @@ func buildAll(dir string) error {
 		{"alltools.wasm", "./testdata/agents/alltools", "", true, false},
 		{"batch3.wasm", "./testdata/agents/batch3", "", true, true},
 		{"toolloop.wasm", "./testdata/agents/toolloop", "", true, false},
+		{"declared.wasm", "./testdata/agents/declared", "", true, false},
 	}
 	errs := make([]error, len(builds))
 	var wg sync.WaitGroup
