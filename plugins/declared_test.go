@@ -263,3 +263,42 @@ func TestNodeSecrets(t *testing.T) {
 		t.Fatal("a path as a secret name was accepted")
 	}
 }
+
+// FuzzParseDefinition: any bytes a client pushes parse to a definition that
+// canonicalizes and builds, or to an error wrapping one of the two
+// sentinels; never a panic.
+func FuzzParseDefinition(f *testing.F) {
+	for _, s := range []string{
+		slackDoc("http://127.0.0.1:1", "idempotent", ""),
+		slackDoc("https://h:8443", "reconcile", `, "status_url": "https://h:8443/s?k={call_id}"`),
+		`{"name":"p","kind":"wasm","wasm":{}}`, `{"name":"p","kind":"http","http":{"base_url":"http://[::1]/a/../b","semantics":"unsafe"}}`,
+		`{"name":"p","kind":"http","http":{"base_url":"http://h","semantics":"unsafe","headers":{"A":{"secret":"s","format":"%s%s"}}}}`,
+		`{"name":"p","kind":"http","http":{"base_url":"http://h","semantics":"unsafe","headers":{"A":7}}}`,
+		`null`, `[]`, `{`, "",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		d, err := plugins.ParseDefinition(b)
+		if err != nil {
+			if !errors.Is(err, plugins.ErrInvalidDefinition) && !errors.Is(err, plugins.ErrKindNotSupported) {
+				t.Fatalf("ParseDefinition(%q): %v wraps neither sentinel", b, err)
+			}
+			return
+		}
+		c, err := d.Canonical()
+		if err != nil {
+			t.Fatalf("Canonical of a valid definition: %v", err)
+		}
+		again, err := plugins.ParseDefinition(c)
+		if err != nil {
+			t.Fatalf("the canonical form %s does not parse: %v", c, err)
+		}
+		if c2, _ := again.Canonical(); string(c2) != string(c) {
+			t.Fatalf("canonical form is not stable:\n%s\n%s", c, c2)
+		}
+		if _, err := plugins.NewDeclared(d, plugins.DeclaredOptions{}); err != nil {
+			t.Fatalf("NewDeclared of a valid definition: %v", err)
+		}
+	})
+}
