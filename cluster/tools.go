@@ -9,6 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
+
+	"github.com/orloj/orloj/abi"
 )
 
 // Declared tools are versioned cluster objects, like agents: every node
@@ -67,9 +70,24 @@ type RemoveTool struct {
 func (PutTool) messageType() MessageType    { return MsgPutTool }
 func (RemoveTool) messageType() MessageType { return MsgRemoveTool }
 
+// validToolName keeps a declared name to what a guest can call and out of
+// the key scheme's separators (NUL, '/').
+func validToolName(name string) error {
+	if err := required("tool name", name); err != nil {
+		return err
+	}
+	if err := abi.ValidToolName(name); err != nil || strings.ContainsAny(name, "/\x00") {
+		return fmt.Errorf("%w: tool name %q: not a declared tool's name", ErrInvalidCmd, name)
+	}
+	return nil
+}
+
 func (c *PutTool) Validate() error {
 	d := &c.Tool
-	if err := required("tool name", d.Name, "tool kind", d.Kind); err != nil {
+	if err := validToolName(d.Name); err != nil {
+		return err
+	}
+	if err := required("tool kind", d.Kind); err != nil {
 		return err
 	}
 	if err := checkBytes("tool spec", len(d.Spec), MaxToolSpecBytes); err != nil {
@@ -81,7 +99,7 @@ func (c *PutTool) Validate() error {
 	return nil
 }
 
-func (c *RemoveTool) Validate() error { return required("tool name", c.Name) }
+func (c *RemoveTool) Validate() error { return validToolName(c.Name) }
 
 // Keys: td/NAME\x00VERSION (16 hex digits) holds a ToolDef, th/NAME its
 // toolHead.

@@ -91,11 +91,13 @@ func TestSubmitPinsToolVersions(t *testing.T) {
 func TestPutToolValidate(t *testing.T) {
 	t.Parallel()
 	for name, c := range map[string]*PutTool{
-		"no name":    {Tool: ToolDef{Kind: "http", Spec: json.RawMessage(`{}`)}},
-		"no kind":    {Tool: ToolDef{Name: "x", Spec: json.RawMessage(`{}`)}},
-		"not object": {Tool: ToolDef{Name: "x", Kind: "http", Spec: json.RawMessage(`[1]`)}},
-		"bad json":   {Tool: ToolDef{Name: "x", Kind: "http", Spec: json.RawMessage(`{`)}},
-		"too large":  {Tool: ToolDef{Name: "x", Kind: "http", Spec: json.RawMessage(`{"a":"` + string(make([]byte, MaxToolSpecBytes)) + `"}`)}},
+		"no name":     {Tool: ToolDef{Kind: "http", Spec: json.RawMessage(`{}`)}},
+		"nul in name": {Tool: ToolDef{Name: "a\x00b", Kind: "http", Spec: json.RawMessage(`{}`)}},
+		"slash name":  {Tool: ToolDef{Name: "a/b", Kind: "http", Spec: json.RawMessage(`{}`)}},
+		"no kind":     {Tool: ToolDef{Name: "x", Spec: json.RawMessage(`{}`)}},
+		"not object":  {Tool: ToolDef{Name: "x", Kind: "http", Spec: json.RawMessage(`[1]`)}},
+		"bad json":    {Tool: ToolDef{Name: "x", Kind: "http", Spec: json.RawMessage(`{`)}},
+		"too large":   {Tool: ToolDef{Name: "x", Kind: "http", Spec: json.RawMessage(`{"a":"` + string(make([]byte, MaxToolSpecBytes)) + `"}`)}},
 	} {
 		if err := c.Validate(); !errors.Is(err, ErrInvalidCmd) && !errors.Is(err, ErrTooLarge) {
 			t.Errorf("%s: Validate = %v", name, err)

@@ -142,6 +142,12 @@ func ParseDefinition(doc []byte) (Definition, error) {
 	if len(trimmed) == 0 || trimmed[0] != '{' {
 		return d, fmt.Errorf("%w: want a JSON object", ErrInvalidDefinition)
 	}
+	// Duplicate keys, invalid UTF-8 and trailing data are refused as in
+	// guests' messages: with encoding/json alone the last of two
+	// "semantics" would silently win.
+	if err := abi.CheckJSON(trimmed); err != nil {
+		return d, fmt.Errorf("%w: %v", ErrInvalidDefinition, err)
+	}
 	dec := json.NewDecoder(bytes.NewReader(trimmed))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&d); err != nil {

@@ -202,6 +202,7 @@ func TestParseDefinitionRefuses(t *testing.T) {
 		"header value obj": {`{"name":"p","kind":"http","http":{"base_url":"` + base + `","semantics":"unsafe","headers":{"A":{"value":"s"}}}}`, plugins.ErrInvalidDefinition, "secret"},
 		"slash name":       {`{"name":"a/b","kind":"http","http":{"base_url":"` + base + `","semantics":"unsafe"}}`, plugins.ErrInvalidDefinition, "'/'"},
 		"wrong section":    {`{"name":"p","kind":"http","mcp":{},"http":{"base_url":"` + base + `","semantics":"unsafe"}}`, plugins.ErrInvalidDefinition, "does not belong"},
+		"duplicate key":    {`{"name":"p","kind":"http","http":{"base_url":"` + base + `","semantics":"unsafe","semantics":"idempotent"}}`, plugins.ErrInvalidDefinition, "semantics"},
 		"long timeout":     {`{"name":"p","kind":"http","http":{"base_url":"` + base + `","semantics":"unsafe","timeout":"1h"}}`, plugins.ErrInvalidDefinition, "timeout"},
 	} {
 		_, err := plugins.ParseDefinition([]byte(tc.doc))
