@@ -3,6 +3,9 @@ package host
 import (
 	"encoding/json"
 	"errors"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -78,5 +81,39 @@ func TestToolsForPinnedAndBuiltins(t *testing.T) {
 	_, err = e.exec.toolsFor(cluster.Task{ID: "t4", Tools: map[string]uint64{"pay": 3}}, agent)
 	if !errors.Is(err, plugins.ErrKindNotSupported) || toolsError(err) != cluster.ClassTransient {
 		t.Fatalf("unsupported kind: %v (%s)", err, toolsError(err))
+	}
+}
+
+// TestOutboxDeclaredEffect: an effect emitted to a declared tool is
+// dispatched after its task succeeded, through the version the task
+// pinned, with the node's secret in its header.
+func TestOutboxDeclaredEffect(t *testing.T) {
+	t.Parallel()
+	var got atomic.Value
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		got.Store(r.Method + " " + r.URL.Path + " " + r.Header.Get("Authorization") + " " + r.Header.Get("Idempotency-Key"))
+	}))
+	defer srv.Close()
+	s := newOutboxSetup(t)
+	s.ob.cfg.Declared = NewDeclaredTools(s.e.node, plugins.MapSecrets{"hook-token": "tok-1"})
+	d, err := plugins.ParseDefinition([]byte(`{"name":"notify","kind":"http","http":{"base_url":"` + srv.URL + `","methods":["POST"],
+	  "headers":{"Authorization":{"secret":"hook-token","format":"Token %s"}},"semantics":"idempotent"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, _ := d.Canonical()
+	s.e.apply(&cluster.PutTool{Tool: cluster.ToolDef{Name: "notify", Kind: "http", Spec: spec}, Now: 1})
+	s.e.apply(&cluster.PutAgent{Agent: cluster.Agent{Name: "fx", Version: "v1", Manifest: cluster.AgentManifest{Tools: []string{"notify"}}},
+		Module: []byte("\x00asm"), Now: 1})
+	s.e.succeededWithEffects("t1", cluster.Effect{Tool: "notify", Params: json.RawMessage(`{"method":"POST","path":"/hook"}`), Key: "k1"})
+	s.drain(t)
+	if hits.Load() != 1 || got.Load() != "POST /hook Token tok-1 k1" {
+		t.Fatalf("the service saw %d requests, last %v", hits.Load(), got.Load())
+	}
+	evs := effectEvents(t, s.e, "t1")
+	if len(evs) != 1 || evs[0].Type != cluster.EventEffectDispatched {
+		t.Fatalf("effect events = %+v", evs)
 	}
 }
