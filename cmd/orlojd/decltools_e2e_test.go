@@ -201,6 +201,15 @@ http:
 		run(n, "tool", "show", "slack")
 		run(n, "agent", "show", "declared", "-o", "json")
 	}
+	// Removed on the follower (forwarded): new agent pushes may not name it;
+	// the task's version stays readable.
+	if out := run(n2, "tool", "rm", "slack"); !strings.Contains(out, "removed tool slack") {
+		t.Fatalf("tool rm: %s", out)
+	}
+	n1.fails(1, []string{"was removed"}, "tool", "show", "slack")
+	n1.fails(1, []string{`"slack" is neither a built-in tool`}, "agent", "push", agent("declared"), "--name", "declared2", "--tools", "slack")
+	run(n1, "tool", "show", "slack@1")
+
 	if !strings.Contains(cliOut.String(), marker) {
 		t.Fatal("the redaction marker is in no CLI answer: the search below would prove nothing")
 	}
