@@ -79,6 +79,10 @@ func (a *applier) apply(cmd Command) any {
 		return a.resolveCall(c)
 	case *ClearIntent:
 		return a.clearIntent(c)
+	case *PutTool:
+		return a.putTool(c)
+	case *RemoveTool:
+		return a.removeTool(c)
 	}
 	return fmt.Errorf("%w: no handler for %T", ErrInvalidCmd, cmd)
 }
@@ -216,6 +220,7 @@ func (a *applier) submit(c *SubmitTask) any {
 	if err := validateBudget("task "+t.ID, t.Budget); err != nil {
 		return err
 	}
+	t.Tools = a.pinTools(ag.Manifest.Tools)
 	t.State, t.Seq, t.Attempts = StateQueued, a.idx, 0
 	t.CreatedAt, t.UpdatedAt, t.NextAt = c.Now, c.Now, c.Now
 	t.Lease, t.Output, t.Error, t.History = nil, nil, nil, nil

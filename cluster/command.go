@@ -36,6 +36,8 @@ const (
 	MsgCompactTasks
 	MsgResolveCall
 	MsgClearIntent
+	MsgPutTool
+	MsgRemoveTool
 )
 
 var msgNames = map[MessageType]string{
@@ -46,6 +48,7 @@ var msgNames = map[MessageType]string{
 	MsgCancelTask: "cancel_task", MsgStageWrite: "stage_write", MsgAppendJournal: "append_journal",
 	MsgMarkEffectDone: "mark_effect_done", MsgPutModuleChunk: "put_module_chunk", MsgSetMember: "set_member",
 	MsgCompactTasks: "compact_tasks", MsgResolveCall: "resolve_call", MsgClearIntent: "clear_intent",
+	MsgPutTool: "put_tool", MsgRemoveTool: "remove_tool",
 }
 
 func (t MessageType) String() string {
@@ -353,6 +356,10 @@ func decode(b []byte) (c Command, ok bool, err error) {
 		v = &ResolveCall{}
 	case MsgClearIntent:
 		v = &ClearIntent{}
+	case MsgPutTool:
+		v = &PutTool{}
+	case MsgRemoveTool:
+		v = &RemoveTool{}
 	default:
 		if t&IgnoreUnknownFlag != 0 {
 			return nil, false, nil

@@ -56,7 +56,7 @@ var sentinels = []struct {
 	// too_large before invalid_command: an error may wrap both, and the
 	// size is the more useful one to branch on.
 	{"too_large", ErrTooLarge}, {"invalid_command", ErrInvalidCmd},
-	{"already_exists", ErrAlreadyExists},
+	{"already_exists", ErrAlreadyExists}, {"unknown_tool", ErrUnknownTool},
 }
 
 // NewReply encodes what Node.Apply returned: a result or an error.
@@ -137,6 +137,7 @@ func kindOf[T any](name string) resultKind {
 var resultKinds = []resultKind{
 	kindOf[*Claim]("claim"), kindOf[Lease]("lease"), kindOf[Task]("task"), kindOf[SubmitResult]("submit"),
 	kindOf[LedgerRecord]("ledger"), kindOf[Member]("member"), kindOf[Agent]("agent"), kindOf[int]("int"),
+	kindOf[ToolDef]("tool"),
 }
 
 // RemoteError is an error the leader returned for a forwarded command. It

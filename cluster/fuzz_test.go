@@ -35,6 +35,8 @@ func seedCommands() []Command {
 		&AppendJournal{TaskID: "t", Token: tok, Events: []Event{{Type: "call_denied", Tool: "shell"}}, Now: 14},
 		&MarkEffectDone{TaskID: "t", N: 0, Now: 15},
 		&CompactTasks{IDs: []string{"t", "u"}, Before: 100, Now: 16},
+		&PutTool{Tool: ToolDef{Name: "slack", Kind: "http", Spec: json.RawMessage(`{"kind":"http","name":"slack"}`)}, Now: 17},
+		&RemoveTool{Name: "slack", Now: 18},
 	}
 }
 

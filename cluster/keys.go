@@ -24,6 +24,8 @@ import (
 //	kv/KEY                         committed kv value
 //	ob/TASK/N                      outbox Effect
 //	mb/ID                          Member (API address)
+//	td/NAME\x00VERSION              ToolDef (VERSION: 16 hex digits)
+//	th/NAME                        newest tool version, removed flag
 var (
 	keyApplied      = []byte("m/applied")
 	keyFenceRejects = []byte("m/fence_rejects")

@@ -144,6 +144,9 @@ type Task struct {
 	// DLQ retry's) overrides and the defaults applied: what the executor
 	// enforces.
 	Budget Budget `json:"budget"`
+	// Tools pins, for each declared tool the agent's manifest names, the
+	// version the task uses: the newest when it was submitted.
+	Tools map[string]uint64 `json:"tools,omitempty"`
 }
 
 // AgentManifest is what an agent may do and how it runs.

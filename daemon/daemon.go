@@ -67,6 +67,7 @@ type Daemon struct {
 	writes   host.Cluster // the write chain: metrics → forwarder (history) → node
 	peers    *http.Client // node-to-node routes, mTLS
 	tools    *plugins.Registry
+	declared *host.DeclaredTools
 	pool     *host.Pool
 	api      *api.Server
 	srv      *http.Server // the API listener

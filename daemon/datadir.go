@@ -8,6 +8,10 @@ import (
 	"path/filepath"
 )
 
+// SecretsDir is the data dir's directory of node-local secrets, one file
+// per secret, named after it, mode 0600.
+const SecretsDir = "secrets"
+
 // prepareDataDir creates the data dir owner-only, or tightens an existing
 // one: the dir and every file and directory below it lose their group and
 // other permission bits (bits are only ever removed). The dir holds the

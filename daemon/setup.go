@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -124,14 +125,19 @@ func (d *Daemon) setupTools() error {
 		tools = append(tools, m)
 		d.log.Info("model tool", "endpoints", strings.Join(m.Endpoints(), ","))
 	}
-	d.tools, err = plugins.NewRegistry(tools...)
-	return err
+	if d.tools, err = plugins.NewRegistry(tools...); err != nil {
+		return err
+	}
+	// Declared tools come from the replicated definitions; their secrets
+	// from this node only: ORLOJ_SECRET_<NAME>, or DATA_DIR/secrets/<name>.
+	d.declared = host.NewDeclaredTools(d.writes, plugins.NodeSecrets{Dir: filepath.Join(cfg.DataDir, SecretsDir)})
+	return nil
 }
 
 func (d *Daemon) setupPool() (err error) {
 	cfg := d.cfg
 	exec := host.NewExecutor(d.writes, d.rt, d.tools, cfg.Clock, cfg.Logger, host.WithMetrics(d.metrics),
-		host.WithBatchConcurrency(cfg.BatchConcurrency))
+		host.WithBatchConcurrency(cfg.BatchConcurrency), host.WithDeclaredTools(d.declared))
 	pcfg := host.DefaultPoolConfig()
 	pcfg.NodeID, pcfg.Workers, pcfg.LeaseTTL = cfg.NodeID, cfg.Workers, cfg.LeaseTTL
 	pcfg.Clock, pcfg.Logger, pcfg.Metrics = cfg.Clock, cfg.Logger, d.metrics
@@ -145,7 +151,7 @@ func (d *Daemon) setupAPI() (err error) {
 	// forwards them through the write chain.
 	d.api, err = api.New(api.Config{Node: d.node, Writes: d.writes, CatchUp: d.fwd.CatchUp, Runtime: d.rt, Metrics: d.metrics,
 		Token: d.token, Peers: d.peers, Clock: cfg.Clock, Logger: cfg.Logger,
-		MaxModuleBytes: cfg.MaxModuleBytes, MaxBodyBytes: cfg.MaxBodyBytes})
+		MaxModuleBytes: cfg.MaxModuleBytes, MaxBodyBytes: cfg.MaxBodyBytes, Tools: d.tools.Names})
 	return err
 }
 
@@ -191,7 +197,7 @@ func (d *Daemon) startServices() error {
 		d.routines.Go("join", func() { d.join(d.ctx) })
 	}
 	ocfg := host.DefaultOutboxConfig()
-	ocfg.Clock, ocfg.Logger, ocfg.Metrics = cfg.Clock, cfg.Logger, d.metrics
+	ocfg.Clock, ocfg.Logger, ocfg.Metrics, ocfg.Declared = cfg.Clock, cfg.Logger, d.metrics, d.declared
 	outbox, err := host.NewOutbox(d.writes, d.tools, d.node.IsLeader, ocfg)
 	if err != nil {
 		return err

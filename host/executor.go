@@ -32,7 +32,8 @@ type Executor struct {
 	metrics *Metrics // nil: not recorded
 	// renewEvery overrides TTL/3 (tests).
 	renewEvery time.Duration
-	batch      int // calls of one batch run at once
+	batch      int            // calls of one batch run at once
+	declared   *DeclaredTools // nil: built-in tools only
 }
 
 // ExecutorOption adjusts an Executor at construction.
@@ -130,7 +131,12 @@ func (e *Executor) Run(ctx context.Context, claim *cluster.Claim) (rep AttemptRe
 		}
 		return e.fail(ctx, rep, lease, cluster.TaskError{Class: class, Message: err.Error()}, nil, log)
 	}
-	d, err := newLedgerDispatcher(e.c, e.tools, claim, agent, e.clock, log)
+	tools, err := e.toolsFor(task, agent)
+	if err != nil {
+		stopRenew()
+		return e.fail(ctx, rep, lease, cluster.TaskError{Class: toolsError(err), Message: err.Error()}, nil, log)
+	}
+	d, err := newLedgerDispatcher(e.c, tools, claim, agent, e.clock, log)
 	if err != nil {
 		stopRenew()
 		return e.fail(ctx, rep, lease, cluster.TaskError{Class: cluster.ClassTransient, Message: err.Error()}, nil, log)

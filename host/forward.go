@@ -299,7 +299,8 @@ func forwardable(cmd cluster.Command) bool {
 // but nobody reads it before its PutAgent.
 func clientCommand(cmd cluster.Command) bool {
 	switch cmd.(type) {
-	case *cluster.SubmitTask, *cluster.CancelTask, *cluster.RetryDLQ, *cluster.DiscardDLQ, *cluster.PutAgent:
+	case *cluster.SubmitTask, *cluster.CancelTask, *cluster.RetryDLQ, *cluster.DiscardDLQ, *cluster.PutAgent,
+		*cluster.PutTool, *cluster.RemoveTool:
 		return true
 	}
 	return false

@@ -31,6 +31,9 @@ type OutboxConfig struct {
 	Jitter   func() uint64 // uniform random; tests pin it
 	Logger   hclog.Logger
 	Metrics  *Metrics // nil records nothing
+	// Declared builds the declared tools an effect's task pinned; nil
+	// dispatches to built-in tools only.
+	Declared *DeclaredTools
 }
 
 // DefaultOutboxConfig: tries 1 s apart doubling up to 5 min, 8 tries.
@@ -162,6 +165,20 @@ func (o *Outbox) forgetDone(pending []cluster.Effect) {
 	o.tries.retain(func(k string) bool { return keep[k] })
 }
 
+// declared resolves an effect's tool among the declared tools its task
+// pinned. failure is set when the tool cannot be built.
+func (o *Outbox) declared(e cluster.Effect) (tool plugins.Tool, ok bool, failure string) {
+	task, err := o.c.FSM().Task(e.TaskID)
+	if err != nil {
+		return nil, false, ""
+	}
+	tool, ok, err = o.cfg.Declared.forTask(task, e.Tool)
+	if err != nil {
+		return nil, false, err.Error()
+	}
+	return tool, ok, ""
+}
+
 // toolLabel is the metric label for an effect's tool: a guest chose the
 // name, so only registered names become labels.
 func (o *Outbox) toolLabel(name string) string {
@@ -177,9 +194,14 @@ func (o *Outbox) send(ctx context.Context, e cluster.Effect) (retryAt time.Time,
 	var failure string
 	var writes []cluster.KVWrite
 	tool, ok := o.tools.Get(e.Tool)
-	if !ok {
+	if !ok && o.cfg.Declared != nil {
+		tool, ok, failure = o.declared(e)
+	}
+	switch {
+	case failure != "":
+	case !ok:
 		failure = fmt.Sprintf("no tool %q on this node", e.Tool)
-	} else {
+	default:
 		ectx, collected := withEffect(ctx)
 		err := CatchPanic(log, "tool "+e.Tool, func() error {
 			_, err := tool.Invoke(ectx, plugins.Call{ID: e.Key, TaskID: e.TaskID, Params: e.Params})

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -209,33 +210,76 @@ func (t *HTTPTool) Invoke(ctx context.Context, call Call) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	what := p.Method + " " + u.Redacted()
+	return t.send(ctx, call.ID, request{method: p.Method, u: u, headers: p.Headers, body: p.Body})
+}
+
+// request is one request the tool sends: what the guest's params name, and
+// what a declared tool's definition adds to them.
+type request struct {
+	method  string
+	u       *url.URL
+	headers map[string]string // the guest's, checked
+	body    string
+	// extra headers are set after the guest's (a definition's fixed and
+	// secret headers); they never reach a result or an error.
+	extra http.Header
+	// redact, if set, rewrites every byte of the response before any of it
+	// reaches a result or an error message (a service that echoes the
+	// credentials it was sent must not put them in the ledger).
+	redact func([]byte) []byte
+	// anyStatus returns a result for every response status instead of an
+	// error for 4xx and 5xx (a reconcile query reads the status itself).
+	anyStatus bool
+}
+
+func (rq *request) clean(b []byte) []byte {
+	if rq.redact == nil {
+		return b
+	}
+	return rq.redact(b)
+}
+
+// send makes the request with Idempotency-Key: id.
+func (t *HTTPTool) send(ctx context.Context, id string, rq request) (Result, error) {
+	what := rq.method + " " + rq.u.Redacted()
 
 	callCtx, cancel := context.WithTimeout(ctx, t.timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(callCtx, p.Method, u.String(), strings.NewReader(p.Body))
+	req, err := http.NewRequestWithContext(callCtx, rq.method, rq.u.String(), strings.NewReader(rq.body))
 	if err != nil {
 		return Result{}, statusErrorf(abi.StatusInvalidArgument, err, "%s", what)
 	}
-	if p.Body == "" {
+	if rq.body == "" {
 		req.Body, req.GetBody, req.ContentLength = http.NoBody, nil, 0
 	}
-	for k, v := range p.Headers {
+	for k, v := range rq.headers {
 		req.Header.Set(k, v)
+	}
+	for k, vs := range rq.extra {
+		req.Header[k] = vs
 	}
 	// Set last, so a guest cannot send a key of its own: the key must be the
 	// call ID, or a retry would not be recognised as the same call.
-	req.Header.Set("Idempotency-Key", call.ID)
+	req.Header.Set("Idempotency-Key", id)
 
 	resp, err := do(t.client, req)
 	if err != nil {
 		return Result{}, transportError(ctx, t.timeout, what, err)
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode >= 400 {
-		return Result{}, responseError(resp, what, readExcerpt(resp.Body))
+	for k, vs := range resp.Header {
+		for i, v := range vs {
+			vs[i] = string(rq.clean([]byte(v)))
+		}
+		resp.Header[k] = vs
 	}
-	if p.Method != http.MethodHead && resp.ContentLength > t.max {
+	if resp.StatusCode >= 400 && !rq.anyStatus {
+		// Read past the excerpt and redact before cutting, so no part of
+		// a secret (up to 3 excerpts long) survives at the cut.
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4*excerptBytes)) // an excerpt is best effort
+		return Result{}, responseError(resp, what, excerpt(rq.clean(b)))
+	}
+	if rq.method != http.MethodHead && resp.ContentLength > t.max {
 		return Result{}, abi.Errorf(abi.StatusToolError, "%s: response larger than %d bytes", what, t.max)
 	}
 	body, err := readCapped(resp.Body, t.max)
@@ -245,6 +289,7 @@ func (t *HTTPTool) Invoke(ctx context.Context, call Call) (Result, error) {
 	if err != nil {
 		return Result{}, transportError(ctx, t.timeout, what+": read response", err)
 	}
+	body = rq.clean(body)
 
 	res := httpResult{Status: resp.StatusCode, Headers: make(map[string]string, len(resp.Header))}
 	for k, vs := range resp.Header {

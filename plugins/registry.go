@@ -79,3 +79,19 @@ func (r *Registry) Names() []string {
 	defer r.mu.RUnlock()
 	return slices.Sorted(maps.Keys(r.tools))
 }
+
+// With returns a new registry holding r's tools and more, which Register
+// checks; r is unchanged. The executor uses it to add the declared tools a
+// task pinned to the node's built-in ones for one attempt.
+func (r *Registry) With(more ...Tool) (*Registry, error) {
+	r.mu.RLock()
+	out := &Registry{tools: make(map[string]Tool, len(r.tools)+len(more))}
+	maps.Copy(out.tools, r.tools)
+	r.mu.RUnlock()
+	for _, t := range more {
+		if err := out.Register(t); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}

@@ -105,12 +105,6 @@ type notSent struct{ error }
 
 func (e notSent) Unwrap() []error { return []error{e.error, ErrNotSent} }
 
-// readExcerpt reads the start of an error response for a message.
-func readExcerpt(body io.Reader) string {
-	b, _ := io.ReadAll(io.LimitReader(body, excerptBytes+1)) // an excerpt is best effort
-	return excerpt(b)
-}
-
 // excerpt quotes at most excerptBytes of b, so a hostile server cannot put
 // control characters, invalid UTF-8 or megabytes into messages and logs.
 func excerpt(b []byte) string {

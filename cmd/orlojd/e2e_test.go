@@ -74,6 +74,7 @@ func buildAll(dir string) error {
 		{"paycall.wasm", "./testdata/agents/paycall", "", true, true},
 		{"toolloop.wasm", "./testdata/agents/toolloop", "", true, false},
 		{"support.wasm", "../../examples/agents/support", "", true, true},
+		{"declared.wasm", "./testdata/agents/declared", "", true, false},
 	}
 	errs := make([]error, len(builds))
 	var wg sync.WaitGroup

@@ -46,6 +46,9 @@ func (s *Server) pushAgent(w http.ResponseWriter, r *http.Request) error {
 		seen[t] = true
 		m.Tools = append(m.Tools, t)
 	}
+	if err := s.checkManifestTools(m.Tools); err != nil {
+		return err
+	}
 	if v := q.Get("memory_limit"); v != "" {
 		n, err := ParseSize(v)
 		if err != nil {

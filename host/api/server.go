@@ -75,6 +75,10 @@ type Config struct {
 	// ReadyMaxLag is how many committed entries a follower may not yet have
 	// applied and still be ready (default 1024).
 	ReadyMaxLag uint64
+	// Tools, if set, names this node's built-in tools: a declared tool may
+	// not take one's name, and an agent's manifest may name only those and
+	// declared tools. nil checks neither.
+	Tools func() []string
 	// ReadyMaxContact is how long a follower may go without hearing from
 	// the leader and still be ready (default 5s).
 	ReadyMaxContact time.Duration
@@ -185,6 +189,11 @@ func (s *Server) routes() {
 	s.handle("GET /v1/agents", s.listAgents)
 	s.handle("GET /v1/agents/{name}", s.showAgent)
 
+	s.handle("POST /v1/tools", s.pushTool)
+	s.handle("GET /v1/tools", s.listTools)
+	s.handle("GET /v1/tools/{name}", s.showTool)
+	s.handle("DELETE /v1/tools/{name}", s.removeTool)
+
 	s.handle("POST /v1/tasks", s.submitTask)
 	s.handle("GET /v1/tasks", s.listTasks)
 	s.handle("GET /v1/tasks/{id}", s.getTask)
@@ -218,7 +227,7 @@ func (s *Server) routes() {
 // then proposes through the write chain, which forwards to the leader;
 // without CatchUp, a follower answers 421 naming the leader.
 func (s *Server) handle(pattern string, h func(http.ResponseWriter, *http.Request) error) {
-	write := strings.HasPrefix(pattern, "POST ")
+	write := strings.HasPrefix(pattern, "POST ") || strings.HasPrefix(pattern, "DELETE ")
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		if write && s.node.Role() != cluster.RoleLeader {
 			if s.cfg.CatchUp == nil {

@@ -89,6 +89,9 @@ type TaskView struct {
 	// Spent is what the task has spent, from its ledger; only GET
 	// /v1/tasks/{id} and the DLQ's show fill it.
 	Spent *SpentView `json:"spent,omitempty"`
+	// Tools are the declared tool versions the task uses, pinned when it
+	// was submitted.
+	Tools map[string]uint64 `json:"tools,omitempty"`
 }
 
 // BudgetView is a task's budget, defaults applied.
@@ -365,6 +368,7 @@ func taskView(t cluster.Task) TaskView {
 		NextAt:  timeView(t.NextAt), CreatedAt: timeView(t.CreatedAt), UpdatedAt: timeView(t.UpdatedAt),
 		IdempotencyKey: t.IdempotencyKey, DiscardReason: t.DiscardReason,
 		Budget: budgetView(t.Budget.WithDefaults()),
+		Tools:  t.Tools,
 	}
 	if t.Error != nil {
 		v.Error = &ErrorView{Class: t.Error.Class, Message: t.Error.Message, StderrTail: t.Error.StderrTail}

@@ -1,0 +1,358 @@
+package plugins
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/orloj/orloj/abi"
+)
+
+// A declared tool is defined by a document, not by Go code: an operator
+// pushes it (orlojd tool push), the cluster replicates it as a versioned
+// object, and every node builds the same tool from it. This file owns the
+// document's format; declared_http.go builds the http kind.
+
+// ToolKind is what a declared tool is.
+type ToolKind string
+
+const (
+	// KindHTTP is an HTTP endpoint with declared semantics (HTTPDefinition).
+	KindHTTP ToolKind = "http"
+	// KindWASM is a tool plugin module run in the sandbox (not supported yet).
+	KindWASM ToolKind = "wasm"
+	// KindMCP is an MCP server's tools (not supported yet).
+	KindMCP ToolKind = "mcp"
+)
+
+// Sentinel errors of ParseDefinition and NewDeclared.
+var (
+	// ErrInvalidDefinition: the document is malformed or a field is wrong.
+	ErrInvalidDefinition = errors.New("invalid tool definition")
+	// ErrKindNotSupported: the kind is known but this version cannot build it.
+	ErrKindNotSupported = errors.New("tool kind not supported yet")
+)
+
+// MaxDefinitionBytes bounds a definition document.
+const MaxDefinitionBytes = 64 << 10
+
+// MaxDeclaredTimeout bounds a declared tool's timeout.
+const MaxDeclaredTimeout = 10 * time.Minute
+
+// Definition is a declared tool's document. Name, Kind and the section named
+// after the kind are what every kind has; each kind's section holds the rest,
+// so a new kind adds a section without changing the others.
+type Definition struct {
+	Name        string          `json:"name"`
+	Kind        ToolKind        `json:"kind"`
+	Description string          `json:"description,omitempty"`
+	HTTP        *HTTPDefinition `json:"http,omitempty"`
+	// WASM and MCP are reserved for their kinds; refused until supported.
+	WASM json.RawMessage `json:"wasm,omitempty"`
+	MCP  json.RawMessage `json:"mcp,omitempty"`
+}
+
+// HTTPDefinition declares an http tool. The guest sends the built-in http
+// tool's params (method, url or path, headers, body); the request must stay
+// under BaseURL and one of PathPrefixes, with one of Methods.
+type HTTPDefinition struct {
+	// BaseURL is where every request goes: scheme, host, optional port and
+	// path ("https://slack.com/api"). No query, fragment or user info.
+	BaseURL string `json:"base_url"`
+	// Methods the guest may use; default ["GET"].
+	Methods []string `json:"methods,omitempty"`
+	// PathPrefixes the request path (below BaseURL's) must start with, by
+	// whole segments ("/charges" allows "/charges" and "/charges/1", not
+	// "/charges-admin"); default: anything below BaseURL.
+	PathPrefixes []string `json:"path_prefixes,omitempty"`
+	// Headers every request carries, fixed or from a named secret. The
+	// guest may not send a header the definition sets.
+	Headers map[string]HeaderValue `json:"headers,omitempty"`
+	// Timeout of one call, a Go duration ("10s"); default 30s, at most 10m.
+	Timeout string `json:"timeout,omitempty"`
+	// MaxResponseBytes caps the response body; default 3 MiB, at most 4 MiB.
+	MaxResponseBytes int64 `json:"max_response_bytes,omitempty"`
+	// Semantics of a call in doubt; required: read_only, idempotent,
+	// reconcile or unsafe.
+	Semantics Semantics `json:"semantics"`
+	// StatusURL, required with reconcile, is asked (GET) whether a call in
+	// doubt was applied: {call_id} is replaced by the call's ID. 200 means
+	// applied, its response is the call's result; 404 means not applied;
+	// anything else, ask again later. Same scheme, host and port as BaseURL.
+	StatusURL string `json:"status_url,omitempty"`
+}
+
+// HeaderValue is a fixed header value ("application/json") or a reference to
+// a node-local secret ({"secret": "slack-token", "format": "Bearer %s"}). A
+// definition holds only the reference; the value is read on the node that
+// makes the call, when it makes it.
+type HeaderValue struct {
+	Value  string `json:"-"`
+	Secret string `json:"secret,omitempty"`
+	// Format has exactly one %s, where the secret goes; default "%s".
+	Format string `json:"format,omitempty"`
+}
+
+// UnmarshalJSON takes a string or {"secret": NAME, "format": F}.
+func (h *HeaderValue) UnmarshalJSON(b []byte) error {
+	if t := bytes.TrimSpace(b); len(t) > 0 && t[0] == '"' {
+		*h = HeaderValue{}
+		return json.Unmarshal(t, &h.Value)
+	}
+	var ref struct {
+		Secret string `json:"secret"`
+		Format string `json:"format"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&ref); err != nil {
+		return fmt.Errorf(`a header is a string or {"secret": NAME, "format": "...%%s..."}: %w`, err)
+	}
+	if ref.Secret == "" {
+		return errors.New(`a header object needs "secret": the name of a secret`)
+	}
+	*h = HeaderValue{Secret: ref.Secret, Format: ref.Format}
+	return nil
+}
+
+// MarshalJSON writes what UnmarshalJSON reads.
+func (h HeaderValue) MarshalJSON() ([]byte, error) {
+	if h.Secret == "" {
+		return json.Marshal(h.Value)
+	}
+	type ref HeaderValue
+	return json.Marshal(ref(h))
+}
+
+// ParseDefinition decodes and checks a definition document (JSON; the CLI
+// turns YAML into JSON first). Unknown fields are refused, so a misspelt
+// "path_prefix" is an error, not an open door. The error wraps
+// ErrInvalidDefinition or ErrKindNotSupported.
+func ParseDefinition(doc []byte) (Definition, error) {
+	var d Definition
+	if len(doc) > MaxDefinitionBytes {
+		return d, fmt.Errorf("%w: the document is %d bytes; the limit is %d", ErrInvalidDefinition, len(doc), MaxDefinitionBytes)
+	}
+	trimmed := bytes.TrimSpace(doc)
+	if len(trimmed) == 0 || trimmed[0] != '{' {
+		return d, fmt.Errorf("%w: want a JSON object", ErrInvalidDefinition)
+	}
+	// Duplicate keys, invalid UTF-8 and trailing data are refused as in
+	// guests' messages: with encoding/json alone the last of two
+	// "semantics" would silently win.
+	if err := abi.CheckJSON(trimmed); err != nil {
+		return d, fmt.Errorf("%w: %v", ErrInvalidDefinition, err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(trimmed))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&d); err != nil {
+		return d, fmt.Errorf("%w: %s", ErrInvalidDefinition, strings.TrimPrefix(err.Error(), "json: "))
+	}
+	if dec.More() {
+		return d, fmt.Errorf("%w: data after the JSON object", ErrInvalidDefinition)
+	}
+	return d, d.Validate()
+}
+
+// Canonical renders d as canonical JSON (RFC 8785): equal definitions have
+// equal bytes, so the cluster's digest of them says whether a push changed
+// anything.
+func (d Definition) Canonical() ([]byte, error) {
+	b, err := json.Marshal(d)
+	if err != nil {
+		return nil, fmt.Errorf("encode tool definition %s: %w", d.Name, err)
+	}
+	return abi.Canonicalize(b)
+}
+
+// Validate reports the first invalid field, by its name in the document.
+func (d Definition) Validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrInvalidDefinition, fmt.Sprintf(format, args...))
+	}
+	if d.Name == "" {
+		return bad("name is required")
+	}
+	if err := abi.ValidToolName(d.Name); err != nil {
+		return bad("name: %s", abiMessage(err))
+	}
+	if strings.Contains(d.Name, "/") {
+		return bad("name %q: '/' is kept for the tools of MCP servers (server/tool)", d.Name)
+	}
+	if len(d.Description) > 4<<10 {
+		return bad("description is %d bytes; the limit is 4096", len(d.Description))
+	}
+	sections := map[ToolKind]bool{KindHTTP: d.HTTP != nil, KindWASM: len(d.WASM) > 0, KindMCP: len(d.MCP) > 0}
+	switch d.Kind {
+	case KindHTTP:
+	case KindWASM, KindMCP:
+		return fmt.Errorf("%w: tool %s: kind %q is not supported yet; this version declares kind \"http\" only", ErrKindNotSupported, d.Name, d.Kind)
+	case "":
+		return bad("kind is required (http)")
+	default:
+		return bad("kind %q: want http (wasm and mcp are not supported yet)", d.Kind)
+	}
+	for k, set := range sections {
+		if set && k != d.Kind {
+			return bad("section %q does not belong to a tool of kind %q", k, d.Kind)
+		}
+	}
+	if d.HTTP == nil {
+		return bad(`kind http needs an "http" section`)
+	}
+	if err := d.HTTP.validate(); err != nil {
+		return bad("http.%v", err)
+	}
+	return nil
+}
+
+func abiMessage(err error) string {
+	var ae *abi.Error
+	if errors.As(err, &ae) {
+		return ae.Message
+	}
+	return err.Error()
+}
+
+// reservedHeaders are the host's or the transport's to set.
+var reservedHeaders = map[string]bool{"Idempotency-Key": true, "Host": true, "Content-Length": true, "Transfer-Encoding": true, "Connection": true}
+
+func (h *HTTPDefinition) validate() error {
+	base, err := parseBaseURL(h.BaseURL)
+	if err != nil {
+		return fmt.Errorf("base_url: %w", err)
+	}
+	for i, m := range h.Methods {
+		if !httpMethods[m] {
+			return fmt.Errorf("methods[%d]: %q is not one of GET, POST, PUT, PATCH, DELETE, HEAD", i, m)
+		}
+	}
+	for i, p := range h.PathPrefixes {
+		if err := checkPath(p); err != nil {
+			return fmt.Errorf("path_prefixes[%d]: %w", i, err)
+		}
+	}
+	seen := map[string]string{}
+	for name, v := range h.Headers {
+		if other, dup := seen[http.CanonicalHeaderKey(name)]; dup {
+			return fmt.Errorf("headers: %q and %q are the same header", other, name)
+		}
+		seen[http.CanonicalHeaderKey(name)] = name
+		if !validHeaderName(name) {
+			return fmt.Errorf("headers: %q is not a valid header name", name)
+		}
+		if reservedHeaders[http.CanonicalHeaderKey(name)] {
+			return fmt.Errorf("headers: %s is set by the host", name)
+		}
+		if v.Secret == "" {
+			if !validHeaderValue(v.Value) {
+				return fmt.Errorf("headers.%s: value has control characters", name)
+			}
+			continue
+		}
+		if err := ValidSecretName(v.Secret); err != nil {
+			return fmt.Errorf("headers.%s.secret: %w", name, err)
+		}
+		if v.Format != "" {
+			if strings.Count(v.Format, "%s") != 1 || strings.Count(strings.ReplaceAll(v.Format, "%s", ""), "%") > 0 || !validHeaderValue(v.Format) {
+				return fmt.Errorf("headers.%s.format %q: want exactly one %%s and no other %% or control characters", name, v.Format)
+			}
+		}
+	}
+	if h.Timeout != "" {
+		d, err := time.ParseDuration(h.Timeout)
+		if err != nil || d <= 0 || d > MaxDeclaredTimeout {
+			return fmt.Errorf("timeout %q: want a duration from 1ms to %s (e.g. 10s)", h.Timeout, MaxDeclaredTimeout)
+		}
+	}
+	if h.MaxResponseBytes < 0 || h.MaxResponseBytes > abi.MaxResponseBytes {
+		return fmt.Errorf("max_response_bytes %d: want 0 (default %d) to %d", h.MaxResponseBytes, DefaultMaxResponseBytes, abi.MaxResponseBytes)
+	}
+	switch {
+	case h.Semantics == "":
+		return errors.New("semantics is required: read_only, idempotent, reconcile or unsafe (what the host may do with a call in doubt)")
+	case !h.Semantics.Valid():
+		return fmt.Errorf("semantics %q: want read_only, idempotent, reconcile or unsafe", h.Semantics)
+	case h.Semantics == Reconcile && h.StatusURL == "":
+		return errors.New(`semantics reconcile needs status_url, e.g. "https://pay.example/charges?key={call_id}"`)
+	case h.Semantics != Reconcile && h.StatusURL != "":
+		return fmt.Errorf("status_url is asked only with semantics reconcile, not %s", h.Semantics)
+	}
+	if h.StatusURL != "" {
+		if !strings.Contains(h.StatusURL, "{call_id}") {
+			return fmt.Errorf("status_url %q: needs {call_id}, where the call's ID goes", h.StatusURL)
+		}
+		u, err := url.Parse(strings.ReplaceAll(h.StatusURL, "{call_id}", "x"))
+		if err != nil {
+			return fmt.Errorf("status_url: %v", err)
+		}
+		if u.Scheme != base.Scheme || !strings.EqualFold(u.Host, base.Host) || u.User != nil {
+			return fmt.Errorf("status_url %q: must have the scheme, host and port of base_url (%s://%s): the secret headers go to it too", h.StatusURL, base.Scheme, base.Host)
+		}
+	}
+	return nil
+}
+
+// parseBaseURL checks a base URL and returns it with no trailing slash.
+func parseBaseURL(s string) (*url.URL, error) {
+	if s == "" {
+		return nil, errors.New("is required")
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return nil, fmt.Errorf("%q: want an http or https URL", s)
+	case u.Host == "":
+		return nil, fmt.Errorf("%q has no host", s)
+	case u.User != nil:
+		return nil, fmt.Errorf("%q: user info is not allowed; put credentials in a secret header", u.Redacted())
+	case u.RawQuery != "" || u.Fragment != "" || u.ForceQuery:
+		return nil, fmt.Errorf("%q: no query or fragment", s)
+	}
+	if _, err := parseHostRule(u.Host); err != nil {
+		return nil, err
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/")
+	u.RawPath = ""
+	if u.Path != "" {
+		if err := checkPath(u.Path); err != nil {
+			return nil, err
+		}
+	}
+	return u, nil
+}
+
+// checkPath refuses a path that could mean another path to a server: it
+// must be absolute, with no "." or ".." segment, no empty segment and no
+// escaped slash or backslash.
+func checkPath(p string) error {
+	if !strings.HasPrefix(p, "/") {
+		return fmt.Errorf("path %q must start with /", p)
+	}
+	if strings.ContainsAny(p, "\\?#") || strings.Contains(strings.ToLower(p), "%2f") || strings.Contains(strings.ToLower(p), "%5c") {
+		return fmt.Errorf("path %q: no backslash, '?', '#' or escaped slash", p)
+	}
+	segs := strings.Split(p[1:], "/")
+	for i, seg := range segs {
+		if seg == "." || seg == ".." || (seg == "" && i < len(segs)-1) {
+			return fmt.Errorf("path %q: no '.', '..' or empty segments", p)
+		}
+	}
+	return nil
+}
+
+// underPrefix reports whether path starts with prefix by whole segments.
+func underPrefix(path, prefix string) bool {
+	if strings.HasSuffix(prefix, "/") {
+		return strings.HasPrefix(path, prefix)
+	}
+	return path == prefix || strings.HasPrefix(path, prefix+"/")
+}
