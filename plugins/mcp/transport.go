@@ -1,0 +1,112 @@
+package mcp
+
+import (
+	"bytes"
+	"net/http"
+	"net/http/httptrace"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// sendStateKey carries a call's *sendState in its context, down to the
+// HTTP requests the SDK makes for it.
+type sendStateKey struct{}
+
+// sendState is what the HTTP transport learns about one tools/call: its
+// idempotency key, and whether a request for it ever had a connection.
+type sendState struct {
+	key       string
+	posted    atomic.Bool // a request for the call was handed to the transport
+	connected atomic.Bool // ... and got a connection: bytes may have left
+}
+
+// notSent reports that a request was tried and never had a connection, so
+// nothing of the call left the node. For stdio (no request at all) it is
+// false: what a pipe took may have been read.
+func (s *sendState) notSent() bool { return s.posted.Load() && !s.connected.Load() }
+
+// keyTransport puts the call's Idempotency-Key on each request made for a
+// tools/call, and records whether the request reached a connection.
+type keyTransport struct{ base http.RoundTripper }
+
+func (t keyTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	st, ok := req.Context().Value(sendStateKey{}).(*sendState)
+	if !ok {
+		return t.base.RoundTrip(req)
+	}
+	st.posted.Store(true)
+	trace := &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { st.connected.Store(true) }}
+	r := req.Clone(httptrace.WithClientTrace(req.Context(), trace))
+	// Set, not added: the key must be the call ID.
+	r.Header.Set("Idempotency-Key", st.key)
+	return t.base.RoundTrip(r)
+}
+
+func (s *Server) httpClient() *http.Client {
+	var c http.Client
+	if s.opts.HTTPClient != nil {
+		c = *s.opts.HTTPClient
+	}
+	base := c.Transport
+	if base == nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConnsPerHost = 64 // a node's workers call one server at once
+		base = tr
+	}
+	c.Transport = keyTransport{base: base}
+	return &c
+}
+
+// maxLineBytes bounds one stderr line of a stdio server in the node's log.
+const maxLineBytes = 1024
+
+// lineLogger writes a stdio server's stderr to the node's log, a line at a
+// time, each clipped: a server must not flood the log with one endless
+// line.
+type lineLogger struct {
+	log     hclog.Logger
+	mu      sync.Mutex
+	buf     []byte
+	discard bool // the current line is past maxLineBytes
+}
+
+func (l *lineLogger) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := len(p)
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		chunk := p
+		if i >= 0 {
+			chunk = p[:i]
+		}
+		if !l.discard {
+			room := maxLineBytes - len(l.buf)
+			if len(chunk) > room {
+				l.buf = append(l.buf, chunk[:room]...)
+				l.discard = true
+			} else {
+				l.buf = append(l.buf, chunk...)
+			}
+		}
+		if i < 0 {
+			break
+		}
+		l.flush()
+		p = p[i+1:]
+	}
+	return n, nil
+}
+
+func (l *lineLogger) flush() {
+	line := clip(string(l.buf))
+	if l.discard {
+		line += "…"
+	}
+	l.buf, l.discard = l.buf[:0], false
+	if line != "" {
+		l.log.Info("mcp server stderr", "line", line)
+	}
+}
