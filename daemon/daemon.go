@@ -23,6 +23,7 @@ import (
 	"github.com/orloj/orloj/host"
 	"github.com/orloj/orloj/host/api"
 	"github.com/orloj/orloj/plugins"
+	"github.com/orloj/orloj/plugins/mcp"
 	"github.com/orloj/orloj/sandbox"
 )
 
@@ -67,6 +68,7 @@ type Daemon struct {
 	writes   host.Cluster // the write chain: metrics → forwarder (history) → node
 	peers    *http.Client // node-to-node routes, mTLS
 	tools    *plugins.Registry
+	mcp      []*mcp.Server // MCP servers, their tools in tools
 	pool     *host.Pool
 	api      *api.Server
 	srv      *http.Server // the API listener
@@ -190,6 +192,7 @@ func (d *Daemon) closeAll() error {
 	for i := len(d.services) - 1; i >= 0; i-- {
 		d.services[i].Stop()
 	}
+	d.closeMCP()
 	d.cancel()
 	// The API holds long polls (task wait): end them now rather than hold
 	// up the shutdown below.

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -18,6 +20,7 @@ import (
 	"github.com/orloj/orloj/host"
 	"github.com/orloj/orloj/host/api"
 	"github.com/orloj/orloj/plugins"
+	"github.com/orloj/orloj/plugins/mcp"
 	"github.com/orloj/orloj/sandbox"
 )
 
@@ -124,8 +127,38 @@ func (d *Daemon) setupTools() error {
 		tools = append(tools, m)
 		d.log.Info("model tool", "endpoints", strings.Join(m.Endpoints(), ","))
 	}
-	d.tools, err = plugins.NewRegistry(tools...)
-	return err
+	if d.tools, err = plugins.NewRegistry(tools...); err != nil {
+		return err
+	}
+	return d.setupMCP()
+}
+
+// setupMCP starts the MCP servers, each registering its tools as it lists
+// them (at start, and later when a server first reached late or its list
+// changes). A server not reached within its timeout does not hold up the
+// node: it is retried in the background.
+func (d *Daemon) setupMCP() error {
+	for _, cfg := range d.cfg.MCPServers {
+		s, err := mcp.Start(cfg, mcp.Options{Logger: d.log, WorkDir: filepath.Join(d.cfg.DataDir, "mcp", cfg.Name),
+			Go: d.routines.Go, Register: d.tools.Register})
+		if err != nil {
+			return err
+		}
+		d.mcp = append(d.mcp, s)
+	}
+	return nil
+}
+
+// closeMCP closes the MCP servers at once (a stdio server may take a
+// couple of seconds to end); after the workers, whose calls use them.
+func (d *Daemon) closeMCP() {
+	var wg sync.WaitGroup
+	for _, s := range d.mcp {
+		wg.Add(1)
+		d.routines.Go("close mcp server "+s.Name(), func() { defer wg.Done(); s.Close() })
+	}
+	wg.Wait()
+	d.mcp = nil
 }
 
 func (d *Daemon) setupPool() (err error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"strings"
@@ -40,7 +41,10 @@ func testLogger(t testing.TB) hclog.Logger {
 
 type testWriter struct{ t testing.TB }
 
-func (w testWriter) Write(p []byte) (int, error) { w.t.Log(strings.TrimSpace(string(p))); return len(p), nil }
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
 
 // registry collects what a server registers.
 type registry struct {
@@ -75,14 +79,18 @@ func (r *registry) get(t *testing.T, name string) plugins.Tool {
 	return tool
 }
 
-func startHTTP(t testing.TB, cfg mcp.ServerConfig) (*mcptest.Server, *httptest.Server, *mcp.Server, *registry) {
+func startHTTP(t testing.TB, cfg mcp.ServerConfig, client ...*http.Client) (*mcptest.Server, *httptest.Server, *mcp.Server, *registry) {
 	ts := mcptest.New()
 	hs := httptest.NewServer(ts.Handler())
 	t.Cleanup(hs.Close)
 	t.Cleanup(ts.Close) // runs first: releases held calls
 	cfg.Name, cfg.URL = "web", hs.URL
 	reg := newRegistry()
-	s, err := mcp.Start(cfg, mcp.Options{Logger: testLogger(t), Register: reg.Register})
+	opts := mcp.Options{Logger: testLogger(t), Register: reg.Register}
+	if len(client) > 0 {
+		opts.HTTPClient = client[0]
+	}
+	s, err := mcp.Start(cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -293,11 +301,13 @@ func TestHTTPListChanged(t *testing.T) {
 	}
 }
 
-// A server that is gone: the call fails transient, and as nothing could
-// have been sent, not sent.
+// A server that is gone: the call fails transient, and as no connection
+// was ever made for it, not sent. (Keep-alives are off: a request written
+// to a kept connection the server has closed is not known to be unread.)
 func TestHTTPServerGoneIsNotSent(t *testing.T) {
 	t.Parallel()
-	_, hs, _, reg := startHTTP(t, mcp.ServerConfig{Timeout: 500 * time.Millisecond})
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	_, hs, _, reg := startHTTP(t, mcp.ServerConfig{Timeout: 500 * time.Millisecond}, client)
 	echo := reg.get(t, "web/echo")
 	hs.CloseClientConnections()
 	hs.Close()

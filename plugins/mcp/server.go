@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"time"
@@ -174,7 +175,7 @@ func (s *Server) run(ctx context.Context) {
 	delay := s.opts.RestartBase
 	for {
 		began := time.Now()
-		err := s.session(ctx)
+		err := s.safeSession(ctx)
 		if ctx.Err() != nil {
 			return
 		}
@@ -196,6 +197,20 @@ func (s *Server) run(ctx context.Context) {
 		s.restarts++
 		s.mu.Unlock()
 	}
+}
+
+// safeSession is session with a panic turned into its error: a server
+// that trips the client up costs a reconnect, not the node.
+func (s *Server) safeSession(ctx context.Context) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("recovered from a panic in the mcp session", "panic", clip(fmt.Sprint(r)))
+			s.log.Debug("stack of the recovered panic", "stack", string(debug.Stack()))
+			s.setSession(nil)
+			err = fmt.Errorf("panic: %v", r)
+		}
+	}()
+	return s.session(ctx)
 }
 
 // session runs one connection: connect, list, serve calls until it ends.

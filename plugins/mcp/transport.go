@@ -15,20 +15,22 @@ import (
 type sendStateKey struct{}
 
 // sendState is what the HTTP transport learns about one tools/call: its
-// idempotency key, and whether a request for it ever had a connection.
+// idempotency key, and whether a request for it was ever written whole.
 type sendState struct {
-	key       string
-	posted    atomic.Bool // a request for the call was handed to the transport
-	connected atomic.Bool // ... and got a connection: bytes may have left
+	key     string
+	posted  atomic.Bool // a request for the call was handed to the transport
+	written atomic.Bool // ... and written whole to a connection
 }
 
-// notSent reports that a request was tried and never had a connection, so
-// nothing of the call left the node. For stdio (no request at all) it is
-// false: what a pipe took may have been read.
-func (s *sendState) notSent() bool { return s.posted.Load() && !s.connected.Load() }
+// notSent reports that a request was tried and never written whole, so no
+// server can have read the call: a JSON-RPC request cut short is not a
+// request. (A reused keep-alive connection the server had closed counts
+// as not written, which "had no connection" would miss.) For stdio, with
+// no request at all, it is false: what a pipe took may have been read.
+func (s *sendState) notSent() bool { return s.posted.Load() && !s.written.Load() }
 
 // keyTransport puts the call's Idempotency-Key on each request made for a
-// tools/call, and records whether the request reached a connection.
+// tools/call, and records whether the request was written.
 type keyTransport struct{ base http.RoundTripper }
 
 func (t keyTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -37,7 +39,11 @@ func (t keyTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return t.base.RoundTrip(req)
 	}
 	st.posted.Store(true)
-	trace := &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { st.connected.Store(true) }}
+	trace := &httptrace.ClientTrace{WroteRequest: func(i httptrace.WroteRequestInfo) {
+		if i.Err == nil {
+			st.written.Store(true)
+		}
+	}}
 	r := req.Clone(httptrace.WithClientTrace(req.Context(), trace))
 	// Set, not added: the key must be the call ID.
 	r.Header.Set("Idempotency-Key", st.key)
