@@ -97,7 +97,7 @@ func TestMCPCallThroughNode(t *testing.T) {
 	n.fails(1, []string{"dead_letter"}, "task", "wait", id, "--timeout", "1m")
 	var tk taskJSON
 	n.okJSON(&tk, "task", "get", id)
-	if tk.Error == nil || !strings.Contains(tk.Error.Message, "card declined") {
+	if tk.Error == nil || !strings.Contains(tk.Error.StderrTail, "tool_error: local/fail: card declined") {
 		t.Errorf("error %+v, want the tool's text", tk.Error)
 	}
 }

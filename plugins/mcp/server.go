@@ -365,7 +365,7 @@ func (s *Server) list(ctx context.Context, sess *mcpsdk.ClientSession) error {
 		if err := s.opts.Register(t); err != nil {
 			s.log.Warn("mcp tool not registered", "tool", t.Name(), "error", err)
 		} else {
-			s.log.Info("mcp tool added", "tool", t.Name(), "semantics", t.Semantics())
+			s.log.Debug("mcp tool added", "tool", t.Name(), "semantics", t.Semantics())
 		}
 	}
 	return nil
