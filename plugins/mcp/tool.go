@@ -100,7 +100,7 @@ func (t *Tool) Invoke(ctx context.Context, call plugins.Call) (plugins.Result, e
 	if err != nil {
 		return plugins.Result{}, notSent{abi.Errorf(abi.StatusTransient, "%s: %v", t.name, err)}
 	}
-	sent := &sendState{key: call.ID}
+	sent := &sendState{key: call.ID, unsafe: d.sem == plugins.Unsafe}
 	cctx = context.WithValue(cctx, sendStateKey{}, sent)
 	res, err := sess.CallTool(cctx, &mcpsdk.CallToolParams{
 		Meta:      mcpsdk.Meta{MetaIdempotencyKey: call.ID},

@@ -18,6 +18,7 @@ type sendStateKey struct{}
 // idempotency key, and whether a request for it was ever written whole.
 type sendState struct {
 	key     string
+	unsafe  bool // the tool's calls must not be repeated
 	posted  atomic.Bool // a request for the call was handed to the transport
 	written atomic.Bool // ... and written whole to a connection
 }
@@ -47,6 +48,13 @@ func (t keyTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	r := req.Clone(httptrace.WithClientTrace(req.Context(), trace))
 	// Set, not added: the key must be the call ID.
 	r.Header.Set("Idempotency-Key", st.key)
+	if st.unsafe {
+		// net/http re-sends a request with an Idempotency-Key by itself
+		// when a kept connection fails under it, which may repeat what
+		// the server read. Without GetBody it cannot: the failure comes
+		// back here, and the host decides.
+		r.GetBody = nil
+	}
 	return t.base.RoundTrip(r)
 }
 
