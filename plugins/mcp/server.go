@@ -26,6 +26,10 @@ const (
 	DefaultRestartCap  = 30 * time.Second
 )
 
+// maxTools bounds the tools taken from one server's list: each becomes a
+// registry entry for the node's lifetime.
+const maxTools = 1024
+
 // ErrServerDown is a call made while the server is not connected (a stdio
 // server restarting, an HTTP server not reached yet) that stayed so for the
 // call's timeout. Nothing was sent.
@@ -121,11 +125,8 @@ func Start(cfg ServerConfig, opts Options) (*Server, error) {
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
+	up := s.up // the first session's, taken before the loop can replace it
 	opts.Go("mcp server "+cfg.Name, func() { defer close(s.done); s.run(ctx) })
-
-	s.mu.Lock()
-	up := s.up
-	s.mu.Unlock()
 	select {
 	case <-up:
 	case <-time.After(cfg.Timeout):
@@ -335,6 +336,10 @@ func (s *Server) list(ctx context.Context, sess *mcpsdk.ClientSession) error {
 	listed := map[string]bool{}
 	var added []plugins.Tool
 	s.mu.Lock()
+	if len(got) > maxTools {
+		s.log.Warn("mcp server lists more tools than a server may have; the rest are skipped", "listed", len(got), "limit", maxTools)
+		got = got[:maxTools]
+	}
 	for _, mt := range got {
 		def, err := s.newDef(mt)
 		if err != nil {

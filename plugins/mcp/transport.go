@@ -18,7 +18,7 @@ type sendStateKey struct{}
 // idempotency key, and whether a request for it was ever written whole.
 type sendState struct {
 	key     string
-	unsafe  bool // the tool's calls must not be repeated
+	unsafe  bool        // the tool's calls must not be repeated
 	posted  atomic.Bool // a request for the call was handed to the transport
 	written atomic.Bool // ... and written whole to a connection
 }
