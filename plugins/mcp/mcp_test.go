@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -98,14 +100,21 @@ func startHTTP(t testing.TB, cfg mcp.ServerConfig, client ...*http.Client) (*mcp
 	return ts, hs, s, reg
 }
 
-func startStdio(t testing.TB, cfg mcp.ServerConfig) (*mcp.Server, *registry) {
+func startStdio(t testing.TB, cfg mcp.ServerConfig, workDir ...string) (*mcp.Server, *registry) {
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Name, cfg.Command, cfg.Env = "local", exe, map[string]string{stdioEnv: "1"}
+	if cfg.Env == nil {
+		cfg.Env = map[string]string{}
+	}
+	cfg.Name, cfg.Command, cfg.Env[stdioEnv] = "local", exe, "1"
+	dir := t.TempDir()
+	if len(workDir) > 0 {
+		dir = workDir[0]
+	}
 	reg := newRegistry()
-	s, err := mcp.Start(cfg, mcp.Options{Logger: testLogger(t), Register: reg.Register, WorkDir: t.TempDir(),
+	s, err := mcp.Start(cfg, mcp.Options{Logger: testLogger(t), Register: reg.Register, WorkDir: dir,
 		RestartBase: 10 * time.Millisecond, RestartCap: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -368,6 +377,45 @@ func TestStdioRestart(t *testing.T) {
 	}
 	if s.Restarts() < 1 {
 		t.Errorf("restarts %d, want at least 1", s.Restarts())
+	}
+}
+
+// A stdio server gets its declared env, PATH and HOME, nothing else of
+// the node's environment, and runs in its own directory.
+func TestStdioEnvironment(t *testing.T) {
+	t.Setenv("ORLOJ_TEST_NODE_SECRET", "s3cret") // in the node's environment only
+	dir := filepath.Join(t.TempDir(), "mcp", "local")
+	_, reg := startStdio(t, mcp.ServerConfig{Env: map[string]string{"GIVEN": "yes"}}, dir)
+	body, err := invoke(t, reg.get(t, "local/env"), "e-1", `{}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r struct {
+		StructuredContent struct {
+			Env []string
+			Dir string
+		} `json:"structuredContent"`
+	}
+	if err := json.Unmarshal(body, &r); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, kv := range r.StructuredContent.Env {
+		name, _, _ := strings.Cut(kv, "=")
+		names = append(names, name)
+		if strings.Contains(kv, "s3cret") {
+			t.Errorf("the node's variable reached the server: %s", kv)
+		}
+	}
+	slices.Sort(names)
+	if want := []string{"GIVEN", "HOME", stdioEnv, "PATH"}; !slices.Equal(names, want) {
+		t.Errorf("server environment %v, want exactly %v", names, want)
+	}
+	if r.StructuredContent.Dir != dir || !slices.Contains(r.StructuredContent.Env, "HOME="+dir) {
+		t.Errorf("server runs in %q with %v; want %q as its directory and HOME", r.StructuredContent.Dir, r.StructuredContent.Env, dir)
+	}
+	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("working directory: %v, %v; want 0700", fi, err)
 	}
 }
 

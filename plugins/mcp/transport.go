@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net/http"
 	"net/http/httptrace"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -115,7 +116,7 @@ func (l *lineLogger) Write(p []byte) (int, error) {
 }
 
 func (l *lineLogger) flush() {
-	line := clip(string(l.buf))
+	line := strings.ToValidUTF8(string(l.buf), "\uFFFD")
 	if l.discard {
 		line += "…"
 	}

@@ -58,6 +58,7 @@ func yes() *bool { b := true; return &b }
 //	fail   readOnlyHint                 → an isError result
 //	slow   readOnlyHint                 waits until the call is abandoned
 //	big    readOnlyHint                 {"n"} → n bytes of text
+//	env    readOnlyHint                 → the process's environment and working directory
 //	crash  readOnlyHint                 exits the process (stdio)
 func New() *Server {
 	s := &Server{Arrived: make(chan string, 16), hold: map[string]bool{}, requests: map[string]int{},
@@ -112,6 +113,11 @@ func New() *Server {
 	s.add("big", ro, obj(`"n":{"type":"integer"}`, "n"), func(_ context.Context, _ *mcpsdk.CallToolRequest, args map[string]any, _ string) *mcpsdk.CallToolResult {
 		n, _ := args["n"].(float64)
 		return &mcpsdk.CallToolResult{Content: []mcpsdk.Content{&mcpsdk.TextContent{Text: strings.Repeat("x", int(n))}}}
+	})
+	s.add("env", ro, obj(""), func(context.Context, *mcpsdk.CallToolRequest, map[string]any, string) *mcpsdk.CallToolResult {
+		wd, _ := os.Getwd()
+		return &mcpsdk.CallToolResult{Content: []mcpsdk.Content{&mcpsdk.TextContent{Text: "env"}},
+			StructuredContent: map[string]any{"env": os.Environ(), "dir": wd}}
 	})
 	s.add("crash", ro, obj(""), func(context.Context, *mcpsdk.CallToolRequest, map[string]any, string) *mcpsdk.CallToolResult {
 		os.Exit(3)
