@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -324,6 +325,41 @@ func TestHTTPServerGoneIsNotSent(t *testing.T) {
 	wantStatus(t, err, abi.StatusTransient, "web/echo")
 	if !errors.Is(err, plugins.ErrNotSent) {
 		t.Errorf("error %v: want ErrNotSent, nothing reached a server", err)
+	}
+}
+
+// An HTTP server that restarts and forgets the session: the call that
+// finds out fails transient, the session is made again, the next call is
+// answered.
+func TestHTTPServerRestart(t *testing.T) {
+	t.Parallel()
+	var h atomic.Pointer[http.Handler]
+	first := mcptest.New().Handler()
+	h.Store(&first)
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*h.Load()).ServeHTTP(w, r) }))
+	t.Cleanup(hs.Close)
+	reg := newRegistry()
+	s, err := mcp.Start(mcp.ServerConfig{Name: "web", URL: hs.URL, Timeout: 5 * time.Second},
+		mcp.Options{Logger: testLogger(t), Register: reg.Register, RestartBase: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	second := mcptest.New().Handler()
+	h.Store(&second)
+	hs.CloseClientConnections()
+	echo := reg.get(t, "web/echo")
+	_, err = invoke(t, echo, "c-1", `{"text":"x"}`)
+	wantStatus(t, err, abi.StatusTransient, "session not found")
+	deadline := time.Now().Add(10 * time.Second)
+	for s.Restarts() < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the session was never made again")
+		}
+		time.Sleep(5 * time.Millisecond) // polls the loop's counter; no event to await from outside
+	}
+	if _, err := invoke(t, echo, "c-2", `{"text":"x"}`); err != nil {
+		t.Fatalf("after the server restarted: %v", err)
 	}
 }
 
