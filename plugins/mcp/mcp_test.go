@@ -351,6 +351,9 @@ func TestHTTPServerRestart(t *testing.T) {
 	echo := reg.get(t, "web/echo")
 	_, err = invoke(t, echo, "c-1", `{"text":"x"}`)
 	wantStatus(t, err, abi.StatusTransient, "session not found")
+	if !errors.Is(err, plugins.ErrNotSent) {
+		t.Errorf("error %v: want ErrNotSent, the server said it processed nothing", err)
+	}
 	deadline := time.Now().Add(10 * time.Second)
 	for s.Restarts() < 1 {
 		if time.Now().After(deadline) {
@@ -361,6 +364,44 @@ func TestHTTPServerRestart(t *testing.T) {
 	if _, err := invoke(t, echo, "c-2", `{"text":"x"}`); err != nil {
 		t.Fatalf("after the server restarted: %v", err)
 	}
+}
+
+// net/http may re-send a request with an Idempotency-Key by itself; an
+// unsafe tool's requests are made so it cannot (no GetBody), an
+// idempotent tool's may.
+func TestHTTPUnsafeRequestsNotReplayable(t *testing.T) {
+	t.Parallel()
+	rec := &recorder{base: http.DefaultTransport, replayable: map[string]bool{}}
+	_, _, _, reg := startHTTP(t, mcp.ServerConfig{Timeout: 5 * time.Second}, &http.Client{Transport: rec})
+	for _, c := range []struct{ tool, id, params string }{
+		{"web/charge", "k-charge", `{"amount":1}`}, {"web/put", "k-put", `{"k":"a"}`}} {
+		if _, err := invoke(t, reg.get(t, c.tool), c.id, c.params); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if r, ok := rec.replayable["k-charge"]; !ok || r {
+		t.Errorf("unsafe call: replayable %v (seen %v), want false", r, ok)
+	}
+	if r, ok := rec.replayable["k-put"]; !ok || !r {
+		t.Errorf("idempotent call: replayable %v (seen %v), want true", r, ok)
+	}
+}
+
+type recorder struct {
+	base       http.RoundTripper
+	mu         sync.Mutex
+	replayable map[string]bool // by Idempotency-Key: the request had a GetBody
+}
+
+func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	if k := req.Header.Get("Idempotency-Key"); k != "" {
+		r.mu.Lock()
+		r.replayable[k] = req.GetBody != nil
+		r.mu.Unlock()
+	}
+	return r.base.RoundTrip(req)
 }
 
 // A stdio server the node starts: tools, calls, the key in _meta, dedupe

@@ -22,6 +22,10 @@ type sendState struct {
 	unsafe  bool        // the tool's calls must not be repeated
 	posted  atomic.Bool // a request for the call was handed to the transport
 	written atomic.Bool // ... and written whole to a connection
+	// unknownSession: the server answered 404 to a request naming a
+	// session, which the streamable HTTP transport defines as "session
+	// not found": it processed nothing (a server that restarted).
+	unknownSession atomic.Bool
 }
 
 // notSent reports that a request was tried and never written whole, so no
@@ -29,7 +33,9 @@ type sendState struct {
 // request. (A reused keep-alive connection the server had closed counts
 // as not written, which "had no connection" would miss.) For stdio, with
 // no request at all, it is false: what a pipe took may have been read.
-func (s *sendState) notSent() bool { return s.posted.Load() && !s.written.Load() }
+func (s *sendState) notSent() bool {
+	return s.posted.Load() && (!s.written.Load() || s.unknownSession.Load())
+}
 
 // keyTransport puts the call's Idempotency-Key on each request made for a
 // tools/call, and records whether the request was written.
@@ -56,7 +62,11 @@ func (t keyTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		// back here, and the host decides.
 		r.GetBody = nil
 	}
-	return t.base.RoundTrip(r)
+	resp, err := t.base.RoundTrip(r)
+	if err == nil && resp.StatusCode == http.StatusNotFound && r.Header.Get("Mcp-Session-Id") != "" {
+		st.unknownSession.Store(true)
+	}
+	return resp, err
 }
 
 func (s *Server) httpClient() *http.Client {
