@@ -137,16 +137,27 @@ func (d *Daemon) setupTools() error {
 // them (at start, and later when a server first reached late or its list
 // changes). A server not reached within its timeout does not hold up the
 // node: it is retried in the background.
+// They start at once, so a node with several waits for the slowest, not
+// the sum.
 func (d *Daemon) setupMCP() error {
-	for _, cfg := range d.cfg.MCPServers {
-		s, err := mcp.Start(cfg, mcp.Options{Logger: d.log, WorkDir: filepath.Join(d.cfg.DataDir, "mcp", cfg.Name),
-			Go: d.routines.Go, Register: d.tools.Register})
-		if err != nil {
-			return err
-		}
-		d.mcp = append(d.mcp, s)
+	servers := make([]*mcp.Server, len(d.cfg.MCPServers))
+	errs := make([]error, len(d.cfg.MCPServers))
+	var wg sync.WaitGroup
+	for i, cfg := range d.cfg.MCPServers {
+		wg.Add(1)
+		d.routines.Go("start mcp server "+cfg.Name, func() {
+			defer wg.Done()
+			servers[i], errs[i] = mcp.Start(cfg, mcp.Options{Logger: d.log, WorkDir: filepath.Join(d.cfg.DataDir, "mcp", cfg.Name),
+				Go: d.routines.Go, Register: d.tools.Register})
+		})
 	}
-	return nil
+	wg.Wait()
+	for _, s := range servers {
+		if s != nil {
+			d.mcp = append(d.mcp, s) // closed by closeAll, also when another failed
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // closeMCP closes the MCP servers at once (a stdio server may take a
