@@ -14,6 +14,7 @@ import (
 	"github.com/orloj/orloj/cluster"
 	"github.com/orloj/orloj/host"
 	"github.com/orloj/orloj/plugins"
+	"github.com/orloj/orloj/plugins/mcp"
 	"github.com/orloj/orloj/sandbox"
 )
 
@@ -57,6 +58,9 @@ type Config struct {
 	// is a tool named "payments" declared unsafe, so a call left in doubt
 	// stops for a person instead of being sent again.
 	HTTPTools []HTTPTool
+	// MCPServers are MCP servers whose tools this node offers, each tool as
+	// "<server>/<tool>"; a stdio server is started in DataDir/mcp/<name>.
+	MCPServers []mcp.ServerConfig
 	// BatchConcurrency bounds how many calls of one call_batch an attempt
 	// runs at once; 0 means host.DefaultBatchConcurrency.
 	BatchConcurrency int
@@ -216,6 +220,16 @@ func (c Config) Validate() error {
 		if err := (plugins.HTTPConfig{Name: t.Name, Semantics: t.Semantics, AllowHosts: c.HTTPAllow}).Validate(); err != nil {
 			return fieldErr("HTTPTools", "[%d]: %v", i, err)
 		}
+	}
+	servers := map[string]bool{}
+	for i, m := range c.MCPServers {
+		if err := m.Validate(); err != nil {
+			return fieldErr("MCPServers", "[%d] %q: %v", i, m.Name, err)
+		}
+		if servers[m.Name] {
+			return fieldErr("MCPServers", "[%d]: %q is given twice", i, m.Name)
+		}
+		servers[m.Name] = true
 	}
 	if err := c.validateModel(); err != nil {
 		return err

@@ -23,6 +23,7 @@ import (
 	"github.com/orloj/orloj/host"
 	"github.com/orloj/orloj/host/api"
 	"github.com/orloj/orloj/plugins"
+	"github.com/orloj/orloj/plugins/mcp"
 	"github.com/orloj/orloj/sandbox"
 )
 
@@ -68,6 +69,7 @@ type Daemon struct {
 	peers    *http.Client // node-to-node routes, mTLS
 	tools    *plugins.Registry
 	declared *host.DeclaredTools
+	mcp      []*mcp.Server // MCP servers, their tools in tools
 	pool     *host.Pool
 	api      *api.Server
 	srv      *http.Server // the API listener
@@ -191,6 +193,7 @@ func (d *Daemon) closeAll() error {
 	for i := len(d.services) - 1; i >= 0; i-- {
 		d.services[i].Stop()
 	}
+	d.closeMCP()
 	d.cancel()
 	// The API holds long polls (task wait): end them now rather than hold
 	// up the shutdown below.

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -19,6 +20,7 @@ import (
 	"github.com/orloj/orloj/host"
 	"github.com/orloj/orloj/host/api"
 	"github.com/orloj/orloj/plugins"
+	"github.com/orloj/orloj/plugins/mcp"
 	"github.com/orloj/orloj/sandbox"
 )
 
@@ -131,7 +133,46 @@ func (d *Daemon) setupTools() error {
 	// Declared tools come from the replicated definitions; their secrets
 	// from this node only: ORLOJ_SECRET_<NAME>, or DATA_DIR/secrets/<name>.
 	d.declared = host.NewDeclaredTools(d.writes, plugins.NodeSecrets{Dir: filepath.Join(cfg.DataDir, SecretsDir)})
-	return nil
+	return d.setupMCP()
+}
+
+// setupMCP starts the MCP servers, each registering its tools as it lists
+// them (at start, and later when a server first reached late or its list
+// changes). A server not reached within its timeout does not hold up the
+// node: it is retried in the background.
+// They start at once, so a node with several waits for the slowest, not
+// the sum.
+func (d *Daemon) setupMCP() error {
+	servers := make([]*mcp.Server, len(d.cfg.MCPServers))
+	errs := make([]error, len(d.cfg.MCPServers))
+	var wg sync.WaitGroup
+	for i, cfg := range d.cfg.MCPServers {
+		wg.Add(1)
+		d.routines.Go("start mcp server "+cfg.Name, func() {
+			defer wg.Done()
+			servers[i], errs[i] = mcp.Start(cfg, mcp.Options{Logger: d.log, WorkDir: filepath.Join(d.cfg.DataDir, "mcp", cfg.Name),
+				Go: d.routines.Go, Register: d.tools.Register})
+		})
+	}
+	wg.Wait()
+	for _, s := range servers {
+		if s != nil {
+			d.mcp = append(d.mcp, s) // closed by closeAll, also when another failed
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// closeMCP closes the MCP servers at once (a stdio server may take a
+// couple of seconds to end); after the workers, whose calls use them.
+func (d *Daemon) closeMCP() {
+	var wg sync.WaitGroup
+	for _, s := range d.mcp {
+		wg.Add(1)
+		d.routines.Go("close mcp server "+s.Name(), func() { defer wg.Done(); s.Close() })
+	}
+	wg.Wait()
+	d.mcp = nil
 }
 
 func (d *Daemon) setupPool() (err error) {

@@ -21,6 +21,7 @@ import (
 	"github.com/orloj/orloj/abi"
 	"github.com/orloj/orloj/daemon"
 	"github.com/orloj/orloj/plugins"
+	"github.com/orloj/orloj/plugins/mcp"
 )
 
 // serveConfig is everything `orlojd serve` can be told. Each field is one
@@ -43,6 +44,7 @@ type serveConfig struct {
 	Retention        time.Duration
 	HTTPAllow        []string
 	HTTPTools        []daemon.HTTPTool
+	MCPServers       []mcp.ServerConfig
 	BatchConcurrency int
 	ModelURL         string
 	ModelProvider    string
@@ -105,6 +107,7 @@ func (c *serveConfig) settings() []setting {
 		{"retention", "how long finished tasks are kept, with their ledger and journal (0 keeps them forever)", "Retention", durValue{&c.Retention}},
 		{"http-allow", "hosts the http tool may reach, comma-separated (default none)", "HTTPAllow", listValue{&c.HTTPAllow}},
 		{"http-tool", "further http tools, NAME:SEMANTICS comma-separated (read_only, idempotent or unsafe), e.g. payments:unsafe; they reach the --http-allow hosts", "HTTPTools", httpToolsValue{&c.HTTPTools}},
+		{"mcp-servers", `MCP servers whose tools agents call as SERVER/TOOL, a JSON list of {"name", "url"} (streamable HTTP) or {"name", "command", "args", "env"} (stdio), with optional "tools" (semantics by tool name), "timeout", "max_response_bytes"`, "MCPServers", mcpServersValue{&c.MCPServers}},
 		{"batch-concurrency", "calls of one call_batch an attempt runs at once", "BatchConcurrency", intValue{&c.BatchConcurrency}},
 		{"model-url", "API root of the model tool's default endpoint, e.g. https://api.openai.com/v1 (see --model-provider)", "ModelURL", strValue{&c.ModelURL}},
 		{"model-key-env", "environment variable holding the default endpoint's API key", "ModelKey", strValue{&c.ModelKeyEnv}},
@@ -321,7 +324,7 @@ func (c serveConfig) daemonConfig(log hclog.Logger) daemon.Config {
 	d.DataDir, d.APIAddr, d.RaftAddr, d.NodeID, d.Join, d.Token = c.DataDir, c.APIAddr, c.RaftAddr, c.NodeID, c.Join, c.Token
 	d.JoinToken, d.APITLS = c.JoinToken, c.APITLS
 	d.Workers, d.LeaseTTL, d.HTTPAllow, d.Retention = c.Workers, c.LeaseTTL, c.HTTPAllow, c.Retention
-	d.HTTPTools, d.BatchConcurrency = c.HTTPTools, c.BatchConcurrency
+	d.HTTPTools, d.BatchConcurrency, d.MCPServers = c.HTTPTools, c.BatchConcurrency, c.MCPServers
 	d.ModelURL, d.Model, d.DLQWebhook, d.MaxModuleBytes = c.ModelURL, c.Model, c.DLQWebhook, c.MaxModuleBytes
 	if c.ModelKeyEnv != "" {
 		d.ModelKey = os.Getenv(c.ModelKeyEnv)
@@ -582,6 +585,32 @@ func (v endpointsValue) SetJSON(raw json.RawMessage) error {
 	return nil
 }
 func (v endpointsValue) Type() string { return "json" }
+
+// mcpServersValue is mcp_servers: JSON in the file, and JSON text in the
+// flag and the variable. String names the servers only: a definition's
+// env may hold a token.
+type mcpServersValue struct{ p *[]mcp.ServerConfig }
+
+func (v mcpServersValue) String() string {
+	var names []string
+	for _, s := range *v.p {
+		names = append(names, s.Name)
+	}
+	return strings.Join(names, ",")
+}
+func (v mcpServersValue) Set(s string) error { return v.SetJSON(json.RawMessage(s)) }
+func (v mcpServersValue) SetJSON(raw json.RawMessage) error {
+	if err := abi.CheckJSON(raw); err != nil {
+		return err
+	}
+	var list []mcp.ServerConfig
+	if err := json.Unmarshal(raw, &list); err != nil {
+		return fmt.Errorf(`want a JSON list of {"name", "url"} or {"name", "command", "args", "env"}: %w`, err)
+	}
+	*v.p = list
+	return nil
+}
+func (v mcpServersValue) Type() string { return "json" }
 
 type sizeValue struct{ p *int64 }
 

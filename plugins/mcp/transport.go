@@ -1,0 +1,137 @@
+package mcp
+
+import (
+	"bytes"
+	"net/http"
+	"net/http/httptrace"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// sendStateKey carries a call's *sendState in its context, down to the
+// HTTP requests the SDK makes for it.
+type sendStateKey struct{}
+
+// sendState is what the HTTP transport learns about one tools/call: its
+// idempotency key, and whether a request for it was ever written whole.
+type sendState struct {
+	key     string
+	unsafe  bool        // the tool's calls must not be repeated
+	posted  atomic.Bool // a request for the call was handed to the transport
+	written atomic.Bool // ... and written whole to a connection
+	// unknownSession: the server answered 404 to a request naming a
+	// session, which the streamable HTTP transport defines as "session
+	// not found": it processed nothing (a server that restarted).
+	unknownSession atomic.Bool
+}
+
+// notSent reports that a request was tried and never written whole, so no
+// server can have read the call: a JSON-RPC request cut short is not a
+// request. (A reused keep-alive connection the server had closed counts
+// as not written, which "had no connection" would miss.) For stdio, with
+// no request at all, it is false: what a pipe took may have been read.
+func (s *sendState) notSent() bool {
+	return s.posted.Load() && (!s.written.Load() || s.unknownSession.Load())
+}
+
+// keyTransport puts the call's Idempotency-Key on each request made for a
+// tools/call, and records whether the request was written.
+type keyTransport struct{ base http.RoundTripper }
+
+func (t keyTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	st, ok := req.Context().Value(sendStateKey{}).(*sendState)
+	if !ok {
+		return t.base.RoundTrip(req)
+	}
+	st.posted.Store(true)
+	trace := &httptrace.ClientTrace{WroteRequest: func(i httptrace.WroteRequestInfo) {
+		if i.Err == nil {
+			st.written.Store(true)
+		}
+	}}
+	r := req.Clone(httptrace.WithClientTrace(req.Context(), trace))
+	// Set, not added: the key must be the call ID.
+	r.Header.Set("Idempotency-Key", st.key)
+	if st.unsafe {
+		// net/http re-sends a request with an Idempotency-Key by itself
+		// when a kept connection fails under it, which may repeat what
+		// the server read. Without GetBody it cannot: the failure comes
+		// back here, and the host decides.
+		r.GetBody = nil
+	}
+	resp, err := t.base.RoundTrip(r)
+	if err == nil && resp.StatusCode == http.StatusNotFound && r.Header.Get("Mcp-Session-Id") != "" {
+		st.unknownSession.Store(true)
+	}
+	return resp, err
+}
+
+func (s *Server) httpClient() *http.Client {
+	var c http.Client
+	if s.opts.HTTPClient != nil {
+		c = *s.opts.HTTPClient
+	}
+	base := c.Transport
+	if base == nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConnsPerHost = 64 // a node's workers call one server at once
+		base = tr
+	}
+	c.Transport = keyTransport{base: base}
+	return &c
+}
+
+// maxLineBytes bounds one stderr line of a stdio server in the node's log.
+const maxLineBytes = 1024
+
+// lineLogger writes a stdio server's stderr to the node's log, a line at a
+// time, each clipped: a server must not flood the log with one endless
+// line.
+type lineLogger struct {
+	log     hclog.Logger
+	mu      sync.Mutex
+	buf     []byte
+	discard bool // the current line is past maxLineBytes
+}
+
+func (l *lineLogger) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := len(p)
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		chunk := p
+		if i >= 0 {
+			chunk = p[:i]
+		}
+		if !l.discard {
+			room := maxLineBytes - len(l.buf)
+			if len(chunk) > room {
+				l.buf = append(l.buf, chunk[:room]...)
+				l.discard = true
+			} else {
+				l.buf = append(l.buf, chunk...)
+			}
+		}
+		if i < 0 {
+			break
+		}
+		l.flush()
+		p = p[i+1:]
+	}
+	return n, nil
+}
+
+func (l *lineLogger) flush() {
+	line := strings.ToValidUTF8(string(l.buf), "\uFFFD")
+	if l.discard {
+		line += "…"
+	}
+	l.buf, l.discard = l.buf[:0], false
+	if line != "" {
+		l.log.Info("mcp server stderr", "line", line)
+	}
+}
