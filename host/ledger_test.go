@@ -190,10 +190,11 @@ func TestLongTaskKeepsItsLease(t *testing.T) {
 // outcome is the new holder's.
 func TestFencingRejectsPausedWorker(t *testing.T) {
 	t.Parallel()
-	release := make(chan struct{})
+	release, entered := make(chan struct{}), make(chan struct{})
 	var calls atomic.Int32
 	block := plugins.NewStub("block", plugins.Idempotent, func(ctx context.Context, c plugins.Call) (plugins.Result, error) {
 		if calls.Add(1) == 1 {
+			close(entered)
 			<-release // the first holder is "paused" here
 			return plugins.Result{Body: json.RawMessage(`"from A"`)}, nil
 		}
@@ -205,19 +206,28 @@ func TestFencingRejectsPausedWorker(t *testing.T) {
 	e.pushAgent("steps", "v1", agentPath(t, "steps"), "block")
 	e.submit("f", "steps", "v1", map[string]any{"steps": []any{map[string]any{"tool": "block"}}}, cluster.RetryPolicy{Base: time.Millisecond})
 
-	claimA := e.apply(&cluster.ClaimTask{Node: "A", TTL: 500 * time.Millisecond, Now: time.Now().UnixNano()}).(*cluster.Claim)
+	// A's lease is long, so a slow machine cannot expire it before A is
+	// inside the tool; then it is expired as the leader would.
+	claimA := e.apply(&cluster.ClaimTask{Node: "A", TTL: time.Hour, Now: time.Now().UnixNano()}).(*cluster.Claim)
 	paused := NewExecutor(e.node, runtime(t), e.tools, time.Now, e.log)
 	paused.renewEvery = time.Hour // a paused process renews nothing
 	repA := make(chan AttemptReport, 1)
 	go func() { repA <- paused.Run(context.Background(), claimA) }()
+	select {
+	case <-entered:
+	case <-time.After(60 * time.Second):
+		t.Fatal("A never reached the tool")
+	}
+	// The commands' clock is an hour ahead from here: past A's lease.
+	later := claimA.Lease.ExpiresAt + 1
+	e.apply(&cluster.ExpireLease{TaskID: "f", Token: claimA.Lease.Token, Now: later})
 
-	// The leader expires A's lease; B claims and finishes.
+	// The lease is gone; B claims (once the retry's backoff has passed on
+	// that clock) and finishes.
 	e.wait("f", 10*time.Second, cluster.StateRetryPending)
-	var claimB *cluster.Claim
-	for claimB == nil {
-		if r, ok := e.apply(&cluster.ClaimTask{Node: "B", TTL: 5 * time.Second, Now: time.Now().UnixNano()}).(*cluster.Claim); ok {
-			claimB = r
-		}
+	claimB, ok := e.apply(&cluster.ClaimTask{Node: "B", TTL: time.Hour, Now: later + int64(time.Minute)}).(*cluster.Claim)
+	if !ok {
+		t.Fatal("B could not claim the task")
 	}
 	if claimB.Lease.Token <= claimA.Lease.Token {
 		t.Fatalf("tokens did not increase: A %d, B %d", claimA.Lease.Token, claimB.Lease.Token)
