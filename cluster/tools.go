@@ -41,8 +41,13 @@ type ToolDef struct {
 	// Digest is the hex sha256 of Spec, computed by Apply.
 	Digest string `json:"digest"`
 	// Spec is the definition document, in canonical JSON.
-	Spec      json.RawMessage `json:"spec"`
-	CreatedAt int64           `json:"created_at"`
+	Spec json.RawMessage `json:"spec"`
+	// Module and ModuleSize name the plugin module a wasm tool runs (its
+	// hex sha256, uploaded with ProposeModule); Apply refuses a tool whose
+	// module is not stored whole.
+	Module     string `json:"module,omitempty"`
+	ModuleSize int    `json:"module_size,omitempty"`
+	CreatedAt  int64  `json:"created_at"`
 }
 
 // toolHead is a name's newest version, and whether the name was removed.
@@ -96,7 +101,10 @@ func (c *PutTool) Validate() error {
 	if len(d.Spec) == 0 || d.Spec[0] != '{' || !json.Valid(d.Spec) {
 		return fmt.Errorf("%w: tool %s: spec must be a JSON object", ErrInvalidCmd, d.Name)
 	}
-	return nil
+	if (d.Module == "") != (d.ModuleSize == 0) || d.ModuleSize < 0 {
+		return fmt.Errorf("%w: tool %s: a module needs its digest and size", ErrInvalidCmd, d.Name)
+	}
+	return checkNames("module digest", d.Module)
 }
 
 func (c *RemoveTool) Validate() error { return validToolName(c.Name) }
@@ -111,6 +119,15 @@ func toolHeadKey(name string) []byte { return []byte("th/" + name) }
 
 func (a *applier) putTool(c *PutTool) any {
 	d := c.Tool
+	if d.Module != "" {
+		m, err := a.module(d.Module, d.ModuleSize)
+		if err != nil {
+			return fmt.Errorf("tool %s: module %.12s: %w", d.Name, d.Module, err)
+		}
+		if ms := sha256.Sum256(m); hex.EncodeToString(ms[:]) != d.Module {
+			return fmt.Errorf("%w: tool %s: the stored module does not match digest %.12s", ErrInvalidCmd, d.Name, d.Module)
+		}
+	}
 	sum := sha256.Sum256(d.Spec)
 	d.Digest = hex.EncodeToString(sum[:])
 	var head toolHead
@@ -235,6 +252,24 @@ func (f *FSM) Tools() ([]ToolDef, error) {
 }
 
 // ProposeTool registers a tool definition and returns the version it is.
+// ProposeModule stores a module (a tool plugin's) through Raft in
+// ModuleChunkSize chunks and returns its digest and size, for a ToolDef to
+// name.
+func ProposeModule(ctx context.Context, p Proposer, module []byte, now int64) (string, int, error) {
+	if len(module) == 0 {
+		return "", 0, fmt.Errorf("%w: an empty module", ErrInvalidCmd)
+	}
+	sum := sha256.Sum256(module)
+	digest := hex.EncodeToString(sum[:])
+	for n, off := 0, 0; off < len(module); n, off = n+1, off+ModuleChunkSize {
+		chunk := &PutModuleChunk{Digest: digest, N: n, Data: module[off:min(off+ModuleChunkSize, len(module))], Now: now}
+		if _, err := p.Apply(ctx, chunk); err != nil {
+			return "", 0, fmt.Errorf("upload module %.12s chunk %d: %w", digest, n, err)
+		}
+	}
+	return digest, len(module), nil
+}
+
 func ProposeTool(ctx context.Context, p Proposer, d ToolDef, now int64) (ToolDef, error) {
 	r, err := p.Apply(ctx, &PutTool{Tool: d, Now: now})
 	if err != nil {

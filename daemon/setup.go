@@ -132,7 +132,8 @@ func (d *Daemon) setupTools() error {
 	}
 	// Declared tools come from the replicated definitions; their secrets
 	// from this node only: ORLOJ_SECRET_<NAME>, or DATA_DIR/secrets/<name>.
-	d.declared = host.NewDeclaredTools(d.writes, plugins.NodeSecrets{Dir: filepath.Join(cfg.DataDir, SecretsDir)})
+	d.declared = host.NewDeclaredTools(d.writes, plugins.NodeSecrets{Dir: filepath.Join(cfg.DataDir, SecretsDir)}).
+		WithSandbox(d.rt, cfg.Logger)
 	return d.setupMCP()
 }
 

@@ -1,13 +1,20 @@
 package host
 
 import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
 	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
 
 	"github.com/orloj/orloj/cluster"
 	"github.com/orloj/orloj/plugins"
+	"github.com/orloj/orloj/sandbox"
 )
 
 // DeclaredTools builds the declared tools tasks pinned, from the
@@ -17,7 +24,15 @@ import (
 type DeclaredTools struct {
 	c       Cluster
 	secrets plugins.Secrets
+	rt      *sandbox.Runtime // for wasm tools; nil refuses them
+	log     hclog.Logger
 	built   sync.Map // "name@version" → plugins.Tool
+}
+
+// WithSandbox lets d build wasm tools, running their plugins in rt.
+func (d *DeclaredTools) WithSandbox(rt *sandbox.Runtime, log hclog.Logger) *DeclaredTools {
+	d.rt, d.log = rt, log
+	return d
 }
 
 // NewDeclaredTools returns the node's declared-tool builder. secrets nil
@@ -38,7 +53,11 @@ func (d *DeclaredTools) Tool(name string, v uint64) (plugins.Tool, error) {
 	}
 	doc, err := plugins.ParseDefinition(def.Spec)
 	var t plugins.Tool
-	if err == nil {
+	switch {
+	case err != nil:
+	case doc.Kind == plugins.KindWASM:
+		t, err = d.wasm(doc, def)
+	default:
 		t, err = plugins.NewDeclared(doc, plugins.DeclaredOptions{Secrets: d.secrets})
 	}
 	if err != nil {
@@ -46,6 +65,33 @@ func (d *DeclaredTools) Tool(name string, v uint64) (plugins.Tool, error) {
 	}
 	kept, _ := d.built.LoadOrStore(key, t)
 	return kept.(plugins.Tool), nil
+}
+
+// wasm builds a plugin tool: its module from the replica, checked against
+// the digest the definition names, run in the node's sandbox.
+func (d *DeclaredTools) wasm(doc plugins.Definition, def cluster.ToolDef) (plugins.Tool, error) {
+	if d.rt == nil {
+		return nil, fmt.Errorf("%w: this node runs no wasm tools", plugins.ErrKindNotSupported)
+	}
+	w := doc.WASM
+	module, err := d.c.FSM().Module(w.Module)
+	if err != nil {
+		return nil, fmt.Errorf("module %.12s: %w", w.Module, err)
+	}
+	if sum := sha256.Sum256(module); hex.EncodeToString(sum[:]) != w.Module {
+		return nil, fmt.Errorf("module %.12s: the stored bytes do not match the digest", w.Module)
+	}
+	secrets := func(name string) (string, bool) {
+		if d.secrets == nil {
+			return "", false
+		}
+		v, err := d.secrets.Secret(name)
+		return v, err == nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	return NewWASMTool(ctx, WASMToolConfig{Module: module, Runtime: d.rt, Name: doc.Name, Semantics: w.Semantics,
+		AllowHosts: w.AllowHosts, Secrets: secrets, Timeout: w.TimeoutOrDefault(), MemoryLimit: w.MemoryLimit, Logger: d.log})
 }
 
 // forTask returns the declared tool name as task pinned it, or false when

@@ -90,9 +90,8 @@ func slackTool(t *testing.T, s *slackStandin, allow ...string) *WASMTool {
 	return tool
 }
 
-// The plugin describes itself, posts through the host with the secret
-// filled in and the call's Idempotency-Key, and what it answers has the
-// secret cut out even when the service echoed it.
+// The plugin describes itself and posts through the host with the secret
+// filled in and the call's Idempotency-Key.
 func TestWASMToolInvokes(t *testing.T) {
 	t.Parallel()
 	s := startSlack(t)
@@ -144,6 +143,22 @@ func TestWASMToolContainsHostilePlugins(t *testing.T) {
 		if d := time.Since(start); d > 20*time.Second {
 			t.Errorf("%s took %s", mode, d)
 		}
+	}
+	// A plugin that hands back what a service echoed of its secret has it
+	// cut out of its answer.
+	echo := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "you sent %s", r.Header.Get("Authorization"))
+	}))
+	defer echo.Close()
+	eu, _ := url.Parse(echo.URL)
+	leaky, err := NewWASMTool(context.Background(), WASMToolConfig{Module: pluginWasm(t, "hostile"), Runtime: runtime(t),
+		AllowHosts: []string{eu.Hostname()}, Secrets: func(string) (string, bool) { return slackSecret, true }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := leaky.Invoke(t.Context(), plugins.Call{ID: "c", TaskID: "t", Params: json.RawMessage(`{"mode":"http","url":"` + echo.URL + `"}`)})
+	if err != nil || strings.Contains(string(res.Body), slackSecret) || !strings.Contains(string(res.Body), "you sent Bearer [redacted]") {
+		t.Errorf("echoed secret: %s, %v; want it redacted", res.Body, err)
 	}
 	// A secret the node does not hold is transient (another node may).
 	_, err = tool.Invoke(t.Context(), plugins.Call{ID: "c", TaskID: "t", Params: json.RawMessage(`{"mode":"http","url":"http://127.0.0.1:1/"}`)})

@@ -24,7 +24,7 @@ type ToolKind string
 const (
 	// KindHTTP is an HTTP endpoint with declared semantics (HTTPDefinition).
 	KindHTTP ToolKind = "http"
-	// KindWASM is a tool plugin module run in the sandbox (not supported yet).
+	// KindWASM is a tool plugin module run in the sandbox (WASMDefinition).
 	KindWASM ToolKind = "wasm"
 	// KindMCP is an MCP server's tools (not supported yet).
 	KindMCP ToolKind = "mcp"
@@ -52,9 +52,61 @@ type Definition struct {
 	Kind        ToolKind        `json:"kind"`
 	Description string          `json:"description,omitempty"`
 	HTTP        *HTTPDefinition `json:"http,omitempty"`
-	// WASM and MCP are reserved for their kinds; refused until supported.
-	WASM json.RawMessage `json:"wasm,omitempty"`
-	MCP  json.RawMessage `json:"mcp,omitempty"`
+	WASM        *WASMDefinition `json:"wasm,omitempty"`
+	// MCP is reserved for its kind; refused until supported.
+	MCP json.RawMessage `json:"mcp,omitempty"`
+}
+
+// WASMDefinition declares a tool served by a plugin module
+// (docs/plugins.md). The module is uploaded first (POST /v1/modules, or
+// `orlojd tool push --module`) and named here by its digest.
+type WASMDefinition struct {
+	// Module is the hex sha256 of the plugin module.
+	Module string `json:"module"`
+	// AllowHosts are the hosts the plugin's HTTP requests may reach (as
+	// --http-allow: host or host:port); none when empty.
+	AllowHosts []string `json:"allow_hosts,omitempty"`
+	// Semantics overrides what the plugin describes: read_only,
+	// idempotent or unsafe.
+	Semantics Semantics `json:"semantics,omitempty"`
+	// Timeout of one call, a Go duration; default 30s, at most 10m.
+	Timeout string `json:"timeout,omitempty"`
+	// MemoryLimit of one call's instance in bytes; default 256 MiB.
+	MemoryLimit uint64 `json:"memory_limit,omitempty"`
+}
+
+// TimeoutOrDefault is the definition's timeout (validated).
+func (w *WASMDefinition) TimeoutOrDefault() time.Duration {
+	if d, err := time.ParseDuration(w.Timeout); err == nil && d > 0 {
+		return d
+	}
+	return 30 * time.Second
+}
+
+func (w *WASMDefinition) validate() error {
+	if len(w.Module) != 64 || strings.Trim(w.Module, "0123456789abcdef") != "" {
+		return fmt.Errorf("module: %q is not a module digest (64 hex digits; upload the module first)", w.Module)
+	}
+	for i, h := range w.AllowHosts {
+		if _, err := parseHostRule(h); err != nil {
+			return fmt.Errorf("allow_hosts[%d]: %w", i, err)
+		}
+	}
+	switch w.Semantics {
+	case "", ReadOnly, Idempotent, Unsafe:
+	default:
+		return fmt.Errorf("semantics %q: want read_only, idempotent or unsafe (a plugin cannot reconcile)", w.Semantics)
+	}
+	if w.Timeout != "" {
+		d, err := time.ParseDuration(w.Timeout)
+		if err != nil || d <= 0 || d > MaxDeclaredTimeout {
+			return fmt.Errorf("timeout %q: want a duration above 0 and at most %s", w.Timeout, MaxDeclaredTimeout)
+		}
+	}
+	if w.MemoryLimit > 4<<30 {
+		return fmt.Errorf("memory_limit %d: at most 4 GiB", w.MemoryLimit)
+	}
+	return nil
 }
 
 // HTTPDefinition declares an http tool. The guest sends the built-in http
@@ -187,20 +239,29 @@ func (d Definition) Validate() error {
 	if len(d.Description) > 4<<10 {
 		return bad("description is %d bytes; the limit is 4096", len(d.Description))
 	}
-	sections := map[ToolKind]bool{KindHTTP: d.HTTP != nil, KindWASM: len(d.WASM) > 0, KindMCP: len(d.MCP) > 0}
+	sections := map[ToolKind]bool{KindHTTP: d.HTTP != nil, KindWASM: d.WASM != nil, KindMCP: len(d.MCP) > 0}
 	switch d.Kind {
-	case KindHTTP:
-	case KindWASM, KindMCP:
-		return fmt.Errorf("%w: tool %s: kind %q is not supported yet; this version declares kind \"http\" only", ErrKindNotSupported, d.Name, d.Kind)
+	case KindHTTP, KindWASM:
+	case KindMCP:
+		return fmt.Errorf("%w: tool %s: kind %q is not supported yet as a declared tool; declare MCP servers with the serve setting mcp_servers", ErrKindNotSupported, d.Name, d.Kind)
 	case "":
-		return bad("kind is required (http)")
+		return bad("kind is required (http or wasm)")
 	default:
-		return bad("kind %q: want http (wasm and mcp are not supported yet)", d.Kind)
+		return bad("kind %q: want http or wasm", d.Kind)
 	}
 	for k, set := range sections {
 		if set && k != d.Kind {
 			return bad("section %q does not belong to a tool of kind %q", k, d.Kind)
 		}
+	}
+	if d.Kind == KindWASM {
+		if d.WASM == nil {
+			return bad(`kind wasm needs a "wasm" section`)
+		}
+		if err := d.WASM.validate(); err != nil {
+			return bad("wasm.%v", err)
+		}
+		return nil
 	}
 	if d.HTTP == nil {
 		return bad(`kind http needs an "http" section`)

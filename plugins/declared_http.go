@@ -35,7 +35,9 @@ func NewDeclared(d Definition, opts DeclaredOptions) (Tool, error) {
 	case KindHTTP:
 		return newDeclaredHTTP(d, opts)
 	}
-	return nil, fmt.Errorf("%w: tool %s: kind %q", ErrKindNotSupported, d.Name, d.Kind)
+	// A wasm tool runs in the sandbox, which this package does not know:
+	// the host builds it (host.DeclaredTools).
+	return nil, fmt.Errorf("%w: tool %s: kind %q is built by the host", ErrKindNotSupported, d.Name, d.Kind)
 }
 
 // DeclaredHTTP is an http tool a definition declares: the built-in http

@@ -72,6 +72,8 @@ func buildAll(dir string) error {
 		{"alltools.wasm", "./testdata/agents/alltools", "", true, false},
 		{"batch3.wasm", "./testdata/agents/batch3", "", true, true},
 		{"paycall.wasm", "./testdata/agents/paycall", "", true, true},
+		{"slackpost.wasm", "./testdata/agents/slackpost", "", true, true},
+		{"slack-plugin.wasm", "../../examples/plugins/slack", "", true, true},
 		{"mcpcall.wasm", "./testdata/agents/mcpcall", "", true, true},
 		{"toolloop.wasm", "./testdata/agents/toolloop", "", true, false},
 		{"support.wasm", "../../examples/agents/support", "", true, true},

@@ -29,8 +29,9 @@ func newToolCmd() *cobra.Command {
 }
 
 func newToolPushCmd(o *clientOptions) *cobra.Command {
-	return &cobra.Command{
-		Use:   "push FILE",
+	var module string
+	cmd := &cobra.Command{
+		Use:   "push FILE [--module PLUGIN.wasm]",
 		Short: "Declare a tool, or a new version of one, from a definition file (JSON or YAML)",
 		Long: `Declare a tool from a definition file, in JSON or YAML. Every node of
 the cluster sees the definition. Pushing a definition whose content differs
@@ -40,16 +41,21 @@ submitted, and keep it for all their attempts.
 
 Secrets are named in the definition, never written in it: each node reads
 them from ORLOJ_SECRET_<NAME> or DATA_DIR/secrets/<name> when a call needs
-them. See docs/tools.md, "Declaring tools".`,
+them. See docs/tools.md, "Declaring tools".
+
+A tool of kind wasm runs a plugin module (docs/plugins.md): --module uploads
+it and fills the definition's wasm.module with its digest.`,
 		Args: exactArgs(1, "one definition FILE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := newClient(cmd, o)
 			if err != nil {
 				return err
 			}
-			return toolPush(cmd.Context(), c, args[0])
+			return toolPush(cmd.Context(), c, args[0], module)
 		},
 	}
+	cmd.Flags().StringVar(&module, "module", "", "a wasm tool's plugin module to upload with the definition")
+	return cmd
 }
 
 // definitionJSON reads a definition file as JSON; a file that is not a
@@ -69,10 +75,15 @@ func definitionJSON(path string) ([]byte, error) {
 	return j, nil
 }
 
-func toolPush(ctx context.Context, c *client, path string) error {
+func toolPush(ctx context.Context, c *client, path, module string) error {
 	doc, err := definitionJSON(path)
 	if err != nil {
 		return err
+	}
+	if module != "" {
+		if doc, err = withModule(ctx, c, doc, module); err != nil {
+			return err
+		}
 	}
 	raw, err := c.do(ctx, http.MethodPost, "/v1/tools", nil, doc, "application/json")
 	if err != nil {
@@ -88,6 +99,41 @@ func toolPush(ctx context.Context, c *client, path string) error {
 	_, err = fmt.Fprintf(c.stdout, "pushed tool %s version %d (%s, %s; sha256:%s; secrets: %s)\n",
 		v.Name, v.Version, v.Kind, orDash(string(v.Semantics)), shortDigest(v.Digest), orNone(strings.Join(v.Secrets, ",")))
 	return err
+}
+
+// withModule uploads a plugin module and names it in the definition's wasm
+// section.
+func withModule(ctx context.Context, c *client, doc []byte, path string) ([]byte, error) {
+	wasm, err := os.ReadFile(path)
+	if err != nil {
+		return nil, usagef("--module: %v", err)
+	}
+	var def map[string]json.RawMessage
+	if err := json.Unmarshal(doc, &def); err != nil {
+		return nil, usagef("definition: %v", err)
+	}
+	var kind string
+	_ = json.Unmarshal(def["kind"], &kind)
+	if kind != "wasm" {
+		return nil, usagef("--module goes with a tool of kind wasm, not %q", kind)
+	}
+	raw, err := c.do(ctx, http.MethodPost, "/v1/modules", nil, wasm, "application/wasm")
+	if err != nil {
+		return nil, err
+	}
+	var mv api.ModuleView
+	if err := decode(raw, &mv, "/v1/modules"); err != nil {
+		return nil, err
+	}
+	section := map[string]json.RawMessage{}
+	if w, ok := def["wasm"]; ok {
+		if err := json.Unmarshal(w, &section); err != nil {
+			return nil, usagef("definition: wasm: %v", err)
+		}
+	}
+	section["module"], _ = json.Marshal(mv.Digest)
+	def["wasm"], _ = json.Marshal(section)
+	return json.Marshal(def)
 }
 
 func newToolLsCmd(o *clientOptions) *cobra.Command {

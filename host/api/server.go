@@ -190,6 +190,7 @@ func (s *Server) routes() {
 	s.handle("GET /v1/agents/{name}", s.showAgent)
 
 	s.handle("POST /v1/tools", s.pushTool)
+	s.handle("POST /v1/modules", s.uploadModule)
 	s.handle("GET /v1/tools", s.listTools)
 	s.handle("GET /v1/tools/{name}", s.showTool)
 	s.handle("DELETE /v1/tools/{name}", s.removeTool)
