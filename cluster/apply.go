@@ -506,6 +506,13 @@ func (a *applier) retryDLQ(c *RetryDLQ) any {
 		}
 		t.Version = c.Version
 	}
+	// A retry is a person's decision to run again, often after fixing a
+	// tool's definition: the task takes the newest versions of its
+	// declared tools, as a new submission would.
+	var ag Agent
+	if a.get(agentKey(t.Agent, t.Version), &ag) {
+		t.Tools = a.pinTools(ag.Manifest.Tools)
+	}
 	budget := t.Budget.Override(c.Budget).WithDefaults()
 	if err := validateBudget("task "+t.ID, budget); err != nil {
 		return err

@@ -86,6 +86,12 @@ func TestSubmitPinsToolVersions(t *testing.T) {
 	if got := h.task("t1").Tools["pay"]; got != 1 {
 		t.Fatalf("first task's pin changed to %d", got)
 	}
+	// A dead letter retried after the tool was fixed runs the fix.
+	h.finish("t1", 0, nil, true, 5)
+	h.ok(&RetryDLQ{TaskID: "t1", Now: 6})
+	if got := h.task("t1").Tools["pay"]; got != 2 {
+		t.Fatalf("retried dead letter pins pay:%d, want the newest, 2", got)
+	}
 }
 
 func TestPutToolValidate(t *testing.T) {
