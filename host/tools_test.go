@@ -77,7 +77,7 @@ func TestToolsForPinnedAndBuiltins(t *testing.T) {
 	if !errors.Is(err, cluster.ErrUnknownTool) || toolsError(err) != cluster.ClassPermanent {
 		t.Fatalf("missing version: %v (%s)", err, toolsError(err))
 	}
-	e.apply(&cluster.PutTool{Tool: cluster.ToolDef{Name: "pay", Kind: "wasm", Spec: json.RawMessage(`{"kind":"wasm","name":"pay","wasm":{}}`)}, Now: 9})
+	e.apply(&cluster.PutTool{Tool: cluster.ToolDef{Name: "pay", Kind: "mcp", Spec: json.RawMessage(`{"kind":"mcp","name":"pay","mcp":{"url":"http://m"}}`)}, Now: 9})
 	_, err = e.exec.toolsFor(cluster.Task{ID: "t4", Tools: map[string]uint64{"pay": 3}}, agent)
 	if !errors.Is(err, plugins.ErrKindNotSupported) || toolsError(err) != cluster.ClassTransient {
 		t.Fatalf("unsupported kind: %v (%s)", err, toolsError(err))
