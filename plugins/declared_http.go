@@ -133,7 +133,7 @@ func (t *DeclaredHTTP) Invoke(ctx context.Context, call Call) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	res, err := t.inner.send(ctx, call.ID, request{method: p.Method, u: u, headers: p.Headers, body: p.Body, extra: extra, redact: redact.bytes})
+	res, err := t.inner.send(ctx, call.ID, request{noReplay: !repeatable(t.sem), method: p.Method, u: u, headers: p.Headers, body: p.Body, extra: extra, redact: redact.bytes})
 	return res, redact.err(err)
 }
 

@@ -210,13 +210,16 @@ func (t *HTTPTool) Invoke(ctx context.Context, call Call) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	return t.send(ctx, call.ID, request{method: p.Method, u: u, headers: p.Headers, body: p.Body})
+	return t.send(ctx, call.ID, request{noReplay: !repeatable(t.sem), method: p.Method, u: u, headers: p.Headers, body: p.Body})
 }
 
 // request is one request the tool sends: what the guest's params name, and
 // what a declared tool's definition adds to them.
 type request struct {
-	method  string
+	// noReplay: the call is not safe to repeat (unsafe or reconcile), so
+	// net/http must not re-send it on its own (see send).
+	noReplay bool
+	method   string
 	u       *url.URL
 	headers map[string]string // the guest's, checked
 	body    string
@@ -261,6 +264,18 @@ func (t *HTTPTool) send(ctx context.Context, id string, rq request) (Result, err
 	// Set last, so a guest cannot send a key of its own: the key must be the
 	// call ID, or a retry would not be recognised as the same call.
 	req.Header.Set("Idempotency-Key", id)
+	if rq.noReplay {
+		// net/http re-sends a request on its own when a reused connection
+		// dies before the answer, if it thinks the request is replayable,
+		// and a request carrying the canonical "Idempotency-Key" header is,
+		// whatever its method. For a call that is not safe to repeat that
+		// is exactly the case the ledger holds in doubt, so the header goes
+		// under its lower-case name (header names are case-insensitive on
+		// the wire) and the body cannot be rewound.
+		delete(req.Header, "Idempotency-Key")
+		req.Header["idempotency-key"] = []string{id}
+		req.GetBody = nil
+	}
 
 	resp, err := do(t.client, req)
 	if err != nil {
@@ -441,3 +456,7 @@ func validHeaderValue(s string) bool {
 	}
 	return true
 }
+
+// repeatable reports whether sending a call of these semantics twice is
+// harmless (the service dedupes by key, or nothing changes).
+func repeatable(s Semantics) bool { return s == ReadOnly || s == Idempotent || s == "" }

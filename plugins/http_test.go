@@ -555,3 +555,43 @@ func TestHTTPNotSentOnlyWhenNoConnection(t *testing.T) {
 		t.Errorf("connection refused is not marked not sent: %v", err)
 	}
 }
+
+// net/http re-sends a request on its own when a reused connection dies
+// before the answer and the request looks replayable (it carries an
+// Idempotency-Key). An unsafe call must not be: the service saw it once,
+// and the error is the ledger's to hold in doubt.
+func TestHTTPUnsafeIsNotResentByTheTransport(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		sem  plugins.Semantics
+		want int32
+	}{{plugins.Unsafe, 1}, {plugins.Idempotent, 2}} {
+		var posts atomic.Int32
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodGet {
+				return // opens the connection the POST will reuse
+			}
+			if r.Header.Get("Idempotency-Key") != "c" {
+				t.Errorf("Idempotency-Key %q", r.Header.Get("Idempotency-Key"))
+			}
+			if posts.Add(1) == 1 {
+				c, _, _ := w.(http.Hijacker).Hijack()
+				c.Close() // read, then the connection dies before an answer
+				return
+			}
+			_, _ = io.WriteString(w, "ok")
+		}))
+		tool, err := plugins.NewHTTP(plugins.HTTPConfig{AllowHosts: []string{"127.0.0.1"}, Semantics: tc.sem})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tool.Invoke(t.Context(), plugins.Call{ID: "g", TaskID: "t", Params: json.RawMessage(`{"url":"` + srv.URL + `"}`)}); err != nil {
+			t.Fatal(err)
+		}
+		_, _ = tool.Invoke(t.Context(), plugins.Call{ID: "c", TaskID: "t", Params: json.RawMessage(`{"method":"POST","url":"` + srv.URL + `","body":"charge"}`)})
+		if got := posts.Load(); got != tc.want {
+			t.Errorf("%s: the service got the POST %d times, want %d", tc.sem, got, tc.want)
+		}
+		srv.Close()
+	}
+}
