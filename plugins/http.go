@@ -220,9 +220,9 @@ type request struct {
 	// net/http must not re-send it on its own (see send).
 	noReplay bool
 	method   string
-	u       *url.URL
-	headers map[string]string // the guest's, checked
-	body    string
+	u        *url.URL
+	headers  map[string]string // the guest's, checked
+	body     string
 	// extra headers are set after the guest's (a definition's fixed and
 	// secret headers); they never reach a result or an error.
 	extra http.Header
