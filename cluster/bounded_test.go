@@ -481,6 +481,12 @@ func TestClusterRefusesEntryAlike(t *testing.T) {
 	must(&SubmitTask{Task: Task{ID: long, Agent: "doc", Version: "v1"}, Now: now()})
 	c := must(&ClaimTask{Node: "n1", TTL: time.Hour, Now: now()}).(*Claim)
 	_, idx, err := applyOnLeader(ctx, t, nodes, hugeCompletion(long, c.Lease.Token, now()))
+	for i := 0; i < 5 && errors.Is(err, ErrOutcomeUnknown); i++ {
+		// Leadership moved while the entry was in flight. Proposing it
+		// again is safe: every replica refuses it, so either way the state
+		// is as before, and this time the refusal is seen.
+		_, idx, err = applyOnLeader(ctx, t, nodes, hugeCompletion(long, c.Lease.Token, now()))
+	}
 	if !errors.Is(err, ErrTooLarge) || idx == 0 {
 		t.Fatalf("huge completion: index %d, %v; want it committed and refused", idx, err)
 	}
