@@ -158,6 +158,9 @@ type node struct {
 	exited     chan struct{}
 	exitErr    error
 	standinURL string
+	// portRetry and portTaken let a first start report a port taken by
+	// another test (tryStart).
+	portRetry, portTaken bool
 }
 
 type nodeOpt func(*node)
@@ -194,14 +197,39 @@ func startNode(t *testing.T, opts ...nodeOpt) *node {
 	for _, o := range opts {
 		o(n)
 	}
-	n.start()
+	// freePort's port can be taken by a parallel test before the node
+	// binds it: a first start that fails so gets fresh ports. (A restart
+	// keeps its ports: the node's Raft address is part of its identity.)
+	for try := 0; ; try++ {
+		if n.tryStart() || try == 4 {
+			break
+		}
+		n.api, n.raft = freePort(t), freePort(t)
+		if err := os.RemoveAll(n.dir); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(n.dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
 	t.Cleanup(n.kill)
 	return n
+}
+
+// tryStart is start, except that a start-up that fails because a port is
+// taken returns false instead of failing the test.
+func (n *node) tryStart() bool {
+	n.t.Helper()
+	n.portRetry = true
+	defer func() { n.portRetry = false }()
+	n.start()
+	return !n.portTaken
 }
 
 // start (re)starts the process on the node's dir and ports.
 func (n *node) start() {
 	n.t.Helper()
+	n.portTaken = false
 	args := append([]string{"serve", "--data-dir", n.dir, "--api-addr", n.api, "--raft-addr", n.raft,
 		"--node-id", "n1", "--lease-ttl", "2s", "--http-allow", "127.0.0.1", "--log-level", "info"}, n.extra...)
 	n.log = &syncBuffer{}
@@ -223,6 +251,10 @@ func (n *node) waitReady() {
 	for time.Now().Before(deadline) {
 		select {
 		case <-n.exited:
+			if n.portRetry && strings.Contains(n.log.String(), "address already in use") {
+				n.portTaken = true
+				return
+			}
 			n.t.Fatalf("orlojd serve exited during start-up: %v\n%s", n.exitErr, n.log)
 		default:
 		}
