@@ -263,19 +263,7 @@ func (t *HTTPTool) send(ctx context.Context, id string, rq request) (Result, err
 	}
 	// Set last, so a guest cannot send a key of its own: the key must be the
 	// call ID, or a retry would not be recognised as the same call.
-	req.Header.Set("Idempotency-Key", id)
-	if rq.noReplay {
-		// net/http re-sends a request on its own when a reused connection
-		// dies before the answer, if it thinks the request is replayable,
-		// and a request carrying the canonical "Idempotency-Key" header is,
-		// whatever its method. For a call that is not safe to repeat that
-		// is exactly the case the ledger holds in doubt, so the header goes
-		// under its lower-case name (header names are case-insensitive on
-		// the wire) and the body cannot be rewound.
-		delete(req.Header, "Idempotency-Key")
-		req.Header["idempotency-key"] = []string{id}
-		req.GetBody = nil
-	}
+	SetIdempotencyKey(req, id, !rq.noReplay)
 
 	resp, err := do(t.client, req)
 	if err != nil {

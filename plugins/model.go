@@ -408,7 +408,7 @@ func (t *ModelTool) post(ctx context.Context, call Call, ep *modelEndpoint, wr w
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
-	req.Header.Set("Idempotency-Key", call.ID)
+	SetIdempotencyKey(req, call.ID, true) // a completion is idempotent
 
 	resp, err := do(t.client, req)
 	if err != nil {

@@ -100,6 +100,25 @@ func do(client *http.Client, req *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
+// SetIdempotencyKey puts key on req as its Idempotency-Key, replacing any
+// the caller set. For a call that is not safe to repeat it also keeps
+// net/http from re-sending req on its own: net/http re-sends a request
+// when a reused connection dies before the answer if it judges the request
+// replayable, and it judges any request carrying the canonical
+// "Idempotency-Key" header so, whatever its method. That is exactly the
+// case the ledger holds in doubt, so the header goes under its lower-case
+// name (header names are case-insensitive on the wire) and the body cannot
+// be rewound. Every tool that speaks HTTP sets its key here.
+func SetIdempotencyKey(req *http.Request, key string, repeatable bool) {
+	req.Header.Set("Idempotency-Key", key)
+	if repeatable {
+		return
+	}
+	delete(req.Header, "Idempotency-Key")
+	req.Header["idempotency-key"] = []string{key}
+	req.GetBody = nil
+}
+
 // notSent is an error that also matches ErrNotSent.
 type notSent struct{ error }
 

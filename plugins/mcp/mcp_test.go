@@ -396,7 +396,11 @@ type recorder struct {
 }
 
 func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
-	if k := req.Header.Get("Idempotency-Key"); k != "" {
+	k := req.Header.Get("Idempotency-Key")
+	if vs := req.Header["idempotency-key"]; k == "" && len(vs) > 0 {
+		k = vs[0] // an unsafe call's, spelt so net/http does not replay it
+	}
+	if k != "" {
 		r.mu.Lock()
 		r.replayable[k] = req.GetBody != nil
 		r.mu.Unlock()

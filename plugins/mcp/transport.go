@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/orloj/orloj/plugins"
 )
 
 // sendStateKey carries a call's *sendState in its context, down to the
@@ -53,15 +55,10 @@ func (t keyTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}}
 	r := req.Clone(httptrace.WithClientTrace(req.Context(), trace))
-	// Set, not added: the key must be the call ID.
-	r.Header.Set("Idempotency-Key", st.key)
-	if st.unsafe {
-		// net/http re-sends a request with an Idempotency-Key by itself
-		// when a kept connection fails under it, which may repeat what
-		// the server read. Without GetBody it cannot: the failure comes
-		// back here, and the host decides.
-		r.GetBody = nil
-	}
+	// Set, not added: the key must be the call ID. An unsafe call is not
+	// re-sent by net/http on its own: the failure comes back here, and the
+	// host decides.
+	plugins.SetIdempotencyKey(r, st.key, !st.unsafe)
 	resp, err := t.base.RoundTrip(r)
 	if err == nil && resp.StatusCode == http.StatusNotFound && r.Header.Get("Mcp-Session-Id") != "" {
 		st.unknownSession.Store(true)
