@@ -19,13 +19,9 @@ type Proposer interface {
 func ProposeAgent(ctx context.Context, p Proposer, ag Agent, module []byte, now int64) (Agent, error) {
 	put := &PutAgent{Agent: ag, Module: module, Now: now}
 	if len(module) > MaxInlineModule {
-		sum := sha256.Sum256(module)
-		digest := hex.EncodeToString(sum[:])
-		for n, off := 0, 0; off < len(module); n, off = n+1, off+ModuleChunkSize {
-			chunk := &PutModuleChunk{Digest: digest, N: n, Data: module[off:min(off+ModuleChunkSize, len(module))], Now: now}
-			if _, err := p.Apply(ctx, chunk); err != nil {
-				return Agent{}, fmt.Errorf("upload module %.12s chunk %d: %w", digest, n, err)
-			}
+		digest, err := proposeChunks(ctx, p, module, now)
+		if err != nil {
+			return Agent{}, err
 		}
 		put.Agent.Digest, put.Agent.Size, put.Module = digest, len(module), nil
 	}
@@ -38,4 +34,18 @@ func ProposeAgent(ctx context.Context, p Proposer, ag Agent, module []byte, now 
 		return Agent{}, fmt.Errorf("register agent %s@%s: unexpected response %T", ag.Name, ag.Version, r)
 	}
 	return out, nil
+}
+
+// proposeChunks stores module through Raft in ModuleChunkSize chunks under
+// its digest, which it returns.
+func proposeChunks(ctx context.Context, p Proposer, module []byte, now int64) (string, error) {
+	sum := sha256.Sum256(module)
+	digest := hex.EncodeToString(sum[:])
+	for n, off := 0, 0; off < len(module); n, off = n+1, off+ModuleChunkSize {
+		chunk := &PutModuleChunk{Digest: digest, N: n, Data: module[off:min(off+ModuleChunkSize, len(module))], Now: now}
+		if _, err := p.Apply(ctx, chunk); err != nil {
+			return "", fmt.Errorf("upload module %.12s chunk %d: %w", digest, n, err)
+		}
+	}
+	return digest, nil
 }

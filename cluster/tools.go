@@ -259,15 +259,8 @@ func ProposeModule(ctx context.Context, p Proposer, module []byte, now int64) (s
 	if len(module) == 0 {
 		return "", 0, fmt.Errorf("%w: an empty module", ErrInvalidCmd)
 	}
-	sum := sha256.Sum256(module)
-	digest := hex.EncodeToString(sum[:])
-	for n, off := 0, 0; off < len(module); n, off = n+1, off+ModuleChunkSize {
-		chunk := &PutModuleChunk{Digest: digest, N: n, Data: module[off:min(off+ModuleChunkSize, len(module))], Now: now}
-		if _, err := p.Apply(ctx, chunk); err != nil {
-			return "", 0, fmt.Errorf("upload module %.12s chunk %d: %w", digest, n, err)
-		}
-	}
-	return digest, len(module), nil
+	digest, err := proposeChunks(ctx, p, module, now)
+	return digest, len(module), err
 }
 
 func ProposeTool(ctx context.Context, p Proposer, d ToolDef, now int64) (ToolDef, error) {
