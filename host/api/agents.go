@@ -80,17 +80,8 @@ func (s *Server) pushAgent(w http.ResponseWriter, r *http.Request) error {
 		}
 		m.Budget = b
 	}
-	wasm, err := readCapped(w, r, s.cfg.MaxModuleBytes)
+	wasm, err := s.readModule(w, r)
 	if err != nil {
-		return err
-	}
-	if len(wasm) == 0 {
-		return badRequest("request body is empty; send the module's bytes (Content-Type: application/wasm)")
-	}
-	if _, err := s.cfg.Runtime.Compile(r.Context(), wasm); err != nil {
-		if errors.Is(err, sandbox.ErrInvalidModule) {
-			return newError(http.StatusBadRequest, CodeInvalidModule, "%s", err.Error())
-		}
 		return err
 	}
 	sum := sha256.Sum256(wasm)
@@ -151,4 +142,23 @@ func (s *Server) showAgent(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.reply(w, http.StatusOK, AgentDetail{Agent: agentView(vs[len(vs)-1]), Versions: agentViews(vs)})
 	return nil
+}
+
+// readModule reads an uploaded module (at most MaxModuleBytes) and refuses
+// one that does not compile.
+func (s *Server) readModule(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	wasm, err := readCapped(w, r, s.cfg.MaxModuleBytes)
+	if err != nil {
+		return nil, err
+	}
+	if len(wasm) == 0 {
+		return nil, badRequest("request body is empty; send the module's bytes (Content-Type: application/wasm)")
+	}
+	if _, err := s.cfg.Runtime.Compile(r.Context(), wasm); err != nil {
+		if errors.Is(err, sandbox.ErrInvalidModule) {
+			return nil, newError(http.StatusBadRequest, CodeInvalidModule, "%s", err.Error())
+		}
+		return nil, err
+	}
+	return wasm, nil
 }

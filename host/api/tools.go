@@ -14,7 +14,6 @@ import (
 	"github.com/orloj/orloj/cluster"
 	"github.com/orloj/orloj/host"
 	"github.com/orloj/orloj/plugins"
-	"github.com/orloj/orloj/sandbox"
 )
 
 // ToolView is one version of a declared tool. Definition is the document
@@ -95,12 +94,11 @@ func (s *Server) pushTool(w http.ResponseWriter, r *http.Request) error {
 	}
 	td := cluster.ToolDef{Name: def.Name, Kind: string(def.Kind), Spec: spec}
 	if def.Kind == plugins.KindWASM {
-		if err := s.checkPlugin(r.Context(), def); err != nil {
+		size, err := s.checkPlugin(r.Context(), def)
+		if err != nil {
 			return err
 		}
-		td.Module = def.WASM.Module
-		m, _ := s.fsm.Module(td.Module) // checkPlugin read it
-		td.ModuleSize = len(m)
+		td.Module, td.ModuleSize = def.WASM.Module, size
 	}
 	now := s.cfg.Clock().UnixNano()
 	d, err := cluster.ProposeTool(r.Context(), s.c, td, now)
@@ -217,26 +215,27 @@ func (s *Server) checkManifestTools(names []string) error {
 }
 
 // checkPlugin refuses a wasm tool whose module is not uploaded, or is not a
-// tool plugin (it must compile and describe itself).
-func (s *Server) checkPlugin(ctx context.Context, def plugins.Definition) error {
+// tool plugin (it must compile and describe itself), and returns the
+// module's size.
+func (s *Server) checkPlugin(ctx context.Context, def plugins.Definition) (int, error) {
 	module, err := s.fsm.Module(def.WASM.Module)
 	if errors.Is(err, cluster.ErrNotFound) {
-		return badRequest("module %s is not uploaded: POST it to /v1/modules first (orlojd tool push FILE --module PLUGIN.wasm does both)", def.WASM.Module)
+		return 0, badRequest("module %s is not uploaded: POST it to /v1/modules first (orlojd tool push FILE --module PLUGIN.wasm does both)", def.WASM.Module)
 	}
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if sum := sha256.Sum256(module); hex.EncodeToString(sum[:]) != def.WASM.Module {
-		return badRequest("module %s: the stored bytes do not match the digest; upload it again", def.WASM.Module)
+		return 0, badRequest("module %s: the stored bytes do not match the digest; upload it again", def.WASM.Module)
 	}
 	if _, err := host.NewWASMTool(ctx, host.WASMToolConfig{Module: module, Runtime: s.cfg.Runtime, Name: def.Name,
 		Semantics: def.WASM.Semantics, AllowHosts: def.WASM.AllowHosts, Timeout: def.WASM.TimeoutOrDefault()}); err != nil {
 		if errors.Is(err, host.ErrBadPlugin) {
-			return newError(http.StatusBadRequest, CodeInvalidModule, "%s", err.Error())
+			return 0, newError(http.StatusBadRequest, CodeInvalidModule, "%s", err.Error())
 		}
-		return err
+		return 0, err
 	}
-	return nil
+	return len(module), nil
 }
 
 // ModuleView answers POST /v1/modules.
@@ -251,17 +250,8 @@ func (s *Server) uploadModule(w http.ResponseWriter, r *http.Request) error {
 	if err := checkQuery(r.URL.Query()); err != nil {
 		return err
 	}
-	wasm, err := readCapped(w, r, s.cfg.MaxModuleBytes)
+	wasm, err := s.readModule(w, r)
 	if err != nil {
-		return err
-	}
-	if len(wasm) == 0 {
-		return badRequest("request body is empty; send the module's bytes (Content-Type: application/wasm)")
-	}
-	if _, err := s.cfg.Runtime.Compile(r.Context(), wasm); err != nil {
-		if errors.Is(err, sandbox.ErrInvalidModule) {
-			return newError(http.StatusBadRequest, CodeInvalidModule, "%s", err.Error())
-		}
 		return err
 	}
 	digest, size, err := cluster.ProposeModule(r.Context(), s.c, wasm, s.cfg.Clock().UnixNano())
