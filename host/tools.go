@@ -81,17 +81,10 @@ func (d *DeclaredTools) wasm(doc plugins.Definition, def cluster.ToolDef) (plugi
 	if sum := sha256.Sum256(module); hex.EncodeToString(sum[:]) != w.Module {
 		return nil, fmt.Errorf("module %.12s: the stored bytes do not match the digest", w.Module)
 	}
-	secrets := func(name string) (string, bool) {
-		if d.secrets == nil {
-			return "", false
-		}
-		v, err := d.secrets.Secret(name)
-		return v, err == nil
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	return NewWASMTool(ctx, WASMToolConfig{Module: module, Runtime: d.rt, Name: doc.Name, Semantics: w.Semantics,
-		AllowHosts: w.AllowHosts, Secrets: secrets, Timeout: w.TimeoutOrDefault(), MemoryLimit: w.MemoryLimit, Logger: d.log})
+		AllowHosts: w.AllowHosts, Secrets: d.secrets, Timeout: w.TimeoutOrDefault(), MemoryLimit: w.MemoryLimit, Logger: d.log})
 }
 
 // forTask returns the declared tool name as task pinned it, or false when

@@ -30,7 +30,7 @@ type WASMToolConfig struct {
 	AllowHosts []string
 	// Secrets resolves the secrets the plugin names in its headers; nil
 	// means the node has none.
-	Secrets func(name string) (string, bool)
+	Secrets plugins.Secrets
 	// Timeout and MemoryLimit bound one invocation (sandbox defaults
 	// when zero).
 	Timeout     time.Duration
@@ -68,11 +68,10 @@ func NewWASMTool(ctx context.Context, cfg WASMToolConfig) (*WASMTool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("wasm tool: %w: %w", ErrBadPlugin, err)
 	}
-	ht, err := plugins.NewHTTP(plugins.HTTPConfig{AllowHosts: cfg.AllowHosts})
-	if err != nil {
+	if err := (plugins.HTTPConfig{AllowHosts: cfg.AllowHosts}).Validate(); err != nil {
 		return nil, fmt.Errorf("wasm tool: AllowHosts: %w", err)
 	}
-	t := &WASMTool{cfg: cfg, mod: mod, http: ht, log: cfg.Logger.Named("wasm_tool")}
+	t := &WASMTool{cfg: cfg, mod: mod, log: cfg.Logger.Named("wasm_tool")}
 	ans, err := t.run(ctx, abi.ToolRequest{Describe: true}, nil)
 	if err == nil && ans.Error != nil {
 		err = errors.New(ans.Error.Message)
@@ -97,6 +96,11 @@ func NewWASMTool(ctx context.Context, cfg WASMToolConfig) (*WASMTool, error) {
 	}
 	if len(t.desc.Schema) > 0 && !json.Valid(t.desc.Schema) {
 		return nil, fmt.Errorf("wasm tool %s: %w: schema is not JSON", t.desc.Name, ErrBadPlugin)
+	}
+	// The plugin's requests carry its semantics: an unsafe plugin's are
+	// never re-sent by the transport on its own.
+	if t.http, err = plugins.NewHTTP(plugins.HTTPConfig{AllowHosts: cfg.AllowHosts, Semantics: t.sem}); err != nil {
+		return nil, fmt.Errorf("wasm tool %s: %w", t.desc.Name, err)
 	}
 	return t, nil
 }
@@ -208,11 +212,16 @@ func (s *secretsUsed) redact(text string) string {
 
 // pluginDispatcher serves orloj_tool_v1 for one run.
 type pluginDispatcher struct {
-	t   *WASMTool
-	in  []byte
-	out []byte
-	pc  *pluginCall // nil while describing: no capabilities
+	t     *WASMTool
+	in    []byte
+	out   []byte
+	pc    *pluginCall // nil while describing: no capabilities
+	calls int         // HTTP requests so far
 }
+
+// maxPluginHTTPCalls bounds the HTTP requests one invocation of a plugin
+// sends: a plugin in a loop must not turn one call into a flood.
+const maxPluginHTTPCalls = 64
 
 func (d *pluginDispatcher) Input(context.Context) ([]byte, error) { return d.in, nil }
 
@@ -245,6 +254,9 @@ func (d *pluginDispatcher) Call(ctx context.Context, req abi.CallRequest) ([]byt
 	if req.Tool != abi.ToolCapHTTP {
 		return nil, abi.Errorf(abi.StatusPermissionDenied, "a tool plugin may call only %q, not %q", abi.ToolCapHTTP, req.Tool)
 	}
+	if d.calls++; d.calls > maxPluginHTTPCalls {
+		return nil, abi.Errorf(abi.StatusBudgetExceeded, "a tool plugin may send at most %d HTTP requests per call", maxPluginHTTPCalls)
+	}
 	var p map[string]json.RawMessage
 	if err := json.Unmarshal(req.Params, &p); err != nil {
 		return nil, abi.Errorf(abi.StatusInvalidArgument, "http params: %v", err)
@@ -265,13 +277,13 @@ func (d *pluginDispatcher) Call(ctx context.Context, req abi.CallRequest) ([]byt
 			if err := json.Unmarshal(v, &ref); err != nil || ref.Secret == "" {
 				return nil, abi.Errorf(abi.StatusInvalidArgument, "http header %s: want a string or {\"secret\": NAME, \"format\": ...}", k)
 			}
-			val, ok := "", false
-			if d.t.cfg.Secrets != nil {
-				val, ok = d.t.cfg.Secrets(ref.Secret)
-			}
-			if !ok {
+			if d.t.cfg.Secrets == nil {
 				// Another node may hold it: not the call's fault.
 				return nil, abi.Errorf(abi.StatusTransient, "no secret %q on this node", ref.Secret)
+			}
+			val, err := d.t.cfg.Secrets.Secret(ref.Secret)
+			if err != nil {
+				return nil, err // transient, naming the secret, never a value
 			}
 			format := ref.Format
 			if format == "" {

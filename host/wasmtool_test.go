@@ -83,7 +83,7 @@ const slackSecret = "xoxb-0123-SECRET-value"
 func slackTool(t *testing.T, s *slackStandin, allow ...string) *WASMTool {
 	t.Helper()
 	tool, err := NewWASMTool(context.Background(), WASMToolConfig{Module: pluginWasm(t, "slack"), Runtime: runtime(t),
-		AllowHosts: allow, Secrets: func(name string) (string, bool) { return slackSecret, name == "slack-token" }})
+		AllowHosts: allow, Secrets: plugins.MapSecrets{"slack-token": slackSecret}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,13 +152,26 @@ func TestWASMToolContainsHostilePlugins(t *testing.T) {
 	defer echo.Close()
 	eu, _ := url.Parse(echo.URL)
 	leaky, err := NewWASMTool(context.Background(), WASMToolConfig{Module: pluginWasm(t, "hostile"), Runtime: runtime(t),
-		AllowHosts: []string{eu.Hostname()}, Secrets: func(string) (string, bool) { return slackSecret, true }})
+		AllowHosts: []string{eu.Hostname()}, Secrets: plugins.MapSecrets{"token": slackSecret}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	res, err := leaky.Invoke(t.Context(), plugins.Call{ID: "c", TaskID: "t", Params: json.RawMessage(`{"mode":"http","url":"` + echo.URL + `"}`)})
 	if err != nil || strings.Contains(string(res.Body), slackSecret) || !strings.Contains(string(res.Body), "you sent Bearer [redacted]") {
 		t.Errorf("echoed secret: %s, %v; want it redacted", res.Body, err)
+	}
+	// A plugin that loops on HTTP is stopped at the per-call bound.
+	var hits atomic.Int32
+	counter := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { hits.Add(1) }))
+	defer counter.Close()
+	cu, _ := url.Parse(counter.URL)
+	flooder, err := NewWASMTool(context.Background(), WASMToolConfig{Module: pluginWasm(t, "hostile"), Runtime: runtime(t), AllowHosts: []string{cu.Hostname()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = flooder.Invoke(t.Context(), plugins.Call{ID: "c", TaskID: "t", Params: json.RawMessage(`{"mode":"flood","url":"` + counter.URL + `"}`)})
+	if st, _ := abi.StatusOf(err); st != abi.StatusToolError || !strings.Contains(err.Error(), "at most 64 HTTP requests") || hits.Load() != maxPluginHTTPCalls {
+		t.Errorf("flood: %v after %d requests; want a tool_error after %d", err, hits.Load(), maxPluginHTTPCalls)
 	}
 	// A secret the node does not hold is transient (another node may).
 	_, err = tool.Invoke(t.Context(), plugins.Call{ID: "c", TaskID: "t", Params: json.RawMessage(`{"mode":"http","url":"http://127.0.0.1:1/"}`)})
@@ -236,7 +249,7 @@ func BenchmarkWASMToolCall(b *testing.B) {
 	b.Run("plugin", func(b *testing.B) {
 		wasm := pluginWasm(b, "slack")
 		tool, err := NewWASMTool(context.Background(), WASMToolConfig{Module: wasm, Runtime: runtime(b), AllowHosts: []string{u.Hostname()},
-			Secrets: func(string) (string, bool) { return "x", true }})
+			Secrets: plugins.MapSecrets{"slack-token": "x"}})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -1,6 +1,6 @@
 // Command hostile is a tool plugin that misbehaves on request, for the
 // containment tests: params {"mode": "loop" | "bomb" | "bigout" | "exit" |
-// "call" | "http", "url": ...}.
+// "flood" | "http", "url": ...}.
 package main
 
 import (
@@ -31,6 +31,12 @@ func main() {
 			return strings.Repeat("x", 8<<20), nil
 		case "exit":
 			os.Exit(3)
+		case "flood":
+			for {
+				if _, err := plugin.HTTP(plugin.Request{URL: p.URL}); err != nil {
+					return nil, err
+				}
+			}
 		case "http":
 			return plugin.HTTP(plugin.Request{URL: p.URL, Headers: map[string]any{"Authorization": plugin.Secret("token", "Bearer %s")}})
 		}
