@@ -4,6 +4,7 @@ import (
 	"sync"
 
 	"github.com/orloj/orloj/abi"
+	guestexchange "github.com/orloj/orloj/sdk/internal/exchange"
 )
 
 // rawHost is the orloj_v1 import surface with guest memory shown as byte
@@ -59,23 +60,5 @@ func exchange(first, fetch func(buf []byte) (abi.Status, uint32)) (abi.Status, [
 func exchangeUpTo(limit uint32, first, fetch func(buf []byte) (abi.Status, uint32)) (abi.Status, []byte, error) {
 	exchangeMu.Lock()
 	defer exchangeMu.Unlock()
-	st, n := first(respBuf)
-	if st != abi.StatusBufferTooSmall {
-		if uint64(n) > uint64(len(respBuf)) {
-			return 0, nil, abi.Errorf(abi.StatusFault, "host reported %d bytes written into a %d-byte buffer", n, len(respBuf))
-		}
-		// Copy out: respBuf is reused by the next exchange.
-		body := make([]byte, n)
-		copy(body, respBuf[:n])
-		return st, body, nil
-	}
-	if n > limit {
-		return 0, nil, abi.Errorf(abi.StatusFault, "host announced a %d-byte response, limit %d", n, limit)
-	}
-	body := make([]byte, n)
-	st, m := fetch(body)
-	if st == abi.StatusBufferTooSmall || m > n {
-		return 0, nil, abi.Errorf(abi.StatusFault, "host announced a %d-byte response, then wanted %d (status %v)", n, m, st)
-	}
-	return st, body[:m], nil
+	return guestexchange.Do(respBuf, limit, first, fetch)
 }

@@ -25,6 +25,7 @@ import (
 	"os"
 
 	"github.com/orloj/orloj/abi"
+	guestexchange "github.com/orloj/orloj/sdk/internal/exchange"
 	"github.com/orloj/orloj/sdk/internal/jsonwarm"
 )
 
@@ -232,26 +233,9 @@ type rawHost interface {
 	log(level abi.LogLevel, msg []byte) abi.Status
 }
 
-// exchange is sdk/orloj's buffer protocol: a body that does not fit is
-// fetched with fetch into a buffer of the announced size.
+// exchange is the host's buffer protocol, as sdk/orloj speaks it.
 func exchange(first, fetch func(buf []byte) (abi.Status, uint32)) (abi.Status, []byte, error) {
-	buf := make([]byte, 16<<10)
-	st, n := first(buf)
-	if st != abi.StatusBufferTooSmall {
-		if uint64(n) > uint64(len(buf)) {
-			return 0, nil, abi.Errorf(abi.StatusFault, "host reported %d bytes in a %d-byte buffer", n, len(buf))
-		}
-		return st, buf[:n], nil
-	}
-	if n > abi.MaxResponseBytes {
-		return 0, nil, abi.Errorf(abi.StatusFault, "host announced %d bytes, limit %d", n, abi.MaxResponseBytes)
-	}
-	big := make([]byte, n)
-	st, m := fetch(big)
-	if st == abi.StatusBufferTooSmall || m > n {
-		return 0, nil, abi.Errorf(abi.StatusFault, "host announced %d bytes, then wanted %d", n, m)
-	}
-	return st, big[:m], nil
+	return guestexchange.Do(make([]byte, 16<<10), abi.MaxResponseBytes, first, fetch)
 }
 
 // Prepare has encoding/json learn the types of values in a package
