@@ -567,7 +567,12 @@ func openNodes(t *testing.T, cfgs []Config) []*Node {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { n.Close() })
+		t.Cleanup(func() {
+			// A Raft that does not stop is a bug to see, not a hang.
+			if err := n.Close(); errors.Is(err, ErrShutdownStuck) {
+				t.Error(err)
+			}
+		})
 		nodes[i] = n
 	}
 	return nodes

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -437,7 +438,11 @@ func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		close(n.stop)
 		if n.raft != nil {
-			err = n.raft.Shutdown().Error()
+			if err = n.shutdownRaft(raftShutdownWait); err != nil {
+				// Raft's goroutines may still use the stores: leave them
+				// open rather than pull them from under a running Raft.
+				return
+			}
 		}
 		n.wg.Wait()
 		if cerr := n.closeStores(); err == nil {
@@ -445,6 +450,42 @@ func (n *Node) Close() error {
 		}
 	})
 	return err
+}
+
+// ErrShutdownStuck is Close's answer when Raft did not stop in time.
+var ErrShutdownStuck = errors.New("raft did not stop")
+
+// raftShutdownWait bounds waiting for Raft's goroutines at Close: a node
+// that stops must stop, and a stuck one must say where it is stuck.
+const raftShutdownWait = 30 * time.Second
+
+// shutdownRaft stops Raft and waits at most d for its goroutines; past d it
+// logs their stacks and returns ErrShutdownStuck.
+func (n *Node) shutdownRaft(d time.Duration) error {
+	done := make(chan error, 1)
+	f := n.raft.Shutdown()
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(d):
+	}
+	n.log.Error("raft did not stop; leaving its stores open", "waited", d, "raft_goroutines", raftStacks())
+	return fmt.Errorf("node %s: %w within %s", n.cfg.NodeID, ErrShutdownStuck, d)
+}
+
+// raftStacks is the stacks of the process's goroutines that are in Raft
+// code, for the log of a stuck shutdown.
+func raftStacks() string {
+	buf := make([]byte, 4<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	var keep []string
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "hashicorp/raft") {
+			keep = append(keep, g)
+		}
+	}
+	return strings.Join(keep, "\n\n")
 }
 
 // badgerOptions is the state store's tuning, shared by the on-disk node
