@@ -165,22 +165,40 @@ func (a *applier) removeTool(c *RemoveTool) any {
 }
 
 // pinTools chooses, for each name, the declared tool version a new task
-// will use: the newest, unless the name was removed. Names that are not
-// declared (built-in tools) are left out. Pinning at submission keeps every
-// attempt, and every replay, on the definition the task started with.
+// will use: the newest, unless the name was removed. A name
+// "<server>/<tool>" pins the declared MCP server <server>. Names that are
+// not declared (built-in tools) are left out. Pinning at submission keeps
+// every attempt, and every replay, on the definition the task started with.
 func (a *applier) pinTools(names []string) map[string]uint64 {
 	var pins map[string]uint64
 	for _, n := range names {
-		var head toolHead
-		if a.get(toolHeadKey(n), &head) && !head.Removed {
-			if pins == nil {
-				pins = map[string]uint64{}
-			}
-			pins[n] = head.Latest
+		// A declared name has no '/', so the first one ends a server's.
+		server, _, mcpTool := strings.Cut(n, "/")
+		n = server
+		if _, done := pins[n]; done || n == "" {
+			continue
 		}
+		var head toolHead
+		if !a.get(toolHeadKey(n), &head) || head.Removed {
+			continue
+		}
+		if mcpTool {
+			var d ToolDef
+			if !a.get(toolKey(n, head.Latest), &d) || d.Kind != toolKindMCP {
+				continue
+			}
+		}
+		if pins == nil {
+			pins = map[string]uint64{}
+		}
+		pins[n] = head.Latest
 	}
 	return pins
 }
+
+// toolKindMCP is the plugins package's name for an MCP server's kind: the
+// one kind whose tools are named after it ("<server>/<tool>").
+const toolKindMCP = "mcp"
 
 // Tool returns one version of a declared tool; version 0 means the newest,
 // which a removed name does not have.

@@ -94,6 +94,23 @@ func TestSubmitPinsToolVersions(t *testing.T) {
 	}
 }
 
+// TestSubmitPinsMCPServers: an agent's "<server>/<tool>" names pin the
+// declared MCP server <server>, once however many of its tools are named;
+// a declared tool of another kind is not a server, and is not pinned.
+func TestSubmitPinsMCPServers(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.ok(&PutTool{Tool: ToolDef{Name: "docs", Kind: "mcp", Spec: json.RawMessage(`{"kind":"mcp","name":"docs","v":1}`)}, Now: 1})
+	h.ok(&PutTool{Tool: ToolDef{Name: "docs", Kind: "mcp", Spec: json.RawMessage(`{"kind":"mcp","name":"docs","v":2}`)}, Now: 1})
+	putTool(h, "pay", `{"kind":"http","name":"pay"}`, 1)
+	h.ok(&PutAgent{Agent: Agent{Name: "doc", Version: "v1", Manifest: AgentManifest{
+		Tools: []string{"docs/search", "docs/fetch", "pay/x", "web/echo"}}}, Module: []byte("m"), Now: 1})
+	task := h.submit("t1", RetryPolicy{}, 2)
+	if len(task.Tools) != 1 || task.Tools["docs"] != 2 {
+		t.Fatalf("task pins %v, want docs:2 only", task.Tools)
+	}
+}
+
 func TestPutToolValidate(t *testing.T) {
 	t.Parallel()
 	for name, c := range map[string]*PutTool{

@@ -61,6 +61,10 @@ type Config struct {
 	// MCPServers are MCP servers whose tools this node offers, each tool as
 	// "<server>/<tool>"; a stdio server is started in DataDir/mcp/<name>.
 	MCPServers []mcp.ServerConfig
+	// MCPCommands are the commands declared MCP servers may run on this
+	// node (a definition comes over the API; the operator decides what
+	// runs). Declared URL servers need none.
+	MCPCommands []string
 	// BatchConcurrency bounds how many calls of one call_batch an attempt
 	// runs at once; 0 means host.DefaultBatchConcurrency.
 	BatchConcurrency int
@@ -230,6 +234,11 @@ func (c Config) Validate() error {
 			return fieldErr("MCPServers", "[%d]: %q is given twice", i, m.Name)
 		}
 		servers[m.Name] = true
+	}
+	for i, cmd := range c.MCPCommands {
+		if cmd == "" || strings.ContainsRune(cmd, 0) {
+			return fieldErr("MCPCommands", "[%d]: %q is not a command", i, cmd)
+		}
 	}
 	if err := c.validateModel(); err != nil {
 		return err

@@ -133,7 +133,8 @@ func (d *Daemon) setupTools() error {
 	// Declared tools come from the replicated definitions; their secrets
 	// from this node only: ORLOJ_SECRET_<NAME>, or DATA_DIR/secrets/<name>.
 	d.declared = host.NewDeclaredTools(d.writes, plugins.NodeSecrets{Dir: filepath.Join(cfg.DataDir, SecretsDir)}).
-		WithSandbox(d.rt, cfg.Logger)
+		WithSandbox(d.rt, cfg.Logger).
+		WithMCP(host.MCPOptions{Dir: filepath.Join(cfg.DataDir, "mcp", "declared"), Commands: cfg.MCPCommands, Go: d.routines.Go})
 	return d.setupMCP()
 }
 
@@ -172,6 +173,8 @@ func (d *Daemon) closeMCP() {
 		wg.Add(1)
 		d.routines.Go("close mcp server "+s.Name(), func() { defer wg.Done(); s.Close() })
 	}
+	wg.Add(1)
+	d.routines.Go("close declared mcp servers", func() { defer wg.Done(); d.declared.Close() })
 	wg.Wait()
 	d.mcp = nil
 }

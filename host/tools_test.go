@@ -1,16 +1,21 @@
 package host
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/orloj/orloj/abi"
 	"github.com/orloj/orloj/cluster"
 	"github.com/orloj/orloj/plugins"
+	"github.com/orloj/orloj/plugins/mcp"
+	"github.com/orloj/orloj/plugins/mcp/mcptest"
 )
 
 func pushToolDef(t *testing.T, e *env, name, sem string) {
@@ -71,16 +76,22 @@ func TestToolsForPinnedAndBuiltins(t *testing.T) {
 	if got, _ := e.exec.toolsFor(cluster.Task{ID: "t2"}, agent); got != e.tools {
 		t.Fatal("a task without pins got a copy of the registry")
 	}
-	// A version that cannot be read is permanent; one this node cannot
-	// build yet (an unsupported kind) is transient.
+	// A version that cannot be read is permanent, as is a name that became
+	// an MCP server; one this node cannot build (a wasm tool without a
+	// sandbox) is transient.
 	_, err = e.exec.toolsFor(cluster.Task{ID: "t3", Tools: map[string]uint64{"pay": 9}}, agent)
 	if !errors.Is(err, cluster.ErrUnknownTool) || toolsError(err) != cluster.ClassPermanent {
 		t.Fatalf("missing version: %v (%s)", err, toolsError(err))
 	}
 	e.apply(&cluster.PutTool{Tool: cluster.ToolDef{Name: "pay", Kind: "mcp", Spec: json.RawMessage(`{"kind":"mcp","name":"pay","mcp":{"url":"http://m"}}`)}, Now: 9})
 	_, err = e.exec.toolsFor(cluster.Task{ID: "t4", Tools: map[string]uint64{"pay": 3}}, agent)
+	if !errors.Is(err, plugins.ErrInvalidDefinition) || toolsError(err) != cluster.ClassPermanent {
+		t.Fatalf("an mcp server called as a tool: %v (%s)", err, toolsError(err))
+	}
+	e.apply(&cluster.PutTool{Tool: cluster.ToolDef{Name: "pay", Kind: "wasm", Spec: json.RawMessage(`{"kind":"wasm","name":"pay","wasm":{"module":"` + strings.Repeat("a", 64) + `"}}`)}, Now: 10})
+	_, err = e.exec.toolsFor(cluster.Task{ID: "t5", Tools: map[string]uint64{"pay": 4}}, agent)
 	if !errors.Is(err, plugins.ErrKindNotSupported) || toolsError(err) != cluster.ClassTransient {
-		t.Fatalf("unsupported kind: %v (%s)", err, toolsError(err))
+		t.Fatalf("a kind this node cannot build: %v (%s)", err, toolsError(err))
 	}
 }
 
@@ -115,5 +126,115 @@ func TestOutboxDeclaredEffect(t *testing.T) {
 	evs := effectEvents(t, s.e, "t1")
 	if len(evs) != 1 || evs[0].Type != cluster.EventEffectDispatched {
 		t.Fatalf("effect events = %+v", evs)
+	}
+}
+
+func pushMCPDef(t *testing.T, e *env, name, mcpSection string) {
+	t.Helper()
+	d, err := plugins.ParseDefinition([]byte(`{"name":"` + name + `","kind":"mcp","mcp":` + mcpSection + `}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, err := d.Canonical()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.apply(&cluster.PutTool{Tool: cluster.ToolDef{Name: name, Kind: "mcp", Spec: spec}, Now: time.Now().UnixNano()})
+}
+
+// TestToolsForDeclaredMCP: a task's "<server>/<tool>" names resolve to the
+// version of the declared MCP server it pinned, each version its own
+// connection with its secrets resolved on this node; a tool the server
+// does not list is absent; a server not reached, or whose command this
+// node does not allow, fails the attempt as transient.
+func TestToolsForDeclaredMCP(t *testing.T) {
+	t.Parallel()
+	startMCP := func() (*mcptest.Server, string) {
+		ts := mcptest.New()
+		hs := httptest.NewServer(ts.Handler())
+		t.Cleanup(hs.Close)
+		t.Cleanup(ts.Close)
+		return ts, hs.URL
+	}
+	a, urlA := startMCP()
+	b, urlB := startMCP()
+	reg, err := plugins.NewRegistry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newMemEnv(t, reg)
+	d := NewDeclaredTools(e.node, plugins.MapSecrets{"docs-token": "tok-A"}).WithMCP(MCPOptions{Dir: t.TempDir()})
+	t.Cleanup(d.Close)
+	e.exec.declared = d
+	pushMCPDef(t, e, "docs", `{"url":"`+urlA+`","headers":{"Authorization":{"secret":"docs-token","format":"Bearer %s"}}}`)
+	e.apply(&cluster.PutAgent{Agent: cluster.Agent{Name: "a", Version: "v1", Manifest: cluster.AgentManifest{Tools: []string{"docs/echo", "docs/nope"}}},
+		Module: []byte("\x00asm\x01\x00\x00\x00"), Now: 1})
+	e.submit("t1", "a", "v1", nil, cluster.RetryPolicy{})
+	pushMCPDef(t, e, "docs", `{"url":"`+urlB+`"}`)
+	e.submit("t2", "a", "v1", nil, cluster.RetryPolicy{})
+	agent, _ := e.node.FSM().Agent("a", "v1")
+
+	call := func(taskID string) {
+		t.Helper()
+		task, err := e.node.FSM().Task(taskID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tools, err := e.exec.toolsFor(task, agent)
+		if err != nil {
+			t.Fatalf("%s: %v", taskID, err)
+		}
+		if _, ok := tools.Get("docs/nope"); ok {
+			t.Fatalf("%s: a tool the server does not list resolved", taskID)
+		}
+		echo, ok := tools.Get("docs/echo")
+		if !ok || echo.Semantics() != plugins.ReadOnly {
+			t.Fatalf("%s: docs/echo = %v %v, want the server's read-only echo", taskID, echo, ok)
+		}
+		if _, err := echo.Invoke(context.Background(), plugins.Call{ID: "c-" + taskID, Params: json.RawMessage(`{"text":"hi"}`)}); err != nil {
+			t.Fatalf("%s: %v", taskID, err)
+		}
+	}
+	call("t1")
+	call("t2")
+	call("t1")
+	if ra, _ := a.Counts("echo"); ra != 2 {
+		t.Errorf("version 1's server saw %d calls, want 2", ra)
+	}
+	if rb, _ := b.Counts("echo"); rb != 1 {
+		t.Errorf("version 2's server saw %d calls, want 1", rb)
+	}
+	if got := a.Auth(); len(got) != 2 || got[0] != "Bearer tok-A" {
+		t.Errorf("version 1's server saw Authorization %q, want the secret's header", got)
+	}
+	if got := b.Auth(); len(got) != 1 || got[0] != "" {
+		t.Errorf("version 2 declares no header; its server saw %q", got)
+	}
+
+	// Not reached (nothing listens), and a command not allowed: the
+	// attempt gets the tool, whose calls fail transient with nothing sent.
+	pushMCPDef(t, e, "gone", `{"url":"http://127.0.0.1:1/mcp","timeout":"300ms"}`)
+	pushMCPDef(t, e, "local", `{"command":"/bin/sh","args":["-c","exit 0"]}`)
+	for name, want := range map[string]string{"gone": mcp.ErrServerDown.Error(), "local": "not in this node's mcp_commands"} {
+		ag := cluster.Agent{Name: "b", Version: "v1", Manifest: cluster.AgentManifest{Tools: []string{name + "/x"}}}
+		tools, err := e.exec.toolsFor(cluster.Task{ID: "t-" + name, Tools: map[string]uint64{name: 1}}, ag)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		x, ok := tools.Get(name + "/x")
+		if !ok {
+			t.Fatalf("%s: no tool %s/x", name, name)
+		}
+		_, err = x.Invoke(context.Background(), plugins.Call{ID: "c"})
+		if st, _ := abi.StatusOf(err); st != abi.StatusTransient || !errors.Is(err, plugins.ErrNotSent) || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v (%s), want transient, not sent, saying %q", name, err, st, want)
+		}
+	}
+
+	// Close stops the servers, and a stopping node starts none again.
+	d.Close()
+	task, _ := e.node.FSM().Task("t1")
+	if _, err := e.exec.toolsFor(task, agent); err == nil || !strings.Contains(err.Error(), "stopping") {
+		t.Errorf("after Close: %v, want the node stopping", err)
 	}
 }

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -26,7 +28,8 @@ const (
 	KindHTTP ToolKind = "http"
 	// KindWASM is a tool plugin module run in the sandbox (WASMDefinition).
 	KindWASM ToolKind = "wasm"
-	// KindMCP is an MCP server's tools (not supported yet).
+	// KindMCP is an MCP server whose tools are called "<name>/<tool>"
+	// (MCPDefinition).
 	KindMCP ToolKind = "mcp"
 )
 
@@ -53,8 +56,128 @@ type Definition struct {
 	Description string          `json:"description,omitempty"`
 	HTTP        *HTTPDefinition `json:"http,omitempty"`
 	WASM        *WASMDefinition `json:"wasm,omitempty"`
-	// MCP is reserved for its kind; refused until supported.
-	MCP json.RawMessage `json:"mcp,omitempty"`
+	MCP         *MCPDefinition  `json:"mcp,omitempty"`
+}
+
+// MCPDefinition declares an MCP server: a streamable HTTP URL, or a command
+// each node starts and talks to over stdio. Tool "search" of the server
+// declared as "docs" is called "docs/search"; a task pins the server's
+// version, and each version is its own connection (its own process).
+type MCPDefinition struct {
+	// URL is a streamable HTTP endpoint. Exactly one of URL and Command.
+	URL string `json:"url,omitempty"`
+	// Headers every request to URL carries, fixed or from a secret.
+	Headers map[string]HeaderValue `json:"headers,omitempty"`
+	// Command and Args start a stdio server. A node runs only the commands
+	// its operator allows (the serve setting mcp_commands): a definition
+	// is pushed over the API, and must not be a way to run any program on
+	// every node.
+	Command string   `json:"command,omitempty"`
+	Args    []string `json:"args,omitempty"`
+	// Env is the command's environment (with PATH and HOME), fixed or from
+	// secrets; the node's own environment is not passed on.
+	Env map[string]HeaderValue `json:"env,omitempty"`
+	// Tools overrides the semantics of tools by their MCP name; the others
+	// take theirs from the tools' annotations.
+	Tools map[string]Semantics `json:"tools,omitempty"`
+	// Timeout of one call, and of connecting; a Go duration, default 30s.
+	Timeout string `json:"timeout,omitempty"`
+	// MaxResponseBytes caps a call's result; default 3 MiB, at most 4 MiB.
+	MaxResponseBytes int64 `json:"max_response_bytes,omitempty"`
+}
+
+// Limits of an MCPDefinition, so a definition cannot make a node hold
+// thousands of processes' arguments or variables.
+const (
+	maxMCPArgs = 64
+	maxMCPEnv  = 64
+)
+
+// TimeoutOrDefault is the definition's timeout (validated), or 0 for the
+// MCP client's default.
+func (m *MCPDefinition) TimeoutOrDefault() time.Duration {
+	if d, err := time.ParseDuration(m.Timeout); err == nil && d > 0 {
+		return d
+	}
+	return 0
+}
+
+func (m *MCPDefinition) validate() error {
+	switch {
+	case m.URL == "" && m.Command == "":
+		return errors.New("url: set url (streamable HTTP) or command (stdio)")
+	case m.URL != "" && m.Command != "":
+		return errors.New("url: set url or command, not both")
+	case m.URL != "":
+		u, err := url.Parse(m.URL)
+		if err != nil {
+			return fmt.Errorf("url: %v", err)
+		}
+		if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("url %q: want an absolute http or https URL", u.Redacted())
+		}
+		if u.User != nil {
+			return fmt.Errorf("url %q: user info is not allowed; put credentials in a secret header", u.Redacted())
+		}
+		if len(m.Args) > 0 || len(m.Env) > 0 {
+			return errors.New("args: args and env are for a command, not a url")
+		}
+	default:
+		if len(m.Headers) > 0 {
+			return errors.New("headers: headers are for a url, not a command (give a command env)")
+		}
+		if strings.ContainsRune(m.Command, 0) || len(m.Args) > maxMCPArgs {
+			return fmt.Errorf("command: at most %d args, no NUL", maxMCPArgs)
+		}
+		for i, a := range m.Args {
+			if strings.ContainsRune(a, 0) {
+				return fmt.Errorf("args[%d]: has a NUL", i)
+			}
+		}
+	}
+	if err := validateHeaders(m.Headers); err != nil {
+		return err
+	}
+	if len(m.Env) > maxMCPEnv {
+		return fmt.Errorf("env: %d variables; at most %d", len(m.Env), maxMCPEnv)
+	}
+	for _, k := range slices.Sorted(maps.Keys(m.Env)) {
+		if k == "" || strings.ContainsAny(k, "=\x00") || k == "PATH" || k == "HOME" {
+			return fmt.Errorf("env: %q is not a variable the definition may set", k)
+		}
+		if err := validateValue("env."+k, m.Env[k], func(v string) bool { return !strings.ContainsRune(v, 0) }); err != nil {
+			return err
+		}
+	}
+	if err := CheckMCPSemantics(m.Tools); err != nil {
+		return fmt.Errorf("tools%v", err)
+	}
+	if m.Timeout != "" {
+		d, err := time.ParseDuration(m.Timeout)
+		if err != nil || d <= 0 || d > MaxDeclaredTimeout {
+			return fmt.Errorf("timeout %q: want a duration above 0 and at most %s", m.Timeout, MaxDeclaredTimeout)
+		}
+	}
+	if m.MaxResponseBytes < 0 || m.MaxResponseBytes > abi.MaxResponseBytes {
+		return fmt.Errorf("max_response_bytes %d: want 0 (default %d) to %d", m.MaxResponseBytes, DefaultMaxResponseBytes, abi.MaxResponseBytes)
+	}
+	return nil
+}
+
+// CheckMCPSemantics checks the semantics overrides of an MCP server's
+// tools: an MCP server cannot be asked what happened to a call, so a tool
+// cannot reconcile. The error names the tool as [%q].
+func CheckMCPSemantics(tools map[string]Semantics) error {
+	for _, name := range slices.Sorted(maps.Keys(tools)) {
+		switch sem := tools[name]; sem {
+		case ReadOnly, Idempotent, Unsafe:
+		case Reconcile:
+			return fmt.Errorf("[%q]: %q needs a way to ask the server what happened, which MCP does not have", name, sem)
+		default:
+			return fmt.Errorf("[%q]: unknown semantics %q; want read_only, idempotent or unsafe", name, sem)
+		}
+	}
+	return nil
 }
 
 // WASMDefinition declares a tool served by a plugin module
@@ -150,6 +273,34 @@ type HeaderValue struct {
 	Format string `json:"format,omitempty"`
 }
 
+// Resolve returns the value: the fixed one, or the secret read from
+// secrets now and put in Format. An error names the secret, never a value,
+// and carries abi.StatusTransient (another node, or this one later, may
+// have the secret).
+func (h HeaderValue) Resolve(secrets Secrets) (string, error) {
+	v, _, err := h.resolve(secrets)
+	return v, err
+}
+
+// resolve is Resolve that also returns the secret's bare value, for a
+// redactor.
+func (h HeaderValue) resolve(secrets Secrets) (value, secret string, err error) {
+	if h.Secret == "" {
+		return h.Value, "", nil
+	}
+	if secrets == nil {
+		return "", "", abi.Errorf(abi.StatusTransient, "secret %q is not available on this node", h.Secret)
+	}
+	val, err := secrets.Secret(h.Secret)
+	if err != nil {
+		return "", "", err
+	}
+	if !validHeaderValue(val) {
+		return "", "", abi.Errorf(abi.StatusTransient, "secret %q has control characters (a trailing newline is trimmed; others are refused)", h.Secret)
+	}
+	return strings.Replace(cmpOr(h.Format, "%s"), "%s", val, 1), val, nil
+}
+
 // UnmarshalJSON takes a string or {"secret": NAME, "format": F}.
 func (h *HeaderValue) UnmarshalJSON(b []byte) error {
 	if t := bytes.TrimSpace(b); len(t) > 0 && t[0] == '"' {
@@ -179,6 +330,27 @@ func (h HeaderValue) MarshalJSON() ([]byte, error) {
 	}
 	type ref HeaderValue
 	return json.Marshal(ref(h))
+}
+
+// SecretNames are the secrets d refers to, sorted, never nil.
+func (d Definition) SecretNames() []string {
+	names := []string{}
+	add := func(vs map[string]HeaderValue) {
+		for _, v := range vs {
+			if v.Secret != "" && !slices.Contains(names, v.Secret) {
+				names = append(names, v.Secret)
+			}
+		}
+	}
+	if d.HTTP != nil {
+		add(d.HTTP.Headers)
+	}
+	if d.MCP != nil {
+		add(d.MCP.Headers)
+		add(d.MCP.Env)
+	}
+	slices.Sort(names)
+	return names
 }
 
 // ParseDefinition decodes and checks a definition document (JSON; the CLI
@@ -239,20 +411,27 @@ func (d Definition) Validate() error {
 	if len(d.Description) > 4<<10 {
 		return bad("description is %d bytes; the limit is 4096", len(d.Description))
 	}
-	sections := map[ToolKind]bool{KindHTTP: d.HTTP != nil, KindWASM: d.WASM != nil, KindMCP: len(d.MCP) > 0}
+	sections := map[ToolKind]bool{KindHTTP: d.HTTP != nil, KindWASM: d.WASM != nil, KindMCP: d.MCP != nil}
 	switch d.Kind {
-	case KindHTTP, KindWASM:
-	case KindMCP:
-		return fmt.Errorf("%w: tool %s: kind %q is not supported yet as a declared tool; declare MCP servers with the serve setting mcp_servers", ErrKindNotSupported, d.Name, d.Kind)
+	case KindHTTP, KindWASM, KindMCP:
 	case "":
-		return bad("kind is required (http or wasm)")
+		return bad("kind is required (http, wasm or mcp)")
 	default:
-		return bad("kind %q: want http or wasm", d.Kind)
+		return bad("kind %q: want http, wasm or mcp", d.Kind)
 	}
 	for k, set := range sections {
 		if set && k != d.Kind {
 			return bad("section %q does not belong to a tool of kind %q", k, d.Kind)
 		}
+	}
+	if d.Kind == KindMCP {
+		if d.MCP == nil {
+			return bad(`kind mcp needs an "mcp" section`)
+		}
+		if err := d.MCP.validate(); err != nil {
+			return bad("mcp.%v", err)
+		}
+		return nil
 	}
 	if d.Kind == KindWASM {
 		if d.WASM == nil {
@@ -298,32 +477,8 @@ func (h *HTTPDefinition) validate() error {
 			return fmt.Errorf("path_prefixes[%d]: %w", i, err)
 		}
 	}
-	seen := map[string]string{}
-	for name, v := range h.Headers {
-		if other, dup := seen[http.CanonicalHeaderKey(name)]; dup {
-			return fmt.Errorf("headers: %q and %q are the same header", other, name)
-		}
-		seen[http.CanonicalHeaderKey(name)] = name
-		if !validHeaderName(name) {
-			return fmt.Errorf("headers: %q is not a valid header name", name)
-		}
-		if reservedHeaders[http.CanonicalHeaderKey(name)] {
-			return fmt.Errorf("headers: %s is set by the host", name)
-		}
-		if v.Secret == "" {
-			if !validHeaderValue(v.Value) {
-				return fmt.Errorf("headers.%s: value has control characters", name)
-			}
-			continue
-		}
-		if err := ValidSecretName(v.Secret); err != nil {
-			return fmt.Errorf("headers.%s.secret: %w", name, err)
-		}
-		if v.Format != "" {
-			if strings.Count(v.Format, "%s") != 1 || strings.Count(strings.ReplaceAll(v.Format, "%s", ""), "%") > 0 || !validHeaderValue(v.Format) {
-				return fmt.Errorf("headers.%s.format %q: want exactly one %%s and no other %% or control characters", name, v.Format)
-			}
-		}
+	if err := validateHeaders(h.Headers); err != nil {
+		return err
 	}
 	if h.Timeout != "" {
 		d, err := time.ParseDuration(h.Timeout)
@@ -354,6 +509,48 @@ func (h *HTTPDefinition) validate() error {
 		}
 		if u.Scheme != base.Scheme || !strings.EqualFold(u.Host, base.Host) || u.User != nil {
 			return fmt.Errorf("status_url %q: must have the scheme, host and port of base_url (%s://%s): the secret headers go to it too", h.StatusURL, base.Scheme, base.Host)
+		}
+	}
+	return nil
+}
+
+// validateHeaders checks a definition's headers: names, values, secret
+// references, and none the host sets.
+func validateHeaders(headers map[string]HeaderValue) error {
+	seen := map[string]string{}
+	for _, name := range slices.Sorted(maps.Keys(headers)) {
+		if other, dup := seen[http.CanonicalHeaderKey(name)]; dup {
+			return fmt.Errorf("headers: %q and %q are the same header", other, name)
+		}
+		seen[http.CanonicalHeaderKey(name)] = name
+		if !validHeaderName(name) {
+			return fmt.Errorf("headers: %q is not a valid header name", name)
+		}
+		if reservedHeaders[http.CanonicalHeaderKey(name)] {
+			return fmt.Errorf("headers: %s is set by the host", name)
+		}
+		if err := validateValue("headers."+name, headers[name], validHeaderValue); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// validateValue checks a fixed value with ok, or a secret reference's name
+// and format.
+func validateValue(field string, v HeaderValue, ok func(string) bool) error {
+	if v.Secret == "" {
+		if !ok(v.Value) {
+			return fmt.Errorf("%s: value has control characters", field)
+		}
+		return nil
+	}
+	if err := ValidSecretName(v.Secret); err != nil {
+		return fmt.Errorf("%s.secret: %w", field, err)
+	}
+	if v.Format != "" {
+		if strings.Count(v.Format, "%s") != 1 || strings.Count(strings.ReplaceAll(v.Format, "%s", ""), "%") > 0 || !ok(v.Format) {
+			return fmt.Errorf("%s.format %q: want exactly one %%s and no other %% or control characters", field, v.Format)
 		}
 	}
 	return nil

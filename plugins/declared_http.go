@@ -235,20 +235,13 @@ func (t *DeclaredHTTP) resolveHeaders() (http.Header, redactor, error) {
 			h.Set(k, v.Value)
 			continue
 		}
-		if t.secrets == nil {
-			return nil, r, abi.Errorf(abi.StatusTransient, "tool %s: secret %q is not available on this node", t.def.Name, v.Secret)
-		}
-		val, err := t.secrets.Secret(v.Secret)
+		val, raw, err := v.resolve(t.secrets)
 		if err != nil {
 			// The error names the secret and where it was looked for, never a value.
 			return nil, r, annotate(err, "tool %s: header %s", t.def.Name, k)
 		}
-		if !validHeaderValue(val) {
-			return nil, r, abi.Errorf(abi.StatusTransient, "tool %s: secret %q has control characters (a trailing newline is trimmed; others are refused)", t.def.Name, v.Secret)
-		}
-		r = append(r, secretValue{name: v.Secret, value: []byte(val)})
-		f := cmpOr(v.Format, "%s")
-		h.Set(k, strings.Replace(f, "%s", val, 1))
+		r = append(r, secretValue{name: v.Secret, value: []byte(raw)})
+		h.Set(k, val)
 	}
 	return h, r, nil
 }

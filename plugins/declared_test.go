@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/orloj/orloj/abi"
 	"github.com/orloj/orloj/plugins"
@@ -189,7 +190,19 @@ func TestParseDefinitionRefuses(t *testing.T) {
 		"wasm module not a digest": {`{"name":"p","kind":"wasm","wasm":{"module":"x"}}`, plugins.ErrInvalidDefinition, "not a module digest"},
 		"wasm reconcile":           {`{"name":"p","kind":"wasm","wasm":{"module":"` + strings.Repeat("a", 64) + `","semantics":"reconcile"}}`, plugins.ErrInvalidDefinition, "cannot reconcile"},
 		"wasm bad host":            {`{"name":"p","kind":"wasm","wasm":{"module":"` + strings.Repeat("a", 64) + `","allow_hosts":["*"]}}`, plugins.ErrInvalidDefinition, "allow_hosts[0]"},
-		"mcp":                      {`{"name":"p","kind":"mcp"}`, plugins.ErrKindNotSupported, "not supported yet"},
+		"mcp no section":           {`{"name":"p","kind":"mcp"}`, plugins.ErrInvalidDefinition, `needs an "mcp" section`},
+		"mcp neither":              {`{"name":"p","kind":"mcp","mcp":{}}`, plugins.ErrInvalidDefinition, "set url"},
+		"mcp both":                 {`{"name":"p","kind":"mcp","mcp":{"url":"http://h","command":"x"}}`, plugins.ErrInvalidDefinition, "not both"},
+		"mcp not http":             {`{"name":"p","kind":"mcp","mcp":{"url":"ftp://h"}}`, plugins.ErrInvalidDefinition, "http or https"},
+		"mcp user info":            {`{"name":"p","kind":"mcp","mcp":{"url":"http://u:pw@h"}}`, plugins.ErrInvalidDefinition, "user info"},
+		"mcp env for url":          {`{"name":"p","kind":"mcp","mcp":{"url":"http://h","env":{"A":"b"}}}`, plugins.ErrInvalidDefinition, "for a command"},
+		"mcp headers for command":  {`{"name":"p","kind":"mcp","mcp":{"command":"x","headers":{"A":"b"}}}`, plugins.ErrInvalidDefinition, "for a url"},
+		"mcp env PATH":             {`{"name":"p","kind":"mcp","mcp":{"command":"x","env":{"PATH":"/tmp"}}}`, plugins.ErrInvalidDefinition, `"PATH"`},
+		"mcp env secret name":      {`{"name":"p","kind":"mcp","mcp":{"command":"x","env":{"T":{"secret":"../x"}}}}`, plugins.ErrInvalidDefinition, "env.T.secret"},
+		"mcp reconcile":            {`{"name":"p","kind":"mcp","mcp":{"url":"http://h","tools":{"t":"reconcile"}}}`, plugins.ErrInvalidDefinition, `tools["t"]`},
+		"mcp reserved header":      {`{"name":"p","kind":"mcp","mcp":{"url":"http://h","headers":{"Idempotency-Key":"k"}}}`, plugins.ErrInvalidDefinition, "set by the host"},
+		"mcp long timeout":         {`{"name":"p","kind":"mcp","mcp":{"url":"http://h","timeout":"1h"}}`, plugins.ErrInvalidDefinition, "timeout"},
+		"mcp too many args":        {`{"name":"p","kind":"mcp","mcp":{"command":"x","args":[` + strings.Repeat(`"a",`, 64) + `"a"]}}`, plugins.ErrInvalidDefinition, "at most 64 args"},
 		"unknown kind":             {`{"name":"p","kind":"ftp"}`, plugins.ErrInvalidDefinition, "kind \"ftp\""},
 		"unknown field":            {`{"name":"p","kind":"http","http":{"base_url":"` + base + `","semantics":"unsafe","path_prefix":["/x"]}}`, plugins.ErrInvalidDefinition, "path_prefix"},
 		"no semantics":             {`{"name":"p","kind":"http","http":{"base_url":"` + base + `"}}`, plugins.ErrInvalidDefinition, "semantics is required"},
@@ -211,6 +224,38 @@ func TestParseDefinitionRefuses(t *testing.T) {
 		if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.msg) {
 			t.Errorf("%s: %v, want %v mentioning %q", name, err, tc.want, tc.msg)
 		}
+	}
+}
+
+// TestParseMCPDefinition: a URL server with a secret header and a stdio
+// server with a secret variable parse, and keep the references.
+func TestParseMCPDefinition(t *testing.T) {
+	t.Parallel()
+	d, err := plugins.ParseDefinition([]byte(`{"name":"docs","kind":"mcp","mcp":{"url":"https://mcp.example/mcp",
+		"headers":{"Authorization":{"secret":"docs-token","format":"Bearer %s"}},"tools":{"search":"read_only"},"timeout":"5s"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.MCP.URL != "https://mcp.example/mcp" || d.MCP.Headers["Authorization"].Secret != "docs-token" || d.MCP.TimeoutOrDefault() != 5*time.Second {
+		t.Fatalf("parsed %+v", d.MCP)
+	}
+	c, _ := d.Canonical()
+	if !strings.Contains(string(c), `"Authorization":{"format":"Bearer %s","secret":"docs-token"}`) {
+		t.Fatalf("canonical form lost the reference: %s", c)
+	}
+	d, err = plugins.ParseDefinition([]byte(`{"name":"gh","kind":"mcp","mcp":{"command":"github-mcp","args":["stdio"],"env":{"GITHUB_TOKEN":{"secret":"gh"},"MODE":"ro"}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	secrets := plugins.MapSecrets{"gh": "s3cret"}
+	if v, err := d.MCP.Env["GITHUB_TOKEN"].Resolve(secrets); err != nil || v != "s3cret" {
+		t.Fatalf("GITHUB_TOKEN resolves to %q, %v", v, err)
+	}
+	if v, err := d.MCP.Env["MODE"].Resolve(nil); err != nil || v != "ro" {
+		t.Fatalf("MODE resolves to %q, %v", v, err)
+	}
+	if _, err := d.MCP.Env["GITHUB_TOKEN"].Resolve(plugins.MapSecrets{}); !errors.Is(err, plugins.ErrSecretNotFound) {
+		t.Fatalf("a missing secret: %v, want ErrSecretNotFound", err)
 	}
 }
 

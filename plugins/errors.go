@@ -16,6 +16,9 @@ var ErrDuplicateTool = errors.New("duplicate tool name")
 // certain; the host then does not hold an unsafe call in doubt.
 var ErrNotSent = errors.New("nothing was sent")
 
+// NotSent marks err as known not to have reached the service (ErrNotSent).
+func NotSent(err error) error { return notSent{err} }
+
 // callError is an error a tool returns with a cause. It unwraps to an
 // *abi.Error, so abi.StatusOf and errors.As(err, **abi.Error) find the status
 // and the message the guest will see, and to the cause, so callers can still

@@ -135,7 +135,7 @@ http:
 	for doc, want := range map[string]string{
 		`{"name":"http","kind":"http","http":{"base_url":"http://127.0.0.1:1","semantics":"unsafe"}}`:   "built-in tool",
 		`{"name":"plug","kind":"wasm","wasm":{"module":"x.wasm"}}`:                                      "not a module digest",
-		`{"name":"srv","kind":"mcp","mcp":{"url":"https://m"}}`:                                         "not supported yet",
+		`{"name":"srv","kind":"mcp","mcp":{}}`:                                                          "set url",
 		`{"name":"pay","kind":"http","http":{"base_url":"http://127.0.0.1:1","semantics":"reconcile"}}`: "status_url",
 	} {
 		if err := os.WriteFile(bad, []byte(doc), 0o600); err != nil {

@@ -45,6 +45,7 @@ type serveConfig struct {
 	HTTPAllow        []string
 	HTTPTools        []daemon.HTTPTool
 	MCPServers       []mcp.ServerConfig
+	MCPCommands      []string
 	BatchConcurrency int
 	ModelURL         string
 	ModelProvider    string
@@ -108,6 +109,7 @@ func (c *serveConfig) settings() []setting {
 		{"http-allow", "hosts the http tool may reach, comma-separated (default none)", "HTTPAllow", listValue{&c.HTTPAllow}},
 		{"http-tool", "further http tools, NAME:SEMANTICS comma-separated (read_only, idempotent or unsafe), e.g. payments:unsafe; they reach the --http-allow hosts", "HTTPTools", httpToolsValue{&c.HTTPTools}},
 		{"mcp-servers", `MCP servers whose tools agents call as SERVER/TOOL, a JSON list of {"name", "url"} (streamable HTTP) or {"name", "command", "args", "env"} (stdio), with optional "tools" (semantics by tool name), "timeout", "max_response_bytes"`, "MCPServers", mcpServersValue{&c.MCPServers}},
+		{"mcp-commands", "commands declared MCP servers (orlojd tool push) may run on this node, comma-separated, exactly as their definitions name them (default none)", "MCPCommands", listValue{&c.MCPCommands}},
 		{"batch-concurrency", "calls of one call_batch an attempt runs at once", "BatchConcurrency", intValue{&c.BatchConcurrency}},
 		{"model-url", "API root of the model tool's default endpoint, e.g. https://api.openai.com/v1 (see --model-provider)", "ModelURL", strValue{&c.ModelURL}},
 		{"model-key-env", "environment variable holding the default endpoint's API key", "ModelKey", strValue{&c.ModelKeyEnv}},
@@ -324,7 +326,7 @@ func (c serveConfig) daemonConfig(log hclog.Logger) daemon.Config {
 	d.DataDir, d.APIAddr, d.RaftAddr, d.NodeID, d.Join, d.Token = c.DataDir, c.APIAddr, c.RaftAddr, c.NodeID, c.Join, c.Token
 	d.JoinToken, d.APITLS = c.JoinToken, c.APITLS
 	d.Workers, d.LeaseTTL, d.HTTPAllow, d.Retention = c.Workers, c.LeaseTTL, c.HTTPAllow, c.Retention
-	d.HTTPTools, d.BatchConcurrency, d.MCPServers = c.HTTPTools, c.BatchConcurrency, c.MCPServers
+	d.HTTPTools, d.BatchConcurrency, d.MCPServers, d.MCPCommands = c.HTTPTools, c.BatchConcurrency, c.MCPServers, c.MCPCommands
 	d.ModelURL, d.Model, d.DLQWebhook, d.MaxModuleBytes = c.ModelURL, c.Model, c.DLQWebhook, c.MaxModuleBytes
 	if c.ModelKeyEnv != "" {
 		d.ModelKey = os.Getenv(c.ModelKeyEnv)

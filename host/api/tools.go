@@ -46,13 +46,8 @@ func toolView(d cluster.ToolDef) ToolView {
 	if def, err := plugins.ParseDefinition(d.Spec); err == nil {
 		if def.HTTP != nil {
 			v.Semantics = def.HTTP.Semantics
-			for _, h := range def.HTTP.Headers {
-				if h.Secret != "" && !slices.Contains(v.Secrets, h.Secret) {
-					v.Secrets = append(v.Secrets, h.Secret)
-				}
-			}
-			slices.Sort(v.Secrets)
 		}
+		v.Secrets = def.SecretNames()
 	}
 	return v
 }
@@ -202,8 +197,13 @@ func (s *Server) checkManifestTools(names []string) error {
 		if s.builtinTool(n) {
 			continue
 		}
-		_, err := s.fsm.Tool(n, 0)
+		// "<server>/<tool>": a tool of a declared MCP server, whose list
+		// is the server's to give; the server must be declared.
+		server, _, isMCP := strings.Cut(n, "/")
+		d, err := s.fsm.Tool(server, 0)
 		switch {
+		case err == nil && isMCP && d.Kind != string(plugins.KindMCP):
+			return badRequest("tools: %q names a tool of %s, which is a declared tool of kind %s, not an mcp server", n, server, d.Kind)
 		case err == nil:
 			continue
 		case !errors.Is(err, cluster.ErrUnknownTool):

@@ -65,7 +65,7 @@ func TestToolsAPI(t *testing.T) {
 		"unknown field":       {`{"name":"x","kind":"http","http":{"base_url":"https://h","semantics":"unsafe","verbs":["GET"]}}`, 400, api.CodeBadRequest, "verbs"},
 		"wasm without module": {`{"name":"x","kind":"wasm","wasm":{}}`, 400, api.CodeBadRequest, "not a module digest"},
 		"wasm not uploaded":   {`{"name":"x","kind":"wasm","wasm":{"module":"` + strings.Repeat("a", 64) + `"}}`, 400, api.CodeBadRequest, "is not uploaded"},
-		"mcp":                 {`{"name":"x","kind":"mcp","mcp":{"url":"https://m"}}`, 400, api.CodeBadRequest, "not supported yet"},
+		"mcp url and command": {`{"name":"x","kind":"mcp","mcp":{"url":"https://m","command":"c"}}`, 400, api.CodeBadRequest, "not both"},
 		"built-in name":       {`{"name":"kv","kind":"http","http":{"base_url":"https://h","semantics":"unsafe"}}`, 409, api.CodeConflict, "built-in tool"},
 		"not json":            {`name: x`, 400, api.CodeBadRequest, "JSON object"},
 		"too large":           {`{"name":"x","description":"` + strings.Repeat("a", 70<<10) + `"}`, 413, api.CodeTooLarge, "limit"},

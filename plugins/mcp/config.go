@@ -5,9 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"net/url"
-	"slices"
 	"strings"
 	"time"
 
@@ -92,14 +90,8 @@ func (c ServerConfig) Validate() error {
 			return fmt.Errorf("ServerConfig.Env: %q is not a variable name", k)
 		}
 	}
-	for _, name := range slices.Sorted(maps.Keys(c.Tools)) {
-		switch sem := c.Tools[name]; sem {
-		case plugins.ReadOnly, plugins.Idempotent, plugins.Unsafe:
-		case plugins.Reconcile:
-			return fmt.Errorf("ServerConfig.Tools[%q]: %q needs a way to ask the server what happened, which MCP does not have", name, sem)
-		default:
-			return fmt.Errorf("ServerConfig.Tools[%q]: unknown semantics %q; want read_only, idempotent or unsafe", name, sem)
-		}
+	if err := plugins.CheckMCPSemantics(c.Tools); err != nil {
+		return fmt.Errorf("ServerConfig.Tools%w", err)
 	}
 	if c.Timeout < 0 {
 		return fmt.Errorf("ServerConfig.Timeout: %s is negative", c.Timeout)

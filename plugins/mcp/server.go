@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"runtime/debug"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -50,6 +51,9 @@ type Options struct {
 	// late), to add it to the node's registry. It may be called from a
 	// background goroutine, also while Start runs.
 	Register func(plugins.Tool) error
+	// Headers go on every request to a URL server (a declared server's
+	// headers, its secrets resolved by the node).
+	Headers http.Header
 	// HTTPClient sends a URL server's requests; default a client of its
 	// own. Its transport is wrapped, never modified.
 	HTTPClient *http.Client
@@ -75,6 +79,7 @@ type Server struct {
 	up       chan struct{}         // closed while sess is set
 	tools    map[string]*Tool      // every tool ever listed, by MCP name
 	listed   map[string]bool       // the names of the latest tools/list
+	reached  bool                  // a tools/list has succeeded
 	restarts int
 
 	relist chan struct{}
@@ -147,6 +152,19 @@ func (s *Server) Tools() []plugins.Tool {
 		out = append(out, s.tools[name])
 	}
 	return out
+}
+
+// Tool returns the tool called name ("<server>/<tool>") if the server's
+// latest tools/list has it. reached is false until a tools/list has
+// succeeded: until then the server's tools are not known, not absent.
+func (s *Server) Tool(name string) (t plugins.Tool, reached bool) {
+	mcpName, ok := strings.CutPrefix(name, s.cfg.Name+"/")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ok && s.listed[mcpName] {
+		return s.tools[mcpName], true
+	}
+	return nil, s.reached
 }
 
 // Restarts is how many times the server was lost and reconnected (a stdio
@@ -356,7 +374,7 @@ func (s *Server) list(ctx context.Context, sess *mcpsdk.ClientSession) error {
 		s.tools[mt.Name] = t
 		added = append(added, t)
 	}
-	s.listed = listed
+	s.listed, s.reached = listed, true
 	s.mu.Unlock()
 	for name := range s.cfg.Tools {
 		if !listed[name] {

@@ -39,11 +39,21 @@ func (s *sendState) notSent() bool {
 	return s.posted.Load() && (!s.written.Load() || s.unknownSession.Load())
 }
 
-// keyTransport puts the call's Idempotency-Key on each request made for a
-// tools/call, and records whether the request was written.
-type keyTransport struct{ base http.RoundTripper }
+// keyTransport puts the server's fixed headers on every request, and the
+// call's Idempotency-Key on each request made for a tools/call, and records
+// whether the request was written.
+type keyTransport struct {
+	base    http.RoundTripper
+	headers http.Header
+}
 
 func (t keyTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if len(t.headers) > 0 {
+		req = req.Clone(req.Context())
+		for k, v := range t.headers {
+			req.Header[k] = v
+		}
+	}
 	st, ok := req.Context().Value(sendStateKey{}).(*sendState)
 	if !ok {
 		return t.base.RoundTrip(req)
@@ -77,7 +87,7 @@ func (s *Server) httpClient() *http.Client {
 		tr.MaxIdleConnsPerHost = 64 // a node's workers call one server at once
 		base = tr
 	}
-	c.Transport = keyTransport{base: base}
+	c.Transport = keyTransport{base: base, headers: s.opts.Headers}
 	return &c
 }
 

@@ -35,6 +35,7 @@ type Server struct {
 	applied  map[string]int            // tool → effects applied
 	done     map[string]map[string]any // put's results by key
 	headers  []string                  // Idempotency-Key headers seen
+	auth     []string                  // Authorization headers of calls
 	release  chan struct{}
 	closed   bool
 }
@@ -144,6 +145,7 @@ func (s *Server) add(name string, ann *mcpsdk.ToolAnnotations, schema json.RawMe
 				if h := req.Extra.Header.Get("Idempotency-Key"); h != "" {
 					s.headers = append(s.headers, h)
 				}
+				s.auth = append(s.auth, req.Extra.Header.Get("Authorization"))
 			}
 			s.mu.Unlock()
 			return h(ctx, req, args, key), nil
@@ -192,6 +194,14 @@ func (s *Server) Headers() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]string(nil), s.headers...)
+}
+
+// Auth returns the Authorization header of each call over HTTP, in order
+// ("" for a call without one).
+func (s *Server) Auth() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.auth...)
 }
 
 // Handler serves the server over streamable HTTP.
