@@ -20,7 +20,14 @@ import (
 
 func pushToolDef(t *testing.T, e *env, name, sem string) {
 	t.Helper()
-	d, err := plugins.ParseDefinition([]byte(`{"name":"` + name + `","kind":"http","http":{"base_url":"http://127.0.0.1:1","methods":["POST"],"semantics":"` + sem + `"}}`))
+	pushDefinition(t, e, `{"name":"`+name+`","kind":"http","http":{"base_url":"http://127.0.0.1:1","methods":["POST"],"semantics":"`+sem+`"}}`)
+}
+
+// pushDefinition parses a definition document and applies it as the
+// cluster's API would.
+func pushDefinition(t *testing.T, e *env, doc string) {
+	t.Helper()
+	d, err := plugins.ParseDefinition([]byte(doc))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +35,7 @@ func pushToolDef(t *testing.T, e *env, name, sem string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.apply(&cluster.PutTool{Tool: cluster.ToolDef{Name: name, Kind: "http", Spec: spec}, Now: time.Now().UnixNano()})
+	e.apply(&cluster.PutTool{Tool: cluster.ToolDef{Name: d.Name, Kind: string(d.Kind), Spec: spec}, Now: time.Now().UnixNano()})
 }
 
 // TestToolsForPinnedAndBuiltins: an attempt gets the node's built-in tools
@@ -131,15 +138,7 @@ func TestOutboxDeclaredEffect(t *testing.T) {
 
 func pushMCPDef(t *testing.T, e *env, name, mcpSection string) {
 	t.Helper()
-	d, err := plugins.ParseDefinition([]byte(`{"name":"` + name + `","kind":"mcp","mcp":` + mcpSection + `}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	spec, err := d.Canonical()
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.apply(&cluster.PutTool{Tool: cluster.ToolDef{Name: name, Kind: "mcp", Spec: spec}, Now: time.Now().UnixNano()})
+	pushDefinition(t, e, `{"name":"`+name+`","kind":"mcp","mcp":`+mcpSection+`}`)
 }
 
 // TestToolsForDeclaredMCP: a task's "<server>/<tool>" names resolve to the
