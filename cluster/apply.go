@@ -83,6 +83,14 @@ func (a *applier) apply(cmd Command) any {
 		return a.putTool(c)
 	case *RemoveTool:
 		return a.removeTool(c)
+	case *PutSchedule:
+		return a.putSchedule(c)
+	case *PauseSchedule:
+		return a.pauseSchedule(c)
+	case *DeleteSchedule:
+		return a.deleteSchedule(c)
+	case *FireSchedule:
+		return a.fireSchedule(c)
 	}
 	return fmt.Errorf("%w: no handler for %T", ErrInvalidCmd, cmd)
 }

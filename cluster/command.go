@@ -38,6 +38,10 @@ const (
 	MsgClearIntent
 	MsgPutTool
 	MsgRemoveTool
+	MsgPutSchedule
+	MsgPauseSchedule
+	MsgDeleteSchedule
+	MsgFireSchedule
 )
 
 var msgNames = map[MessageType]string{
@@ -49,6 +53,8 @@ var msgNames = map[MessageType]string{
 	MsgMarkEffectDone: "mark_effect_done", MsgPutModuleChunk: "put_module_chunk", MsgSetMember: "set_member",
 	MsgCompactTasks: "compact_tasks", MsgResolveCall: "resolve_call", MsgClearIntent: "clear_intent",
 	MsgPutTool: "put_tool", MsgRemoveTool: "remove_tool",
+	MsgPutSchedule: "put_schedule", MsgPauseSchedule: "pause_schedule", MsgDeleteSchedule: "delete_schedule",
+	MsgFireSchedule: "fire_schedule",
 }
 
 func (t MessageType) String() string {
@@ -360,6 +366,14 @@ func decode(b []byte) (c Command, ok bool, err error) {
 		v = &PutTool{}
 	case MsgRemoveTool:
 		v = &RemoveTool{}
+	case MsgPutSchedule:
+		v = &PutSchedule{}
+	case MsgPauseSchedule:
+		v = &PauseSchedule{}
+	case MsgDeleteSchedule:
+		v = &DeleteSchedule{}
+	case MsgFireSchedule:
+		v = &FireSchedule{}
 	default:
 		if t&IgnoreUnknownFlag != 0 {
 			return nil, false, nil

@@ -20,6 +20,9 @@ func TestReplyRoundTrip(t *testing.T) {
 		Member{ID: "n1", APIAddr: "127.0.0.1:1", Removed: true},
 		Agent{Name: "a", Version: "v1", Digest: "d"},
 		7,
+		ToolDef{Name: "slack", Version: 2, Kind: "http", Spec: []byte(`{}`)},
+		Schedule{Name: "s", Agent: "a", Cron: "* * * * *", Overlap: OverlapSkip, CatchUp: CatchUpOne, Input: []byte(`{}`), Next: 5},
+		FireResult{Schedule: Schedule{Name: "s", Input: []byte(`1`)}, Task: "t3"},
 	}
 	for _, want := range results {
 		rep, err := NewReply(9, want, nil)
@@ -31,7 +34,7 @@ func TestReplyRoundTrip(t *testing.T) {
 			t.Errorf("round trip of %T = %#v, %v; want %#v", want, got, err, want)
 		}
 	}
-	for _, sentinel := range []error{ErrStaleToken, ErrNotFound, ErrNotLeader, ErrInvalidState, ErrUnknownAgent, ErrInvalidCmd, ErrAlreadyExists} {
+	for _, sentinel := range []error{ErrStaleToken, ErrNotFound, ErrNotLeader, ErrInvalidState, ErrUnknownAgent, ErrInvalidCmd, ErrAlreadyExists, ErrUnknownTool, ErrUnknownSchedule} {
 		rep, _ := NewReply(0, nil, fmt.Errorf("task t1: %w", sentinel))
 		_, err := rep.Decode()
 		if !errors.Is(err, sentinel) || err.Error() != "leader: task t1: "+sentinel.Error() {

@@ -37,6 +37,11 @@ func seedCommands() []Command {
 		&CompactTasks{IDs: []string{"t", "u"}, Before: 100, Now: 16},
 		&PutTool{Tool: ToolDef{Name: "slack", Kind: "http", Spec: json.RawMessage(`{"kind":"http","name":"slack"}`)}, Now: 17},
 		&RemoveTool{Name: "slack", Now: 18},
+		&PutSchedule{Schedule: Schedule{Name: "nightly", Agent: "doc", Cron: "0 2 * * *", Overlap: OverlapSkip, CatchUp: CatchUpOne, Input: json.RawMessage(`{}`), Next: 100}, Now: 19},
+		&FireSchedule{Name: "nightly", Expect: 100, At: 100, Next: 200, TaskID: "s1", Version: "v2", Now: 101},
+		&PauseSchedule{Name: "nightly", Paused: true, Now: 102},
+		&PauseSchedule{Name: "nightly", Next: 300, Now: 103},
+		&DeleteSchedule{Name: "nightly", Now: 104},
 	}
 }
 

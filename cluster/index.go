@@ -61,6 +61,14 @@ func (x *keyIndex) hasPrefix(p string) bool {
 	return i < len(x.keys) && strings.HasPrefix(x.keys[i], p)
 }
 
+// below returns, in order, at most limit keys that sort before bound.
+func (x *keyIndex) below(bound string, limit int) []string {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	n, _ := slices.BinarySearch(x.keys, bound)
+	return slices.Clone(x.keys[:min(n, limit)])
+}
+
 // all returns a copy, safe to use while the index changes.
 func (x *keyIndex) all() []string {
 	x.mu.RLock()
@@ -104,11 +112,14 @@ type indexes struct {
 	// every applied batch; dispatched effects stay in ob/ until their task
 	// is compacted, so scanning ob/ grew with every task that emitted.
 	pending keyIndex
+	// due: sn/, the schedules that are not paused, by next firing; the
+	// leader reads it on every scheduler pass, and every firing moves a key.
+	due keyIndex
 }
 
 func newIndexes() *indexes {
 	return &indexes{runq: keyIndex{prefix: "rq/"}, leases: keyIndex{prefix: "le/"},
-		pending: keyIndex{prefix: "ob/", keep: effectPending}}
+		pending: keyIndex{prefix: "ob/", keep: effectPending}, due: keyIndex{prefix: "sn/"}}
 }
 
 // effectPending reads only the done flag of an encoded Effect.
@@ -119,7 +130,9 @@ func effectPending(val []byte) bool {
 	return json.Unmarshal(val, &e) == nil && !e.Done
 }
 
-func (ix *indexes) mirrors() []*keyIndex { return []*keyIndex{&ix.runq, &ix.leases, &ix.pending} }
+func (ix *indexes) mirrors() []*keyIndex {
+	return []*keyIndex{&ix.runq, &ix.leases, &ix.pending, &ix.due}
+}
 
 func (ix *indexes) rebuild(db *badger.DB) error {
 	for _, x := range ix.mirrors() {

@@ -74,12 +74,17 @@ func (n *Node) leaderDuties(ctx context.Context, ready chan struct{}) {
 		defer ct.Stop()
 		compact = ct.C
 	}
+	sched := time.NewTicker(scheduleInterval)
+	defer sched.Stop()
+	fs := &firer{fsm: n.fsm, clock: n.cfg.Clock, apply: n.Apply, log: n.log, warned: map[string]time.Time{}}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 			_ = n.safely("expire leases", func() error { n.expireLapsed(ctx); return nil })
+		case <-sched.C:
+			_ = n.safely("fire schedules", func() error { fs.fireDue(ctx); return nil })
 		case <-compact:
 			if err := n.safely("compact finished tasks", func() error { return n.compactExpired(ctx) }); err != nil && ctx.Err() == nil {
 				n.log.Warn("compact finished tasks past retention", "error", err)

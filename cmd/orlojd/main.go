@@ -8,6 +8,9 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	// Time zones built in: every node reads a schedule's --timezone from
+	// the same data, whatever its machine has installed.
+	_ "time/tzdata"
 
 	"github.com/spf13/cobra"
 )
@@ -30,7 +33,7 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newServeCmd(), newRunCmd(), newAgentCmd(), newTaskCmd(), newDLQCmd(), newLeaseCmd(), newClusterCmd(), newToolCmd())
+	root.AddCommand(newServeCmd(), newRunCmd(), newAgentCmd(), newTaskCmd(), newDLQCmd(), newLeaseCmd(), newClusterCmd(), newToolCmd(), newScheduleCmd())
 	return root
 }
 

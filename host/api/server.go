@@ -122,7 +122,7 @@ func (c Config) withDefaults() Config {
 	}
 	if c.NewTaskID == nil {
 		clock := c.Clock
-		c.NewTaskID = func() string { return newTaskID(clock()) }
+		c.NewTaskID = func() string { return cluster.NewTaskID(clock()) }
 	}
 	if c.MaxWait == 0 {
 		c.MaxWait = DefaultMaxWait
@@ -210,6 +210,13 @@ func (s *Server) routes() {
 	s.handle("POST /v1/dlq/{id}/resolve", s.resolveDLQ)
 	s.handle("POST /v1/dlq/retry", s.bulkRetryDLQ)
 	s.handle("POST /v1/dlq/discard", s.bulkDiscardDLQ)
+
+	s.handle("POST /v1/schedules", s.createSchedule)
+	s.handle("GET /v1/schedules", s.listSchedules)
+	s.handle("GET /v1/schedules/{name}", s.showSchedule)
+	s.handle("POST /v1/schedules/{name}/pause", s.pauseSchedule)
+	s.handle("POST /v1/schedules/{name}/resume", s.resumeSchedule)
+	s.handle("DELETE /v1/schedules/{name}", s.deleteSchedule)
 
 	s.handle("GET /v1/leases", s.listLeases)
 

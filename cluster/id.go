@@ -1,4 +1,4 @@
-package api
+package cluster
 
 import (
 	"crypto/rand"
@@ -10,10 +10,10 @@ import (
 // read aloud or copied by hand, and sort in time order as strings.
 const crockford = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
-// newTaskID returns a 26-character, ULID-shaped ID: 48 bits of unix
+// NewTaskID returns a 26-character, ULID-shaped ID: 48 bits of unix
 // milliseconds, then 80 random bits. IDs from the same millisecond are
 // unordered among themselves; across milliseconds they sort by time.
-func newTaskID(now time.Time) string {
+func NewTaskID(now time.Time) string {
 	var b [16]byte
 	binary.BigEndian.PutUint64(b[0:8], uint64(now.UnixMilli())<<16)
 	rand.Read(b[6:]) // crypto/rand.Read never fails (it crashes the program instead)
