@@ -2,6 +2,8 @@ package mcp
 
 import (
 	"bytes"
+	"errors"
+	"io"
 	"net/http"
 	"net/http/httptrace"
 	"strings"
@@ -47,7 +49,50 @@ type keyTransport struct {
 	headers http.Header
 }
 
+// maxJSONBody bounds a response body of type application/json: the SDK
+// reads one whole into memory (an event stream it bounds per event).
+const maxJSONBody = 16 << 20
+
+// ErrResponseTooLarge is a server's JSON response over maxJSONBody.
+var ErrResponseTooLarge = errors.New("mcp server's response is larger than 16 MiB")
+
 func (t keyTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.roundTrip(req)
+	if err == nil && strings.HasPrefix(strings.ToLower(resp.Header.Get("Content-Type")), "application/json") {
+		resp.Body = &cappedBody{ReadCloser: resp.Body, left: maxJSONBody}
+	}
+	return resp, err
+}
+
+// cappedBody fails a read past its limit, so a server cannot make the node
+// hold an unbounded answer.
+type cappedBody struct {
+	io.ReadCloser
+	left int64
+}
+
+func (b *cappedBody) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		// At the limit: fine only if the body ends here.
+		var one [1]byte
+		m, err := io.ReadFull(b.ReadCloser, one[:])
+		if m > 0 {
+			return 0, ErrResponseTooLarge
+		}
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			err = io.EOF
+		}
+		return 0, err
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.ReadCloser.Read(p)
+	b.left -= int64(n)
+	return n, err
+}
+
+func (t keyTransport) roundTrip(req *http.Request) (*http.Response, error) {
 	if len(t.headers) > 0 {
 		req = req.Clone(req.Context())
 		for k, v := range t.headers {
