@@ -83,6 +83,12 @@ func (a *applier) apply(cmd Command) any {
 		return a.putTool(c)
 	case *RemoveTool:
 		return a.removeTool(c)
+	case *Suspend:
+		return a.suspend(c)
+	case *WakeTask:
+		return a.wake(c)
+	case *SendSignal:
+		return a.signal(c)
 	}
 	return fmt.Errorf("%w: no handler for %T", ErrInvalidCmd, cmd)
 }
@@ -557,11 +563,15 @@ func (a *applier) cancel(c *CancelTask) any {
 		}
 	case StateDeadLetter:
 		a.del(dlqKey(t.ID))
+	case StateWaiting:
+		if t.Wait != nil && t.Wait.Until != 0 {
+			a.del(wakeKey(t.Wait.Until, t.ID))
+		}
 	default:
 		return fmt.Errorf("task %s is %s: %w", t.ID, t.State, ErrInvalidState)
 	}
 	a.dropStaged(t.ID)
-	t.State, t.Lease, t.NextAt, t.UpdatedAt = StateCancelled, nil, 0, c.Now
+	t.State, t.Lease, t.Wait, t.NextAt, t.UpdatedAt = StateCancelled, nil, nil, 0, c.Now
 	a.put(taskKey(t.ID), t)
 	a.journal(t.ID, c.Now, Event{Type: EventCancelled, Message: c.Reason})
 	return *t

@@ -38,6 +38,9 @@ const (
 	MsgClearIntent
 	MsgPutTool
 	MsgRemoveTool
+	MsgSuspend
+	MsgWakeTask
+	MsgSendSignal
 )
 
 var msgNames = map[MessageType]string{
@@ -49,6 +52,7 @@ var msgNames = map[MessageType]string{
 	MsgMarkEffectDone: "mark_effect_done", MsgPutModuleChunk: "put_module_chunk", MsgSetMember: "set_member",
 	MsgCompactTasks: "compact_tasks", MsgResolveCall: "resolve_call", MsgClearIntent: "clear_intent",
 	MsgPutTool: "put_tool", MsgRemoveTool: "remove_tool",
+	MsgSuspend: "suspend", MsgWakeTask: "wake_task", MsgSendSignal: "send_signal",
 }
 
 func (t MessageType) String() string {
@@ -360,6 +364,12 @@ func decode(b []byte) (c Command, ok bool, err error) {
 		v = &PutTool{}
 	case MsgRemoveTool:
 		v = &RemoveTool{}
+	case MsgSuspend:
+		v = &Suspend{}
+	case MsgWakeTask:
+		v = &WakeTask{}
+	case MsgSendSignal:
+		v = &SendSignal{}
 	default:
 		if t&IgnoreUnknownFlag != 0 {
 			return nil, false, nil

@@ -51,6 +51,18 @@ const (
 	// EventIntentCleared: a call whose INTENT was committed failed before
 	// anything was sent (ClearIntent), so it is not in doubt.
 	EventIntentCleared EventType = "intent_cleared"
+	// EventWaiting: an attempt suspended on a durable wait (Suspend): the
+	// lease is released, the attempt not counted. CallID names the
+	// waiting call; Message says what it waits for.
+	EventWaiting EventType = "waiting"
+	// EventWoken: the wait ended (WakeTask at its time, or the awaited
+	// signal arrived) and the task is queued again. Message says why.
+	EventWoken EventType = "woken"
+	// EventSignalReceived: a signal the task does not await yet was kept
+	// for a later await (SendSignal).
+	EventSignalReceived EventType = "signal_received"
+	// EventSignalDelivered: a signal became the answer of the call CallID.
+	EventSignalDelivered EventType = "signal_delivered"
 )
 
 // Written by the host while an attempt runs, and journaled through
@@ -80,6 +92,7 @@ func EventTypes() []EventType {
 		EventSubmitted, EventLeased, EventLeaseExpired, EventAttemptFailed, EventRetryScheduled,
 		EventDeadLettered, EventSucceeded, EventDLQRetried, EventDiscarded, EventCancelled,
 		EventEffectDispatched, EventEffectFailed, EventCallResolved, EventIntentCleared,
+		EventWaiting, EventWoken, EventSignalReceived, EventSignalDelivered,
 		EventCall, EventLog, EventDivergence, EventCallsRefused, EventEffectRefused,
 	}
 }

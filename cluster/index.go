@@ -104,11 +104,14 @@ type indexes struct {
 	// every applied batch; dispatched effects stay in ob/ until their task
 	// is compacted, so scanning ob/ grew with every task that emitted.
 	pending keyIndex
+	// wakes: wk/ waiting tasks with a wake time or deadline, by that time;
+	// the leader reads its head to wake what is due.
+	wakes keyIndex
 }
 
 func newIndexes() *indexes {
 	return &indexes{runq: keyIndex{prefix: "rq/"}, leases: keyIndex{prefix: "le/"},
-		pending: keyIndex{prefix: "ob/", keep: effectPending}}
+		pending: keyIndex{prefix: "ob/", keep: effectPending}, wakes: keyIndex{prefix: "wk/"}}
 }
 
 // effectPending reads only the done flag of an encoded Effect.
@@ -119,7 +122,9 @@ func effectPending(val []byte) bool {
 	return json.Unmarshal(val, &e) == nil && !e.Done
 }
 
-func (ix *indexes) mirrors() []*keyIndex { return []*keyIndex{&ix.runq, &ix.leases, &ix.pending} }
+func (ix *indexes) mirrors() []*keyIndex {
+	return []*keyIndex{&ix.runq, &ix.leases, &ix.pending, &ix.wakes}
+}
 
 func (ix *indexes) rebuild(db *badger.DB) error {
 	for _, x := range ix.mirrors() {

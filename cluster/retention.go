@@ -80,7 +80,7 @@ func (a *applier) compact(c *CompactTasks) any {
 			continue
 		}
 		done := true
-		for _, prefix := range [][]byte{ledgerPrefix(id), journalPrefix(id), outboxPrefix(id), stagePrefix(id)} {
+		for _, prefix := range [][]byte{ledgerPrefix(id), journalPrefix(id), outboxPrefix(id), stagePrefix(id), signalPrefix(id), signalIdemPrefix(id)} {
 			left := budget - a.entryOps
 			if left <= 2 {
 				done = false
