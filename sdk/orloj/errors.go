@@ -37,6 +37,8 @@ const (
 	// ErrFault: a pointer/length pair lay outside guest memory, or the host
 	// broke the memory protocol. Either is a bug, never the agent's input.
 	ErrFault = abi.StatusFault
+	// ErrTimeout: Await's timeout passed before the signal came.
+	ErrTimeout = abi.StatusTimeout
 )
 
 // ExitCode is the process exit code Main uses for the error run returned:
