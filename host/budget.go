@@ -60,8 +60,8 @@ type spend struct {
 func newSpend(t cluster.Task, recs []cluster.LedgerRecord, now func() time.Time) *spend {
 	s := &spend{limit: t.Budget.WithDefaults(), known: make(map[string]struct{}, len(recs)), now: now, started: now()}
 	for _, r := range recs {
-		if r.Tool == nowTool {
-			continue
+		if r.Tool == nowTool || isWaitTool(r.Tool) {
+			continue // clock readings and waits are not tool calls
 		}
 		s.known[r.CallID] = struct{}{}
 		s.calls++

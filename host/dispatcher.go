@@ -125,6 +125,7 @@ type ledgerDispatcher struct {
 	lastTransient bool
 	fenced        error
 	flushErr      error // a chunk of the journal could not be recorded
+	suspended     bool  // a wait suspended the attempt: the task is waiting
 }
 
 func newLedgerDispatcher(c Cluster, tools *plugins.Registry, claim *cluster.Claim, agent cluster.Agent, clock func() time.Time, log hclog.Logger) (*ledgerDispatcher, error) {

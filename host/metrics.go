@@ -277,6 +277,8 @@ func (m *Metrics) ObserveAttempt(rep AttemptReport, d time.Duration) {
 		outcome = "lease_lost"
 	case rep.Succeeded:
 		outcome = "succeeded"
+	case rep.Suspended:
+		outcome = "suspended"
 	case rep.Class != "":
 		outcome = string(rep.Class)
 	}

@@ -202,6 +202,7 @@ func (s *Server) routes() {
 	s.handle("GET /v1/tasks/{id}/calls", s.taskCalls)
 	s.handle("GET /v1/tasks/{id}/wait", s.waitTask)
 	s.handle("POST /v1/tasks/{id}/cancel", s.cancelTask)
+	s.handle("POST /v1/tasks/{id}/signals/{name}", s.signalTask)
 
 	s.handle("GET /v1/dlq", s.listDLQ)
 	s.handle("GET /v1/dlq/{id}", s.showDLQ)

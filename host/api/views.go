@@ -92,6 +92,28 @@ type TaskView struct {
 	// Tools are the declared tool versions the task uses, pinned when it
 	// was submitted.
 	Tools map[string]uint64 `json:"tools,omitempty"`
+	// Wait is what a waiting task waits for; null in every other state.
+	Wait *WaitView `json:"wait"`
+}
+
+// WaitView is what a waiting task waits for.
+type WaitView struct {
+	Kind   cluster.WaitKind `json:"kind"`
+	CallID string           `json:"call_id"`
+	Until  *string          `json:"until"` // a sleep's wake time, a signal's deadline; null for none
+	Signal string           `json:"signal,omitempty"`
+	Since  *string          `json:"since"`
+}
+
+// SignalView answers POST /v1/tasks/{id}/signals/{name}.
+type SignalView struct {
+	Task TaskView `json:"task"`
+	// Delivered: the task was waiting for this signal and is queued again.
+	// Otherwise the signal is kept until the task awaits it.
+	Delivered bool `json:"delivered"`
+	// Duplicate: a signal with the same key was accepted before; nothing
+	// changed.
+	Duplicate bool `json:"duplicate"`
 }
 
 // BudgetView is a task's budget, defaults applied.
@@ -376,6 +398,9 @@ func taskView(t cluster.Task) TaskView {
 	if t.Lease != nil {
 		l := leaseView(*t.Lease)
 		v.Lease = &l
+	}
+	if w := t.Wait; w != nil {
+		v.Wait = &WaitView{Kind: w.Kind, CallID: w.CallID, Until: timeView(w.Until), Signal: w.Signal, Since: timeView(w.Since)}
 	}
 	for _, h := range t.History {
 		a := AttemptView{N: h.N, Node: h.Node, Token: h.Token, StartedAt: timeView(h.StartedAt),
