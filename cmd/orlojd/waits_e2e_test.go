@@ -218,3 +218,65 @@ func TestSignalsThroughServe(t *testing.T) {
 	n.fails(1, []string{"(bad_request)"}, "task", "signal", late, "has space")
 	n.fails(2, []string{"not valid JSON"}, "task", "signal", late, "x", "--data", "{")
 }
+
+// TestSleepSurvivesKillOfItsNode: on three nodes, the node that ran a task
+// is SIGKILLed while the task sleeps; another node (the new leader, if the
+// killed one led) wakes it and runs it to the end, and the call before the
+// sleep is not made again.
+func TestSleepSurvivesKillOfItsNode(t *testing.T) {
+	t.Parallel()
+	svc := startPathCounter(t)
+	const token = "e2e-shared-token-waits-0123456789"
+	n1 := startNode(t, withEnv("ORLOJ_TOKEN="+token))
+	join := withArgs("--join", n1.raft, "--join-token-file", filepath.Join(n1.dir, "join-token"))
+	n2 := startNode(t, withEnv("ORLOJ_TOKEN="+token), withArgs("--node-id", "n2"), join)
+	n3 := startNode(t, withEnv("ORLOJ_TOKEN="+token), withArgs("--node-id", "n3"), join)
+	nodes := map[string]*node{"n1": n1, "n2": n2, "n3": n3}
+
+	n1.ok("agent", "push", agent("waiter"), "--name", "waiter", "--tools", "http")
+	id := submitWaiter(t, n1, map[string]string{"url": svc.url, "sleep": "4s"})
+	var tk struct {
+		waitingTask
+		History []struct {
+			Node    string `json:"node"`
+			Outcome string `json:"outcome"`
+		} `json:"history"`
+	}
+	awaitState(t, n1, id, "waiting", 60*time.Second)
+	n1.okJSON(&tk, "task", "get", id)
+	if len(tk.History) != 1 || tk.History[0].Outcome != "waiting" || tk.Lease != nil {
+		t.Fatalf("waiting task: history %+v, lease %v", tk.History, tk.Lease)
+	}
+	ran := tk.History[0].Node
+	victim := nodes[ran]
+	if victim == nil {
+		t.Fatalf("the task ran on %q, not one of the three nodes", ran)
+	}
+	victim.kill()
+	var survivor *node
+	for name, n := range nodes {
+		if name != ran {
+			survivor = n
+			break
+		}
+	}
+
+	// The survivors elect a leader if need be; it wakes the task on time.
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		r := survivor.cli("task", "get", id, "-o", "json")
+		if r.code == 0 && json.Unmarshal([]byte(r.stdout), &tk) == nil && tk.State == "succeeded" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("task %s is %s 90 s after its node was killed\n%s", id, tk.State, r)
+		}
+		time.Sleep(100 * time.Millisecond) // a poll interval for an outside view
+	}
+	if len(tk.History) != 2 || tk.History[1].Node == ran || tk.History[1].Outcome != "succeeded" {
+		t.Fatalf("history %+v: want the run after the wake on another node than %s", tk.History, ran)
+	}
+	if b, a := svc.count("/before"), svc.count("/after"); b != 1 || a != 1 {
+		t.Fatalf("/before seen %d times, /after %d; want 1 and 1", b, a)
+	}
+}
