@@ -474,12 +474,13 @@ func budgetView(b cluster.Budget) BudgetView {
 }
 
 // spentView adds up a task's ledger: calls (clock readings are not calls)
-// and model tokens, by the attempt that recorded them.
+// and model tokens, by the attempt that recorded them. Clock readings and
+// waits are not calls.
 func spentView(recs []cluster.LedgerRecord) *SpentView {
 	v := &SpentView{ByAttempt: []AttemptCost{}}
 	at := map[int]int{}
 	for _, r := range recs {
-		if r.Tool == host.ClockTool {
+		if host.IsHostCall(r.Tool) {
 			continue
 		}
 		i, ok := at[r.Attempt]
