@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sort"
 	"time"
 
 	"github.com/orloj/orloj/abi"
@@ -193,16 +194,17 @@ func (c *SendSignal) Validate() error {
 // Keys of the wait families (see keys.go):
 //
 //	wk/UNTIL/ID        wake index: waiting tasks with a wake time or deadline
-//	sg/TASK/SEQ        Signal kept until awaited
-//	sk/TASK/KEY        a signal idempotency key the task accepted
+//	sg/TASK/NAME\x00SEQ  Signal kept until awaited (a name has no NUL)
+//	sk/TASK/KEY         a signal idempotency key the task accepted
 func wakeKey(until int64, id string) []byte { return []byte("wk/" + hex16(uint64(until)) + "/" + id) }
-func signalKey(task string, seq uint64) []byte {
-	return []byte("sg/" + task + "/" + hex16(seq))
+func signalKey(task, name string, seq uint64) []byte {
+	return append(signalNamePrefix(task, name), hex16(seq)...)
 }
-func signalPrefix(task string) []byte       { return []byte("sg/" + task + "/") }
-func signalIdemKey(task, key string) []byte { return []byte("sk/" + task + "/" + key) }
-func signalIdemPrefix(task string) []byte   { return []byte("sk/" + task + "/") }
-func wakeKeyID(key string) string           { return key[len("wk/")+17:] }
+func signalNamePrefix(task, name string) []byte { return []byte("sg/" + task + "/" + name + "\x00") }
+func signalPrefix(task string) []byte           { return []byte("sg/" + task + "/") }
+func signalIdemKey(task, key string) []byte     { return []byte("sk/" + task + "/" + key) }
+func signalIdemPrefix(task string) []byte       { return []byte("sk/" + task + "/") }
+func wakeKeyID(key string) string               { return key[len("wk/")+17:] }
 
 // sleepAnswer is the recorded answer of a sleep: the time it woke for.
 func sleepAnswer(until int64) json.RawMessage {
@@ -305,18 +307,15 @@ func (a *applier) answer(t *Task, w Wait, st abi.Status, body []byte, now int64)
 	return rec
 }
 
-// pendingSignal finds the oldest kept signal with the name.
+// pendingSignal finds the oldest kept signal with the name: the first key
+// under its name's prefix, so only that one value is read.
 func (a *applier) pendingSignal(taskID, name string) (Signal, []byte, bool) {
-	var found Signal
-	var key []byte
-	_ = a.each(signalPrefix(taskID), func(k, v []byte) error {
-		var s Signal
-		if key == nil && json.Unmarshal(v, &s) == nil && s.Name == name {
-			found, key = s, append([]byte(nil), k...)
-		}
-		return nil
-	})
-	return found, key, key != nil
+	var s Signal
+	ks := a.keys(signalNamePrefix(taskID, name), 1)
+	if len(ks) == 0 || !a.get(ks[0], &s) {
+		return Signal{}, nil, false
+	}
+	return s, ks[0], true
 }
 
 // resume queues a waiting task to run again.
@@ -379,7 +378,7 @@ func (a *applier) signal(c *SendSignal) any {
 		if n := len(a.keys(signalPrefix(t.ID), MaxPendingSignals)); n >= MaxPendingSignals {
 			return fmt.Errorf("task %s: %w: it keeps %d signals it has not awaited, limit %d", t.ID, ErrTooLarge, n, MaxPendingSignals)
 		}
-		a.put(signalKey(t.ID, a.idx), Signal{TaskID: t.ID, Name: c.Name, Key: c.Key, Payload: payload, Seq: a.idx, At: c.Now})
+		a.put(signalKey(t.ID, c.Name, a.idx), Signal{TaskID: t.ID, Name: c.Name, Key: c.Key, Payload: payload, Seq: a.idx, At: c.Now})
 		a.journal(t.ID, c.Now, Event{Type: EventSignalReceived, Message: fmt.Sprintf("signal %q kept until the task awaits it", c.Name)})
 	}
 	if c.Key != "" {
@@ -425,7 +424,9 @@ func (f *FSM) DueWakes(now int64, limit int) ([]DueWake, error) {
 
 // Signals lists the signals a task keeps, oldest first.
 func (f *FSM) Signals(taskID string) ([]Signal, error) {
-	return decodeAll[Signal](f, signalPrefix(taskID), nil)
+	out, err := decodeAll[Signal](f, signalPrefix(taskID), nil)
+	sort.Slice(out, func(i, j int) bool { return out[i].Seq < out[j].Seq })
+	return out, err
 }
 
 // maxWakesPerPass bounds the wakes one leader pass commits, so a pass over

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strconv"
 	"testing"
 	"time"
 
@@ -208,6 +209,21 @@ func TestSignalBeforeAndAfterAwait(t *testing.T) {
 	}
 	if sigs, _ := h.fsm.Signals("t1"); len(sigs) != 1 || sigs[0].Name != "other" {
 		t.Fatalf("kept signals: %+v", sigs)
+	}
+
+	// Kept signals of one name are taken in the order they were sent.
+	for i, name := range []string{"n", "m", "n"} {
+		h.ok(&SendSignal{TaskID: "t1", Name: name, Payload: json.RawMessage(strconv.Itoa(i)), Now: int64(8+i) * sec})
+	}
+	c = h.claim(12 * sec)
+	for i, want := range []string{"0", "2"} {
+		res := h.suspend("t1", c.Lease.Token, signalWait("n"+strconv.Itoa(i), "n", 0), 12*sec)
+		if res.Record == nil || string(res.Record.Result) != want {
+			t.Fatalf("await %d of n: %+v, want %s", i, res.Record, want)
+		}
+	}
+	if sigs, _ := h.fsm.Signals("t1"); len(sigs) != 2 || sigs[0].Name != "other" || sigs[1].Name != "m" {
+		t.Fatalf("kept signals after taking both n: %+v", sigs)
 	}
 }
 
