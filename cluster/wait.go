@@ -296,9 +296,15 @@ func (a *applier) suspend(c *Suspend) any {
 	return SuspendResult{Task: *t}
 }
 
-// answer records a wait's answer in the ledger under its call's ID.
+// answer records a wait's answer in the ledger under its call's ID, as made
+// by the attempt that met the wait (a waiting task's counter has stepped
+// back past it).
 func (a *applier) answer(t *Task, w Wait, st abi.Status, body []byte, now int64) LedgerRecord {
-	rec := LedgerRecord{TaskID: t.ID, CallID: w.CallID, Tool: w.Tool, Attempt: t.Attempts, Token: w.Token,
+	attempt := t.Attempts
+	if t.State == StateWaiting {
+		attempt++
+	}
+	rec := LedgerRecord{TaskID: t.ID, CallID: w.CallID, Tool: w.Tool, Attempt: attempt, Token: w.Token,
 		IntentAt: w.Since, HasResult: true, Status: st.String(), Result: body, ResultAt: now, Seq: a.idx}
 	if rec.IntentAt == 0 {
 		rec.IntentAt = now

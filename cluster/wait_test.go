@@ -110,7 +110,7 @@ func TestSleepSuspendFencedAndWokenOnce(t *testing.T) {
 	}
 	rec := h.record("t1", "s1")
 	var wr abi.WaitResult
-	if rec.Status != "ok" || json.Unmarshal(rec.Result, &wr) != nil || wr.Until != 20*sec {
+	if rec.Status != "ok" || json.Unmarshal(rec.Result, &wr) != nil || wr.Until != 20*sec || rec.Attempt != 1 || rec.Token != c.Lease.Token {
 		t.Fatalf("sleep record: %+v", rec)
 	}
 
