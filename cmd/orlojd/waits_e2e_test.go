@@ -280,3 +280,29 @@ func TestSleepSurvivesKillOfItsNode(t *testing.T) {
 		t.Fatalf("/before seen %d times, /after %d; want 1 and 1", b, a)
 	}
 }
+
+// TestSleepSurvivesRestart: the only node is SIGKILLed while a task sleeps
+// and started again on its data dir; the wake time was in the replicated
+// state, so the task wakes and finishes, its first call made once.
+func TestSleepSurvivesRestart(t *testing.T) {
+	t.Parallel()
+	svc := startPathCounter(t)
+	n := startNode(t)
+	n.ok("agent", "push", agent("waiter"), "--name", "waiter", "--tools", "http")
+	id := submitWaiter(t, n, map[string]string{"url": svc.url, "sleep": "3s"})
+	awaitState(t, n, id, "waiting", 30*time.Second)
+	n.kill()
+	n.start()
+	n.ok("task", "wait", id, "--timeout", "1m")
+	var tk waitingTask
+	n.okJSON(&tk, "task", "get", id)
+	if tk.State != "succeeded" {
+		t.Fatalf("task %s after the restart", tk.State)
+	}
+	if b, a := svc.count("/before"), svc.count("/after"); b != 1 || a != 1 {
+		t.Fatalf("/before seen %d times, /after %d; want 1 and 1", b, a)
+	}
+	if ev := eventTypes(t, n, id); ev["waiting"] != 1 || ev["woken"] != 1 {
+		t.Fatalf("journal events %v", ev)
+	}
+}
