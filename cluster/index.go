@@ -61,6 +61,15 @@ func (x *keyIndex) hasPrefix(p string) bool {
 	return i < len(x.keys) && strings.HasPrefix(x.keys[i], p)
 }
 
+// below returns, in order, at most limit of the keys that sort before
+// bound: the head of the index, without copying the rest.
+func (x *keyIndex) below(bound string, limit int) []string {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	end, _ := slices.BinarySearch(x.keys, bound)
+	return slices.Clone(x.keys[:min(end, limit)])
+}
+
 // all returns a copy, safe to use while the index changes.
 func (x *keyIndex) all() []string {
 	x.mu.RLock()

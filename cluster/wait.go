@@ -408,16 +408,14 @@ type DueWake struct {
 // time or deadline is at or before now. It reads the wake index, not the
 // tasks: its cost follows the waits that are due.
 func (f *FSM) DueWakes(now int64, limit int) ([]DueWake, error) {
+	if now < 0 || limit <= 0 {
+		return nil, nil
+	}
+	// Keys sort by wake time: those due are the ones before now+1's.
+	due := f.idx.wakes.below("wk/"+hex16(uint64(now)+1), limit)
 	var out []DueWake
 	err := f.view(func(tx *tx) error {
-		for _, k := range f.idx.wakes.all() {
-			var until uint64
-			if _, err := fmt.Sscanf(k[3:19], "%x", &until); err != nil {
-				return fmt.Errorf("corrupt wake index %q: %w", k, err)
-			}
-			if int64(until) > now || len(out) >= limit {
-				break
-			}
+		for _, k := range due {
 			var t Task
 			if tx.get(taskKey(wakeKeyID(k)), &t) && t.State == StateWaiting && t.Wait != nil {
 				out = append(out, DueWake{TaskID: t.ID, Token: t.Wait.Token, Until: t.Wait.Until})

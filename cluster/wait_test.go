@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -437,5 +438,32 @@ func TestLeaderWakesSleepingTask(t *testing.T) {
 	waitState(StateQueued)
 	if rec, ok, _ := n.FSM().LedgerRecord("a", "s"); !ok || rec.Status != "ok" {
 		t.Fatalf("sleep record after the leader's wake: %+v", rec)
+	}
+}
+
+// TestDueWakesInTimeOrder: the wake index gives the due waits soonest
+// first, up to the limit, and none that is not due.
+func TestDueWakesInTimeOrder(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.agent("doc", "v1", "\x00asm")
+	for i, until := range []int64{30, 10, 20, 40} {
+		id := "t" + strconv.Itoa(i)
+		h.submit(id, RetryPolicy{}, sec)
+		c := h.claim(sec)
+		h.suspend(id, c.Lease.Token, sleepWait("s", until*sec), 2*sec)
+	}
+	var got []string
+	for _, d := range h.dueWakes(30 * sec) {
+		got = append(got, d.TaskID)
+	}
+	if strings.Join(got, ",") != "t1,t2,t0" {
+		t.Fatalf("due at 30 s: %v, want t1,t2,t0", got)
+	}
+	if due, _ := h.fsm.DueWakes(30*sec, 1); len(due) != 1 || due[0].TaskID != "t1" {
+		t.Fatalf("due with limit 1: %+v", due)
+	}
+	if due := h.dueWakes(10*sec - 1); len(due) != 0 {
+		t.Fatalf("due before the first: %+v", due)
 	}
 }
