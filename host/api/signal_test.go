@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/orloj/orloj/abi"
 	"github.com/orloj/orloj/cluster"
@@ -74,4 +75,41 @@ func mustSignals(t *testing.T, f *fixture, id string) []cluster.Signal {
 		t.Fatal(err)
 	}
 	return sigs
+}
+
+// TestWaitMetrics: a suspended attempt and a wake by signal are counted,
+// and a waiting task shows in the task gauge and in the task's view.
+func TestWaitMetrics(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	f.pushHello("hello", "v1")
+	tk := f.submit(api.SubmitRequest{Agent: "hello"})
+	l := f.claim(tk.ID)
+	f.apply(&cluster.Suspend{TaskID: tk.ID, Token: l.Token, Now: time.Now().UnixNano(),
+		Wait: cluster.Wait{Kind: cluster.WaitSignal, CallID: "c1", Tool: "orloj.signal", Signal: "go"}})
+	r := f.do("GET", "/v1/tasks/"+tk.ID, nil)
+	var v api.TaskView
+	r.decode(t, &v)
+	if v.State != cluster.StateWaiting || v.Wait == nil || v.Wait.Signal != "go" || v.Wait.Until != nil || v.Lease != nil {
+		t.Fatalf("waiting task view: %s", r.body)
+	}
+	if text := string(f.do("GET", "/metrics", nil).body); !strings.Contains(text, `orloj_tasks{state="waiting"} 1`) ||
+		!strings.Contains(text, `orloj_waits_total{kind="signal"} 1`) {
+		t.Fatalf("metrics while waiting:\n%s", grepLines(text, "wait"))
+	}
+	want(t, f.do("POST", "/v1/tasks/"+tk.ID+"/signals/go", `{"ok":true}`), http.StatusOK, "")
+	if text := string(f.do("GET", "/metrics", nil).body); !strings.Contains(text, `orloj_tasks{state="waiting"} 0`) ||
+		!strings.Contains(text, `orloj_wakes_total{reason="signal"} 1`) {
+		t.Fatalf("metrics after the signal:\n%s", grepLines(text, "wa"))
+	}
+}
+
+func grepLines(text, sub string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
