@@ -89,6 +89,8 @@ func (a *applier) apply(cmd Command) any {
 		return a.wake(c)
 	case *SendSignal:
 		return a.signal(c)
+	case *DecideApproval:
+		return a.decideApproval(c)
 	}
 	return fmt.Errorf("%w: no handler for %T", ErrInvalidCmd, cmd)
 }
@@ -567,6 +569,7 @@ func (a *applier) cancel(c *CancelTask) any {
 		if t.Wait != nil && t.Wait.Until != 0 {
 			a.del(wakeKey(t.Wait.Until, t.ID))
 		}
+		a.withdrawApproval(t, c.Now)
 	default:
 		return fmt.Errorf("task %s is %s: %w", t.ID, t.State, ErrInvalidState)
 	}

@@ -41,6 +41,7 @@ const (
 	MsgSuspend
 	MsgWakeTask
 	MsgSendSignal
+	MsgDecideApproval
 )
 
 var msgNames = map[MessageType]string{
@@ -52,7 +53,7 @@ var msgNames = map[MessageType]string{
 	MsgMarkEffectDone: "mark_effect_done", MsgPutModuleChunk: "put_module_chunk", MsgSetMember: "set_member",
 	MsgCompactTasks: "compact_tasks", MsgResolveCall: "resolve_call", MsgClearIntent: "clear_intent",
 	MsgPutTool: "put_tool", MsgRemoveTool: "remove_tool",
-	MsgSuspend: "suspend", MsgWakeTask: "wake_task", MsgSendSignal: "send_signal",
+	MsgSuspend: "suspend", MsgWakeTask: "wake_task", MsgSendSignal: "send_signal", MsgDecideApproval: "decide_approval",
 }
 
 func (t MessageType) String() string {
@@ -370,6 +371,8 @@ func decode(b []byte) (c Command, ok bool, err error) {
 		v = &WakeTask{}
 	case MsgSendSignal:
 		v = &SendSignal{}
+	case MsgDecideApproval:
+		v = &DecideApproval{}
 	default:
 		if t&IgnoreUnknownFlag != 0 {
 			return nil, false, nil

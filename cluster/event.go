@@ -63,6 +63,13 @@ const (
 	EventSignalReceived EventType = "signal_received"
 	// EventSignalDelivered: a signal became the answer of the call CallID.
 	EventSignalDelivered EventType = "signal_delivered"
+	// EventApprovalRequested: a call of a tool that needs approval waits
+	// for a person (CallID, Tool).
+	EventApprovalRequested EventType = "approval_requested"
+	// EventApprovalGranted, EventApprovalDenied: a person decided
+	// (DecideApproval); Message says who, and why.
+	EventApprovalGranted EventType = "approval_granted"
+	EventApprovalDenied  EventType = "approval_denied"
 )
 
 // Written by the host while an attempt runs, and journaled through
@@ -93,6 +100,7 @@ func EventTypes() []EventType {
 		EventDeadLettered, EventSucceeded, EventDLQRetried, EventDiscarded, EventCancelled,
 		EventEffectDispatched, EventEffectFailed, EventCallResolved, EventIntentCleared,
 		EventWaiting, EventWoken, EventSignalReceived, EventSignalDelivered,
+		EventApprovalRequested, EventApprovalGranted, EventApprovalDenied,
 		EventCall, EventLog, EventDivergence, EventCallsRefused, EventEffectRefused,
 	}
 }

@@ -56,7 +56,7 @@ var sentinels = []struct {
 	// too_large before invalid_command: an error may wrap both, and the
 	// size is the more useful one to branch on.
 	{"too_large", ErrTooLarge}, {"invalid_command", ErrInvalidCmd},
-	{"already_exists", ErrAlreadyExists}, {"unknown_tool", ErrUnknownTool},
+	{"already_exists", ErrAlreadyExists}, {"unknown_tool", ErrUnknownTool}, {"unknown_approval", ErrUnknownApproval},
 }
 
 // NewReply encodes what Node.Apply returned: a result or an error.
@@ -137,7 +137,7 @@ func kindOf[T any](name string) resultKind {
 var resultKinds = []resultKind{
 	kindOf[*Claim]("claim"), kindOf[Lease]("lease"), kindOf[Task]("task"), kindOf[SubmitResult]("submit"),
 	kindOf[LedgerRecord]("ledger"), kindOf[Member]("member"), kindOf[Agent]("agent"), kindOf[int]("int"),
-	kindOf[ToolDef]("tool"),
+	kindOf[ToolDef]("tool"), kindOf[Approval]("approval"), kindOf[SuspendResult]("suspend"), kindOf[SignalResult]("signal"),
 }
 
 // RemoteError is an error the leader returned for a forwarded command. It

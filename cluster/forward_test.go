@@ -20,6 +20,9 @@ func TestReplyRoundTrip(t *testing.T) {
 		Member{ID: "n1", APIAddr: "127.0.0.1:1", Removed: true},
 		Agent{Name: "a", Version: "v1", Digest: "d"},
 		7,
+		Approval{CallID: "c1", TaskID: "t1", Params: []byte(`{}`), State: ApprovalPending},
+		SuspendResult{Approved: true, Task: Task{ID: "t1", Input: []byte(`{}`), Wait: &Wait{Kind: WaitApproval, CallID: "c1"}}},
+		SignalResult{Task: Task{ID: "t1", Input: []byte(`1`)}, Delivered: true},
 	}
 	for _, want := range results {
 		rep, err := NewReply(9, want, nil)
@@ -31,7 +34,7 @@ func TestReplyRoundTrip(t *testing.T) {
 			t.Errorf("round trip of %T = %#v, %v; want %#v", want, got, err, want)
 		}
 	}
-	for _, sentinel := range []error{ErrStaleToken, ErrNotFound, ErrNotLeader, ErrInvalidState, ErrUnknownAgent, ErrInvalidCmd, ErrAlreadyExists} {
+	for _, sentinel := range []error{ErrStaleToken, ErrNotFound, ErrNotLeader, ErrInvalidState, ErrUnknownAgent, ErrInvalidCmd, ErrAlreadyExists, ErrUnknownApproval} {
 		rep, _ := NewReply(0, nil, fmt.Errorf("task t1: %w", sentinel))
 		_, err := rep.Decode()
 		if !errors.Is(err, sentinel) || err.Error() != "leader: task t1: "+sentinel.Error() {

@@ -37,6 +37,7 @@ func seedCommands() []Command {
 		&CompactTasks{IDs: []string{"t", "u"}, Before: 100, Now: 16},
 		&PutTool{Tool: ToolDef{Name: "slack", Kind: "http", Spec: json.RawMessage(`{"kind":"http","name":"slack"}`)}, Now: 17},
 		&RemoveTool{Name: "slack", Now: 18},
+		&DecideApproval{CallID: "c1", Approve: false, By: "ana", Note: "too much", Now: 19},
 		&Suspend{TaskID: "t", Token: tok, Wait: Wait{Kind: WaitSleep, CallID: "w1", Tool: "orloj.sleep", Until: int64(time.Hour)}, Journal: []Event{{Type: "log"}}, Now: 19},
 		&WakeTask{TaskID: "t", Token: tok, Now: int64(2 * time.Hour)},
 		&SendSignal{TaskID: "t", Name: "approved", Key: "k1", Payload: json.RawMessage(`{"ok":true}`), Now: 20},

@@ -102,6 +102,10 @@ func (a *applier) compact(c *CompactTasks) any {
 			res.Partial = id
 			break
 		}
+		for _, k := range a.keys(approvalPrefix(id), 0) { // few: one per call that needed approval
+			a.del(k)
+			a.del(approvalIndexKey(string(k[len(approvalPrefix(id)):])))
+		}
 		a.del(stageCountKey(id))
 		if t.IdempotencyKey != "" {
 			if b, ok := a.getRaw(idemKey(t.IdempotencyKey)); ok && string(b) == id {

@@ -34,10 +34,13 @@ const (
 	// set. Ended by SendSignal of that name (the payload is the answer) or
 	// by WakeTask at the deadline (the answer is abi.StatusTimeout).
 	WaitSignal WaitKind = "signal"
+	// WaitApproval: for a person's decision about the call Wait.CallID, of
+	// a tool that needs approval (approval.go). Ended by DecideApproval.
+	WaitApproval WaitKind = "approval"
 )
 
 // WaitKinds lists every WaitKind.
-func WaitKinds() []WaitKind { return []WaitKind{WaitSleep, WaitSignal} }
+func WaitKinds() []WaitKind { return []WaitKind{WaitSleep, WaitSignal, WaitApproval} }
 
 func (k WaitKind) valid() bool {
 	for _, v := range WaitKinds() {
@@ -91,18 +94,22 @@ const (
 // deadline passed) the FSM records it and the attempt goes on; otherwise
 // the task waits. Fenced like every attempt outcome.
 type Suspend struct {
-	TaskID  string  `json:"task_id"`
-	Token   uint64  `json:"token"`
-	Wait    Wait    `json:"wait"`
-	Journal []Event `json:"journal,omitempty"` // the attempt's events not yet journaled
-	Now     int64   `json:"now"`
+	TaskID string `json:"task_id"`
+	Token  uint64 `json:"token"`
+	Wait   Wait   `json:"wait"`
+	// Params are the call's, for an approval: what the person is shown.
+	Params  json.RawMessage `json:"params,omitempty"`
+	Journal []Event         `json:"journal,omitempty"` // the attempt's events not yet journaled
+	Now     int64           `json:"now"`
 }
 
 // SuspendResult answers Suspend: Record when the wait was answered without
 // waiting (the attempt goes on and returns it), else the waiting task.
 type SuspendResult struct {
 	Record *LedgerRecord `json:"record,omitempty"`
-	Task   Task          `json:"task"`
+	// Approved: an approval's call was approved; invoke it now.
+	Approved bool `json:"approved,omitempty"`
+	Task     Task `json:"task"`
 }
 
 // WakeTask ends a wait whose time came: the leader commits it for the wake
@@ -147,6 +154,9 @@ func (c *Suspend) Validate() error {
 	if err := validateWait(&c.Wait); err != nil {
 		return err
 	}
+	if err := checkBytes("suspend params", len(c.Params), MaxInputBytes); err != nil {
+		return err
+	}
 	return validateEvents(c.Journal)
 }
 
@@ -165,6 +175,10 @@ func validateWait(w *Wait) error {
 	case WaitSignal:
 		if err := abi.ValidSignalName(w.Signal); err != nil {
 			return fmt.Errorf("%w: %v", ErrInvalidCmd, err)
+		}
+	case WaitApproval:
+		if w.Until != 0 || w.Signal != "" {
+			return fmt.Errorf("%w: an approval waits with no deadline and no signal", ErrInvalidCmd)
 		}
 	}
 	return nil
@@ -240,6 +254,8 @@ func (w Wait) describe() string {
 			return fmt.Sprintf("signal %q until %s", w.Signal, utc(w.Until))
 		}
 		return fmt.Sprintf("signal %q", w.Signal)
+	case WaitApproval:
+		return "approval of a call of " + w.Tool
 	}
 	return string(w.Kind)
 }
@@ -275,6 +291,14 @@ func (a *applier) suspend(c *Suspend) any {
 		if w.Until != 0 && w.Until <= c.Now {
 			rec := a.answer(t, w, abi.StatusTimeout, timeoutAnswer(w), c.Now)
 			return SuspendResult{Record: &rec, Task: *t}
+		}
+	case WaitApproval:
+		approved, err := a.requestApproval(t, w, c.Params, c.Now)
+		if err != nil {
+			return err
+		}
+		if approved {
+			return SuspendResult{Approved: true, Task: *t}
 		}
 	}
 	if a.err != nil {
