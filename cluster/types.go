@@ -158,7 +158,10 @@ type Task struct {
 
 // AgentManifest is what an agent may do and how it runs.
 type AgentManifest struct {
-	Tools       []string      `json:"tools"`
+	Tools []string `json:"tools"`
+	// Approve lists tools of Tools whose every call waits for a person to
+	// approve that call (approval.go) before it is invoked.
+	Approve     []string      `json:"approve,omitempty"`
 	MemoryLimit uint64        `json:"memory_limit,omitempty"`
 	Timeout     time.Duration `json:"timeout,omitempty"`
 	MaxAttempts int           `json:"max_attempts,omitempty"`

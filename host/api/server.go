@@ -212,6 +212,11 @@ func (s *Server) routes() {
 	s.handle("POST /v1/dlq/retry", s.bulkRetryDLQ)
 	s.handle("POST /v1/dlq/discard", s.bulkDiscardDLQ)
 
+	s.handle("GET /v1/approvals", s.listApprovals)
+	s.handle("GET /v1/approvals/{id}", s.showApproval)
+	s.handle("POST /v1/approvals/{id}/approve", s.approveCall)
+	s.handle("POST /v1/approvals/{id}/deny", s.denyCall)
+
 	s.handle("GET /v1/leases", s.listLeases)
 
 	s.handle("GET /v1/cluster/members", s.members)

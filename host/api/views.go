@@ -20,6 +20,7 @@ type AgentView struct {
 	Digest      string     `json:"digest"`
 	Size        int        `json:"size"`
 	Tools       []string   `json:"tools"`
+	Approve     []string   `json:"approve"` // tools whose calls need a person's approval
 	MemoryLimit uint64     `json:"memory_limit"`
 	Timeout     string     `json:"timeout"`
 	MaxAttempts int        `json:"max_attempts"`
@@ -352,6 +353,7 @@ func agentView(a cluster.Agent) AgentView {
 	v := AgentView{
 		Name: a.Name, Version: a.Version, Digest: a.Digest, Size: a.Size,
 		Tools:       append([]string{}, a.Manifest.Tools...),
+		Approve:     append([]string{}, a.Manifest.Approve...),
 		MemoryLimit: a.Manifest.MemoryLimit, MaxAttempts: a.Manifest.MaxAttempts,
 		Timeout: a.Manifest.Timeout.String(), CreatedAt: timeView(a.CreatedAt),
 		Budget: budgetView(a.Manifest.Budget.WithDefaults()),
