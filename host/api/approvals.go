@@ -84,7 +84,9 @@ func (s *Server) showApproval(w http.ResponseWriter, r *http.Request) error {
 }
 
 // approveCall: POST /v1/approvals/{id}/approve.
-func (s *Server) approveCall(w http.ResponseWriter, r *http.Request) error { return s.decide(w, r, true) }
+func (s *Server) approveCall(w http.ResponseWriter, r *http.Request) error {
+	return s.decide(w, r, true)
+}
 
 // denyCall: POST /v1/approvals/{id}/deny.
 func (s *Server) denyCall(w http.ResponseWriter, r *http.Request) error { return s.decide(w, r, false) }
