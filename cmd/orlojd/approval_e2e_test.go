@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -9,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/orloj/orloj/host"
 )
 
 type approvalJSON struct {
@@ -64,7 +67,15 @@ func TestApprovalsThroughNode(t *testing.T) {
 		<-r.Context().Done()
 	}))
 	t.Cleanup(hold.Close)
-	n := startNode(t, withArgs("--http-tool", "payments:unsafe", "--workers", "1"))
+	paged := make(chan host.ApprovalNotice, 8)
+	pager := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var an host.ApprovalNotice
+		if err := json.NewDecoder(r.Body).Decode(&an); err == nil && r.Header.Get("Idempotency-Key") == an.Key {
+			paged <- an
+		}
+	}))
+	t.Cleanup(pager.Close)
+	n := startNode(t, withArgs("--http-tool", "payments:unsafe", "--workers", "1", "--approval-webhook", pager.URL))
 	n.fails(1, []string{`approve: "model" is not one of the agent's tools`}, "agent", "push", agent("paycall"), "--name", "paycall",
 		"--tools", "payments", "--approve", "model")
 	n.ok("agent", "push", agent("paycall"), "--name", "paycall", "--tools", "payments", "--approve", "payments")
@@ -77,6 +88,14 @@ func TestApprovalsThroughNode(t *testing.T) {
 	}
 	if got := posts.Load(); got != 0 {
 		t.Fatalf("%d charges before the approval", got)
+	}
+	select {
+	case an := <-paged:
+		if an.Event != "approval.requested" || an.Key != a.ID || an.TaskID != id || an.Tool != "payments" || !strings.Contains(string(an.Params), "/charges") {
+			t.Fatalf("the approval webhook's notice: %+v", an)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the approval webhook was not called")
 	}
 	if show := n.ok("approval", "show", a.ID); !strings.Contains(show, svc.URL+"/charges") || !strings.Contains(show, "pending") {
 		t.Fatalf("show:\n%s", show)
