@@ -20,7 +20,8 @@ type Error = abi.Error
 const (
 	// ErrNotFound: the tool does not exist.
 	ErrNotFound = abi.StatusNotFound
-	// ErrPermissionDenied: the agent's manifest does not allow the tool.
+	// ErrPermissionDenied: the agent's manifest does not allow the tool, or
+	// a person denied the call (the message says who, and why).
 	ErrPermissionDenied = abi.StatusPermissionDenied
 	// ErrToolError: the tool ran and failed; the same call fails the same way.
 	ErrToolError = abi.StatusToolError

@@ -43,6 +43,14 @@ type Fake struct {
 	pending  *fakeResponse // the body kept after StatusBufferTooSmall
 	signals  map[string][]json.RawMessage
 	waits    []FakeWait
+	// approval: tools whose calls need a person's approval, by tool, and
+	// the decision ("" until Approve or Deny).
+	approval map[string]*fakeDecision
+}
+
+type fakeDecision struct {
+	decided, approved bool
+	reason            string
 }
 
 // FakeWait is one Sleep, SleepUntil or Await the agent made, as the fake
@@ -152,6 +160,42 @@ func (f *Fake) Signal(name string, payload any) *Fake {
 		f.signals = map[string][]json.RawMessage{}
 	}
 	f.signals[name] = append(f.signals[name], slices.Clone(b))
+	return f
+}
+
+// RequireApproval makes every call of tool need a person's approval, as a
+// node does for a tool the agent is pushed with under --approve. The fake
+// cannot wait: decide with Approve or Deny before the agent calls it; a
+// call undecided fails (StatusInvalidArgument) saying so.
+func (f *Fake) RequireApproval(tool string) *Fake {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.approval == nil {
+		f.approval = map[string]*fakeDecision{}
+	}
+	if f.approval[tool] == nil {
+		f.approval[tool] = &fakeDecision{}
+	}
+	return f
+}
+
+// Approve approves the calls of tool: they reach its handler, as an
+// approved call is made on a node.
+func (f *Fake) Approve(tool string) *Fake {
+	f.RequireApproval(tool)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	*f.approval[tool] = fakeDecision{decided: true, approved: true}
+	return f
+}
+
+// Deny denies the calls of tool: they answer StatusPermissionDenied with
+// the reason, as a denied call does on a node, and never reach the handler.
+func (f *Fake) Deny(tool, reason string) *Fake {
+	f.RequireApproval(tool)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	*f.approval[tool] = fakeDecision{decided: true, reason: reason}
 	return f
 }
 
@@ -323,7 +367,20 @@ func (h *fakeHost) invoke(req []byte) (rec FakeCall, st abi.Status, body []byte)
 	rec = FakeCall{Tool: r.Tool, Params: r.Params, Key: r.Key}
 	h.mu.Lock()
 	handler := h.handlers[r.Tool]
+	var decision fakeDecision
+	needs := h.approval[r.Tool] != nil
+	if needs {
+		decision = *h.approval[r.Tool]
+	}
 	h.mu.Unlock()
+	switch {
+	case needs && !decision.decided:
+		rec.Err = abi.Errorf(abi.StatusInvalidArgument, "orloj fake: a call of %s waits for approval; call Fake.Approve or Fake.Deny first", r.Tool)
+		return rec, abi.StatusInvalidArgument, abi.EncodeErrorBody(abi.StatusInvalidArgument, messageOf(rec.Err))
+	case needs && !decision.approved:
+		rec.Err = abi.Errorf(abi.StatusPermissionDenied, "call of %s denied by the fake; reason: %s", r.Tool, decision.reason)
+		return rec, abi.StatusPermissionDenied, abi.EncodeErrorBody(abi.StatusPermissionDenied, messageOf(rec.Err))
+	}
 	if handler == nil {
 		rec.Err = abi.Errorf(abi.StatusNotFound, "tool %q is not registered with the fake", r.Tool)
 		return rec, abi.StatusNotFound, abi.EncodeErrorBody(abi.StatusNotFound, messageOf(rec.Err))

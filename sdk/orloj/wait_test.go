@@ -3,7 +3,9 @@
 package orloj_test
 
 import (
+	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -67,5 +69,26 @@ func TestFakeAwait(t *testing.T) {
 	}
 	if _, err := orloj.Await("bad name", time.Second); !errors.Is(err, orloj.ErrInvalidArgument) {
 		t.Fatalf("await with a bad name: %v", err)
+	}
+}
+
+// TestFakeApprovals: a tool that needs approval reaches its handler once
+// approved; denied, the agent gets ErrPermissionDenied with the reason and
+// the handler is not called; undecided, the fake says how to decide.
+func TestFakeApprovals(t *testing.T) {
+	charged := 0
+	f := install(t, orloj.NewFake().Handle("payments", func(json.RawMessage) (any, error) { charged++; return "ch_1", nil }).
+		RequireApproval("payments"))
+	if _, err := orloj.Call("payments", map[string]int{"amount": 5}); err == nil || !errors.Is(err, orloj.ErrInvalidArgument) {
+		t.Fatalf("an undecided call: %v", err)
+	}
+	f.Deny("payments", "over the limit")
+	_, err := orloj.Call("payments", map[string]int{"amount": 5})
+	if !errors.Is(err, orloj.ErrPermissionDenied) || !strings.Contains(err.Error(), "over the limit") || charged != 0 {
+		t.Fatalf("a denied call: %v, %d charges", err, charged)
+	}
+	f.Approve("payments")
+	if _, err := orloj.Call("payments", map[string]int{"amount": 5}); err != nil || charged != 1 {
+		t.Fatalf("an approved call: %v, %d charges", err, charged)
 	}
 }
