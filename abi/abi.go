@@ -61,6 +61,19 @@ const (
 	// with an ErrorBody) invokes nothing.
 	//	call_batch(req_ptr, req_len, buf_ptr, buf_cap, len_ptr) -> status
 	FuncCallBatch = "call_batch"
+	// FuncWait waits durably: for a time (kind sleep) or for a signal sent
+	// to the task (kind signal). The request is a WaitRequest in JSON. The
+	// first time a wait is reached the attempt suspends: the guest is
+	// stopped where it is, the worker and the lease are released, and the
+	// task waits without running. When the wait is over the task runs again
+	// from the start; every call before the wait replays from the ledger
+	// and the wait returns at once with its recorded answer: for sleep, OK
+	// and a WaitResult; for signal, OK and the signal's payload, or
+	// StatusTimeout with an ErrorBody. A wait already over when it is
+	// reached (a past sleep, a signal sent before) answers without
+	// suspending. See docs/waits.md.
+	//	wait(req_ptr, req_len, buf_ptr, buf_cap, len_ptr) -> status
+	FuncWait = "wait"
 )
 
 // ExportStart is a WASI command module's entry point, called once per

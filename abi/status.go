@@ -35,6 +35,9 @@ const (
 	StatusInvalidArgument
 	// StatusFault: a pointer/length pair lies outside guest memory.
 	StatusFault
+	// StatusTimeout: a wait ended at its timeout without what it waited
+	// for (FuncWait, kind signal). Recorded: a replay times out again.
+	StatusTimeout
 )
 
 var statusNames = [...]string{
@@ -48,6 +51,7 @@ var statusNames = [...]string{
 	StatusBufferTooSmall:   "buffer_too_small",
 	StatusInvalidArgument:  "invalid_argument",
 	StatusFault:            "fault",
+	StatusTimeout:          "timeout",
 }
 
 // String returns the snake_case name used in ErrorBody and logs.

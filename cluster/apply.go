@@ -91,6 +91,14 @@ func (a *applier) apply(cmd Command) any {
 		return a.deleteSchedule(c)
 	case *FireSchedule:
 		return a.fireSchedule(c)
+	case *Suspend:
+		return a.suspend(c)
+	case *WakeTask:
+		return a.wake(c)
+	case *SendSignal:
+		return a.signal(c)
+	case *DecideApproval:
+		return a.decideApproval(c)
 	}
 	return fmt.Errorf("%w: no handler for %T", ErrInvalidCmd, cmd)
 }
@@ -565,11 +573,16 @@ func (a *applier) cancel(c *CancelTask) any {
 		}
 	case StateDeadLetter:
 		a.del(dlqKey(t.ID))
+	case StateWaiting:
+		if t.Wait != nil && t.Wait.Until != 0 {
+			a.del(wakeKey(t.Wait.Until, t.ID))
+		}
+		a.withdrawApproval(t, c.Now)
 	default:
 		return fmt.Errorf("task %s is %s: %w", t.ID, t.State, ErrInvalidState)
 	}
 	a.dropStaged(t.ID)
-	t.State, t.Lease, t.NextAt, t.UpdatedAt = StateCancelled, nil, 0, c.Now
+	t.State, t.Lease, t.Wait, t.NextAt, t.UpdatedAt = StateCancelled, nil, nil, 0, c.Now
 	a.put(taskKey(t.ID), t)
 	a.journal(t.ID, c.Now, Event{Type: EventCancelled, Message: c.Reason})
 	return *t

@@ -42,6 +42,10 @@ const (
 	MsgPauseSchedule
 	MsgDeleteSchedule
 	MsgFireSchedule
+	MsgSuspend
+	MsgWakeTask
+	MsgSendSignal
+	MsgDecideApproval
 )
 
 var msgNames = map[MessageType]string{
@@ -55,6 +59,7 @@ var msgNames = map[MessageType]string{
 	MsgPutTool: "put_tool", MsgRemoveTool: "remove_tool",
 	MsgPutSchedule: "put_schedule", MsgPauseSchedule: "pause_schedule", MsgDeleteSchedule: "delete_schedule",
 	MsgFireSchedule: "fire_schedule",
+	MsgSuspend:      "suspend", MsgWakeTask: "wake_task", MsgSendSignal: "send_signal", MsgDecideApproval: "decide_approval",
 }
 
 func (t MessageType) String() string {
@@ -374,6 +379,14 @@ func decode(b []byte) (c Command, ok bool, err error) {
 		v = &DeleteSchedule{}
 	case MsgFireSchedule:
 		v = &FireSchedule{}
+	case MsgSuspend:
+		v = &Suspend{}
+	case MsgWakeTask:
+		v = &WakeTask{}
+	case MsgSendSignal:
+		v = &SendSignal{}
+	case MsgDecideApproval:
+		v = &DecideApproval{}
 	default:
 		if t&IgnoreUnknownFlag != 0 {
 			return nil, false, nil

@@ -51,6 +51,25 @@ const (
 	// EventIntentCleared: a call whose INTENT was committed failed before
 	// anything was sent (ClearIntent), so it is not in doubt.
 	EventIntentCleared EventType = "intent_cleared"
+	// EventWaiting: an attempt suspended on a durable wait (Suspend): the
+	// lease is released, the attempt not counted. CallID names the
+	// waiting call; Message says what it waits for.
+	EventWaiting EventType = "waiting"
+	// EventWoken: the wait ended (WakeTask at its time, or the awaited
+	// signal arrived) and the task is queued again. Message says why.
+	EventWoken EventType = "woken"
+	// EventSignalReceived: a signal the task does not await yet was kept
+	// for a later await (SendSignal).
+	EventSignalReceived EventType = "signal_received"
+	// EventSignalDelivered: a signal became the answer of the call CallID.
+	EventSignalDelivered EventType = "signal_delivered"
+	// EventApprovalRequested: a call of a tool that needs approval waits
+	// for a person (CallID, Tool).
+	EventApprovalRequested EventType = "approval_requested"
+	// EventApprovalGranted, EventApprovalDenied: a person decided
+	// (DecideApproval); Message says who, and why.
+	EventApprovalGranted EventType = "approval_granted"
+	EventApprovalDenied  EventType = "approval_denied"
 )
 
 // Written by the host while an attempt runs, and journaled through
@@ -80,6 +99,8 @@ func EventTypes() []EventType {
 		EventSubmitted, EventLeased, EventLeaseExpired, EventAttemptFailed, EventRetryScheduled,
 		EventDeadLettered, EventSucceeded, EventDLQRetried, EventDiscarded, EventCancelled,
 		EventEffectDispatched, EventEffectFailed, EventCallResolved, EventIntentCleared,
+		EventWaiting, EventWoken, EventSignalReceived, EventSignalDelivered,
+		EventApprovalRequested, EventApprovalGranted, EventApprovalDenied,
 		EventCall, EventLog, EventDivergence, EventCallsRefused, EventEffectRefused,
 	}
 }

@@ -51,7 +51,7 @@ func TestDeadLetterClasses(t *testing.T) {
 	if want := "permanent,policy,budget,in_doubt,attempts_exhausted"; strings.Join(got, ",") != want {
 		t.Fatalf("dead-letter classes %v, want %s", got, want)
 	}
-	if n := len(TaskStates()); n != 7 {
+	if n := len(TaskStates()); n != 8 {
 		t.Fatalf("%d task states", n)
 	}
 }

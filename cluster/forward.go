@@ -57,7 +57,7 @@ var sentinels = []struct {
 	// size is the more useful one to branch on.
 	{"too_large", ErrTooLarge}, {"invalid_command", ErrInvalidCmd},
 	{"already_exists", ErrAlreadyExists}, {"unknown_tool", ErrUnknownTool},
-	{"unknown_schedule", ErrUnknownSchedule},
+	{"unknown_schedule", ErrUnknownSchedule}, {"unknown_approval", ErrUnknownApproval},
 }
 
 // NewReply encodes what Node.Apply returned: a result or an error.
@@ -139,6 +139,7 @@ var resultKinds = []resultKind{
 	kindOf[*Claim]("claim"), kindOf[Lease]("lease"), kindOf[Task]("task"), kindOf[SubmitResult]("submit"),
 	kindOf[LedgerRecord]("ledger"), kindOf[Member]("member"), kindOf[Agent]("agent"), kindOf[int]("int"),
 	kindOf[ToolDef]("tool"), kindOf[Schedule]("schedule"), kindOf[FireResult]("fire"),
+	kindOf[Approval]("approval"), kindOf[SuspendResult]("suspend"), kindOf[SignalResult]("signal"),
 }
 
 // RemoteError is an error the leader returned for a forwarded command. It

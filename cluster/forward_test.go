@@ -23,6 +23,9 @@ func TestReplyRoundTrip(t *testing.T) {
 		ToolDef{Name: "slack", Version: 2, Kind: "http", Spec: []byte(`{}`)},
 		Schedule{Name: "s", Agent: "a", Cron: "* * * * *", Overlap: OverlapSkip, CatchUp: CatchUpOne, Input: []byte(`{}`), Next: 5},
 		FireResult{Schedule: Schedule{Name: "s", Input: []byte(`1`)}, Task: "t3"},
+		Approval{CallID: "c1", TaskID: "t1", Params: []byte(`{}`), State: ApprovalPending},
+		SuspendResult{Approved: true, Task: Task{ID: "t1", Input: []byte(`{}`), Wait: &Wait{Kind: WaitApproval, CallID: "c1"}}},
+		SignalResult{Task: Task{ID: "t1", Input: []byte(`1`)}, Delivered: true},
 	}
 	for _, want := range results {
 		rep, err := NewReply(9, want, nil)
@@ -34,7 +37,7 @@ func TestReplyRoundTrip(t *testing.T) {
 			t.Errorf("round trip of %T = %#v, %v; want %#v", want, got, err, want)
 		}
 	}
-	for _, sentinel := range []error{ErrStaleToken, ErrNotFound, ErrNotLeader, ErrInvalidState, ErrUnknownAgent, ErrInvalidCmd, ErrAlreadyExists, ErrUnknownTool, ErrUnknownSchedule} {
+	for _, sentinel := range []error{ErrStaleToken, ErrNotFound, ErrNotLeader, ErrInvalidState, ErrUnknownAgent, ErrInvalidCmd, ErrAlreadyExists, ErrUnknownTool, ErrUnknownSchedule, ErrUnknownApproval} {
 		rep, _ := NewReply(0, nil, fmt.Errorf("task t1: %w", sentinel))
 		_, err := rep.Decode()
 		if !errors.Is(err, sentinel) || err.Error() != "leader: task t1: "+sentinel.Error() {

@@ -61,12 +61,13 @@ func (x *keyIndex) hasPrefix(p string) bool {
 	return i < len(x.keys) && strings.HasPrefix(x.keys[i], p)
 }
 
-// below returns, in order, at most limit keys that sort before bound.
+// below returns, in order, at most limit of the keys that sort before
+// bound: the head of the index, without copying the rest.
 func (x *keyIndex) below(bound string, limit int) []string {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	n, _ := slices.BinarySearch(x.keys, bound)
-	return slices.Clone(x.keys[:min(n, limit)])
+	end, _ := slices.BinarySearch(x.keys, bound)
+	return slices.Clone(x.keys[:min(end, limit)])
 }
 
 // all returns a copy, safe to use while the index changes.
@@ -115,11 +116,14 @@ type indexes struct {
 	// due: sn/, the schedules that are not paused, by next firing; the
 	// leader reads it on every scheduler pass, and every firing moves a key.
 	due keyIndex
+	// wakes: wk/ waiting tasks with a wake time or deadline, by that time;
+	// the leader reads its head to wake what is due.
+	wakes keyIndex
 }
 
 func newIndexes() *indexes {
 	return &indexes{runq: keyIndex{prefix: "rq/"}, leases: keyIndex{prefix: "le/"},
-		pending: keyIndex{prefix: "ob/", keep: effectPending}, due: keyIndex{prefix: "sn/"}}
+		pending: keyIndex{prefix: "ob/", keep: effectPending}, due: keyIndex{prefix: "sn/"}, wakes: keyIndex{prefix: "wk/"}}
 }
 
 // effectPending reads only the done flag of an encoded Effect.
@@ -131,7 +135,7 @@ func effectPending(val []byte) bool {
 }
 
 func (ix *indexes) mirrors() []*keyIndex {
-	return []*keyIndex{&ix.runq, &ix.leases, &ix.pending, &ix.due}
+	return []*keyIndex{&ix.runq, &ix.leases, &ix.pending, &ix.due, &ix.wakes}
 }
 
 func (ix *indexes) rebuild(db *badger.DB) error {

@@ -26,6 +26,9 @@ import (
 //	mb/ID                          Member (API address)
 //	td/NAME\x00VERSION              ToolDef (VERSION: 16 hex digits)
 //	th/NAME                        newest tool version, removed flag
+//	wk/UNTIL/ID                    wake index: waiting tasks, by wake time (wait.go)
+//	sg/TASK/NAME\x00SEQ             Signal kept until awaited
+//	sk/TASK/KEY                    signal idempotency key accepted
 var (
 	keyApplied      = []byte("m/applied")
 	keyFenceRejects = []byte("m/fence_rejects")

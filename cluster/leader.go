@@ -42,7 +42,7 @@ func (n *Node) leaderLoop(notify <-chan bool) {
 
 // leaderDuties: first catch up and extend every live lease by one TTL, so a
 // worker whose renewals went to the old leader is not expired for that gap;
-// then expire leases as they lapse.
+// then expire leases as they lapse and wake waits whose time has come.
 func (n *Node) leaderDuties(ctx context.Context, ready chan struct{}) {
 	defer n.wg.Done()
 	for {
@@ -83,6 +83,7 @@ func (n *Node) leaderDuties(ctx context.Context, ready chan struct{}) {
 			return
 		case <-t.C:
 			_ = n.safely("expire leases", func() error { n.expireLapsed(ctx); return nil })
+			_ = n.safely("wake due waits", func() error { n.wakeDue(ctx); return nil })
 		case <-sched.C:
 			_ = n.safely("fire schedules", func() error { fs.fireDue(ctx); return nil })
 		case <-compact:

@@ -80,7 +80,7 @@ func (a *applier) compact(c *CompactTasks) any {
 			continue
 		}
 		done := true
-		for _, prefix := range [][]byte{ledgerPrefix(id), journalPrefix(id), outboxPrefix(id), stagePrefix(id)} {
+		for _, prefix := range [][]byte{ledgerPrefix(id), journalPrefix(id), outboxPrefix(id), stagePrefix(id), signalPrefix(id), signalIdemPrefix(id)} {
 			left := budget - a.entryOps
 			if left <= 2 {
 				done = false
@@ -101,6 +101,10 @@ func (a *applier) compact(c *CompactTasks) any {
 		if !done {
 			res.Partial = id
 			break
+		}
+		for _, k := range a.keys(approvalPrefix(id), 0) { // few: one per call that needed approval
+			a.del(k)
+			a.del(approvalIndexKey(string(k[len(approvalPrefix(id)):])))
 		}
 		a.del(stageCountKey(id))
 		if t.IdempotencyKey != "" {

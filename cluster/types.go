@@ -28,6 +28,11 @@ const (
 	StateDiscarded TaskState = "discarded"
 	// StateCancelled: final; cancelled before it finished.
 	StateCancelled TaskState = "cancelled"
+	// StateWaiting: an attempt suspended on a durable wait (Task.Wait): the
+	// lease was released and no attempt was used up. Leaves by WakeTask
+	// (the wake time or a signal's timeout came, decided by the leader),
+	// by SendSignal naming the awaited signal (queued), or cancel.
+	StateWaiting TaskState = "waiting"
 )
 
 // Final reports whether no transition leaves s.
@@ -38,7 +43,7 @@ func (s TaskState) Final() bool {
 // TaskStates lists every TaskState in lifecycle order. It is the one list
 // the API's filters, the metrics and the CLI check against.
 func TaskStates() []TaskState {
-	return []TaskState{StateQueued, StateRunning, StateRetryPending, StateSucceeded, StateDeadLetter, StateDiscarded, StateCancelled}
+	return []TaskState{StateQueued, StateRunning, StateWaiting, StateRetryPending, StateSucceeded, StateDeadLetter, StateDiscarded, StateCancelled}
 }
 
 // ErrorClass classifies a failed attempt and decides what happens next.
@@ -115,7 +120,7 @@ type AttemptRecord struct {
 	Token     uint64 `json:"token"`
 	StartedAt int64  `json:"started_at"`
 	EndedAt   int64  `json:"ended_at,omitempty"`
-	Outcome   string `json:"outcome,omitempty"` // how it ended: succeeded, cancelled, or the ErrorClass of its failure
+	Outcome   string `json:"outcome,omitempty"` // how it ended: succeeded, cancelled, waiting (it suspended), or the ErrorClass of its failure
 	Error     string `json:"error,omitempty"`
 	Delay     int64  `json:"retry_delay,omitempty"` // backoff chosen after it, nanos
 }
@@ -147,11 +152,16 @@ type Task struct {
 	// Tools pins, for each declared tool the agent's manifest names, the
 	// version the task uses: the newest when it was submitted.
 	Tools map[string]uint64 `json:"tools,omitempty"`
+	// Wait is what a waiting task waits for; nil in every other state.
+	Wait *Wait `json:"wait,omitempty"`
 }
 
 // AgentManifest is what an agent may do and how it runs.
 type AgentManifest struct {
-	Tools       []string      `json:"tools"`
+	Tools []string `json:"tools"`
+	// Approve lists tools of Tools whose every call waits for a person to
+	// approve that call (approval.go) before it is invoked.
+	Approve     []string      `json:"approve,omitempty"`
 	MemoryLimit uint64        `json:"memory_limit,omitempty"`
 	Timeout     time.Duration `json:"timeout,omitempty"`
 	MaxAttempts int           `json:"max_attempts,omitempty"`

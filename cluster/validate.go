@@ -3,6 +3,7 @@ package cluster
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -135,6 +136,11 @@ func (c *PutAgent) Validate() error {
 	for i, tool := range ag.Manifest.Tools {
 		if err := checkName(fmt.Sprintf("manifest tool %d", i), tool, true); err != nil {
 			return err
+		}
+	}
+	for _, tool := range ag.Manifest.Approve {
+		if !slices.Contains(ag.Manifest.Tools, tool) {
+			return fmt.Errorf("%w: manifest approve: %q is not one of the agent's tools", ErrInvalidCmd, tool)
 		}
 	}
 	return validateBudget("manifest", ag.Manifest.Budget)

@@ -85,9 +85,12 @@ type Config struct {
 	// entering the dead-letter queue. Only the leader sends; failures are
 	// retried with capped exponential backoff (WebhookBase doubling up to
 	// WebhookCap, full jitter).
-	DLQWebhook  string
-	WebhookBase time.Duration
-	WebhookCap  time.Duration
+	DLQWebhook string
+	// ApprovalWebhook, if set, receives a JSON host.ApprovalNotice for each
+	// call that waits for a person's approval.
+	ApprovalWebhook string
+	WebhookBase     time.Duration
+	WebhookCap      time.Duration
 
 	// MaxModuleBytes caps an uploaded module; MaxBodyBytes any other body.
 	MaxModuleBytes int64
@@ -243,6 +246,11 @@ func (c Config) Validate() error {
 	if err := c.validateModel(); err != nil {
 		return err
 	}
+	if c.ApprovalWebhook != "" {
+		if err := c.approvalWebhookConfig().Validate(); err != nil {
+			return fieldErr("ApprovalWebhook", "%v", err)
+		}
+	}
 	if c.DLQWebhook != "" {
 		err := c.webhookConfig().Validate()
 		switch {
@@ -293,10 +301,18 @@ func (c Config) modelConfig() (plugins.ModelConfig, bool) {
 
 // webhookConfig is the DLQ webhook's config, its state file under the
 // data dir.
-func (c Config) webhookConfig() host.DLQWebhookConfig {
-	return host.DLQWebhookConfig{URL: c.DLQWebhook,
+func (c Config) webhookConfig() host.WebhookConfig {
+	return host.WebhookConfig{URL: c.DLQWebhook,
 		Policy:    cluster.RetryPolicy{Base: c.WebhookBase, Factor: 2, Cap: c.WebhookCap},
 		StateFile: filepath.Join(c.DataDir, dlqNotifiedFile), Clock: c.Clock, Logger: c.Logger}
+}
+
+// approvalWebhookConfig is the approval webhook's, the DLQ's spacing, its
+// own state file.
+func (c Config) approvalWebhookConfig() host.WebhookConfig {
+	wc := c.webhookConfig()
+	wc.URL, wc.StateFile = c.ApprovalWebhook, filepath.Join(c.DataDir, approvalNotifiedFile)
+	return wc
 }
 
 // clusterConfig is the cluster.Config this node opens its member with.

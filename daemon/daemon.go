@@ -27,9 +27,12 @@ import (
 	"github.com/orloj/orloj/sandbox"
 )
 
-// dlqNotifiedFile remembers, under the data dir, which dead letters the
-// webhook has been told about, so a restart does not repeat them.
-const dlqNotifiedFile = "dlq-notified.json"
+// The webhooks' files under the data dir: which notices were delivered,
+// so a restart does not repeat them.
+const (
+	dlqNotifiedFile      = "dlq-notified.json"
+	approvalNotifiedFile = "approval-notified.json"
+)
 
 // ErrRemoved is why a node stops, or refuses to start, after it was removed
 // from the cluster: cluster's refusal of a removed node, one sentinel for both.

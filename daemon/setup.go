@@ -255,6 +255,13 @@ func (d *Daemon) startServices() error {
 		}
 		d.services = append(d.services, hook)
 	}
+	if cfg.ApprovalWebhook != "" {
+		hook, err := host.NewApprovalWebhook(d.node, cfg.approvalWebhookConfig())
+		if err != nil {
+			return err
+		}
+		d.services = append(d.services, hook)
+	}
 	for i, s := range d.services {
 		if err := s.Start(d.ctx); err != nil {
 			d.services = d.services[:i] // only the started ones are stopped

@@ -13,6 +13,10 @@ import (
 // readings: they are not tool calls, and no budget counts them.
 const ClockTool = nowTool
 
+// IsHostCall reports whether a ledger record names a host call (a clock
+// reading, a wait) rather than a tool call: no budget counts it.
+func IsHostCall(tool string) bool { return tool == nowTool || isWaitTool(tool) }
+
 // ErrBudgetExceeded is what a BudgetError unwraps to.
 var ErrBudgetExceeded = errors.New("budget exceeded")
 
@@ -60,7 +64,7 @@ type spend struct {
 func newSpend(t cluster.Task, recs []cluster.LedgerRecord, now func() time.Time) *spend {
 	s := &spend{limit: t.Budget.WithDefaults(), known: make(map[string]struct{}, len(recs)), now: now, started: now()}
 	for _, r := range recs {
-		if r.Tool == nowTool {
+		if IsHostCall(r.Tool) {
 			continue
 		}
 		s.known[r.CallID] = struct{}{}

@@ -93,6 +93,7 @@ type ledgerDispatcher struct {
 	task    cluster.Task
 	lease   cluster.Lease
 	allowed map[string]bool
+	approve map[string]bool // tools whose calls wait for a person's approval
 	clock   func() time.Time
 	log     hclog.Logger
 	metrics *Metrics
@@ -125,15 +126,19 @@ type ledgerDispatcher struct {
 	lastTransient bool
 	fenced        error
 	flushErr      error // a chunk of the journal could not be recorded
+	suspended     bool  // a wait suspended the attempt: the task is waiting
 }
 
 func newLedgerDispatcher(c Cluster, tools *plugins.Registry, claim *cluster.Claim, agent cluster.Agent, clock func() time.Time, log hclog.Logger) (*ledgerDispatcher, error) {
 	d := &ledgerDispatcher{
 		c: c, tools: tools, task: claim.Task, lease: claim.Lease, clock: clock, log: log,
-		batchLimit: DefaultBatchConcurrency, allowed: map[string]bool{}, occurrences: map[[sha256.Size]byte]int{}, recorded: map[string]cluster.LedgerRecord{},
+		batchLimit: DefaultBatchConcurrency, allowed: map[string]bool{}, approve: map[string]bool{}, occurrences: map[[sha256.Size]byte]int{}, recorded: map[string]cluster.LedgerRecord{},
 	}
 	for _, t := range agent.Manifest.Tools {
 		d.allowed[t] = true
+	}
+	for _, t := range agent.Manifest.Approve {
+		d.approve[t] = true
 	}
 	recs, err := c.FSM().Calls(claim.Task.ID)
 	if err != nil {
@@ -384,6 +389,17 @@ func (d *ledgerDispatcher) CallBatch(ctx context.Context, reqs []abi.CallRequest
 	for i, r := range reqs {
 		pending[i], out[i].Body, out[i].Err = d.begin(ctx, r)
 	}
+	if d.suspended {
+		// A call waits for approval and the lease is released: invoke
+		// none of the batch; the rerun replays what was recorded.
+		for i, p := range pending {
+			if p != nil {
+				out[i].Err = d.suspendErr()
+			}
+		}
+		d.mu.Unlock()
+		return out
+	}
 	d.mu.Unlock()
 
 	sem := make(chan struct{}, max(d.batchLimit, 1))
@@ -439,8 +455,11 @@ type pendingCall struct {
 // (manifest, budget), replayed from the ledger, or in doubt, answered at
 // once; otherwise a pendingCall for invoke. The ledger comes before the
 // tool: a recorded result replays on any node, with or without the tool.
-func (d *ledgerDispatcher) begin(_ context.Context, req abi.CallRequest) (*pendingCall, []byte, error) {
+func (d *ledgerDispatcher) begin(ctx context.Context, req abi.CallRequest) (*pendingCall, []byte, error) {
 	start := time.Now()
+	if d.suspended { // an earlier call of the batch suspended the attempt
+		return nil, nil, d.suspendErr()
+	}
 	id := d.identify(req.Tool, req.Params, req.Key)
 
 	if !d.allowed[req.Tool] {
@@ -470,6 +489,11 @@ func (d *ledgerDispatcher) begin(_ context.Context, req abi.CallRequest) (*pendi
 	tool, ok := d.tools.Get(req.Tool)
 	if !ok {
 		return nil, nil, abi.Errorf(abi.StatusNotFound, "no tool %q on this node", req.Tool)
+	}
+	if d.approve[req.Tool] {
+		if body, err := d.awaitApproval(ctx, id, req); body != nil || err != nil {
+			return nil, body, err
+		}
 	}
 	// Checked before the intent: a call over budget never reaches the
 	// ledger, let alone the tool.

@@ -81,6 +81,7 @@ type AttemptReport struct {
 	Class     cluster.ErrorClass // when it failed
 	Err       error              // the failure, or why nothing could be reported
 	LeaseLost bool               // another worker owns the task; nothing was reported
+	Suspended bool               // the attempt stopped at a wait; the task is waiting
 	Result    sandbox.Result
 }
 
@@ -163,6 +164,14 @@ func (e *Executor) Run(ctx context.Context, claim *cluster.Claim) (rep AttemptRe
 		Dispatcher:  d,
 	})
 	res = logHostFault(res, log)
+	if res.Outcome == sandbox.OutcomeSuspended && d.isSuspended() {
+		// Suspend released the lease and ended the attempt: nothing more
+		// to report (the renewer, refused now, stops with it).
+		stopRenew()
+		rep.Result, rep.Suspended = res, true
+		log.Debug("attempt suspended at a wait", "duration", res.Duration)
+		return rep
+	}
 	lost := errors.Is(context.Cause(runCtx), errLeaseLost) || d.fenced != nil
 	stopRenew()
 	rep.Result = res

@@ -49,6 +49,8 @@ type Metrics struct {
 	renewals    prometheus.Counter
 	expiries    prometheus.Counter
 	takeovers   prometheus.Counter
+	waits       *prometheus.CounterVec
+	wakes       *prometheus.CounterVec
 	effects     effectMetrics
 
 	tokens      *prometheus.CounterVec
@@ -141,6 +143,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "orloj_lease_takeovers_total",
 			Help: "Leases granted on a task whose previous lease expired: another attempt took over. Counted by every replica.",
 		}),
+		waits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "orloj_waits_total",
+			Help: "Attempts that suspended at a durable wait, by kind (sleep, signal). Counted by every replica.",
+		}, []string{"kind"}),
+		wakes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "orloj_wakes_total",
+			Help: "Waiting tasks queued again, by reason (time: a wake time or timeout came; signal: the awaited signal arrived). Counted by every replica.",
+		}, []string{"reason"}),
 	}
 	m.effects = newEffectMetrics(reg)
 	if g, ok := reg.(prometheus.Gatherer); ok {
@@ -148,7 +158,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	reg.MustRegister(m.attempts, m.attemptTime, m.instantiate, m.calls, m.callTime, m.applyTime,
 		m.httpReqs, m.httpTime, m.forwarded, m.submitted, m.ended, m.retries, m.deadLetters,
-		m.grants, m.renewals, m.expiries, m.takeovers, stateCollector{m})
+		m.grants, m.renewals, m.expiries, m.takeovers, m.waits, m.wakes, stateCollector{m})
 	m.tokens = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "orloj_model_tokens_total",
 		Help: "Model tokens spent by calls this node invoked (replays cost none), by tool and kind (prompt, completion, and cached: the part of prompt read from the provider's cache).",
@@ -234,6 +244,18 @@ func (m *Metrics) observeCommand(t cluster.MessageType, resp any) {
 		}
 	case cluster.MsgRenewLease:
 		m.renewals.Inc()
+	case cluster.MsgSuspend:
+		if r, ok := resp.(cluster.SuspendResult); ok && r.Record == nil && r.Task.Wait != nil {
+			m.waits.WithLabelValues(string(r.Task.Wait.Kind)).Inc()
+		}
+	case cluster.MsgWakeTask:
+		if _, ok := resp.(cluster.Task); ok {
+			m.wakes.WithLabelValues("time").Inc()
+		}
+	case cluster.MsgSendSignal:
+		if r, ok := resp.(cluster.SignalResult); ok && r.Delivered {
+			m.wakes.WithLabelValues("signal").Inc()
+		}
 	case cluster.MsgExpireLease:
 		if tk, ok := resp.(cluster.Task); ok {
 			m.expiries.Inc()
@@ -277,6 +299,8 @@ func (m *Metrics) ObserveAttempt(rep AttemptReport, d time.Duration) {
 		outcome = "lease_lost"
 	case rep.Succeeded:
 		outcome = "succeeded"
+	case rep.Suspended:
+		outcome = "suspended"
 	case rep.Class != "":
 		outcome = string(rep.Class)
 	}

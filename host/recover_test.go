@@ -46,14 +46,14 @@ func TestToolPanicDuringCallIsRetried(t *testing.T) {
 // an idle scan, and the next pass delivers.
 func TestDLQWebhookPassRecovers(t *testing.T) {
 	t.Parallel()
-	hook := newWebhook(t, 0)
+	hook := newReceiver(t, 0)
 	e := newEnv(t, nil)
 	pushAndSubmit(t, e, "p")
 	e.wait("p", 30*time.Second, cluster.StateDeadLetter)
 
 	var broken atomic.Bool
 	broken.Store(true)
-	n := newWebhookT(t, e, DLQWebhookConfig{URL: hook.srv.URL, Policy: cluster.RetryPolicy{Base: time.Second, Factor: 2, Cap: time.Minute},
+	n := newWebhookT(t, e, WebhookConfig{URL: hook.srv.URL, Policy: cluster.RetryPolicy{Base: time.Second, Factor: 2, Cap: time.Minute},
 		Logger: testLogger(t), Clock: func() time.Time {
 			if broken.Load() {
 				panic("clock broke")

@@ -57,6 +57,20 @@ type BatchDispatcher interface {
 	CallBatch(ctx context.Context, reqs []abi.CallRequest) []CallResult
 }
 
+// WaitDispatcher is a Dispatcher that serves durable waits (abi.FuncWait).
+// Without it the guest's waits answer StatusNotFound.
+type WaitDispatcher interface {
+	Dispatcher
+	// Wait answers a wait that abi.DecodeWaitRequest accepted; canonical
+	// is the request's canonical form, for its identity. It returns the
+	// answer's body (StatusOK), an error with a status (StatusTimeout,
+	// with the wait's message), or, when the wait cannot be answered now,
+	// an error wrapping ErrSuspend: the instance is closed at once and Run
+	// returns OutcomeSuspended. Any other error without a status is a host
+	// fault, as for Call.
+	Wait(ctx context.Context, req abi.WaitRequest, canonical []byte) ([]byte, error)
+}
+
 // CallResult is what one call of a batch returned.
 type CallResult struct {
 	Body []byte

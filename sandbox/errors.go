@@ -16,4 +16,8 @@ var (
 	ErrMemoryLimit = errors.New("memory limit")
 	// ErrNotReactor is what Module.Preinitialized says of a command module.
 	ErrNotReactor = errors.New("sandbox: a command module is not pre-initialized")
+	// ErrSuspend is what a WaitDispatcher's Wait wraps when the attempt
+	// must stop at the wait: the guest is stopped where it is and Run
+	// returns OutcomeSuspended, with the Dispatcher's error in Result.Err.
+	ErrSuspend = errors.New("sandbox: attempt suspended at a wait")
 )

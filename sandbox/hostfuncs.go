@@ -113,7 +113,7 @@ func (a *attempt) status(fn string, err error) abi.Status {
 	switch {
 	case !ok:
 		a.fail(fn, err)
-	case st <= abi.StatusOK || st > abi.StatusFault || st == abi.StatusBufferTooSmall || st == abi.StatusFault:
+	case st <= abi.StatusOK || st > abi.StatusTimeout || st == abi.StatusBufferTooSmall || st == abi.StatusFault:
 		a.fail(fn, fmt.Errorf("dispatcher returned status %v, which only the sandbox may return: %w", st, err))
 	}
 	return st
@@ -472,6 +472,55 @@ func hostEmit(ctx context.Context, mod api.Module, stack []uint64) {
 	ret(stack, a.status(abi.FuncEmit, a.d.Emit(ctx, eff)))
 }
 
+// hostWait: wait(req_ptr, req_len, buf_ptr, buf_cap, len_ptr) -> status
+//
+//	[req_ptr, req_ptr+req_len)  read: a WaitRequest in JSON
+//	[buf_ptr, buf_ptr+buf_cap)  written: the answer (a WaitResult, a signal's payload) or an ErrorBody
+//	[len_ptr, len_ptr+4)        written: the body's length, u32 LE
+//
+// Fault; InvalidArgument (request over MaxWaitRequestBytes or malformed,
+// with an ErrorBody); NotFound when the Dispatcher serves no waits;
+// BufferTooSmall; Timeout; or the Dispatcher's status. When the
+// Dispatcher suspends the attempt (ErrSuspend) the guest does not return
+// from the call: it is stopped, and Run returns OutcomeSuspended.
+func hostWait(ctx context.Context, mod api.Module, stack []uint64) {
+	a := attemptOf(ctx)
+	defer a.recoverPanic(abi.FuncWait)
+	mem := guestMemory(mod)
+	reqLen := u32(stack[1])
+	req, ok1 := span(mem, u32(stack[0]), reqLen)
+	buf, ok2 := span(mem, u32(stack[2]), u32(stack[3]))
+	lenOut, ok3 := span(mem, u32(stack[4]), 4)
+	if !ok1 || !ok2 || !ok3 {
+		ret(stack, abi.StatusFault)
+		return
+	}
+	a.clearPending()
+	wr, canon, err := abi.DecodeWaitRequest(req) // checks the size before reading
+	if err != nil {
+		ret(stack, a.deliver(buf, lenOut, abi.StatusInvalidArgument, errorBody(abi.StatusInvalidArgument, err)))
+		return
+	}
+	wd, ok := a.d.(WaitDispatcher)
+	if !ok {
+		ret(stack, a.deliver(buf, lenOut, abi.StatusNotFound, errorBody(abi.StatusNotFound,
+			abi.Errorf(abi.StatusNotFound, "this host serves no waits"))))
+		return
+	}
+	body, err := wd.Wait(ctx, wr, canon)
+	if errors.Is(err, ErrSuspend) {
+		a.fail(abi.FuncWait, err) // classify reads it as a suspension, not a fault
+	}
+	st := a.status(abi.FuncWait, err)
+	switch {
+	case st != abi.StatusOK:
+		body = errorBody(st, err)
+	case len(body) > abi.MaxResponseBytes:
+		a.fail(abi.FuncWait, fmt.Errorf("wait answered %d bytes, limit %d", len(body), abi.MaxResponseBytes))
+	}
+	ret(stack, a.deliver(buf, lenOut, st, body))
+}
+
 // hostFunc describes one orloj_v1 export. All parameters and the result are
 // i32; the table drives both the host module and import validation.
 type hostFunc struct {
@@ -489,6 +538,7 @@ var hostFuncs = []hostFunc{
 	{abi.FuncNow, []string{"out_ptr"}, hostNow},
 	{abi.FuncEmit, []string{"req_ptr", "req_len"}, hostEmit},
 	{abi.FuncCallBatch, []string{"req_ptr", "req_len", "buf_ptr", "buf_cap", "len_ptr"}, hostCallBatch},
+	{abi.FuncWait, []string{"req_ptr", "req_len", "buf_ptr", "buf_cap", "len_ptr"}, hostWait},
 }
 
 func hostModule(rt wazero.Runtime) wazero.HostModuleBuilder {

@@ -46,6 +46,9 @@ type MemDispatcher struct {
 	logs    []LogLine
 	calls   []CallRecord
 	effects []abi.Effect
+	waits   []abi.WaitRequest
+	signals map[string][]json.RawMessage
+	suspend bool
 }
 
 // NewMemDispatcher returns a MemDispatcher serving input and tools. Unknown
@@ -60,6 +63,64 @@ func (d *MemDispatcher) SetClock(clock func() time.Time) *MemDispatcher {
 	defer d.mu.Unlock()
 	d.clock = clock
 	return d
+}
+
+// Signal keeps a signal for the guest's next wait on name.
+func (d *MemDispatcher) Signal(name string, payload json.RawMessage) *MemDispatcher {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.signals == nil {
+		d.signals = map[string][]json.RawMessage{}
+	}
+	d.signals[name] = append(d.signals[name], slices.Clone(payload))
+	return d
+}
+
+// SuspendWaits makes every wait that has no answer suspend the attempt
+// (ErrSuspend) instead of answering at once.
+func (d *MemDispatcher) SuspendWaits(on bool) *MemDispatcher {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.suspend = on
+	return d
+}
+
+// Wait implements WaitDispatcher, with nothing durable: a sleep answers at
+// once with its wake time; a signal wait takes the oldest signal given to
+// Signal, else times out. With SuspendWaits, a future sleep or a signal
+// wait with nothing kept suspends instead.
+func (d *MemDispatcher) Wait(_ context.Context, req abi.WaitRequest, _ []byte) ([]byte, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.waits = append(d.waits, req)
+	now := d.clock().UnixNano()
+	switch req.Kind {
+	case abi.WaitSleep:
+		until := req.Until
+		if until == 0 {
+			until = now + req.Duration
+		}
+		if d.suspend && until > now {
+			return nil, fmt.Errorf("sleep until %d: %w", until, ErrSuspend)
+		}
+		return json.Marshal(abi.WaitResult{Until: until})
+	default:
+		if q := d.signals[req.Name]; len(q) > 0 {
+			d.signals[req.Name] = q[1:]
+			return q[0], nil
+		}
+		if d.suspend {
+			return nil, fmt.Errorf("await signal %q: %w", req.Name, ErrSuspend)
+		}
+		return nil, abi.Errorf(abi.StatusTimeout, "no signal %q", req.Name)
+	}
+}
+
+// Waits returns the waits the guest made, in order.
+func (d *MemDispatcher) Waits() []abi.WaitRequest {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.waits)
 }
 
 // Input implements Dispatcher.

@@ -45,6 +45,10 @@ const (
 	// OutcomeCanceled: the caller's context was canceled (e.g. the lease was
 	// lost) or the Runtime closed; the guest was interrupted.
 	OutcomeCanceled
+	// OutcomeSuspended: the guest reached a wait the WaitDispatcher could
+	// not answer yet (it returned ErrSuspend); the guest was stopped there.
+	// Not a failure: the host runs the task again when the wait is over.
+	OutcomeSuspended
 )
 
 var outcomeNames = [...]string{
@@ -56,6 +60,7 @@ var outcomeNames = [...]string{
 	OutcomeInvalidModule: "invalid_module",
 	OutcomeHostFault:     "host_fault",
 	OutcomeCanceled:      "canceled",
+	OutcomeSuspended:     "suspended",
 }
 
 // String returns the snake_case name used in logs, metrics and the journal.
@@ -109,6 +114,11 @@ func classify(s runState) Result {
 	res := Result{Duration: s.duration}
 	ctxErr := s.runCtx.Err()
 
+	if s.fault != nil && errors.Is(s.fault.err, ErrSuspend) {
+		res.Outcome = OutcomeSuspended
+		res.Err = s.fault.err
+		return res
+	}
 	if s.fault != nil {
 		if ctxErr != nil && (errors.Is(s.fault.err, context.DeadlineExceeded) || errors.Is(s.fault.err, context.Canceled)) {
 			return ctxResult(res, ctxErr, s)

@@ -30,7 +30,7 @@ func newAgentCmd() *cobra.Command {
 
 type pushOptions struct {
 	name, version, memoryLimit string
-	tools                      []string
+	tools, approve             []string
 	timeout                    time.Duration
 	maxAttempts                int
 	budget                     string
@@ -61,6 +61,7 @@ other bytes under an existing version are refused.`,
 	f.StringVar(&p.name, "name", "", "agent name (default: the file name without .wasm)")
 	f.StringVar(&p.version, "version", "", `version label (default "sha-" and the start of the module's digest)`)
 	f.StringSliceVar(&p.tools, "tools", nil, "tools the agent may call, comma-separated (e.g. http,model)")
+	f.StringSliceVar(&p.approve, "approve", nil, "tools (of --tools) each of whose calls waits for a person's approval, comma-separated")
 	f.StringVar(&p.memoryLimit, "memory-limit", "", "linear memory cap per attempt, e.g. 256MiB (default the node's)")
 	f.DurationVar(&p.timeout, "timeout", 0, "wall-time limit per attempt, e.g. 30s (default the node's)")
 	f.IntVar(&p.maxAttempts, "max-attempts", 0, "attempts before a task of this agent dead-letters (default 8)")
@@ -80,6 +81,9 @@ func agentPush(ctx context.Context, c *client, path string, p pushOptions) error
 	}
 	if len(p.tools) > 0 {
 		q.Set("tools", strings.Join(p.tools, ","))
+	}
+	if len(p.approve) > 0 {
+		q.Set("approve", strings.Join(p.approve, ","))
 	}
 	if p.memoryLimit != "" {
 		n, err := parseBytes(p.memoryLimit)

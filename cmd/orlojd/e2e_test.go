@@ -78,6 +78,7 @@ func buildAll(dir string) error {
 		{"toolloop.wasm", "./testdata/agents/toolloop", "", true, false},
 		{"support.wasm", "../../examples/agents/support", "", true, true},
 		{"declared.wasm", "./testdata/agents/declared", "", true, false},
+		{"waiter.wasm", "./testdata/agents/waiter", "", true, true},
 	}
 	errs := make([]error, len(builds))
 	var wg sync.WaitGroup

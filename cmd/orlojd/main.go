@@ -33,7 +33,7 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newServeCmd(), newRunCmd(), newAgentCmd(), newTaskCmd(), newDLQCmd(), newLeaseCmd(), newClusterCmd(), newToolCmd(), newScheduleCmd())
+	root.AddCommand(newServeCmd(), newRunCmd(), newAgentCmd(), newTaskCmd(), newDLQCmd(), newLeaseCmd(), newClusterCmd(), newToolCmd(), newScheduleCmd(), newApprovalCmd())
 	return root
 }
 

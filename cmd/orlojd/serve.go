@@ -53,6 +53,7 @@ type serveConfig struct {
 	Model            string
 	ModelEndpoints   []modelEndpointSetting
 	DLQWebhook       string
+	ApprovalWebhook  string
 	MaxModuleBytes   int64
 	LogFormat        string
 	LogLevel         string
@@ -117,6 +118,7 @@ func (c *serveConfig) settings() []setting {
 		{"model-provider", "wire format of --model-url: openai (chat completions) or anthropic (Messages API)", "ModelProvider", strValue{&c.ModelProvider}},
 		{"model-endpoints", `further model endpoints, a JSON list of {"name", "provider", "base_url", "key_env", "model", "max_tokens", "prompt_cache"}`, "ModelEndpoints", endpointsValue{&c.ModelEndpoints}},
 		{"dlq-webhook", "URL that receives a JSON notice for each task entering the DLQ", "DLQWebhook", strValue{&c.DLQWebhook}},
+		{"approval-webhook", "URL that receives a JSON notice for each call that waits for a person's approval", "ApprovalWebhook", strValue{&c.ApprovalWebhook}},
 		{"max-module-size", "largest agent module accepted, e.g. 64MiB", "MaxModuleBytes", sizeValue{&c.MaxModuleBytes}},
 		{"log-format", "log format: text or json", "", strValue{&c.LogFormat}},
 		{"log-level", "log level: trace, debug, info, warn or error", "", strValue{&c.LogLevel}},
@@ -328,6 +330,7 @@ func (c serveConfig) daemonConfig(log hclog.Logger) daemon.Config {
 	d.Workers, d.LeaseTTL, d.HTTPAllow, d.Retention = c.Workers, c.LeaseTTL, c.HTTPAllow, c.Retention
 	d.HTTPTools, d.BatchConcurrency, d.MCPServers, d.MCPCommands = c.HTTPTools, c.BatchConcurrency, c.MCPServers, c.MCPCommands
 	d.ModelURL, d.Model, d.DLQWebhook, d.MaxModuleBytes = c.ModelURL, c.Model, c.DLQWebhook, c.MaxModuleBytes
+	d.ApprovalWebhook = c.ApprovalWebhook
 	if c.ModelKeyEnv != "" {
 		d.ModelKey = os.Getenv(c.ModelKeyEnv)
 	}

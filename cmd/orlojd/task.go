@@ -43,7 +43,7 @@ func newTaskCmd() *cobra.Command {
 	}
 	addClientFlags(cmd, &o)
 	cmd.AddCommand(newTaskSubmitCmd(&o), newTaskGetCmd(&o), newTaskLsCmd(&o), newTaskEventsCmd(&o),
-		newTaskCallsCmd(&o), newTaskWaitCmd(&o), newTaskCancelCmd(&o))
+		newTaskCallsCmd(&o), newTaskWaitCmd(&o), newTaskCancelCmd(&o), newTaskSignalCmd(&o))
 	return cmd
 }
 
@@ -234,6 +234,9 @@ func printTask(w io.Writer, tv api.TaskView) error {
 	}
 	if tv.State == cluster.StateRetryPending {
 		kv = append(kv, [2]string{"Next try", timeOf(tv.NextAt).relative()})
+	}
+	if w := tv.Wait; w != nil {
+		kv = append(kv, [2]string{"Waits for", waitLine(*w)})
 	}
 	if l := tv.Lease; l != nil {
 		kv = append(kv, [2]string{"Lease", fmt.Sprintf("node %s, token %d, expires %s", l.Node, l.Token, timeOf(l.ExpiresAt).relative())})
@@ -563,8 +566,74 @@ func progressLine(tv api.TaskView) string {
 		return fmt.Sprintf("dead_letter after %d attempt(s)%s", tv.Attempts, why)
 	case cluster.StateSucceeded:
 		return fmt.Sprintf("succeeded after %d attempt(s)", tv.Attempts)
+	case cluster.StateWaiting:
+		if tv.Wait != nil {
+			return "waiting: " + waitLine(*tv.Wait)
+		}
 	}
 	return string(tv.State)
+}
+
+// waitLine says what a waiting task waits for.
+func waitLine(w api.WaitView) string {
+	switch w.Kind {
+	case cluster.WaitSleep:
+		return "sleep until " + timeOf(w.Until).relative()
+	case cluster.WaitSignal:
+		if w.Until != nil {
+			return fmt.Sprintf("signal %q, timeout %s", w.Signal, timeOf(w.Until).relative())
+		}
+		return fmt.Sprintf("signal %q", w.Signal)
+	}
+	return string(w.Kind)
+}
+
+func newTaskSignalCmd(o *clientOptions) *cobra.Command {
+	var data, key string
+	cmd := &cobra.Command{
+		Use:   "signal ID NAME",
+		Short: "Send a signal to a task, for its orloj.Await(NAME)",
+		Long: `Send the signal NAME to a task. A task waiting in orloj.Await(NAME) is queued
+again and its Await returns the payload; a task that does not await it yet
+keeps it for its next Await of that name. With --key, a resent signal with
+the same key changes nothing (a retried webhook delivers once).`,
+		Args: exactArgs(2, "a task ID and a signal name"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			payload, err := readJSONArg("--data", data)
+			if err != nil {
+				return err
+			}
+			c, err := newClient(cmd, o)
+			if err != nil {
+				return err
+			}
+			var q url.Values
+			if key != "" {
+				q = url.Values{"key": {key}}
+			}
+			var sv api.SignalView
+			path := "/v1/tasks/" + url.PathEscape(args[0]) + "/signals/" + url.PathEscape(args[1])
+			raw, err := c.postJSONQuery(cmd.Context(), path, q, json.RawMessage(payload), &sv)
+			if err != nil {
+				return err
+			}
+			if c.json {
+				return c.printJSON(raw)
+			}
+			switch {
+			case sv.Duplicate:
+				_, err = fmt.Fprintf(c.stdout, "task %s: a signal with key %q was sent before; nothing changed (task is %s)\n", sv.Task.ID, key, sv.Task.State)
+			case sv.Delivered:
+				_, err = fmt.Fprintf(c.stdout, "task %s: signal %s delivered; the task is %s\n", sv.Task.ID, args[1], sv.Task.State)
+			default:
+				_, err = fmt.Fprintf(c.stdout, "task %s: signal %s kept until the task awaits it (task is %s)\n", sv.Task.ID, args[1], sv.Task.State)
+			}
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&data, "data", "null", "the payload as JSON, or @FILE to read it from a file")
+	cmd.Flags().StringVar(&key, "key", "", "idempotency key: a second signal with this key is a no-op")
+	return cmd
 }
 
 func newTaskCancelCmd(o *clientOptions) *cobra.Command {

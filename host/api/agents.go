@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -22,7 +23,7 @@ const maxAttemptsLimit = 1000
 // sandbox would refuse.
 func (s *Server) pushAgent(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	if err := checkQuery(q, "name", "version", "tools", "memory_limit", "timeout", "max_attempts", "budget"); err != nil {
+	if err := checkQuery(q, "name", "version", "tools", "approve", "memory_limit", "timeout", "max_attempts", "budget"); err != nil {
 		return err
 	}
 	name, version := q.Get("name"), q.Get("version")
@@ -48,6 +49,15 @@ func (s *Server) pushAgent(w http.ResponseWriter, r *http.Request) error {
 	}
 	if err := s.checkManifestTools(m.Tools); err != nil {
 		return err
+	}
+	for _, t := range strings.Split(q.Get("approve"), ",") {
+		if t = strings.TrimSpace(t); t == "" || slices.Contains(m.Approve, t) {
+			continue
+		}
+		if !seen[t] {
+			return badRequest("approve: %q is not one of the agent's tools (%s)", t, strings.Join(m.Tools, ", "))
+		}
+		m.Approve = append(m.Approve, t)
 	}
 	if v := q.Get("memory_limit"); v != "" {
 		n, err := ParseSize(v)

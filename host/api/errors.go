@@ -96,11 +96,13 @@ func (s *Server) toAPIError(r *http.Request, err error) *apiError {
 		return ae
 	case errors.Is(err, cluster.ErrNotLeader), errors.Is(err, raft.ErrNotLeader):
 		return s.notLeader()
-	case errors.Is(err, cluster.ErrUnknownAgent), errors.Is(err, cluster.ErrNotFound), errors.Is(err, cluster.ErrUnknownSchedule):
+	case errors.Is(err, cluster.ErrUnknownAgent), errors.Is(err, cluster.ErrNotFound), errors.Is(err, cluster.ErrUnknownSchedule), errors.Is(err, cluster.ErrUnknownApproval):
 		return newError(http.StatusNotFound, CodeNotFound, "%s", err.Error())
 	case errors.Is(err, cluster.ErrInvalidState), errors.Is(err, cluster.ErrAlreadyExists), errors.Is(err, cluster.ErrStaleToken),
 		errors.Is(err, cluster.ErrRemoved), errors.Is(err, cluster.ErrLastVoter), errors.Is(err, cluster.ErrNotVoter), errors.Is(err, cluster.ErrAlreadyLeader):
 		return newError(http.StatusConflict, CodeConflict, "%s", err.Error())
+	case errors.Is(err, cluster.ErrTooLarge):
+		return newError(http.StatusRequestEntityTooLarge, CodeTooLarge, "%s", err.Error())
 	case errors.Is(err, cluster.ErrInvalidCmd), errors.Is(err, cluster.ErrUnreachable):
 		return newError(http.StatusBadRequest, CodeBadRequest, "%s", err.Error())
 	case errors.Is(err, raft.ErrEnqueueTimeout), errors.Is(err, context.DeadlineExceeded),

@@ -202,6 +202,7 @@ func (s *Server) routes() {
 	s.handle("GET /v1/tasks/{id}/calls", s.taskCalls)
 	s.handle("GET /v1/tasks/{id}/wait", s.waitTask)
 	s.handle("POST /v1/tasks/{id}/cancel", s.cancelTask)
+	s.handle("POST /v1/tasks/{id}/signals/{name}", s.signalTask)
 
 	s.handle("GET /v1/dlq", s.listDLQ)
 	s.handle("GET /v1/dlq/{id}", s.showDLQ)
@@ -217,6 +218,10 @@ func (s *Server) routes() {
 	s.handle("POST /v1/schedules/{name}/pause", s.pauseSchedule)
 	s.handle("POST /v1/schedules/{name}/resume", s.resumeSchedule)
 	s.handle("DELETE /v1/schedules/{name}", s.deleteSchedule)
+	s.handle("GET /v1/approvals", s.listApprovals)
+	s.handle("GET /v1/approvals/{id}", s.showApproval)
+	s.handle("POST /v1/approvals/{id}/approve", s.approveCall)
+	s.handle("POST /v1/approvals/{id}/deny", s.denyCall)
 
 	s.handle("GET /v1/leases", s.listLeases)
 

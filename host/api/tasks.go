@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/orloj/orloj/abi"
 	"github.com/orloj/orloj/cluster"
 )
 
@@ -365,6 +366,64 @@ func (s *Server) cancelTask(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	return s.applyTask(w, r, &cluster.CancelTask{TaskID: id, Reason: req.Reason, Now: s.cfg.Clock().UnixNano()})
+}
+
+// signalTask: POST /v1/tasks/{id}/signals/{name}[?key=K]; the body is the
+// signal's payload (JSON, at most abi.MaxSignalBytes; empty is null). The
+// key, from ?key= or else the Idempotency-Key header, makes a resent signal
+// a no-op (duplicate: true). A signal the task does not await yet is kept
+// for it.
+func (s *Server) signalTask(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	if err := checkQuery(q, "key"); err != nil {
+		return err
+	}
+	id := r.PathValue("id")
+	if err := checkID(id); err != nil {
+		return err
+	}
+	name := r.PathValue("name")
+	if err := abi.ValidSignalName(name); err != nil {
+		return badRequest("%s", messageOf(err))
+	}
+	key := q.Get("key")
+	if key == "" {
+		key = r.Header.Get("Idempotency-Key")
+	}
+	if err := checkText("key", key, abi.MaxKeyBytes); err != nil {
+		return err
+	}
+	body, err := readCapped(w, r, min(s.cfg.MaxBodyBytes, abi.MaxSignalBytes))
+	if err != nil {
+		return err
+	}
+	payload := json.RawMessage("null")
+	if len(bytes.TrimSpace(body)) > 0 {
+		var buf bytes.Buffer
+		if err := json.Compact(&buf, body); err != nil {
+			return badRequest("payload: %s", describeJSONError(err))
+		}
+		payload = buf.Bytes()
+	}
+	resp, err := s.c.Apply(r.Context(), &cluster.SendSignal{TaskID: id, Name: name, Key: key, Payload: payload, Now: s.cfg.Clock().UnixNano()})
+	if err != nil {
+		return err
+	}
+	res, ok := resp.(cluster.SignalResult)
+	if !ok {
+		return fmt.Errorf("send signal: unexpected response %T", resp)
+	}
+	s.reply(w, http.StatusOK, SignalView{Task: taskView(res.Task), Delivered: res.Delivered, Duplicate: res.Duplicate})
+	return nil
+}
+
+// messageOf is an *abi.Error's message without its status name.
+func messageOf(err error) string {
+	var ae *abi.Error
+	if errors.As(err, &ae) {
+		return ae.Message
+	}
+	return err.Error()
 }
 
 // applyTask proposes a command whose response is the changed task.

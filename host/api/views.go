@@ -20,6 +20,7 @@ type AgentView struct {
 	Digest      string     `json:"digest"`
 	Size        int        `json:"size"`
 	Tools       []string   `json:"tools"`
+	Approve     []string   `json:"approve"` // tools whose calls need a person's approval
 	MemoryLimit uint64     `json:"memory_limit"`
 	Timeout     string     `json:"timeout"`
 	MaxAttempts int        `json:"max_attempts"`
@@ -92,6 +93,28 @@ type TaskView struct {
 	// Tools are the declared tool versions the task uses, pinned when it
 	// was submitted.
 	Tools map[string]uint64 `json:"tools,omitempty"`
+	// Wait is what a waiting task waits for; null in every other state.
+	Wait *WaitView `json:"wait"`
+}
+
+// WaitView is what a waiting task waits for.
+type WaitView struct {
+	Kind   cluster.WaitKind `json:"kind"`
+	CallID string           `json:"call_id"`
+	Until  *string          `json:"until"` // a sleep's wake time, a signal's deadline; null for none
+	Signal string           `json:"signal,omitempty"`
+	Since  *string          `json:"since"`
+}
+
+// SignalView answers POST /v1/tasks/{id}/signals/{name}.
+type SignalView struct {
+	Task TaskView `json:"task"`
+	// Delivered: the task was waiting for this signal and is queued again.
+	// Otherwise the signal is kept until the task awaits it.
+	Delivered bool `json:"delivered"`
+	// Duplicate: a signal with the same key was accepted before; nothing
+	// changed.
+	Duplicate bool `json:"duplicate"`
 }
 
 // BudgetView is a task's budget, defaults applied.
@@ -330,6 +353,7 @@ func agentView(a cluster.Agent) AgentView {
 	v := AgentView{
 		Name: a.Name, Version: a.Version, Digest: a.Digest, Size: a.Size,
 		Tools:       append([]string{}, a.Manifest.Tools...),
+		Approve:     append([]string{}, a.Manifest.Approve...),
 		MemoryLimit: a.Manifest.MemoryLimit, MaxAttempts: a.Manifest.MaxAttempts,
 		Timeout: a.Manifest.Timeout.String(), CreatedAt: timeView(a.CreatedAt),
 		Budget: budgetView(a.Manifest.Budget.WithDefaults()),
@@ -376,6 +400,9 @@ func taskView(t cluster.Task) TaskView {
 	if t.Lease != nil {
 		l := leaseView(*t.Lease)
 		v.Lease = &l
+	}
+	if w := t.Wait; w != nil {
+		v.Wait = &WaitView{Kind: w.Kind, CallID: w.CallID, Until: timeView(w.Until), Signal: w.Signal, Since: timeView(w.Since)}
 	}
 	for _, h := range t.History {
 		a := AttemptView{N: h.N, Node: h.Node, Token: h.Token, StartedAt: timeView(h.StartedAt),
@@ -449,12 +476,13 @@ func budgetView(b cluster.Budget) BudgetView {
 }
 
 // spentView adds up a task's ledger: calls (clock readings are not calls)
-// and model tokens, by the attempt that recorded them.
+// and model tokens, by the attempt that recorded them. Clock readings and
+// waits are not calls.
 func spentView(recs []cluster.LedgerRecord) *SpentView {
 	v := &SpentView{ByAttempt: []AttemptCost{}}
 	at := map[int]int{}
 	for _, r := range recs {
-		if r.Tool == host.ClockTool {
+		if host.IsHostCall(r.Tool) {
 			continue
 		}
 		i, ok := at[r.Attempt]

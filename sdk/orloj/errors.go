@@ -20,7 +20,8 @@ type Error = abi.Error
 const (
 	// ErrNotFound: the tool does not exist.
 	ErrNotFound = abi.StatusNotFound
-	// ErrPermissionDenied: the agent's manifest does not allow the tool.
+	// ErrPermissionDenied: the agent's manifest does not allow the tool, or
+	// a person denied the call (the message says who, and why).
 	ErrPermissionDenied = abi.StatusPermissionDenied
 	// ErrToolError: the tool ran and failed; the same call fails the same way.
 	ErrToolError = abi.StatusToolError
@@ -37,6 +38,8 @@ const (
 	// ErrFault: a pointer/length pair lay outside guest memory, or the host
 	// broke the memory protocol. Either is a bug, never the agent's input.
 	ErrFault = abi.StatusFault
+	// ErrTimeout: Await's timeout passed before the signal came.
+	ErrTimeout = abi.StatusTimeout
 )
 
 // ExitCode is the process exit code Main uses for the error run returned:

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/orloj/orloj/abi"
 	"github.com/orloj/orloj/sdk/orloj"
@@ -75,4 +76,37 @@ func ExampleExitCode() {
 	// orloj: call translate: transient: upstream answered 503
 	// transient: true
 	// exit code: 75
+}
+
+// confirmOrder waits up to two days for the customer's confirmation, then
+// a day more before it ships.
+func confirmOrder() error {
+	p, err := orloj.Await("confirmed", 48*time.Hour)
+	switch {
+	case errors.Is(err, orloj.ErrTimeout):
+		return orloj.Output(map[string]string{"result": "expired"})
+	case err != nil:
+		return err
+	}
+	if err := orloj.Sleep(24 * time.Hour); err != nil {
+		return err
+	}
+	return orloj.Output(map[string]json.RawMessage{"shipping": p})
+}
+
+// A test sends the signal before the agent awaits it (the host keeps it
+// the same way) and reads the Fake's clock, which the sleep moved on.
+func ExampleAwait() {
+	start := time.Date(2026, 5, 1, 9, 0, 0, 0, time.UTC)
+	f := orloj.NewFake().SetNow(start).Signal("confirmed", map[string]string{"address": "Main St 1"})
+	defer f.Install()()
+
+	if err := confirmOrder(); err != nil {
+		fmt.Println("error:", err)
+	}
+	fmt.Println("output:", string(f.Output()))
+	fmt.Println("slept:", f.Clock().Sub(start))
+	// Output:
+	// output: {"shipping":{"address":"Main St 1"}}
+	// slept: 24h0m0s
 }

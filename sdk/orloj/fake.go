@@ -41,6 +41,29 @@ type Fake struct {
 	logs     []string
 	effects  []abi.Effect
 	pending  *fakeResponse // the body kept after StatusBufferTooSmall
+	signals  map[string][]json.RawMessage
+	waits    []FakeWait
+	// approval: tools whose calls need a person's approval, by tool, and
+	// the decision ("" until Approve or Deny).
+	approval map[string]*fakeDecision
+}
+
+type fakeDecision struct {
+	decided, approved bool
+	reason            string
+}
+
+// FakeWait is one Sleep, SleepUntil or Await the agent made, as the fake
+// saw it.
+type FakeWait struct {
+	Request abi.WaitRequest
+	// Status is what the agent got: StatusOK, StatusTimeout, or
+	// StatusInvalidArgument for a malformed wait or an Await that would
+	// wait forever.
+	Status abi.Status
+	// Result is the answer's body: the abi.WaitResult of a sleep, the
+	// payload of a signal; nil unless Status is OK.
+	Result json.RawMessage
 }
 
 // FakeCall is one call the agent made, as the fake saw it.
@@ -120,6 +143,75 @@ func (f *Fake) SetNow(t time.Time) *Fake {
 	defer f.mu.Unlock()
 	f.clock = t
 	return f
+}
+
+// Signal keeps a signal for the agent's next Await of name, as `orlojd
+// task signal` would: payload is marshalled as by SetInput. Signals of one
+// name are taken in the order they were sent. Signal may be called before
+// the agent runs or, from another goroutine, while it runs.
+func (f *Fake) Signal(name string, payload any) *Fake {
+	b, err := marshal(payload)
+	if err != nil {
+		panic(fmt.Sprintf("orloj: Fake.Signal: %v", err))
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.signals == nil {
+		f.signals = map[string][]json.RawMessage{}
+	}
+	f.signals[name] = append(f.signals[name], slices.Clone(b))
+	return f
+}
+
+// RequireApproval makes every call of tool need a person's approval, as a
+// node does for a tool the agent is pushed with under --approve. The fake
+// cannot wait: decide with Approve or Deny before the agent calls it; a
+// call undecided fails (StatusInvalidArgument) saying so.
+func (f *Fake) RequireApproval(tool string) *Fake {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.approval == nil {
+		f.approval = map[string]*fakeDecision{}
+	}
+	if f.approval[tool] == nil {
+		f.approval[tool] = &fakeDecision{}
+	}
+	return f
+}
+
+// Approve approves the calls of tool: they reach its handler, as an
+// approved call is made on a node.
+func (f *Fake) Approve(tool string) *Fake {
+	f.RequireApproval(tool)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	*f.approval[tool] = fakeDecision{decided: true, approved: true}
+	return f
+}
+
+// Deny denies the calls of tool: they answer StatusPermissionDenied with
+// the reason, as a denied call does on a node, and never reach the handler.
+func (f *Fake) Deny(tool, reason string) *Fake {
+	f.RequireApproval(tool)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	*f.approval[tool] = fakeDecision{decided: true, reason: reason}
+	return f
+}
+
+// Clock returns the fake's current time: SetNow's, moved forward by every
+// Sleep and by every Await that timed out.
+func (f *Fake) Clock() time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.clock
+}
+
+// Waits returns every wait the agent made, in order.
+func (f *Fake) Waits() []FakeWait {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.waits)
 }
 
 // Install makes f the host of this process and returns the function that
@@ -275,7 +367,20 @@ func (h *fakeHost) invoke(req []byte) (rec FakeCall, st abi.Status, body []byte)
 	rec = FakeCall{Tool: r.Tool, Params: r.Params, Key: r.Key}
 	h.mu.Lock()
 	handler := h.handlers[r.Tool]
+	var decision fakeDecision
+	needs := h.approval[r.Tool] != nil
+	if needs {
+		decision = *h.approval[r.Tool]
+	}
 	h.mu.Unlock()
+	switch {
+	case needs && !decision.decided:
+		rec.Err = abi.Errorf(abi.StatusInvalidArgument, "orloj fake: a call of %s waits for approval; call Fake.Approve or Fake.Deny first", r.Tool)
+		return rec, abi.StatusInvalidArgument, abi.EncodeErrorBody(abi.StatusInvalidArgument, messageOf(rec.Err))
+	case needs && !decision.approved:
+		rec.Err = abi.Errorf(abi.StatusPermissionDenied, "call of %s denied by the fake; reason: %s", r.Tool, decision.reason)
+		return rec, abi.StatusPermissionDenied, abi.EncodeErrorBody(abi.StatusPermissionDenied, messageOf(rec.Err))
+	}
 	if handler == nil {
 		rec.Err = abi.Errorf(abi.StatusNotFound, "tool %q is not registered with the fake", r.Tool)
 		return rec, abi.StatusNotFound, abi.EncodeErrorBody(abi.StatusNotFound, messageOf(rec.Err))
@@ -367,4 +472,53 @@ func (h *fakeHost) emit(req []byte) abi.Status {
 	defer h.mu.Unlock()
 	h.effects = append(h.effects, r)
 	return abi.StatusOK
+}
+
+// wait answers at once, as the host does after the wait is over: a sleep
+// moves the clock to its wake time; an Await takes the oldest signal of its
+// name, or, with none, moves the clock by its timeout and times out. An
+// Await without timeout and without a signal to take is refused
+// (StatusInvalidArgument): under the host it would wait forever, and a
+// test should send the signal first.
+func (h *fakeHost) wait(req, buf []byte) (abi.Status, uint32) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.pending = nil
+	r, _, err := abi.DecodeWaitRequest(req)
+	if err != nil {
+		h.waits = append(h.waits, FakeWait{Status: abi.StatusInvalidArgument})
+		return h.reply(abi.StatusInvalidArgument, abi.EncodeErrorBody(abi.StatusInvalidArgument, messageOf(err)), buf)
+	}
+	w := FakeWait{Request: r}
+	var st abi.Status
+	var body []byte
+	switch r.Kind {
+	case abi.WaitSleep:
+		until := r.Until
+		if until == 0 {
+			until = h.clock.UnixNano() + r.Duration
+		}
+		if t := time.Unix(0, until).UTC(); t.After(h.clock) {
+			h.clock = t
+		}
+		body, _ = json.Marshal(abi.WaitResult{Until: until}) // one integer
+		w.Result = body
+	default:
+		switch q := h.signals[r.Name]; {
+		case len(q) > 0:
+			h.signals[r.Name] = q[1:]
+			body = q[0]
+			w.Result = body
+		case r.Timeout > 0:
+			h.clock = h.clock.Add(time.Duration(r.Timeout))
+			st = abi.StatusTimeout
+			body = abi.EncodeErrorBody(st, fmt.Sprintf("no signal %q within %s", r.Name, time.Duration(r.Timeout)))
+		default:
+			st = abi.StatusInvalidArgument
+			body = abi.EncodeErrorBody(st, fmt.Sprintf("fake: no signal %q was sent and Await has no timeout, so it would wait forever; send it first with Fake.Signal", r.Name))
+		}
+	}
+	w.Status = st
+	h.waits = append(h.waits, w)
+	return h.reply(st, body, buf)
 }

@@ -46,6 +46,10 @@ func importEmit(req unsafe.Pointer, reqLen uint32) int32
 //go:noescape
 func importCallBatch(req unsafe.Pointer, reqLen uint32, buf unsafe.Pointer, bufCap uint32, lenPtr unsafe.Pointer) int32
 
+//go:wasmimport orloj_v1 wait
+//go:noescape
+func importWait(req unsafe.Pointer, reqLen uint32, buf unsafe.Pointer, bufCap uint32, lenPtr unsafe.Pointer) int32
+
 // wasmHost is the real host, reached through the imports above.
 type wasmHost struct{}
 
@@ -112,4 +116,12 @@ func (wasmHost) emit(req []byte) abi.Status {
 	st := importEmit(ptr(req), uint32(len(req)))
 	runtime.KeepAlive(req)
 	return abi.Status(st)
+}
+
+func (wasmHost) wait(req, buf []byte) (abi.Status, uint32) {
+	var n uint32
+	st := importWait(ptr(req), uint32(len(req)), ptr(buf), uint32(len(buf)), unsafe.Pointer(&n))
+	runtime.KeepAlive(req)
+	runtime.KeepAlive(buf)
+	return abi.Status(st), n
 }

@@ -26,6 +26,7 @@ type rawHost interface {
 	log(level abi.LogLevel, msg []byte) abi.Status
 	now() (ns uint64, st abi.Status)
 	emit(req []byte) abi.Status
+	wait(req, buf []byte) (st abi.Status, n uint32)
 }
 
 // respBufSize is the size of the first response buffer. Most tool results

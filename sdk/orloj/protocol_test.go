@@ -168,6 +168,7 @@ func TestWasmImportsMatchABI(t *testing.T) {
 	want := map[string]bool{
 		abi.FuncInput: true, abi.FuncCall: true, abi.FuncResponse: true, abi.FuncOutput: true,
 		abi.FuncLog: true, abi.FuncNow: true, abi.FuncEmit: true, abi.FuncCallBatch: true,
+		abi.FuncWait: true,
 	}
 	if !maps.Equal(got, want) {
 		t.Errorf("imports %v, want %v", slices.Sorted(maps.Keys(got)), slices.Sorted(maps.Keys(want)))

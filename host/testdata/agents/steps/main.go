@@ -5,7 +5,9 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"time"
 
 	"github.com/orloj/orloj/sdk/orloj"
 )
@@ -16,6 +18,12 @@ type step struct {
 	Tool   string          `json:"tool"`
 	Params json.RawMessage `json:"params"`
 	Key    string          `json:"key,omitempty"`
+	// Sleep (a Go duration) makes the step a durable sleep instead of a
+	// call; Await makes it an await of that signal, for at most Timeout.
+	// Their results are what Sleep's and Await's answers were.
+	Sleep   string `json:"sleep,omitempty"`
+	Await   string `json:"await,omitempty"`
+	Timeout string `json:"timeout,omitempty"`
 }
 
 func main() { orloj.Main(run) }
@@ -49,6 +57,14 @@ func run() error {
 		out = append(out, json.RawMessage(fmt.Sprintf("%d", t.UnixNano())))
 	}
 	for i, s := range in.Steps {
+		if s.Sleep != "" || s.Await != "" {
+			res, err := wait(s)
+			if err != nil {
+				return fmt.Errorf("step %d: %w", i+1, err)
+			}
+			out = append(out, res)
+			continue
+		}
 		var opts []orloj.CallOption
 		if s.Key != "" {
 			opts = append(opts, orloj.WithKey(s.Key))
@@ -67,4 +83,29 @@ func run() error {
 		out = append(out, json.RawMessage(fmt.Sprintf("%d", t.UnixNano())))
 	}
 	return orloj.Output(out)
+}
+
+func wait(s step) (json.RawMessage, error) {
+	if s.Sleep != "" {
+		d, err := time.ParseDuration(s.Sleep)
+		if err != nil {
+			return nil, err
+		}
+		if err := orloj.Sleep(d); err != nil {
+			return nil, err
+		}
+		return json.RawMessage(`"slept"`), nil
+	}
+	var timeout time.Duration
+	if s.Timeout != "" {
+		var err error
+		if timeout, err = time.ParseDuration(s.Timeout); err != nil {
+			return nil, err
+		}
+	}
+	p, err := orloj.Await(s.Await, timeout)
+	if errors.Is(err, orloj.ErrTimeout) {
+		return json.RawMessage(`"timeout"`), nil
+	}
+	return p, err
 }

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -37,9 +38,25 @@ type DLQNotice struct {
 	Node     string    `json:"node"` // the node that sent the notice
 }
 
-// DLQWebhookConfig configures the DLQ webhook.
-type DLQWebhookConfig struct {
-	URL string // absolute http or https URL that receives each DLQNotice
+// ApprovalNotice is the JSON body the approval webhook receives, once per
+// call that waits for a person's approval, so one is paged. Key is the
+// approval's ID (the call's), also sent as the Idempotency-Key header:
+// delivery is at least once.
+type ApprovalNotice struct {
+	Event   string          `json:"event"` // "approval.requested"
+	Key     string          `json:"key"`
+	TaskID  string          `json:"task_id"`
+	Agent   string          `json:"agent"`
+	Version string          `json:"version"`
+	Tool    string          `json:"tool"`
+	Params  json.RawMessage `json:"params"`
+	At      time.Time       `json:"at"`   // when the call began to wait
+	Node    string          `json:"node"` // the node that sent the notice
+}
+
+// WebhookConfig configures a webhook (the DLQ's, the approvals').
+type WebhookConfig struct {
+	URL string // absolute http or https URL that receives each notice
 	// Policy spaces the tries of a notice whose delivery failed (capped
 	// exponential backoff with full jitter; MaxAttempts is not used).
 	Policy cluster.RetryPolicy
@@ -54,9 +71,9 @@ type DLQWebhookConfig struct {
 // ErrBadWebhookURL is a DLQ webhook URL that is not absolute http(s).
 var ErrBadWebhookURL = errors.New("not an absolute http or https URL")
 
-// Validate checks the URL and the retry spacing; the one check of a DLQ
+// Validate checks the URL and the retry spacing; the one check of a
 // webhook's settings, which the daemon's config uses too.
-func (c DLQWebhookConfig) Validate() error {
+func (c WebhookConfig) Validate() error {
 	if u, err := url.Parse(c.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("%q: %w", c.URL, ErrBadWebhookURL)
 	}
@@ -66,19 +83,30 @@ func (c DLQWebhookConfig) Validate() error {
 	return nil
 }
 
-// DLQWebhook POSTs a DLQNotice for each dead letter not yet delivered. It
-// watches the replicated state on its own goroutine, never in the FSM's
-// apply path. Only the leader sends, so a healthy cluster sends each notice
-// once; a leader change may repeat one whose delivery was in flight.
-type DLQWebhook struct {
+// Webhook POSTs a notice for each item of its source not yet delivered: a
+// DLQNotice per dead letter (NewDLQWebhook), an ApprovalNotice per pending
+// approval (NewApprovalWebhook). It watches the replicated state on its own
+// goroutine, never in the FSM's apply path. Only the leader sends, so a
+// healthy cluster sends each notice once; a leader change may repeat one
+// whose delivery was in flight.
+type Webhook struct {
 	node   *cluster.Node
-	cfg    DLQWebhookConfig
+	cfg    WebhookConfig
+	name   string
+	source func(*cluster.FSM, string) ([]notice, error)
 	log    hclog.Logger
 	client *http.Client
 
 	delivered map[string]bool
 	tries     *backoffs // by notice key
 	service
+}
+
+// notice is one delivery: its stable key, the task it is about (for the
+// log), and its JSON body.
+type notice struct {
+	key, task string
+	body      any
 }
 
 // A scan of the DLQ reads every task (the FSM has no cheaper read of the
@@ -88,14 +116,24 @@ const (
 	dlqIdleScan        = 5 * time.Second // also notices leadership changes
 )
 
-// NewDLQWebhook builds the webhook and reads what was delivered before;
-// Start runs it.
-func NewDLQWebhook(node *cluster.Node, cfg DLQWebhookConfig) (*DLQWebhook, error) {
-	if err := requireDeps("dlq webhook", namedDep{"node", node}); err != nil {
+// NewDLQWebhook builds the DLQ's webhook and reads what was delivered
+// before; Start runs it.
+func NewDLQWebhook(node *cluster.Node, cfg WebhookConfig) (*Webhook, error) {
+	return newWebhook(node, cfg, "dlq webhook", dlqNotices)
+}
+
+// NewApprovalWebhook builds the webhook that pages a person for each call
+// waiting for approval.
+func NewApprovalWebhook(node *cluster.Node, cfg WebhookConfig) (*Webhook, error) {
+	return newWebhook(node, cfg, "approval webhook", approvalNotices)
+}
+
+func newWebhook(node *cluster.Node, cfg WebhookConfig, name string, source func(*cluster.FSM, string) ([]notice, error)) (*Webhook, error) {
+	if err := requireDeps(name, namedDep{"node", node}); err != nil {
 		return nil, err
 	}
 	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("dlq webhook: %w", err)
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	if cfg.Policy.Factor < 1 {
 		cfg.Policy.Factor = 2
@@ -109,7 +147,7 @@ func NewDLQWebhook(node *cluster.Node, cfg DLQWebhookConfig) (*DLQWebhook, error
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
 	}
-	w := &DLQWebhook{node: node, cfg: cfg, log: cfg.Logger.Named("dlq_webhook"), client: &http.Client{Timeout: 10 * time.Second},
+	w := &Webhook{node: node, cfg: cfg, name: name, source: source, log: cfg.Logger.Named(strings.ReplaceAll(name, " ", "_")), client: &http.Client{Timeout: 10 * time.Second},
 		delivered: map[string]bool{}, tries: newBackoffs(cfg.Policy, cfg.Jitter)}
 	if cfg.StateFile != "" {
 		var keys []string
@@ -130,15 +168,15 @@ func NewDLQWebhook(node *cluster.Node, cfg DLQWebhookConfig) (*DLQWebhook, error
 }
 
 // Start delivers notices until Stop or until ctx ends.
-func (w *DLQWebhook) Start(ctx context.Context) error {
-	return w.start(ctx, "dlq webhook", w.log, w.run)
+func (w *Webhook) Start(ctx context.Context) error {
+	return w.start(ctx, w.name, w.log, w.run)
 }
 
 // Stop ends the webhook and waits for it; a delivery in flight is
 // abandoned and tried again by the next pass, here or on the next leader.
-func (w *DLQWebhook) Stop() { w.stop() }
+func (w *Webhook) Stop() { w.stop() }
 
-func (w *DLQWebhook) run(ctx context.Context) {
+func (w *Webhook) run(ctx context.Context) {
 	for {
 		changed := w.node.FSM().Changed()
 		wait := w.safePass(ctx)
@@ -171,37 +209,71 @@ func noticeKey(t cluster.Task) string {
 }
 
 // safePass is pass, with a panic logged and waited out like an idle scan.
-func (w *DLQWebhook) safePass(ctx context.Context) time.Duration {
+func (w *Webhook) safePass(ctx context.Context) time.Duration {
 	wait := dlqIdleScan
-	_ = CatchPanic(w.log, "dlq webhook pass", func() error { wait = w.pass(ctx); return nil })
+	_ = CatchPanic(w.log, w.name+" pass", func() error { wait = w.pass(ctx); return nil })
 	return wait
 }
 
+// dlqNotices is a DLQNotice per dead letter, oldest first.
+func dlqNotices(f *cluster.FSM, node string) ([]notice, error) {
+	dead, err := f.DeadLetters(cluster.TaskFilter{})
+	if err != nil {
+		return nil, fmt.Errorf("list dead letters: %w", err)
+	}
+	out := make([]notice, 0, len(dead))
+	for _, t := range dead {
+		k := noticeKey(t)
+		n := DLQNotice{Event: "task.dead_letter", Key: k, TaskID: t.ID, Agent: t.Agent, Version: t.Version,
+			Attempts: t.Attempts, At: time.Unix(0, t.UpdatedAt).UTC(), Node: node}
+		if t.Error != nil {
+			n.Class, n.Message = string(t.Error.Class), t.Error.Message
+		}
+		out = append(out, notice{key: k, task: t.ID, body: n})
+	}
+	return out, nil
+}
+
+// approvalNotices is an ApprovalNotice per pending approval, oldest first.
+func approvalNotices(f *cluster.FSM, node string) ([]notice, error) {
+	pending, err := f.Approvals(false)
+	if err != nil {
+		return nil, fmt.Errorf("list approvals: %w", err)
+	}
+	out := make([]notice, 0, len(pending))
+	for _, a := range pending {
+		out = append(out, notice{key: a.CallID, task: a.TaskID, body: ApprovalNotice{Event: "approval.requested", Key: a.CallID,
+			TaskID: a.TaskID, Agent: a.Agent, Version: a.Version, Tool: a.Tool, Params: a.Params,
+			At: time.Unix(0, a.RequestedAt).UTC(), Node: node}})
+	}
+	return out, nil
+}
+
 // pass delivers what is due and returns how long to wait before the next.
-func (w *DLQWebhook) pass(ctx context.Context) time.Duration {
+func (w *Webhook) pass(ctx context.Context) time.Duration {
 	if !w.node.IsLeader() {
 		return dlqIdleScan
 	}
-	dead, err := w.node.FSM().DeadLetters(cluster.TaskFilter{})
+	items, err := w.source(w.node.FSM(), w.node.ID())
 	if err != nil {
-		w.log.Error("list dead letters", "error", err)
+		w.log.Error("list notices", "error", err)
 		return dlqIdleScan
 	}
-	current := make(map[string]bool, len(dead))
-	for _, t := range dead {
-		current[noticeKey(t)] = true
+	current := make(map[string]bool, len(items))
+	for _, it := range items {
+		current[it.key] = true
 	}
 	dirty := false
 	for k := range w.delivered {
 		if !current[k] {
-			delete(w.delivered, k) // left the DLQ: forget, so the file stays small
+			delete(w.delivered, k) // gone from the source: forget, so the file stays small
 			dirty = true
 		}
 	}
 	w.tries.retain(func(k string) bool { return current[k] })
 	wait := dlqIdleScan
-	for _, t := range dead { // oldest first
-		k := noticeKey(t)
+	for _, it := range items { // oldest first
+		k := it.key
 		if w.delivered[k] {
 			continue
 		}
@@ -213,13 +285,13 @@ func (w *DLQWebhook) pass(ctx context.Context) time.Duration {
 		if ctx.Err() != nil || !w.node.IsLeader() {
 			break
 		}
-		if err := w.deliver(ctx, k, t); err != nil {
+		if err := w.deliver(ctx, k, it.body); err != nil {
 			n, at := w.tries.fail(k, now)
 			wait = min(wait, at.Sub(now))
-			w.log.Warn("deliver dlq notice", "task", t.ID, "attempt", n, "retry_in", at.Sub(now), "error", err)
+			w.log.Warn("deliver notice", "task", it.task, "attempt", n, "retry_in", at.Sub(now), "error", err)
 			continue
 		}
-		w.log.Info("dlq notice delivered", "task", t.ID, "attempts", w.tries.failures(k)+1)
+		w.log.Info("notice delivered", "task", it.task, "attempts", w.tries.failures(k)+1)
 		w.tries.forget(k)
 		w.delivered[k] = true
 		dirty = true
@@ -230,13 +302,8 @@ func (w *DLQWebhook) pass(ctx context.Context) time.Duration {
 	return max(wait, time.Millisecond)
 }
 
-func (w *DLQWebhook) deliver(ctx context.Context, key string, t cluster.Task) error {
-	notice := DLQNotice{Event: "task.dead_letter", Key: key, TaskID: t.ID, Agent: t.Agent, Version: t.Version,
-		Attempts: t.Attempts, At: time.Unix(0, t.UpdatedAt).UTC(), Node: w.node.ID()}
-	if t.Error != nil {
-		notice.Class, notice.Message = string(t.Error.Class), t.Error.Message
-	}
-	body, err := json.Marshal(notice)
+func (w *Webhook) deliver(ctx context.Context, key string, n any) error {
+	body, err := json.Marshal(n)
 	if err != nil {
 		return err
 	}
@@ -259,7 +326,7 @@ func (w *DLQWebhook) deliver(ctx context.Context, key string, t cluster.Task) er
 	return nil
 }
 
-func (w *DLQWebhook) save() {
+func (w *Webhook) save() {
 	if w.cfg.StateFile == "" {
 		return
 	}

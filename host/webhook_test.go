@@ -40,7 +40,7 @@ type webhook struct {
 	ok       chan DLQNotice
 }
 
-func newWebhook(t *testing.T, failFirst int) *webhook {
+func newReceiver(t *testing.T, failFirst int) *webhook {
 	w := &webhook{ok: make(chan DLQNotice, 16)}
 	w.failures.Store(int32(failFirst))
 	w.srv = httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
@@ -89,13 +89,13 @@ func (c *fakeClock) Add(d time.Duration) {
 // after a retry gets a new notice.
 func TestDLQWebhookBackoffAndMemory(t *testing.T) {
 	t.Parallel()
-	hook := newWebhook(t, 1)
+	hook := newReceiver(t, 1)
 	e := newEnv(t, nil)
 	pushAndSubmit(t, e, "p")
 	e.wait("p", 30*time.Second, cluster.StateDeadLetter)
 
 	clock := &fakeClock{now: time.Now()}
-	cfg := DLQWebhookConfig{URL: hook.srv.URL, Policy: cluster.RetryPolicy{Base: time.Minute, Factor: 2, Cap: time.Minute},
+	cfg := WebhookConfig{URL: hook.srv.URL, Policy: cluster.RetryPolicy{Base: time.Minute, Factor: 2, Cap: time.Minute},
 		StateFile: filepath.Join(e.dir, "dlq-notified.json"), Clock: clock.Now, Logger: testLogger(t)}
 	ctx := context.Background()
 	n := newWebhookT(t, e, cfg)
@@ -129,7 +129,7 @@ func TestDLQWebhookBackoffAndMemory(t *testing.T) {
 	}
 }
 
-func newWebhookT(t *testing.T, e *env, cfg DLQWebhookConfig) *DLQWebhook {
+func newWebhookT(t *testing.T, e *env, cfg WebhookConfig) *Webhook {
 	t.Helper()
 	w, err := NewDLQWebhook(e.node, cfg)
 	if err != nil {
@@ -138,14 +138,14 @@ func newWebhookT(t *testing.T, e *env, cfg DLQWebhookConfig) *DLQWebhook {
 	return w
 }
 
-// TestDLQWebhookConfigRefused: a URL that is not absolute http(s), or a
+// TestWebhookConfigRefused: a URL that is not absolute http(s), or a
 // backoff without a base, is refused at construction.
-func TestDLQWebhookConfigRefused(t *testing.T) {
+func TestWebhookConfigRefused(t *testing.T) {
 	t.Parallel()
 	reg, _ := plugins.NewRegistry()
 	e := newIdleEnv(t, reg)
 	ok := cluster.RetryPolicy{Base: time.Second, Factor: 2, Cap: time.Minute}
-	for _, cfg := range []DLQWebhookConfig{
+	for _, cfg := range []WebhookConfig{
 		{URL: "hooks.example.com", Policy: ok},
 		{URL: "ftp://hooks.example.com/x", Policy: ok},
 		{URL: "http://127.0.0.1:1/x"},
@@ -155,7 +155,7 @@ func TestDLQWebhookConfigRefused(t *testing.T) {
 			t.Errorf("NewDLQWebhook(%+v) accepted", cfg)
 		}
 	}
-	if _, err := NewDLQWebhook(nil, DLQWebhookConfig{URL: "http://127.0.0.1:1/x", Policy: ok}); !errors.Is(err, ErrNilDependency) {
+	if _, err := NewDLQWebhook(nil, WebhookConfig{URL: "http://127.0.0.1:1/x", Policy: ok}); !errors.Is(err, ErrNilDependency) {
 		t.Errorf("nil node: %v, want ErrNilDependency", err)
 	}
 }
