@@ -132,6 +132,7 @@ func (e *Executor) Run(ctx context.Context, claim *cluster.Claim) (rep AttemptRe
 		}
 		return e.fail(ctx, rep, lease, cluster.TaskError{Class: class, Message: err.Error()}, nil, log)
 	}
+	agent = e.withApprovals(task, agent)
 	tools, err := e.toolsFor(task, agent)
 	if err != nil {
 		stopRenew()

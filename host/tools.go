@@ -38,7 +38,9 @@ type DeclaredTools struct {
 	built   sync.Map // "name@version" → plugins.Tool
 	mcp     MCPOptions
 	servers sync.Map // "name@version" → *mcpEntry
-	closed  atomic.Bool
+	// approvals: "name@version" → whether its definition needs approval.
+	approvals sync.Map
+	closed    atomic.Bool
 }
 
 // MCPOptions are what a node gives the declared MCP servers it starts.
@@ -337,6 +339,53 @@ func (u unavailableTool) Semantics() plugins.Semantics { return plugins.ReadOnly
 func (u unavailableTool) Schema() json.RawMessage      { return json.RawMessage(`{"type":"object"}`) }
 func (u unavailableTool) Invoke(context.Context, plugins.Call) (plugins.Result, error) {
 	return plugins.Result{}, plugins.NotSent(abi.Errorf(abi.StatusTransient, "%v", u.err))
+}
+
+// withApprovals returns agent with the declared tools whose pinned
+// definition says approval "required" added to its manifest's Approve.
+func (e *Executor) withApprovals(task cluster.Task, agent cluster.Agent) cluster.Agent {
+	var add []string
+	for _, name := range agent.Manifest.Tools {
+		if _, builtin := e.tools.Get(name); builtin || slices.Contains(agent.Manifest.Approve, name) {
+			continue
+		}
+		if e.declared.needsApproval(task, name) {
+			add = append(add, name)
+		}
+	}
+	if len(add) > 0 {
+		agent.Manifest.Approve = append(slices.Clone(agent.Manifest.Approve), add...)
+	}
+	return agent
+}
+
+// needsApproval reports whether the declared tool name, as task pinned it
+// (for "<server>/<tool>", the server), is declared approval "required". A
+// definition that cannot be read says no here; building the tool fails.
+func (d *DeclaredTools) needsApproval(task cluster.Task, name string) bool {
+	if d == nil {
+		return false
+	}
+	server, _, _ := strings.Cut(name, "/")
+	v, pinned := task.Tools[server]
+	if !pinned {
+		return false
+	}
+	key := server + "@" + strconv.FormatUint(v, 10)
+	if b, ok := d.approvals.Load(key); ok {
+		return b.(bool)
+	}
+	def, err := d.c.FSM().Tool(server, v)
+	if err != nil {
+		return false
+	}
+	doc, err := plugins.ParseDefinition(def.Spec)
+	if err != nil {
+		return false
+	}
+	need := doc.Approval == plugins.ApprovalRequired
+	d.approvals.Store(key, need)
+	return need
 }
 
 // toolsError classifies a failure to resolve an attempt's tools: a

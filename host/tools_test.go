@@ -237,3 +237,38 @@ func TestToolsForDeclaredMCP(t *testing.T) {
 		t.Errorf("after Close: %v, want the node stopping", err)
 	}
 }
+
+// TestDeclaredApproval: a declared tool whose pinned definition says
+// approval "required" (for an MCP server, each of its tools) joins the
+// agent's Approve list for the attempt; a later version without it does
+// not change the task that pinned the first.
+func TestDeclaredApproval(t *testing.T) {
+	t.Parallel()
+	reg, err := plugins.NewRegistry(plugins.NewStub("http", plugins.Idempotent, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newMemEnv(t, reg)
+	e.exec.declared = NewDeclaredTools(e.node, plugins.MapSecrets{})
+	pushDefinition(t, e, `{"name":"pay","kind":"http","approval":"required","http":{"base_url":"http://127.0.0.1:1","methods":["POST"],"semantics":"unsafe"}}`)
+	pushDefinition(t, e, `{"name":"docs","kind":"mcp","approval":"required","mcp":{"url":"http://127.0.0.1:1/mcp"}}`)
+	pushToolDef(t, e, "notes", "idempotent")
+	e.apply(&cluster.PutAgent{Agent: cluster.Agent{Name: "a", Version: "v1", Manifest: cluster.AgentManifest{Tools: []string{"http", "pay", "docs/search", "notes"}}},
+		Module: []byte("\x00asm\x01\x00\x00\x00"), Now: 1})
+	e.submit("t1", "a", "v1", nil, cluster.RetryPolicy{})
+	pushDefinition(t, e, `{"name":"pay","kind":"http","http":{"base_url":"http://127.0.0.1:1","methods":["POST"],"semantics":"unsafe"}}`)
+	e.submit("t2", "a", "v1", nil, cluster.RetryPolicy{})
+	agent, _ := e.node.FSM().Agent("a", "v1")
+	for id, want := range map[string][]string{"t1": {"pay", "docs/search"}, "t2": {"docs/search"}} {
+		task, _ := e.node.FSM().Task(id)
+		if got := e.exec.withApprovals(task, agent).Manifest.Approve; strings.Join(got, ",") != strings.Join(want, ",") {
+			t.Errorf("%s: approve %v, want %v", id, got, want)
+		}
+	}
+	if len(agent.Manifest.Approve) != 0 {
+		t.Error("withApprovals changed the stored agent")
+	}
+	if _, err := plugins.ParseDefinition([]byte(`{"name":"x","kind":"http","approval":"yes","http":{"base_url":"http://h","semantics":"unsafe"}}`)); !errors.Is(err, plugins.ErrInvalidDefinition) {
+		t.Errorf("approval yes: %v", err)
+	}
+}

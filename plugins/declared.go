@@ -33,6 +33,12 @@ const (
 	KindMCP ToolKind = "mcp"
 )
 
+// Approval says whether a declared tool's calls wait for a person.
+type Approval string
+
+// ApprovalRequired: each call waits for a person to approve that call.
+const ApprovalRequired Approval = "required"
+
 // Sentinel errors of ParseDefinition and NewDeclared.
 var (
 	// ErrInvalidDefinition: the document is malformed or a field is wrong.
@@ -51,12 +57,15 @@ const MaxDeclaredTimeout = 10 * time.Minute
 // after the kind are what every kind has; each kind's section holds the rest,
 // so a new kind adds a section without changing the others.
 type Definition struct {
-	Name        string          `json:"name"`
-	Kind        ToolKind        `json:"kind"`
-	Description string          `json:"description,omitempty"`
-	HTTP        *HTTPDefinition `json:"http,omitempty"`
-	WASM        *WASMDefinition `json:"wasm,omitempty"`
-	MCP         *MCPDefinition  `json:"mcp,omitempty"`
+	Name        string   `json:"name"`
+	Kind        ToolKind `json:"kind"`
+	Description string   `json:"description,omitempty"`
+	// Approval "required": every call of the tool (of every tool of an MCP
+	// server) waits for a person to approve that call.
+	Approval Approval        `json:"approval,omitempty"`
+	HTTP     *HTTPDefinition `json:"http,omitempty"`
+	WASM     *WASMDefinition `json:"wasm,omitempty"`
+	MCP      *MCPDefinition  `json:"mcp,omitempty"`
 }
 
 // MCPDefinition declares an MCP server: a streamable HTTP URL, or a command
@@ -410,6 +419,9 @@ func (d Definition) Validate() error {
 	}
 	if len(d.Description) > 4<<10 {
 		return bad("description is %d bytes; the limit is 4096", len(d.Description))
+	}
+	if d.Approval != "" && d.Approval != ApprovalRequired {
+		return bad("approval %q: want \"required\" or nothing", d.Approval)
 	}
 	sections := map[ToolKind]bool{KindHTTP: d.HTTP != nil, KindWASM: d.WASM != nil, KindMCP: d.MCP != nil}
 	switch d.Kind {
