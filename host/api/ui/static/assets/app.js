@@ -53,6 +53,12 @@ function stateBadge(st, id) {
   return h("span", { class: "state state-" + st, id }, st.replace("_", " "));
 }
 
+// outcomeBadge: an attempt ends succeeded, cancelled or with its error class.
+function outcomeBadge(o) {
+  const cls = o === "succeeded" ? "state-succeeded" : o === "cancelled" ? "state-cancelled" : "state-dead_letter";
+  return h("span", { class: "state " + cls }, o.replace("_", " "));
+}
+
 function when(ts) {
   if (!ts) return "—";
   const d = new Date(ts);
@@ -229,18 +235,35 @@ async function taskView(t, calls, events) {
 
   out.push(h("h2", {}, "Attempts"));
   if (!t.history.length) out.push(h("p", { class: "muted" }, "No attempt has started."));
-  for (const a of t.history) {
-    const cost = spent.by_attempt.find((c) => c.attempt === a.n) || { calls: 0, tokens: 0 };
-    const mine = calls.filter((c) => c.attempt === a.n);
-    const logs = events.filter((e) => e.attempt === a.n && e.type === "log");
+  // Attempt numbers start again at 1 after a retry from the dead-letter
+  // queue, so an attempt's calls and logs are those with its number that
+  // happened between its start and the next attempt's.
+  const retries = events.filter((e) => e.type === "dlq_retried");
+  t.history.forEach((a, i) => {
+    const from = new Date(a.started_at);
+    const next = t.history[i + 1];
+    const until = next ? new Date(next.started_at) : null;
+    const inside = (e) => e.attempt === a.n && new Date(e.at) >= from && (!until || new Date(e.at) < until);
+    const mine = calls.filter(inside);
+    const logs = events.filter((e) => e.type === "log" && inside(e));
     const tally = {};
-    for (const c of mine) tally[c.outcome] = (tally[c.outcome] || 0) + 1;
-    out.push(h("section", { class: "attempt", "aria-label": "Attempt " + a.n, "data-attempt": a.n },
-      h("h3", {}, "Attempt " + a.n, a.outcome ? stateBadge(a.outcome) : stateBadge("running")),
+    let tokens = 0;
+    for (const c of mine) {
+      tally[c.outcome] = (tally[c.outcome] || 0) + 1;
+      tokens += c.tokens || 0;
+    }
+    for (const r of retries) {
+      const at = new Date(r.at);
+      if (at <= from && (i === 0 || at > new Date(t.history[i - 1].started_at))) {
+        out.push(h("p", { class: "retried" }, "Retried from the dead-letter queue as " + r.message + " · ", when(r.at)));
+      }
+    }
+    out.push(h("section", { class: "attempt", "aria-label": "Attempt " + a.n + " (lease token " + a.token + ")", "data-attempt": a.n, "data-token": a.token },
+      h("h3", {}, "Attempt " + a.n, a.outcome ? outcomeBadge(a.outcome) : stateBadge("running")),
       h("p", { class: "meta" }, "node " + a.node + " · lease token " + a.token + " · started ", when(a.started_at),
         " · " + (a.ended_at ? "took " + duration(a.started_at, a.ended_at) : "running"),
         a.retry_delay ? " · retry in " + a.retry_delay : "",
-        " · " + cost.calls + " calls recorded, " + cost.tokens + " tokens"),
+        " · " + (tally.invoked || 0) + " calls invoked, " + tokens + " tokens spent"),
       a.error ? longText(a.error) : null,
       mine.length ? table(Object.entries(tally).map(([k, v]) => v + " " + k.replace("_", " ")).join(", "),
         ["Outcome", "Tool", "Status", { t: "Duration", num: true }, "Call ID", { t: "Tokens", num: true }, "Reason"],
@@ -253,7 +276,7 @@ async function taskView(t, calls, events) {
           cell("Reason", longText(c.reason, 160))))) : h("p", { class: "muted" }, "No tool calls."),
       logs.length ? h("details", {}, h("summary", {}, logs.length + " log lines"),
         h("pre", { class: "block" }, logs.map((e) => e.message).join("\n"))) : null));
-  }
+  });
   out.push(h("details", {}, h("summary", {}, "Journal (" + events.length + " events)"),
     table("Every event, in order", ["Seq", "At", "Type", "Attempt", "Message"], events.map((e) => h("tr", {},
       cell("Seq", h("span", { class: "mono" }, String(e.seq))), cell("At", when(e.at)), cell("Type", e.type),
