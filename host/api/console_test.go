@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -315,4 +316,21 @@ func TestTaskCountsAndNewestFirst(t *testing.T) {
 		t.Fatalf("newest first = %+v", ts)
 	}
 	want(t, f.do("GET", "/v1/tasks?order=sideways", nil), http.StatusBadRequest, api.CodeBadRequest)
+}
+
+// Over TLS the session cookie is marked Secure.
+func TestConsoleSessionSecureOverTLS(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ts := httptest.NewTLSServer(f.api)
+	t.Cleanup(ts.Close)
+	resp, err := ts.Client().Post(ts.URL+"/ui/login", "application/json", strings.NewReader(`{"token":"`+testToken+`"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	cs := resp.Cookies()
+	if resp.StatusCode != http.StatusOK || len(cs) != 1 || !cs[0].Secure || !cs[0].HttpOnly {
+		t.Fatalf("login over TLS: %d cookies %+v", resp.StatusCode, cs)
+	}
 }
