@@ -26,8 +26,9 @@ type StateChange struct {
 type StateBatch struct {
 	// Changes, in ID order.
 	Changes []StateChange
-	// Reset: a snapshot replaced the whole state; changes between the
-	// last batch heard and Applied were not seen one by one.
+	// Reset: changes up to Applied were not all heard one by one: a
+	// snapshot replaced the whole state, or the transaction had begun
+	// before the listener was registered. Changes holds none then.
 	Reset bool
 	// Applied is the applied index after the commit or restore.
 	Applied uint64
@@ -40,9 +41,9 @@ type StateBatch struct {
 // it must not keep the batch's slice past the call. The returned function
 // removes fn; safe to call twice.
 //
-// A change committed before ListenStates returns may or may not be heard:
-// every change of an entry after the AppliedIndex read once it has
-// returned will be.
+// A change committed before ListenStates returns may or may not be heard;
+// every change of an entry past the AppliedIndex read after it returned is
+// heard, or falls under a reset.
 func (f *FSM) ListenStates(fn func(StateBatch)) (stop func()) {
 	l := &stateListener{fn: fn}
 	f.states.mu.Lock()
@@ -71,6 +72,9 @@ type stateListener struct{ fn func(StateBatch) }
 func (s *stateListeners) publish(b StateBatch) {
 	if !s.on.Load() || (len(b.Changes) == 0 && !b.Reset) {
 		return
+	}
+	if b.Reset {
+		b.Changes = nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -276,7 +276,9 @@ func (f *FSM) commit(t *tx, last uint64) {
 	// After the commit, so a woken waiter reads what woke it.
 	f.watches.signal(t.touched)
 	t.touched = nil
-	f.states.publish(StateBatch{Changes: t.changes, Applied: last})
+	// A transaction begun before the first listener came noted nothing:
+	// what it changed is heard as a reset.
+	f.states.publish(StateBatch{Changes: t.changes, Reset: t.states == nil, Applied: last})
 	t.changes = nil
 	if fn := f.onApply.Load(); fn != nil {
 		for _, n := range t.notes {
