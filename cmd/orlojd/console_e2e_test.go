@@ -5,6 +5,7 @@ package main
 // also save a screenshot of each page into docs/console/.
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -242,4 +243,127 @@ func consoleLogin(t *testing.T, n *node, token string) *http.Cookie {
 	}
 	t.Fatalf("login answered %d without a session cookie", resp.StatusCode)
 	return nil
+}
+
+// streamEvent is one event read from GET /v1/events.
+type streamEvent struct {
+	id, event string
+	data      struct {
+		TaskID string `json:"task_id"`
+		From   string `json:"from"`
+		State  string `json:"state"`
+	}
+}
+
+// readEvents reads count task or reset events from a stream of the node;
+// opened, if not nil, is closed once the stream has begun (its first line
+// read: from then on no change is missed). It may run on any goroutine.
+func readEvents(n *node, token, query, lastID string, count int, opened chan struct{}) ([]streamEvent, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", n.url()+"/v1/events"+query, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	if lastID != "" {
+		req.Header.Set("Last-Event-ID", lastID)
+	}
+	resp, err := n.probeClient().Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET /v1/events: %d", resp.StatusCode)
+	}
+	var out []streamEvent
+	var ev streamEvent
+	rd := bufio.NewReader(resp.Body)
+	for len(out) < count {
+		s, err := rd.ReadString('\n')
+		if err != nil {
+			return out, fmt.Errorf("stream ended after %d events: %w", len(out), err)
+		}
+		s = strings.TrimSuffix(s, "\n")
+		if opened != nil && strings.HasPrefix(s, "retry: ") {
+			close(opened)
+			opened = nil
+		}
+		switch {
+		case s == "" && ev.event != "":
+			out = append(out, ev)
+			ev = streamEvent{}
+		case strings.HasPrefix(s, "id: "):
+			ev.id = s[4:]
+		case strings.HasPrefix(s, "event: "):
+			ev.event = s[7:]
+		case strings.HasPrefix(s, "data: "):
+			if err := json.Unmarshal([]byte(s[6:]), &ev.data); err != nil {
+				return out, err
+			}
+		}
+	}
+	return out, nil
+}
+
+func mustEvents(t *testing.T, n *node, lastID string, count int) []streamEvent {
+	t.Helper()
+	evs, err := readEvents(n, readToken(t, n.dir), "", lastID, count, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return evs
+}
+
+// TestEventsStream: a task's state changes come in order on the node's
+// stream, and a client that reconnects with Last-Event-ID gets the rest.
+func TestEventsStream(t *testing.T) {
+	t.Parallel()
+	n := startNode(t)
+	n.ok("agent", "push", agent("hello"), "--name", "hello")
+	id := strings.TrimSpace(n.ok("task", "submit", "hello", "--input", `{"n":1}`))
+	n.ok("task", "wait", id)
+	// The stream started after the task finished: resume from before it
+	// began (id 0 is older than anything the node holds, so a reset) ...
+	evs := mustEvents(t, n, "0", 1)
+	if evs[0].event != "reset" {
+		t.Fatalf("resuming from 0 on a fresh node: %+v, want a reset", evs[0])
+	}
+	// ... so follow a second task live, filtered to it.
+	type result struct {
+		evs []streamEvent
+		err error
+	}
+	got := make(chan result, 1)
+	opened := make(chan struct{})
+	token := readToken(t, n.dir)
+	go func() {
+		evs, err := readEvents(n, token, "?agent=hello", "", 3, opened)
+		got <- result{evs, err}
+	}()
+	select {
+	case <-opened:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the stream did not open within 30s")
+	}
+	id2 := strings.TrimSpace(n.ok("task", "submit", "hello", "--input", `{"n":2}`))
+	var evs2 []streamEvent
+	select {
+	case r := <-got:
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		evs2 = r.evs
+	case <-time.After(40 * time.Second):
+		t.Fatal("no events within 40s")
+	}
+	want := [][2]string{{"", "queued"}, {"queued", "running"}, {"running", "succeeded"}}
+	for i, w := range want {
+		if e := evs2[i]; e.event != "task" || e.data.TaskID != id2 || e.data.From != w[0] || e.data.State != w[1] {
+			t.Fatalf("event %d = %+v, want %s -> %s of %s", i, e, w[0], w[1], id2)
+		}
+	}
+	// Reconnect after the first: the other two again, in order.
+	again := mustEvents(t, n, evs2[0].id, 2)
+	if again[0].data.State != "running" || again[1].data.State != "succeeded" || again[1].id != evs2[2].id {
+		t.Fatalf("after reconnecting from %s: %+v", evs2[0].id, again)
+	}
 }
