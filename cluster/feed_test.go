@@ -133,3 +133,30 @@ func TestListenStatesResetOnRestore(t *testing.T) {
 		t.Fatalf("after restore heard %+v, want one reset at %d", r.batches, h.idx)
 	}
 }
+
+// A transaction begun before the first listener noted nothing: its
+// commit is heard as a reset up to its index, never as silence.
+func TestListenStatesTxBeforeListener(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.agent("doc", "v1", "module")
+	tx := h.fsm.newTx()
+	var r recorder
+	defer h.fsm.ListenStates(r.hear)()
+	data, err := marshal(&SubmitTask{Task: Task{ID: "a", Agent: "doc", Version: "v1"}, Now: sec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.idx++
+	l := &raft.Log{Index: h.idx, Type: raft.LogCommand, Data: data}
+	h.fsm.applyEntry(tx, l)
+	tx.putApplied(l.Index)
+	h.fsm.commit(tx, l.Index)
+	if len(r.batches) != 1 || !r.batches[0].Reset || r.batches[0].Applied != l.Index || len(r.batches[0].Changes) != 0 {
+		t.Fatalf("heard %+v, want one reset at %d", r.batches, l.Index)
+	}
+	h.submit("b", RetryPolicy{}, 2*sec)
+	if c := r.changes(); len(c) != 1 || c[0].TaskID != "b" {
+		t.Fatalf("after the reset heard %+v, want task b queued", c)
+	}
+}

@@ -103,7 +103,15 @@ function stream(params, onTask, onReset) {
   const live = document.getElementById("live");
   const es = new EventSource("/v1/events" + (params ? "?" + params : ""));
   es.onopen = () => { live.textContent = "live"; live.className = "live on"; };
-  es.onerror = () => { live.textContent = "reconnecting…"; live.className = "live off"; };
+  es.onerror = () => {
+    live.textContent = "reconnecting…";
+    live.className = "live off";
+    // A refused stream (the session ended) is not retried by the browser:
+    // asking for the session sends the page to the login if so.
+    if (es.readyState === EventSource.CLOSED) {
+      api("/ui/session").then(() => setTimeout(() => stream(params, onTask, onReset), 2000), () => {});
+    }
+  };
   es.addEventListener("task", (e) => onTask(JSON.parse(e.data)));
   es.addEventListener("reset", () => onReset());
   return es;
