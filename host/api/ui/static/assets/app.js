@@ -99,9 +99,12 @@ function table(caption, headers, rows) {
 
 // stream opens GET /v1/events; EventSource resends Last-Event-ID itself
 // when it reconnects, so no change is missed across a dropped connection.
-function stream(params, onTask, onReset) {
+function stream(params, onTask, onReset, resumeFrom) {
   const live = document.getElementById("live");
-  const es = new EventSource("/v1/events" + (params ? "?" + params : ""));
+  const q = new URLSearchParams(params || "");
+  if (resumeFrom) q.set("last_event_id", resumeFrom);
+  let last = resumeFrom || "";
+  const es = new EventSource("/v1/events" + (q.toString() ? "?" + q : ""));
   es.onopen = () => { live.textContent = "live"; live.className = "live on"; };
   es.onerror = () => {
     live.textContent = "reconnecting…";
@@ -109,11 +112,11 @@ function stream(params, onTask, onReset) {
     // A refused stream (the session ended) is not retried by the browser:
     // asking for the session sends the page to the login if so.
     if (es.readyState === EventSource.CLOSED) {
-      api("/ui/session").then(() => setTimeout(() => stream(params, onTask, onReset), 2000), () => {});
+      api("/ui/session").then(() => setTimeout(() => stream(params, onTask, onReset, last), 2000), () => {});
     }
   };
-  es.addEventListener("task", (e) => onTask(JSON.parse(e.data)));
-  es.addEventListener("reset", () => onReset());
+  es.addEventListener("task", (e) => { last = e.lastEventId; onTask(JSON.parse(e.data)); });
+  es.addEventListener("reset", (e) => { last = e.lastEventId; onReset(); });
   return es;
 }
 
