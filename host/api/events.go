@@ -195,6 +195,9 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 		return unavailable("too many event streams open on this node (limit %d); retry shortly", cap(s.hub.streams))
 	}
 	rc := http.NewResponseController(w)
+	// flushEvents sets a deadline per write; a connection kept alive for
+	// another request must not keep it.
+	defer func() { _ = rc.SetWriteDeadline(time.Time{}) }()
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
