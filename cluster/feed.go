@@ -1,6 +1,9 @@
 package cluster
 
-import "sync"
+import (
+	"sync"
+	"sync/atomic"
+)
 
 // StateChange is one change of a task's state, as the FSM applied it. The
 // applier notes one whenever it writes a task record whose state differs
@@ -67,6 +70,14 @@ func (f *FSM) ListenStates(fn func(StateBatch)) (stop func()) {
 }
 
 type stateListener struct{ fn func(StateBatch) }
+
+// stateListeners are the FSM's ListenStates registrations; on is set while
+// there is one, so an FSM nobody listens to notes no changes.
+type stateListeners struct {
+	mu sync.Mutex
+	ls []*stateListener
+	on atomic.Bool
+}
 
 // publish tells every listener about b. It runs on the apply goroutine.
 func (s *stateListeners) publish(b StateBatch) {

@@ -73,17 +73,10 @@ type FSM struct {
 	onApply atomic.Pointer[func(MessageType, any)]
 
 	changedMu sync.Mutex
-	changed   chan struct{}  // closed and replaced after every applied batch
-	watches   *taskWatches   // per-task wake-ups (watch.go)
-	states    stateListeners // task state changes (feed.go)
-}
+	changed   chan struct{} // closed and replaced after every applied batch
+	watches   *taskWatches  // per-task wake-ups (watch.go)
 
-// stateListeners are the FSM's ListenStates registrations; on is set while
-// there is one, so an FSM nobody listens to notes no changes.
-type stateListeners struct {
-	mu sync.Mutex
-	ls []*stateListener
-	on atomic.Bool
+	states stateListeners // task state changes (feed.go)
 }
 
 // Changed returns a channel closed after the next batch of entries is
