@@ -120,6 +120,7 @@ func (a *applier) loadTask(id string) (*Task, error) {
 		}
 		return nil, fmt.Errorf("task %s: %w", id, ErrNotFound)
 	}
+	a.loaded(&t)
 	return &t, nil
 }
 

@@ -75,6 +75,8 @@ type FSM struct {
 	changedMu sync.Mutex
 	changed   chan struct{} // closed and replaced after every applied batch
 	watches   *taskWatches  // per-task wake-ups (watch.go)
+
+	states stateListeners // task state changes (feed.go)
 }
 
 // Changed returns a channel closed after the next batch of entries is
@@ -187,12 +189,17 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 }
 
 func (f *FSM) newTx() *tx {
-	return &tx{txn: f.db.NewTransaction(true), idx: f.idx, lim: &f.lim}
+	t := &tx{txn: f.db.NewTransaction(true), idx: f.idx, lim: &f.lim}
+	if f.states.on.Load() {
+		t.states = map[string]TaskState{}
+	}
+	return t
 }
 
 // applyEntry applies one log entry into t, counting its writes afresh.
 func (f *FSM) applyEntry(t *tx, l *raft.Log) any {
 	t.entrySize, t.entryOps = 0, 0
+	t.index, t.entryChanges = l.Index, 0
 	if l.Type != raft.LogCommand {
 		return nil
 	}
@@ -262,6 +269,10 @@ func (f *FSM) commit(t *tx, last uint64) {
 	// After the commit, so a woken waiter reads what woke it.
 	f.watches.signal(t.touched)
 	t.touched = nil
+	// A transaction begun before the first listener came noted nothing:
+	// what it changed is heard as a reset.
+	f.states.publish(StateBatch{Changes: t.changes, Reset: t.states == nil, Applied: last})
+	t.changes = nil
 	if fn := f.onApply.Load(); fn != nil {
 		for _, n := range t.notes {
 			(*fn)(n.typ, n.resp)
@@ -328,6 +339,14 @@ type tx struct {
 	// touched holds the tasks whose records this transaction wrote, to
 	// wake their watches once it commits.
 	touched map[string]struct{}
+	// states and changes are nil unless the FSM has state listeners:
+	// the state each task was last seen in by this transaction, and the
+	// state changes its entries made (feed.go). index is the current
+	// entry's Raft index, entryChanges the changes it made so far.
+	states       map[string]TaskState
+	changes      []StateChange
+	index        uint64
+	entryChanges int
 }
 
 func (t *tx) note(typ MessageType, resp any) { t.notes = append(t.notes, note{typ, resp}) }
@@ -422,6 +441,9 @@ func (t *tx) put(key []byte, v any) {
 		return
 	}
 	t.putRaw(key, b)
+	if t.err == nil && t.states != nil && len(key) > 2 && key[0] == 't' && key[1] == '/' {
+		t.wroteTask(v)
+	}
 }
 
 func (t *tx) del(key []byte) {

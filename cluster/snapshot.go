@@ -139,6 +139,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	}
 	f.broadcast()
 	f.watches.signalAll()
+	f.states.publish(StateBatch{Reset: true, Applied: f.applied.Load()})
 	return err
 }
 

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"os"
 	"runtime"
 	"sync"
 	"syscall"
@@ -74,6 +75,7 @@ func BenchmarkTenThousandSleepers(b *testing.B) {
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
 		goroutines := runtime.NumGoroutine()
+		rss := rssBytes()
 		cpu0, t0 := cpuTime(), time.Now()
 		time.Sleep(2 * time.Second) // the window measured, not synchronisation
 		cpuPerSec := float64(cpuTime()-cpu0) / float64(time.Since(t0))
@@ -92,9 +94,23 @@ func BenchmarkTenThousandSleepers(b *testing.B) {
 		b.ReportMetric(float64(lastLate.Milliseconds()), "last-woken-late-ms")
 		b.ReportMetric(float64(ms.HeapInuse)/(1<<20), "heap-MiB")
 		b.ReportMetric(float64(goroutines), "goroutines")
+		b.ReportMetric(float64(rss)/(1<<20), "rss-MiB")
 		b.ReportMetric(cpuPerSec*1000, "cpu-ms/s")
 		b.ReportMetric(float64(suspendTook.Milliseconds()), "suspend-all-ms")
 	}
+}
+
+// rssBytes is the process's resident set now (Linux; 0 elsewhere).
+func rssBytes() int64 {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0
+	}
+	var size, resident int64
+	if _, err := fmt.Sscan(string(b), &size, &resident); err != nil {
+		return 0
+	}
+	return resident * int64(os.Getpagesize())
 }
 
 // cpuTime is the process's user and system CPU so far.

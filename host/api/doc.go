@@ -1,6 +1,8 @@
 // Package api is Orloj's HTTP API: the /v1 JSON routes operators and the CLI
-// use (agents, tasks, dead-letter queue, leases, cluster membership), plus
-// /healthz, /readyz and /metrics.
+// use (agents, tasks, dead-letter queue, leases, cluster membership), the
+// GET /v1/events stream of task state changes (events.go), the web console
+// under /ui (console.go; its files are in package ui), plus /healthz,
+// /readyz and /metrics.
 //
 // It owns request decoding and validation, bearer-token authentication, the
 // JSON views of cluster state and the mapping of cluster errors to HTTP

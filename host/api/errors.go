@@ -17,6 +17,7 @@ const (
 	CodeBadRequest    = "bad_request"    // 400
 	CodeInvalidModule = "invalid_module" // 400, the message names the refused import
 	CodeUnauthorized  = "unauthorized"   // 401
+	CodeForbidden     = "forbidden"      // 403: a console session's write without its CSRF token
 	CodeNotFound      = "not_found"      // 404
 	CodeConflict      = "conflict"       // 409
 	CodeTooLarge      = "too_large"      // 413

@@ -82,6 +82,15 @@ type Config struct {
 	// ReadyMaxContact is how long a follower may go without hearing from
 	// the leader and still be ready (default 5s).
 	ReadyMaxContact time.Duration
+	// MaxEventStreams caps the GET /v1/events streams open at once
+	// (default 64); past it a stream is refused 503.
+	MaxEventStreams int
+	// EventBacklog is how many recent task state changes the node keeps
+	// for streams that resume or fall behind (default 4096).
+	EventBacklog int
+	// EventHeartbeat is how often an idle stream gets a comment, so
+	// proxies keep it open (default 15s).
+	EventHeartbeat time.Duration
 }
 
 // Validate names the first bad field.
@@ -103,6 +112,12 @@ func (c Config) Validate() error {
 		return fmt.Errorf("api config: MaxWait is %s; must be >= 0 (0 means %s)", c.MaxWait, DefaultMaxWait)
 	case c.ReadyMaxContact < 0:
 		return fmt.Errorf("api config: ReadyMaxContact is %s; must be >= 0 (0 means %s)", c.ReadyMaxContact, DefaultReadyMaxContact)
+	case c.MaxEventStreams < 0:
+		return fmt.Errorf("api config: MaxEventStreams is %d; must be >= 0 (0 means %d)", c.MaxEventStreams, DefaultMaxEventStreams)
+	case c.EventBacklog < 0:
+		return fmt.Errorf("api config: EventBacklog is %d; must be >= 0 (0 means %d)", c.EventBacklog, DefaultEventBacklog)
+	case c.EventHeartbeat < 0:
+		return fmt.Errorf("api config: EventHeartbeat is %s; must be >= 0 (0 means %s)", c.EventHeartbeat, DefaultEventHeartbeat)
 	}
 	return nil
 }
@@ -133,6 +148,15 @@ func (c Config) withDefaults() Config {
 	if c.ReadyMaxContact == 0 {
 		c.ReadyMaxContact = DefaultReadyMaxContact
 	}
+	if c.MaxEventStreams == 0 {
+		c.MaxEventStreams = DefaultMaxEventStreams
+	}
+	if c.EventBacklog == 0 {
+		c.EventBacklog = DefaultEventBacklog
+	}
+	if c.EventHeartbeat == 0 {
+		c.EventHeartbeat = DefaultEventHeartbeat
+	}
 	return c
 }
 
@@ -146,6 +170,8 @@ type Server struct {
 	mux      *http.ServeMux
 	tokenSum [sha256.Size]byte
 	metrics  http.Handler
+	hub      *eventHub // recent task state changes, for GET /v1/events
+	console  *console  // the web console's sessions (console.go)
 
 	closeOnce sync.Once
 	closing   chan struct{} // closed by Close: long-polls answer at once
@@ -169,15 +195,21 @@ func New(cfg Config) (*Server, error) {
 	s.metrics = promhttp.HandlerFor(cfg.Metrics.Gatherer(), promhttp.HandlerOpts{
 		ErrorLog: promLogger{s.log}, ErrorHandling: promhttp.ContinueOnError,
 	})
+	s.hub = newEventHub(s.fsm, cfg.EventBacklog, cfg.MaxEventStreams)
+	s.console = newConsole(cfg.Token)
 	s.routes()
 	return s, nil
 }
 
-// Close ends every long-poll in flight (each answers with the task as it
-// is) and makes new ones answer at once. Call it before shutting the HTTP
-// server down, so a drain is not held up by waiters. Safe to call twice.
+// Close ends every long-poll and event stream in flight (each long-poll
+// answers with the task as it is) and makes new ones answer at once. Call
+// it before shutting the HTTP server down, so a drain is not held up by
+// waiters. Safe to call twice.
 func (s *Server) Close() {
-	s.closeOnce.Do(func() { close(s.closing) })
+	s.closeOnce.Do(func() {
+		close(s.closing)
+		s.hub.close()
+	})
 }
 
 func (s *Server) routes() {
@@ -201,6 +233,8 @@ func (s *Server) routes() {
 	s.handle("GET /v1/tasks/{id}/events", s.taskEvents)
 	s.handle("GET /v1/tasks/{id}/calls", s.taskCalls)
 	s.handle("GET /v1/tasks/{id}/wait", s.waitTask)
+	s.handle("GET /v1/tasks/counts", s.countTasks)
+	s.handle("GET /v1/events", s.events)
 	s.handle("POST /v1/tasks/{id}/cancel", s.cancelTask)
 	s.handle("POST /v1/tasks/{id}/signals/{name}", s.signalTask)
 
@@ -232,6 +266,8 @@ func (s *Server) routes() {
 	s.handleLeader("POST /v1/cluster/transfer", s.transfer)
 	s.handle("GET /v1/cluster/state", s.state)
 	s.handle("GET /v1/cluster/self", s.self)
+
+	s.consoleRoutes()
 }
 
 // handle registers a handler that answers errors as JSON. On a follower, a
@@ -300,9 +336,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	if r.URL.Path == "/v1" || strings.HasPrefix(r.URL.Path, "/v1/") {
 		if !s.authorized(r) {
-			rec.Header().Set("WWW-Authenticate", `Bearer realm="orloj"`)
-			s.reply(rec, http.StatusUnauthorized, ErrorBody{Error: "missing or wrong bearer token; send Authorization: Bearer <token>", Code: CodeUnauthorized})
-			return
+			switch s.console.authorize(r, s.cfg.Clock()) {
+			case sessionNone:
+				rec.Header().Set("WWW-Authenticate", `Bearer realm="orloj"`)
+				s.reply(rec, http.StatusUnauthorized, ErrorBody{Error: "missing or wrong bearer token; send Authorization: Bearer <token>", Code: CodeUnauthorized})
+				return
+			case sessionNoCSRF:
+				s.reply(rec, http.StatusForbidden, ErrorBody{Error: "a console session's " + r.Method + " needs its CSRF token in the " + csrfHeader + " header", Code: CodeForbidden})
+				return
+			}
 		}
 	}
 	if pattern == "" {

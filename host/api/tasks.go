@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"time"
 
@@ -160,11 +161,20 @@ func retryPolicy(req SubmitRequest) (cluster.RetryPolicy, error) {
 	return p, nil
 }
 
-// listTasks: GET /v1/tasks?state=&agent=&limit=, oldest submission first.
+// listTasks: GET /v1/tasks?state=&agent=&limit=&order=, oldest
+// submission first, or newest with order=newest.
 func (s *Server) listTasks(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	if err := checkQuery(q, "state", "agent", "limit"); err != nil {
+	if err := checkQuery(q, "state", "agent", "limit", "order"); err != nil {
 		return err
+	}
+	newest := false
+	switch q.Get("order") {
+	case "", "oldest":
+	case "newest":
+		newest = true
+	default:
+		return badRequest("order %q must be oldest or newest", q.Get("order"))
 	}
 	var fl cluster.TaskFilter
 	if v := q.Get("state"); v != "" {
@@ -186,9 +196,19 @@ func (s *Server) listTasks(w http.ResponseWriter, r *http.Request) error {
 		}
 		fl.Limit = n
 	}
+	limit := fl.Limit
+	if newest {
+		fl.Limit = 0
+	}
 	ts, err := s.fsm.Tasks(fl)
 	if err != nil {
 		return err
+	}
+	if newest {
+		slices.Reverse(ts)
+		if limit > 0 && len(ts) > limit {
+			ts = ts[:limit]
+		}
 	}
 	s.reply(w, http.StatusOK, taskViews(ts))
 	return nil
@@ -252,7 +272,11 @@ func (s *Server) taskCalls(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	s.reply(w, http.StatusOK, callViews(es))
+	recs, err := s.fsm.Calls(t.ID)
+	if err != nil {
+		return err
+	}
+	s.reply(w, http.StatusOK, withTokens(callViews(es), recs))
 	return nil
 }
 

@@ -162,6 +162,9 @@ type CallView struct {
 	DurationUS int64            `json:"duration_us"`
 	At         *string          `json:"at"`
 	Reason     string           `json:"reason,omitempty"` // why, for in_doubt, error and reconciled calls
+	// Tokens are the model tokens the call spent, from its ledger record:
+	// set on the attempt that recorded the result, 0 on replays.
+	Tokens int64 `json:"tokens"`
 }
 
 // LedgerView is a task's ledger entry for one call.
@@ -452,6 +455,22 @@ func callViews(es []cluster.Event) []CallView {
 			Status: d.Status, DurationUS: d.Duration, At: timeView(e.At), Reason: d.Reason})
 	}
 	return out
+}
+
+// withTokens sets each invoked call's tokens from the ledger record its
+// attempt wrote.
+func withTokens(calls []CallView, recs []cluster.LedgerRecord) []CallView {
+	byID := make(map[string]cluster.LedgerRecord, len(recs))
+	for _, r := range recs {
+		byID[r.CallID] = r
+	}
+	for i := range calls {
+		c := &calls[i]
+		if r, ok := byID[c.ID]; ok && c.Outcome == host.OutcomeInvoked && r.HasResult && r.Attempt == c.Attempt {
+			c.Tokens = host.UsageTokens(r.Usage)
+		}
+	}
+	return calls
 }
 
 func ledgerViews(rs []cluster.LedgerRecord) []LedgerView {
