@@ -154,6 +154,9 @@ http:
 	}})
 	id := strings.TrimSpace(run(n1, "task", "submit", "declared", "--input", string(in)))
 	run(n1, "task", "wait", id, "--timeout", "2m")
+	// The follower answers from its replica: wait there too, so it has
+	// applied the end before it is read.
+	run(n2, "task", "wait", id, "--timeout", "1m")
 	var tk struct {
 		taskJSON
 		Tools map[string]uint64 `json:"tools"`
