@@ -94,7 +94,7 @@ func (a *applier) apply(cmd Command) any {
 	case *Suspend:
 		return a.suspend(c)
 	case *WakeTask:
-		return a.wake(c)
+		return a.wakes(c)
 	case *SendSignal:
 		return a.signal(c)
 	case *DecideApproval:

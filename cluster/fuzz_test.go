@@ -44,7 +44,7 @@ func seedCommands() []Command {
 		&DeleteSchedule{Name: "nightly", Now: 104},
 		&DecideApproval{CallID: "c1", Approve: false, By: "ana", Note: "too much", Now: 19},
 		&Suspend{TaskID: "t", Token: tok, Wait: Wait{Kind: WaitSleep, CallID: "w1", Tool: "orloj.sleep", Until: int64(time.Hour)}, Journal: []Event{{Type: "log"}}, Now: 19},
-		&WakeTask{TaskID: "t", Token: tok, Now: int64(2 * time.Hour)},
+		&WakeTask{TaskID: "t", Token: tok, More: []WaitRef{{TaskID: "u", Token: 9}}, Now: int64(2 * time.Hour)},
 		&SendSignal{TaskID: "t", Name: "approved", Key: "k1", Payload: json.RawMessage(`{"ok":true}`), Now: 20},
 	}
 }

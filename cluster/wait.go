@@ -117,12 +117,27 @@ type SuspendResult struct {
 // WakeTask ends a wait whose time came: the leader commits it for the wake
 // index's due entries. It is a no-op unless the task still waits on the
 // wait that Token names, with Until at or before Now, so a wake is never
-// doubled.
+// doubled. More wakes further waits in the same entry, each on the same
+// terms (at most MaxWakesPerEntry in all): a burst of waits due together
+// costs one Raft entry per batch, not one each.
 type WakeTask struct {
+	TaskID string    `json:"task_id"`
+	Token  uint64    `json:"token"`
+	More   []WaitRef `json:"more,omitempty"`
+	Now    int64     `json:"now"`
+}
+
+// WaitRef names a wait: its task and the token of the attempt that
+// suspended on it.
+type WaitRef struct {
 	TaskID string `json:"task_id"`
 	Token  uint64 `json:"token"`
-	Now    int64  `json:"now"`
 }
+
+// MaxWakesPerEntry bounds the waits one WakeTask ends, so its entry stays
+// well inside a Badger transaction (each wake writes the task, its ledger
+// answer and a journal event).
+const MaxWakesPerEntry = 128
 
 // SendSignal delivers a signal to a task: to its wait, if it awaits that
 // name, else kept for a later await. With a Key, a second signal with the
@@ -186,7 +201,20 @@ func validateWait(w *Wait) error {
 	return nil
 }
 
-func (c *WakeTask) Validate() error { return required("task id", c.TaskID) }
+func (c *WakeTask) Validate() error {
+	if len(c.More) >= MaxWakesPerEntry {
+		return fmt.Errorf("%w: %d wakes in one entry, limit %d", ErrTooLarge, len(c.More)+1, MaxWakesPerEntry)
+	}
+	if err := required("task id", c.TaskID); err != nil {
+		return err
+	}
+	for _, r := range c.More {
+		if err := required("task id", r.TaskID); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 func (c *SendSignal) Validate() error {
 	if err := required("task id", c.TaskID); err != nil {
@@ -361,22 +389,45 @@ func (a *applier) resume(t *Task, now int64, msg string) {
 	a.journal(t.ID, now, Event{Type: EventWoken, Message: msg})
 }
 
-func (a *applier) wake(c *WakeTask) any {
+// wakes applies a WakeTask: with no More, the woken task (nil for a no-op)
+// or an error, as one wake; with More, the number woken, a wait that
+// cannot be woken being passed over.
+func (a *applier) wakes(c *WakeTask) any {
+	first := a.wake(WaitRef{TaskID: c.TaskID, Token: c.Token}, c.Now)
+	if len(c.More) == 0 {
+		return first
+	}
+	n := 0
+	if _, ok := first.(Task); ok {
+		n++
+	}
+	for _, r := range c.More {
+		if a.err != nil {
+			return a.err
+		}
+		if _, ok := a.wake(r, c.Now).(Task); ok {
+			n++
+		}
+	}
+	return n
+}
+
+func (a *applier) wake(c WaitRef, now int64) any {
 	t, err := a.loadTask(c.TaskID)
 	if err != nil {
 		return err
 	}
 	w := t.Wait
-	if t.State != StateWaiting || w == nil || w.Token != c.Token || w.Until == 0 || w.Until > c.Now {
+	if t.State != StateWaiting || w == nil || w.Token != c.Token || w.Until == 0 || w.Until > now {
 		return nil // woken, signalled or cancelled since the leader looked
 	}
 	switch w.Kind {
 	case WaitSleep:
-		a.answer(t, *w, abi.StatusOK, sleepAnswer(w.Until), c.Now)
-		a.resume(t, c.Now, "slept until "+utc(w.Until))
+		a.answer(t, *w, abi.StatusOK, sleepAnswer(w.Until), now)
+		a.resume(t, now, "slept until "+utc(w.Until))
 	case WaitSignal:
-		a.answer(t, *w, abi.StatusTimeout, timeoutAnswer(*w), c.Now)
-		a.resume(t, c.Now, timeoutMessage(*w)+": timed out")
+		a.answer(t, *w, abi.StatusTimeout, timeoutAnswer(*w), now)
+		a.resume(t, now, timeoutMessage(*w)+": timed out")
 	default:
 		return fmt.Errorf("task %s waits for %q, which no wake time ends: %w", t.ID, w.Kind, ErrInvalidState)
 	}
@@ -464,13 +515,14 @@ func (f *FSM) Signals(taskID string) ([]Signal, error) {
 // first); at wakeParallel in flight it takes a few hundred milliseconds.
 const maxWakesPerPass = 8192
 
-// wakeParallel is how many WakeTask proposals are in flight at once: Raft
-// batches concurrent proposals into one log write, so 10,000 waits due at
-// the same moment wake in a fraction of a second, not one fsync each.
-const wakeParallel = 64
+// wakeParallel is how many WakeTask entries are in flight at once, each
+// waking up to MaxWakesPerEntry waits: Raft batches concurrent proposals
+// into one log write, so 10,000 waits due at one moment wake in a fraction
+// of a second.
+const wakeParallel = 8
 
-// wakeDue commits WakeTask for every due wait, soonest first, up to
-// wakeParallel at a time.
+// wakeDue commits WakeTask for every due wait, soonest first, in entries
+// of up to MaxWakesPerEntry, wakeParallel at a time.
 func (n *Node) wakeDue(ctx context.Context) {
 	now := n.cfg.Clock().UnixNano()
 	due, err := n.fsm.DueWakes(now, maxWakesPerPass)
@@ -481,21 +533,27 @@ func (n *Node) wakeDue(ctx context.Context) {
 	sem := make(chan struct{}, wakeParallel)
 	var wg sync.WaitGroup
 	var failed atomic.Bool
-	for _, w := range due {
+	for len(due) > 0 {
 		if ctx.Err() != nil || failed.Load() {
 			break
+		}
+		batch := due[:min(len(due), MaxWakesPerEntry)]
+		due = due[len(batch):]
+		cmd := &WakeTask{TaskID: batch[0].TaskID, Token: batch[0].Token, Now: now}
+		for _, w := range batch[1:] {
+			cmd.More = append(cmd.More, WaitRef{TaskID: w.TaskID, Token: w.Token})
 		}
 		sem <- struct{}{}
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			if _, err := n.Apply(ctx, &WakeTask{TaskID: w.TaskID, Token: w.Token, Now: now}); err != nil {
+			if _, err := n.Apply(ctx, cmd); err != nil {
 				if !failed.Swap(true) { // the rest wait for the next pass
-					n.log.Warn("wake task", "task", w.TaskID, "token", w.Token, "error", err)
+					n.log.Warn("wake tasks", "first", cmd.TaskID, "waits", len(cmd.More)+1, "error", err)
 				}
 				return
 			}
-			n.log.Debug("task woken", "task", w.TaskID, "until", w.Until)
+			n.log.Debug("tasks woken", "first", cmd.TaskID, "waits", len(cmd.More)+1)
 		}()
 	}
 	wg.Wait()

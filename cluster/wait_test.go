@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -465,5 +466,42 @@ func TestDueWakesInTimeOrder(t *testing.T) {
 	}
 	if due := h.dueWakes(10*sec - 1); len(due) != 0 {
 		t.Fatalf("due before the first: %+v", due)
+	}
+}
+
+// TestWakeTaskBatch: one WakeTask ends several waits, each on the terms of
+// a single wake (its token, its time come); a wait that is not due, or
+// named by another token, is passed over, and the same batch again wakes
+// nothing.
+func TestWakeTaskBatch(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.agent("doc", "v1", "\x00asm")
+	tokens := map[string]uint64{}
+	for i, id := range []string{"t1", "t2", "t3", "t4"} {
+		h.submit(id, RetryPolicy{}, sec)
+		c := h.claim(2 * sec)
+		until := 10 * sec
+		if id == "t4" {
+			until = 100 * sec
+		}
+		h.suspend(c.Task.ID, c.Lease.Token, sleepWait(fmt.Sprint("s", i), until), 3*sec)
+		tokens[c.Task.ID] = c.Lease.Token
+	}
+	cmd := &WakeTask{TaskID: "t1", Token: tokens["t1"], More: []WaitRef{{"t2", tokens["t2"] + 1}, {"t3", tokens["t3"]}, {"t4", tokens["t4"]}}, Now: 20 * sec}
+	if n := h.ok(cmd); n != 2 {
+		t.Fatalf("woke %v, want 2", n)
+	}
+	for id, want := range map[string]TaskState{"t1": StateQueued, "t2": StateWaiting, "t3": StateQueued, "t4": StateWaiting} {
+		if got := h.task(id).State; got != want {
+			t.Errorf("%s is %s, want %s", id, got, want)
+		}
+	}
+	if n := h.ok(cmd); n != 0 {
+		t.Fatalf("the same batch again woke %v", n)
+	}
+	big := &WakeTask{TaskID: "t1", More: make([]WaitRef, MaxWakesPerEntry), Now: 1}
+	if err, _ := h.apply(big).(error); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("a batch over the limit: %v", err)
 	}
 }

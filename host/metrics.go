@@ -249,8 +249,11 @@ func (m *Metrics) observeCommand(t cluster.MessageType, resp any) {
 			m.waits.WithLabelValues(string(r.Task.Wait.Kind)).Inc()
 		}
 	case cluster.MsgWakeTask:
-		if _, ok := resp.(cluster.Task); ok {
+		switch r := resp.(type) {
+		case cluster.Task:
 			m.wakes.WithLabelValues("time").Inc()
+		case int: // a batch: how many it woke
+			m.wakes.WithLabelValues("time").Add(float64(r))
 		}
 	case cluster.MsgSendSignal:
 		if r, ok := resp.(cluster.SignalResult); ok && r.Delivered {
