@@ -72,26 +72,8 @@ func clipText(s string, n int) string {
 }
 
 func newApprovalShowCmd(o *clientOptions) *cobra.Command {
-	return &cobra.Command{
-		Use:   "show ID",
-		Short: "Show an approval: the call's tool and params, and the decision",
-		Args:  exactArgs(1, "one approval ID"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := newClient(cmd, o)
-			if err != nil {
-				return err
-			}
-			var a api.ApprovalView
-			raw, err := c.getJSON(cmd.Context(), "/v1/approvals/"+url.PathEscape(args[0]), nil, &a)
-			if err != nil {
-				return err
-			}
-			if c.json {
-				return c.printJSON(raw)
-			}
-			return showApproval(c, a)
-		},
-	}
+	return showCmd(o, "show ID", "Show an approval: the call's tool and params, and the decision", "one approval ID",
+		func(id string) string { return "/v1/approvals/" + url.PathEscape(id) }, showApproval)
 }
 
 func showApproval(c *client, a api.ApprovalView) error {

@@ -421,3 +421,29 @@ func compactJSON(raw json.RawMessage) string {
 	}
 	return buf.String()
 }
+
+// showCmd is a client verb that GETs one resource named by its one
+// argument and prints it: the JSON as the API sent it with -o json, else
+// through show.
+func showCmd[T any](o *clientOptions, use, short, arg string, path func(name string) string, show func(*client, T) error) *cobra.Command {
+	return &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  exactArgs(1, arg),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newClient(cmd, o)
+			if err != nil {
+				return err
+			}
+			var v T
+			raw, err := c.getJSON(cmd.Context(), path(args[0]), nil, &v)
+			if err != nil {
+				return err
+			}
+			if c.json {
+				return c.printJSON(raw)
+			}
+			return show(c, v)
+		},
+	}
+}

@@ -138,26 +138,8 @@ func agentRef(v api.ScheduleView) string {
 }
 
 func newScheduleShowCmd(o *clientOptions) *cobra.Command {
-	return &cobra.Command{
-		Use:   "show NAME",
-		Short: "Show a schedule",
-		Args:  exactArgs(1, "one schedule NAME"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := newClient(cmd, o)
-			if err != nil {
-				return err
-			}
-			var v api.ScheduleView
-			raw, err := c.getJSON(cmd.Context(), "/v1/schedules/"+url.PathEscape(args[0]), nil, &v)
-			if err != nil {
-				return err
-			}
-			if c.json {
-				return c.printJSON(raw)
-			}
-			return showSchedule(c, v)
-		},
-	}
+	return showCmd(o, "show NAME", "Show a schedule", "one schedule NAME",
+		func(name string) string { return "/v1/schedules/" + url.PathEscape(name) }, showSchedule)
 }
 
 func showSchedule(c *client, v api.ScheduleView) error {

@@ -200,26 +200,9 @@ func budgetFlag(spec string) (api.BudgetRequest, error) {
 }
 
 func newTaskGetCmd(o *clientOptions) *cobra.Command {
-	return &cobra.Command{
-		Use:   "get ID",
-		Short: "Show a task: state, attempts, output or error, history",
-		Args:  exactArgs(1, "one task ID"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := newClient(cmd, o)
-			if err != nil {
-				return err
-			}
-			var tv api.TaskView
-			raw, err := c.getJSON(cmd.Context(), "/v1/tasks/"+url.PathEscape(args[0]), nil, &tv)
-			if err != nil {
-				return err
-			}
-			if c.json {
-				return c.printJSON(raw)
-			}
-			return printTask(c.stdout, tv)
-		},
-	}
+	return showCmd(o, "get ID", "Show a task: state, attempts, output or error, history", "one task ID",
+		func(id string) string { return "/v1/tasks/" + url.PathEscape(id) },
+		func(c *client, tv api.TaskView) error { return printTask(c.stdout, tv) })
 }
 
 // printTask is the table form of a task, shared by get, wait and dlq show.

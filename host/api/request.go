@@ -32,6 +32,20 @@ func (s *Server) decodeJSON(w http.ResponseWriter, r *http.Request, v any, optio
 	return decodeStrict(body, v)
 }
 
+// compactJSON is raw compacted, or null when raw is empty: the one form
+// task inputs, schedule inputs and signal payloads are stored in. what
+// names raw in the error.
+func compactJSON(what string, raw []byte) (json.RawMessage, error) {
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return json.RawMessage("null"), nil
+	}
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, raw); err != nil {
+		return nil, badRequest("%s: %s", what, describeJSONError(err))
+	}
+	return buf.Bytes(), nil
+}
+
 // readCapped reads the whole body, refusing more than limit bytes with 413.
 func readCapped(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
 	if r.ContentLength > limit {

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -80,13 +79,9 @@ func (s *Server) createSchedule(w http.ResponseWriter, r *http.Request) error {
 	if _, err := s.fsm.Agent(req.Agent, req.Version); err != nil {
 		return err
 	}
-	input := json.RawMessage("null")
-	if len(req.Input) > 0 {
-		var buf bytes.Buffer
-		if err := json.Compact(&buf, req.Input); err != nil {
-			return badRequest("input: %s", describeJSONError(err))
-		}
-		input = buf.Bytes()
+	input, err := compactJSON("input", req.Input)
+	if err != nil {
+		return err
 	}
 	cmd, err := cluster.NewSchedule(cluster.Schedule{Name: req.Name, Agent: req.Agent, Version: req.Version, Cron: req.Cron,
 		Timezone: req.Timezone, Input: input, Overlap: cluster.OverlapPolicy(req.Overlap), CatchUp: cluster.CatchUpPolicy(req.CatchUp),

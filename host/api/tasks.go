@@ -1,9 +1,7 @@
 package api
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -70,13 +68,9 @@ func (s *Server) submitTask(w http.ResponseWriter, r *http.Request) error {
 		}
 		version = ag.Version
 	}
-	input := json.RawMessage("null")
-	if len(req.Input) > 0 {
-		var buf bytes.Buffer
-		if err := json.Compact(&buf, req.Input); err != nil {
-			return badRequest("input: %s", describeJSONError(err))
-		}
-		input = buf.Bytes()
+	input, err := compactJSON("input", req.Input)
+	if err != nil {
+		return err
 	}
 	resp, err := s.c.Apply(r.Context(), &cluster.SubmitTask{
 		Task: cluster.Task{ID: s.cfg.NewTaskID(), Agent: req.Agent, Version: version, Input: input,
@@ -421,13 +415,9 @@ func (s *Server) signalTask(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	payload := json.RawMessage("null")
-	if len(bytes.TrimSpace(body)) > 0 {
-		var buf bytes.Buffer
-		if err := json.Compact(&buf, body); err != nil {
-			return badRequest("payload: %s", describeJSONError(err))
-		}
-		payload = buf.Bytes()
+	payload, err := compactJSON("payload", body)
+	if err != nil {
+		return err
 	}
 	resp, err := s.c.Apply(r.Context(), &cluster.SendSignal{TaskID: id, Name: name, Key: key, Payload: payload, Now: s.cfg.Clock().UnixNano()})
 	if err != nil {
