@@ -7,7 +7,8 @@
 # a fixed agent version finishes it from the failed step; a task over its
 # token budget waits in the DLQ until it is granted more. Then a
 # function-calling support agent loses its node mid-loop: the services see
-# each effect once and the model is not asked again for finished turns.
+# each effect once and the model is not asked again for finished turns; and
+# its refund, put under approval, waits for a person and is made once.
 # Every step uses the orlojd CLI. Everything runs in a temporary directory and is stopped on
 # exit, failure or Ctrl-C.
 #
@@ -222,4 +223,36 @@ if [[ $support_summary != "$want" ]]; then
 	exit 1
 fi
 note "Each effect once: 1 reply written (its second request deduplicated), 1 refund applied; each model"
-note "turn asked once. Done in $(($(date +%s) - started)) s."
+note "turn asked once."
+
+say "(g) A refund that needs a person: an approval bound to the exact call"
+note "The same agent, pushed with --approve payments: each refund waits until a person approves that"
+note "very call (its ID is the hash of the task, the tool and the exact params), holding no worker."
+run orlojd agent push support.wasm --name support-guarded --tools http,payments,model --approve payments
+sed 's/"T-1"/"T-2"/' ticket.json >ticket2.json
+printf '%s$ orlojd task submit support-guarded --input @ticket2.json%s\n' "$bold" "$off"
+guarded=$(orlojd task submit support-guarded --input @ticket2.json)
+echo "$guarded"
+approval=""
+for _ in $(seq 300); do
+	approval=$(orlojd approval ls -o json | sed -n 's/.*"id": *"\([0-9a-f]*\)".*/\1/p' | head -1)
+	[[ -n $approval ]] && break
+	sleep 0.1
+done
+[[ -n $approval ]] || { echo "demo: the refund never came to wait for approval" >&2; exit 1; }
+run orlojd task get "$guarded"
+run orlojd approval show "$approval"
+case $("$work/standins" -url "$S" -support) in
+*"payments requests 1, refunds applied 1"*) ;;
+*) echo "demo: a refund under approval reached payments before the approval" >&2; exit 1 ;;
+esac
+note "Payments has still seen only section (f)'s refund: this one waits. Approve it:"
+run orlojd approval approve "$approval" --by demo --note "damaged on arrival, checked"
+run orlojd task wait "$guarded"
+guarded_summary=$("$work/standins" -url "$S" -support)
+echo "$guarded_summary"
+case $guarded_summary in
+*"payments requests 2, refunds applied 2"*) ;;
+*) echo "demo: expected the approved refund to be applied once (2 in all)" >&2; exit 1 ;;
+esac
+note "The approved refund was made once, after the approval. Done in $(($(date +%s) - started)) s."
