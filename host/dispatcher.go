@@ -642,7 +642,7 @@ func (d *ledgerDispatcher) record(ctx context.Context, id, tool string, start ti
 	if res.Usage != nil {
 		usage, _ = json.Marshal(res.Usage)
 		d.spend.tokens += max(res.Usage.PromptTokens, 0) + max(res.Usage.CompletionTokens, 0)
-		d.metrics.ObserveUsage(tool, *res.Usage)
+		d.metrics.ObserveUsage(tool, d.task.Agent, *res.Usage)
 	}
 	d.mu.Unlock()
 	ev := d.callEvent(id, tool, start, CallDetail{Outcome: OutcomeInvoked, Status: st.String(), Reason: reason}).Bounded()

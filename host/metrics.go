@@ -54,6 +54,9 @@ type Metrics struct {
 	effects     effectMetrics
 
 	tokens      *prometheus.CounterVec
+	agentTokens *prometheus.CounterVec
+	tokenMu     sync.Mutex
+	tokenPairs  map[[2]string]bool // the agent and model pairs agentTokens keeps
 	budgetTrips *prometheus.CounterVec
 
 	commandNames sync.Map // reflect.Type → snake_case label
@@ -167,8 +170,35 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "orloj_budget_exceeded_total",
 		Help: "Calls or effects refused on this node because a task's budget ran out, by budget (calls, tokens, effects, duration).",
 	}, []string{"budget"})
-	reg.MustRegister(m.tokens, m.budgetTrips)
+	m.agentTokens = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "orloj_agent_tokens_total",
+		Help: "Model tokens spent by calls this node invoked, by agent, model and kind (prompt, completion, cached). At most 1,024 agent and model pairs are kept apart; the rest count as agent and model \"other\".",
+	}, []string{"agent", "model", "kind"})
+	m.tokenPairs = map[[2]string]bool{}
+	reg.MustRegister(m.tokens, m.budgetTrips, m.agentTokens)
 	return m
+}
+
+// maxTokenPairs bounds the agent and model label pairs of
+// orloj_agent_tokens_total: a model name comes from the guest's params or
+// the provider's answer, and each pair is a series kept for the node's
+// lifetime.
+const maxTokenPairs = 1024
+
+// tokenLabels are the agent and model labels of a call's tokens: the pair
+// itself while fewer than maxTokenPairs are kept, else "other".
+func (m *Metrics) tokenLabels(agent, model string) (string, string) {
+	m.tokenMu.Lock()
+	defer m.tokenMu.Unlock()
+	p := [2]string{agent, model}
+	if m.tokenPairs[p] {
+		return agent, model
+	}
+	if len(m.tokenPairs) >= maxTokenPairs {
+		return "other", "other"
+	}
+	m.tokenPairs[p] = true
+	return agent, model
 }
 
 // ObserveTokens counts the model tokens of one invoked call. tool must be
@@ -185,12 +215,16 @@ func (m *Metrics) ObserveTokens(tool string, prompt, completion int64) {
 // ObserveTokens does, and the prompt tokens the provider read from its
 // cache (kind="cached", a part of kind="prompt"). tool must be a
 // registered tool's name.
-func (m *Metrics) ObserveUsage(tool string, u plugins.Usage) {
+func (m *Metrics) ObserveUsage(tool, agent string, u plugins.Usage) {
 	if m == nil {
 		return
 	}
 	m.ObserveTokens(tool, u.PromptTokens, u.CompletionTokens)
 	m.tokens.WithLabelValues(tool, "cached").Add(float64(max(u.CachedTokens, 0)))
+	a, model := m.tokenLabels(agent, u.Model)
+	m.agentTokens.WithLabelValues(a, model, "prompt").Add(float64(max(u.PromptTokens, 0)))
+	m.agentTokens.WithLabelValues(a, model, "completion").Add(float64(max(u.CompletionTokens, 0)))
+	m.agentTokens.WithLabelValues(a, model, "cached").Add(float64(max(u.CachedTokens, 0)))
 }
 
 // ObserveBudgetExceeded counts a budget that ran out.

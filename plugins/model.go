@@ -374,6 +374,9 @@ func (t *ModelTool) Invoke(ctx context.Context, call Call) (Result, error) {
 	if res.Model == "" {
 		res.Model = p.Model
 	}
+	if res.Usage != nil {
+		res.Usage.Model = res.Model
+	}
 	out, err := marshalBody(res)
 	if err != nil {
 		return Result{}, annotate(err, "%s", what)

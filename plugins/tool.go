@@ -70,6 +70,9 @@ type Usage struct {
 	// CacheCreationTokens are the prompt tokens written to the cache
 	// (Anthropic's cache_creation_input_tokens).
 	CacheCreationTokens int64 `json:"cache_creation_tokens,omitempty"`
+	// Model is the model that answered, for the node's metrics; not part
+	// of what is recorded (the result carries it).
+	Model string `json:"-"`
 }
 
 // Tool is something an agent can call. Implementations must be safe for
