@@ -113,8 +113,8 @@ func TestModelCompletion(t *testing.T) {
 		t.Errorf("server got %+v", got)
 	}
 
-	if res.Usage == nil || *res.Usage != (plugins.Usage{PromptTokens: 12, CompletionTokens: 5}) {
-		t.Errorf("Result.Usage = %+v; want 12/5", res.Usage)
+	if res.Usage == nil || *res.Usage != (plugins.Usage{PromptTokens: 12, CompletionTokens: 5, Model: "gpt-test-2026"}) {
+		t.Errorf("Result.Usage = %+v; want 12/5 from gpt-test-2026 (the model that answered, for the metrics)", res.Usage)
 	}
 	var out modelResult
 	decode(t, res.Body, &out)
