@@ -385,7 +385,7 @@ func (a *applier) fireSchedule(c *FireSchedule) any {
 					return r
 				}
 				s.Skipped++
-				s.LastError = clip(r.Error(), MaxErrorMessageBytes)
+				s.LastError = truncate(r.Error(), MaxErrorMessageBytes)
 			}
 		}
 	}
@@ -409,13 +409,6 @@ func (a *applier) scheduleBusy(s *Schedule) (string, bool) {
 		return "", false
 	}
 	return t.ID, !t.State.Final() && t.State != StateDeadLetter
-}
-
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
 }
 
 // Schedule returns one schedule.

@@ -32,6 +32,18 @@ func (s *Server) decodeJSON(w http.ResponseWriter, r *http.Request, v any, optio
 	return decodeStrict(body, v)
 }
 
+// checkAgentRef checks an agent name and an optional version, as a
+// submission or a schedule names them.
+func checkAgentRef(agent, version string) error {
+	if err := checkName("agent", agent); err != nil {
+		return err
+	}
+	if version == "" {
+		return nil
+	}
+	return checkName("version", version)
+}
+
 // compactJSON is raw compacted, or null when raw is empty: the one form
 // task inputs, schedule inputs and signal payloads are stored in. what
 // names raw in the error.

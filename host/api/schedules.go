@@ -66,13 +66,8 @@ func (s *Server) createSchedule(w http.ResponseWriter, r *http.Request) error {
 	if err := checkName("schedule name", req.Name); err != nil {
 		return err
 	}
-	if err := checkName("agent", req.Agent); err != nil {
+	if err := checkAgentRef(req.Agent, req.Version); err != nil {
 		return err
-	}
-	if req.Version != "" {
-		if err := checkName("version", req.Version); err != nil {
-			return err
-		}
 	}
 	// The agent must exist now: a schedule of a misspelt agent would
 	// fire nothing, quietly, every time.

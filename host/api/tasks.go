@@ -41,13 +41,8 @@ func (s *Server) submitTask(w http.ResponseWriter, r *http.Request) error {
 	if err := s.decodeJSON(w, r, &req, false); err != nil {
 		return err
 	}
-	if err := checkName("agent", req.Agent); err != nil {
+	if err := checkAgentRef(req.Agent, req.Version); err != nil {
 		return err
-	}
-	if req.Version != "" {
-		if err := checkName("version", req.Version); err != nil {
-			return err
-		}
 	}
 	if err := checkText("idempotency_key", req.IdempotencyKey, maxKeyBytes); err != nil {
 		return err
