@@ -44,6 +44,9 @@ func TestHTTP(t *testing.T) {
 		wantMsg []string
 		// wantHits is how many requests the allowed server saw.
 		wantHits int
+		// hitsUpTo makes wantHits a ceiling: a client-side timeout can
+		// fire before a loaded server has counted the request.
+		hitsUpTo bool
 		check    func(t *testing.T, e *env, res httpResult, err error)
 	}{
 		{
@@ -267,6 +270,7 @@ func TestHTTP(t *testing.T) {
 			wantErr:  abi.StatusTransient,
 			wantMsg:  []string{"timed out after 50ms", "/slow"},
 			wantHits: 1,
+			hitsUpTo: true,
 			check: func(t *testing.T, e *env, res httpResult, err error) {
 				if !errors.Is(err, context.DeadlineExceeded) {
 					t.Errorf("err %v does not wrap context.DeadlineExceeded", err)
@@ -352,7 +356,7 @@ func TestHTTP(t *testing.T) {
 			} else {
 				wantStatus(t, err, tc.wantErr, tc.wantMsg...)
 			}
-			if n := e.srv.count(); n != tc.wantHits {
+			if n := e.srv.count(); n != tc.wantHits && !(tc.hitsUpTo && n < tc.wantHits) {
 				t.Errorf("allowed server hit %d times; want %d", n, tc.wantHits)
 			}
 			if tc.check != nil {

@@ -156,6 +156,9 @@ func TestModelErrors(t *testing.T) {
 		want     abi.Status
 		wantMsg  []string
 		wantHits int
+		// hitsUpTo makes wantHits a ceiling: a client-side timeout can
+		// fire before a loaded server has counted the request.
+		hitsUpTo bool
 	}{
 		{
 			name:     "500 is transient",
@@ -224,6 +227,7 @@ func TestModelErrors(t *testing.T) {
 			want:     abi.StatusTransient,
 			wantMsg:  []string{"timed out"},
 			wantHits: 1,
+			hitsUpTo: true,
 		},
 		{name: "no messages", params: `{"messages":[]}`, want: abi.StatusInvalidArgument, wantMsg: []string{"messages"}},
 		{name: "missing messages", params: `{"model":"m"}`, want: abi.StatusInvalidArgument},
@@ -286,7 +290,7 @@ func TestModelErrors(t *testing.T) {
 			if res.Usage != nil || res.Body != nil {
 				t.Errorf("failed call returned a result %+v", res)
 			}
-			if n := srv.count(); n != tc.wantHits {
+			if n := srv.count(); n != tc.wantHits && !(tc.hitsUpTo && n < tc.wantHits) {
 				t.Errorf("server hit %d times; want %d", n, tc.wantHits)
 			}
 			if strings.Contains(err.Error(), "sk-") {
