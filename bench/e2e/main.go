@@ -252,22 +252,23 @@ type result struct {
 	// Measured here, from /proc.
 	CPUPerTask float64 `json:"-"` // ms of CPU, all the system's processes, both phases
 	PeakMiB    float64 `json:"-"`
+	PeakAnon   float64 `json:"-"` // MiB, anonymous memory only
 }
 
 func (r result) short() string {
-	return fmt.Sprintf("%.1f tasks/s, p50 %.1f ms, seq p50 %.1f ms, %.2f ms CPU/task, peak %.0f MiB, %d errors",
-		r.TasksPerS, r.P50, r.SeqP50, r.CPUPerTask, r.PeakMiB, r.Errors)
+	return fmt.Sprintf("%.1f tasks/s, p50 %.1f ms, seq p50 %.1f ms, %.2f ms CPU/task, peak %.0f MiB (anonymous %.0f), %d errors",
+		r.TasksPerS, r.P50, r.SeqP50, r.CPUPerTask, r.PeakMiB, r.PeakAnon, r.Errors)
 }
 
 func report(w io.Writer, o options, rounds [][]result) {
 	fmt.Fprintf(w, "\nworkload: 6 sequential HTTP steps per task; %d clients for %s, then %d sequential; %d warm-up tasks\n\n",
 		o.clients, o.duration, o.sequential, o.warmup)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "round\tsystem\ttasks/s\tp50 ms\tp95 ms\tseq p50 ms\tseq p95 ms\tCPU ms/task\tpeak MiB\terrors\t")
+	fmt.Fprintln(tw, "round\tsystem\ttasks/s\tp50 ms\tp95 ms\tseq p50 ms\tseq p95 ms\tCPU ms/task\tpeak MiB\tanon MiB\terrors\t")
 	for i, got := range rounds {
 		for _, r := range got {
-			fmt.Fprintf(tw, "%d\t%s\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.2f\t%.0f\t%d\t\n",
-				i+1, r.System, r.TasksPerS, r.P50, r.P95, r.SeqP50, r.SeqP95, r.CPUPerTask, r.PeakMiB, r.Errors)
+			fmt.Fprintf(tw, "%d\t%s\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.2f\t%.0f\t%.0f\t%d\t\n",
+				i+1, r.System, r.TasksPerS, r.P50, r.P95, r.SeqP50, r.SeqP95, r.CPUPerTask, r.PeakMiB, r.PeakAnon, r.Errors)
 		}
 	}
 	tw.Flush()
@@ -474,7 +475,8 @@ func runOrloj(ctx context.Context, o options, bin, agent, work string, nodes, wo
 	if err != nil {
 		return res, err
 	}
-	res.CPUPerTask, res.PeakMiB = pm.cpuPerTask(res.Tasks+res.SeqTasks), pm.peakMiB()
+	res.CPUPerTask = pm.cpuPerTask(res.Tasks + res.SeqTasks)
+	res.PeakMiB, res.PeakAnon = pm.peakMiB()
 	return res, nil
 }
 
@@ -628,7 +630,8 @@ func runDBOS(ctx context.Context, o options, work, steps string) (result, error)
 	if err := json.Unmarshal([]byte(lastLine(stdout.String())), &res); err != nil {
 		return result{}, fmt.Errorf("dbos peer printed %q: %w", stdout.String(), err)
 	}
-	res.CPUPerTask, res.PeakMiB = pm.cpuPerTask(res.Tasks+res.SeqTasks), pm.peakMiB()
+	res.CPUPerTask = pm.cpuPerTask(res.Tasks + res.SeqTasks)
+	res.PeakMiB, res.PeakAnon = pm.peakMiB()
 	return res, nil
 }
 

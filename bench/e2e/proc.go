@@ -13,7 +13,9 @@ import (
 
 // procMeter measures a set of process trees from /proc (Linux): the CPU
 // they use between the "parallel" and "done" marks, and their peak memory,
-// summed over every process of each tree. Exited children are counted
+// summed over every process of each tree: all of it, and the anonymous part
+// alone (the rest is pages of mapped files, such as a store's tables, which
+// the kernel may drop and read again). Exited children are counted
 // through their parent's cutime and cstime.
 type procMeter struct {
 	roots []int
@@ -22,6 +24,7 @@ type procMeter struct {
 	mu         sync.Mutex
 	start, end float64 // CPU seconds at the marks
 	peak       float64 // bytes, proportional set size
+	peakAnon   float64 // bytes, anonymous proportional set size
 	quit       chan struct{}
 	done       chan struct{}
 }
@@ -47,12 +50,13 @@ func (m *procMeter) sample() {
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
 	for {
-		pss := 0.0
+		var pss, anon float64
 		for _, pid := range m.tree() {
-			pss += pssBytes(pid)
+			p, a := pssBytes(pid)
+			pss, anon = pss+p, anon+a
 		}
 		m.mu.Lock()
-		m.peak = max(m.peak, pss)
+		m.peak, m.peakAnon = max(m.peak, pss), max(m.peakAnon, anon)
 		m.mu.Unlock()
 		select {
 		case <-m.quit:
@@ -93,10 +97,11 @@ func (m *procMeter) cpuPerTask(tasks int) float64 {
 	return (m.end - m.start) * 1000 / float64(tasks)
 }
 
-func (m *procMeter) peakMiB() float64 {
+// peakMiB is the peak of all memory and of anonymous memory.
+func (m *procMeter) peakMiB() (all, anon float64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.peak / (1 << 20)
+	return m.peak / (1 << 20), m.peakAnon / (1 << 20)
 }
 
 func (m *procMeter) cpuSeconds() float64 {
@@ -165,18 +170,24 @@ func cpuTicksOf(pid int) float64 {
 	return total
 }
 
-func pssBytes(pid int) float64 {
+// pssBytes is a process's proportional set size, all and anonymous.
+func pssBytes(pid int) (all, anon float64) {
 	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/smaps_rollup")
 	if err != nil {
-		return 0
+		return 0, 0
 	}
 	defer f.Close()
+	kb := func(rest string) float64 {
+		v, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+		return v * 1024
+	}
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		if rest, ok := strings.CutPrefix(sc.Text(), "Pss:"); ok {
-			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
-			return kb * 1024
+			all = kb(rest)
+		} else if rest, ok := strings.CutPrefix(sc.Text(), "Pss_Anon:"); ok {
+			anon = kb(rest)
 		}
 	}
-	return 0
+	return all, anon
 }
