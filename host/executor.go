@@ -3,6 +3,7 @@ package host
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -34,6 +35,8 @@ type Executor struct {
 	renewEvery time.Duration
 	batch      int            // calls of one batch run at once
 	declared   *DeclaredTools // nil: built-in tools only
+	rehearse   bool           // WithRehearsal
+	rehearsed  sync.Map       // task ID → struct{}: its rehearsal is done
 }
 
 // ExecutorOption adjusts an Executor at construction.
@@ -56,6 +59,15 @@ func WithBatchConcurrency(n int) ExecutorOption {
 			e.batch = n
 		}
 	}
+}
+
+// WithRehearsal makes the first attempt of each task that would succeed
+// fail as transient instead, after its calls are recorded: the next
+// attempt then replays them, as a retry on another node would. It is for
+// orlojd run --retry, which shows a local agent's replay; a node never
+// sets it.
+func WithRehearsal() ExecutorOption {
+	return func(e *Executor) { e.rehearse = true }
 }
 
 // NewExecutor builds an executor.
@@ -83,6 +95,9 @@ type AttemptReport struct {
 	LeaseLost bool               // another worker owns the task; nothing was reported
 	Suspended bool               // the attempt stopped at a wait; the task is waiting
 	Result    sandbox.Result
+	// Output is what the guest wrote as the task's output, when it ran to
+	// its end (also for a rehearsed attempt, whose output is not kept).
+	Output json.RawMessage
 }
 
 func (e *Executor) module(ctx context.Context, agent cluster.Agent) (*sandbox.Module, error) {
@@ -188,6 +203,14 @@ func (e *Executor) Run(ctx context.Context, claim *cluster.Claim) (rep AttemptRe
 		e.metrics.ObserveBudgetExceeded(d.spend.deadline().Kind)
 	}
 	d.summarize()
+	if res.Outcome == sandbox.OutcomeSuccess {
+		rep.Output = d.output
+	}
+	if res.Outcome == sandbox.OutcomeSuccess && d.inDoubt == "" && d.spend.tripped == nil && e.rehearseOnce(task.ID) {
+		te := cluster.TaskError{Class: cluster.ClassTransient,
+			Message: fmt.Sprintf("rehearsal: attempt %d ran to its end; the next attempt replays its calls", lease.Attempt)}
+		return e.fail(ctx, rep, lease, te, d.events, log)
+	}
 	if res.Outcome == sandbox.OutcomeSuccess && d.inDoubt == "" && d.spend.tripped == nil {
 		done, err := e.complete(ctx, d, task, lease)
 		if done {
@@ -205,6 +228,16 @@ func (e *Executor) Run(ctx context.Context, claim *cluster.Claim) (rep AttemptRe
 		return e.fail(ctx, rep, lease, cluster.TaskError{Class: cluster.ClassPermanent, Message: err.Error()}, d.events, log)
 	}
 	return e.fail(ctx, rep, lease, classify(res, d), d.events, log)
+}
+
+// rehearseOnce reports whether this successful attempt is the task's
+// rehearsal (WithRehearsal): true once per task.
+func (e *Executor) rehearseOnce(taskID string) bool {
+	if !e.rehearse {
+		return false
+	}
+	_, done := e.rehearsed.LoadOrStore(taskID, struct{}{})
+	return !done
 }
 
 // complete reports a successful attempt. A completion too large for one
