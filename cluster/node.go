@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
@@ -496,6 +497,14 @@ func badgerOptions(dir string, cfg Config) badger.Options {
 		WithLogger(badgerLogger{cfg.Logger.Named("badger")}).
 		WithSyncWrites(false). // durability comes from the Raft log; see Snapshot
 		WithMemTableSize(cfg.BadgerMemTableSize).
+		// Two memtables, the one written and the one being flushed: each
+		// is an arena of about 1.3 memtable sizes, and Badger's five by
+		// default held 200 MiB for a workload whose flushes keep up.
+		WithNumMemtables(2).
+		// Uncompressed tables: Snappy cost CPU on every flush, compaction
+		// and read, and its buffers were the node's largest allocations
+		// (docs/RATIONALE.md, "The state store's tuning").
+		WithCompression(options.None).
 		WithBlockCacheSize(16 << 20).
 		WithNumCompactors(2)
 }
