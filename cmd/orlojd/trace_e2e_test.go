@@ -1,0 +1,235 @@
+package main
+
+import (
+	"bytes"
+	"compress/gzip"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/protobuf/proto"
+)
+
+// otlpReceiver is a loopback OTLP/HTTP trace receiver: it keeps every
+// request body as sent (to search for secrets) and the spans decoded.
+type otlpReceiver struct {
+	url string
+
+	mu     sync.Mutex
+	bodies [][]byte
+	spans  []*tracepb.Span
+	res    []*commonpb.KeyValue // the resource attributes of the last batch
+}
+
+func startOTLPReceiver(t *testing.T) *otlpReceiver {
+	t.Helper()
+	r := &otlpReceiver{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.Method != http.MethodPost || req.URL.Path != "/v1/traces" {
+			http.NotFound(w, req)
+			return
+		}
+		var body io.Reader = req.Body
+		if req.Header.Get("Content-Encoding") == "gzip" {
+			zr, err := gzip.NewReader(req.Body)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			body = zr
+		}
+		b, err := io.ReadAll(io.LimitReader(body, 64<<20))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		var msg collectortrace.ExportTraceServiceRequest
+		if err := proto.Unmarshal(b, &msg); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		r.mu.Lock()
+		r.bodies = append(r.bodies, b)
+		for _, rs := range msg.ResourceSpans {
+			r.res = rs.GetResource().GetAttributes()
+			for _, ss := range rs.ScopeSpans {
+				r.spans = append(r.spans, ss.Spans...)
+			}
+		}
+		r.mu.Unlock()
+		out, _ := proto.Marshal(&collectortrace.ExportTraceServiceResponse{})
+		w.Header().Set("Content-Type", "application/x-protobuf")
+		w.Write(out)
+	}))
+	t.Cleanup(srv.Close)
+	r.url = srv.URL
+	return r
+}
+
+func (r *otlpReceiver) snapshot() ([]*tracepb.Span, []*commonpb.KeyValue, []byte) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]*tracepb.Span(nil), r.spans...), r.res, bytes.Join(r.bodies, nil)
+}
+
+func spanAttr(attrs []*commonpb.KeyValue, key string) string {
+	for _, kv := range attrs {
+		if kv.Key == key {
+			switch v := kv.Value.Value.(type) {
+			case *commonpb.AnyValue_StringValue:
+				return v.StringValue
+			case *commonpb.AnyValue_IntValue:
+				return fmt.Sprint(v.IntValue)
+			}
+		}
+	}
+	return ""
+}
+
+// TestTracesExportedOverOTLP: `orlojd serve` with an OTLP endpoint in its
+// environment exports a task's spans: one attempt span in the trace the
+// task ID names, a child span per call with its outcome and status, the
+// resource named by OTEL_SERVICE_NAME. The declared tool's request carries
+// the call span as its traceparent; a guest's own is refused. The batch
+// delay is an hour, so the spans arrive through the flush at shutdown
+// (SIGTERM), and the secret the tool's header was built from is in none of
+// the exported bytes.
+func TestTracesExportedOverOTLP(t *testing.T) {
+	t.Parallel()
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	secret := "sk-trace-" + hex.EncodeToString(b)
+	var mu sync.Mutex
+	var parents []string
+	svc := startStub(t, func(w http.ResponseWriter, r *http.Request, body []byte) {
+		mu.Lock()
+		parents = append(parents, r.Header.Get("Traceparent"))
+		mu.Unlock()
+		if strings.HasSuffix(r.URL.Path, "/fail") {
+			http.Error(w, "no", http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"ok":true}`))
+	})
+	otlp := startOTLPReceiver(t)
+	n := startNode(t, withEnv("ORLOJ_SECRET_SLACK_TOKEN="+secret,
+		"OTEL_EXPORTER_OTLP_ENDPOINT="+otlp.url,
+		"OTEL_SERVICE_NAME=orloj-e2e",
+		"OTEL_BSP_SCHEDULE_DELAY=3600000"))
+	n.waitLog("exporting traces over OTLP/HTTP", 10*time.Second)
+
+	def := filepath.Join(t.TempDir(), "slack.yaml")
+	if err := os.WriteFile(def, []byte(`name: slack
+kind: http
+http:
+  base_url: `+svc.url+`/api
+  methods: [POST]
+  path_prefixes: [/chat.postMessage, /fail]
+  headers:
+    Authorization: {secret: slack-token, format: "Bearer %s"}
+  semantics: idempotent
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	n.ok("tool", "push", def)
+	n.ok("agent", "push", agent("declared"), "--name", "declared", "--tools", "slack")
+	in, _ := json.Marshal(map[string]any{"tool": "slack", "calls": []map[string]any{
+		{"method": "POST", "path": "/chat.postMessage", "body": "hello"},
+		{"method": "POST", "path": "/fail"},
+		{"method": "POST", "path": "/chat.postMessage", "headers": map[string]string{"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}},
+	}})
+	id := strings.TrimSpace(n.ok("task", "submit", "declared", "--input", string(in)))
+	n.ok("task", "wait", id, "--timeout", "2m")
+	var tk taskJSON
+	n.okJSON(&tk, "task", "get", id, "-o", "json")
+	if tk.State != "succeeded" {
+		t.Fatalf("task %+v", tk)
+	}
+	var outs []struct {
+		Error string `json:"error"`
+	}
+	if err := json.Unmarshal(tk.Output, &outs); err != nil || len(outs) != 3 || !strings.Contains(outs[2].Error, "trace context") {
+		t.Fatalf("output %s (%v): want the third call's traceparent refused", tk.Output, err)
+	}
+	if spans, _, _ := otlp.snapshot(); len(spans) != 0 {
+		t.Fatalf("%d spans exported before shutdown with an hour's batch delay", len(spans))
+	}
+	if code := n.signal(syscall.SIGTERM, 30*time.Second); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM\n%s", code, n.log)
+	}
+
+	spans, res, raw := otlp.snapshot()
+	sum := sha256.Sum256([]byte(id))
+	wantTrace := sum[:16]
+	var attempt *tracepb.Span
+	calls := map[string]*tracepb.Span{} // by outcome/status
+	for _, s := range spans {
+		if !bytes.Equal(s.TraceId, wantTrace) {
+			t.Errorf("span %q in trace %x, want %x (sha256 of the task ID)", s.Name, s.TraceId, wantTrace)
+		}
+		if strings.HasPrefix(s.Name, "attempt ") {
+			attempt = s
+		}
+	}
+	if attempt == nil {
+		t.Fatalf("no attempt span among %d exported", len(spans))
+	}
+	for k, want := range map[string]string{"orloj.task.id": id, "orloj.agent.name": "declared", "orloj.agent.version": tk.Version,
+		"orloj.attempt.number": "1", "orloj.node.id": "n1", "orloj.attempt.outcome": "succeeded"} {
+		if got := spanAttr(attempt.Attributes, k); got != want {
+			t.Errorf("attempt span %s = %q, want %q", k, got, want)
+		}
+	}
+	for _, s := range spans {
+		if s == attempt {
+			continue
+		}
+		if !bytes.Equal(s.ParentSpanId, attempt.SpanId) {
+			t.Errorf("span %q has parent %x, want the attempt %x", s.Name, s.ParentSpanId, attempt.SpanId)
+		}
+		if spanAttr(s.Attributes, "orloj.tool.name") != "slack" || spanAttr(s.Attributes, "orloj.call.id") == "" {
+			t.Errorf("call span %q attributes %v", s.Name, s.Attributes)
+		}
+		calls[spanAttr(s.Attributes, "orloj.call.outcome")+"/"+spanAttr(s.Attributes, "orloj.call.status")] = s
+	}
+	ok, failed := calls["invoked/ok"], calls["invoked/tool_error"]
+	if len(spans) != 4 || ok == nil || failed == nil || calls["invoked/permission_denied"] == nil {
+		t.Fatalf("call spans %v (of %d spans); want invoked/ok, invoked/tool_error, invoked/permission_denied", keys(calls), len(spans))
+	}
+	if got := spanAttr(res, "service.name"); got != "orloj-e2e" {
+		t.Errorf("resource service.name %q, want OTEL_SERVICE_NAME's", got)
+	}
+	mu.Lock()
+	sent := append([]string(nil), parents...)
+	mu.Unlock()
+	if want := fmt.Sprintf("00-%x-%x-01", wantTrace, ok.SpanId); len(sent) != 2 || sent[0] != want {
+		t.Errorf("the tool saw traceparent %q, want %q first (the task's trace, the call's span)", sent, want)
+	}
+	if bytes.Contains(raw, []byte(secret)) {
+		t.Fatal("the exported spans hold the tool header's secret")
+	}
+}
+
+func keys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
