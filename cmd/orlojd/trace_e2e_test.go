@@ -233,3 +233,74 @@ func keys[V any](m map[string]V) []string {
 	}
 	return out
 }
+
+// TestTracesOfRetriedTaskOverOTLP: the document pipeline's first attempt
+// fails at the records write and the second succeeds; the spans, exported
+// while the node runs, make one trace with two attempt roots (numbers 1
+// and 2), every call a child of its attempt, the second attempt's OCR,
+// fetch and model calls replayed, and tokens only on the model calls the
+// first attempt invoked.
+func TestTracesOfRetriedTaskOverOTLP(t *testing.T) {
+	t.Parallel()
+	s := startStandins(t)
+	otlp := startOTLPReceiver(t)
+	n := startNode(t, withStandins(s), withEnv("OTEL_EXPORTER_OTLP_ENDPOINT="+otlp.url, "OTEL_BSP_SCHEDULE_DELAY=50"))
+	n.ok("agent", "push", agent("docpipeline"), "--name", "docpipeline", "--version", "v1", "--tools", "http,model",
+		"--timeout", "20s", "--max-attempts", "3")
+	s.FailNextRecords(1)
+	id := strings.TrimSpace(n.ok("task", "submit", "docpipeline", "--input", docInput(t, s, s.URL+"/blobs/invoice-1.txt")))
+	if out := n.ok("task", "wait", id); !strings.Contains(out, "succeeded") {
+		t.Fatalf("wait printed:\n%s", out)
+	}
+
+	// Two attempts of five calls each: twelve spans, exported every 50 ms.
+	var spans []*tracepb.Span
+	deadline := time.Now().Add(time.Minute)
+	for {
+		spans, _, _ = otlp.snapshot()
+		if len(spans) >= 12 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond) // polls the receiver; the export is the node's, on its clock
+	}
+	sum := sha256.Sum256([]byte(id))
+	attempts := map[string]string{} // span ID → attempt number
+	for _, sp := range spans {
+		if !bytes.Equal(sp.TraceId, sum[:16]) {
+			t.Errorf("span %q in trace %x, want %x", sp.Name, sp.TraceId, sum[:16])
+		}
+		if strings.HasPrefix(sp.Name, "attempt ") {
+			if len(sp.ParentSpanId) != 0 {
+				t.Errorf("attempt span with parent %x; want a root", sp.ParentSpanId)
+			}
+			attempts[string(sp.SpanId)] = spanAttr(sp.Attributes, "orloj.attempt.number") + ":" + spanAttr(sp.Attributes, "orloj.attempt.outcome")
+		}
+	}
+	if len(spans) != 12 || len(attempts) != 2 {
+		t.Fatalf("%d spans, attempts %v; want 12 spans, 2 attempts", len(spans), attempts)
+	}
+	got := map[string]int{} // "attempt:outcome → tool/call outcome" counts
+	for _, sp := range spans {
+		if strings.HasPrefix(sp.Name, "attempt ") {
+			continue
+		}
+		a, ok := attempts[string(sp.ParentSpanId)]
+		if !ok {
+			t.Errorf("call span %q has parent %x, not an attempt", sp.Name, sp.ParentSpanId)
+			continue
+		}
+		tool, outcome := spanAttr(sp.Attributes, "orloj.tool.name"), spanAttr(sp.Attributes, "orloj.call.outcome")
+		got[a+" "+tool+"/"+outcome]++
+		tokens := spanAttr(sp.Attributes, "orloj.call.tokens.prompt")
+		if wantTokens := tool == "model" && outcome == "invoked"; wantTokens != (tokens != "" && tokens != "0") {
+			t.Errorf("%s %s/%s: prompt tokens %q", a, tool, outcome, tokens)
+		}
+	}
+	want := map[string]int{
+		"1:transient http/invoked": 2, "1:transient http/error": 1, "1:transient model/invoked": 2,
+		"2:succeeded http/replayed": 2, "2:succeeded http/invoked": 1, "2:succeeded model/replayed": 2,
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("call spans by attempt and outcome:\n got %v\nwant %v", got, want)
+	}
+}
