@@ -103,6 +103,11 @@ func New(cfg Config) (*Daemon, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	// The OTEL_* environment is checked here, before anything is opened;
+	// setupTracing builds what it asks for.
+	if _, err := telemetry.Enabled(); err != nil {
+		return nil, fmt.Errorf("tracing: %w", err)
+	}
 	if cfg.NodeID == "" {
 		cfg.NodeID = cfg.RaftAddr
 	}

@@ -304,3 +304,28 @@ func TestTracesOfRetriedTaskOverOTLP(t *testing.T) {
 		t.Errorf("call spans by attempt and outcome:\n got %v\nwant %v", got, want)
 	}
 }
+
+// TestTraceExportFailureIsLogged: a collector that cannot be reached costs
+// a warning in the node's log, not a task and not the node; a protocol the
+// node does not speak is refused at start, naming the variable.
+func TestTraceExportFailureIsLogged(t *testing.T) {
+	t.Parallel()
+	closed := freePort(t) // nothing listens there
+	n := startNode(t, withEnv("OTEL_EXPORTER_OTLP_ENDPOINT=http://"+closed,
+		"OTEL_BSP_SCHEDULE_DELAY=50", "OTEL_EXPORTER_OTLP_TIMEOUT=500"))
+	n.ok("agent", "push", agent("hello"), "--name", "hello")
+	id := strings.TrimSpace(n.ok("task", "submit", "hello", "--input", `{"n":1}`))
+	if out := n.ok("task", "wait", id); !strings.Contains(out, "succeeded") {
+		t.Fatalf("wait printed:\n%s", out)
+	}
+	n.waitLog("trace export failed", 30*time.Second)
+	if code := n.signal(syscall.SIGTERM, 30*time.Second); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM with an unreachable collector\n%s", code, n.log)
+	}
+
+	env := append(cleanEnv(), "OTEL_EXPORTER_OTLP_ENDPOINT=http://"+closed, "OTEL_EXPORTER_OTLP_PROTOCOL=grpc")
+	r := runCLI(t, env, "serve", "--data-dir", t.TempDir(), "--api-addr", freePort(t), "--raft-addr", freePort(t))
+	if r.code != 2 || !strings.Contains(r.stderr, "OTEL_EXPORTER_OTLP_PROTOCOL") {
+		t.Fatalf("serve with the grpc protocol: %s; want exit 2 and a refusal naming the variable", r)
+	}
+}
