@@ -1,8 +1,8 @@
 // Package daemon owns one node's composition and lifecycle: the order in
 // which its parts are built (data dir, token, listener, credentials, Raft
-// member, sandbox, metrics, tracing, the write chain, tools, workers, API, servers,
-// background services), the goroutines it runs, and how it drains and
-// closes. It sits above host and host/api and wires them; it holds no
+// member, sandbox, metrics, tracing, the write chain, tools, workers, API,
+// servers, background services), the goroutines it runs, and how it drains
+// and closes. It sits above host and host/api and wires them; it holds no
 // policy of its own. `orlojd serve` is a Config and a Daemon.
 package daemon
 
