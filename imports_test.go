@@ -31,6 +31,7 @@ func TestImportDirection(t *testing.T) {
 		{pkg: "sandbox", forbidden: []string{module + "/cluster", module + "/host", module + "/plugins", module + "/cmd"}},
 		{pkg: "cluster", forbidden: []string{"github.com/tetratelabs/wazero", module + "/sandbox", module + "/host", module + "/plugins", module + "/cmd"}},
 		{pkg: "plugins", forbidden: []string{module + "/sandbox", module + "/cluster", module + "/host", module + "/cmd"}},
+		{pkg: "telemetry", forbidden: []string{module + "/sandbox", module + "/cluster", module + "/host", module + "/plugins", module + "/daemon", module + "/cmd"}},
 		{pkg: "host", forbidden: []string{module + "/daemon", module + "/cmd"}},
 		{pkg: "daemon", forbidden: []string{module + "/cmd"}},
 	}
@@ -57,7 +58,7 @@ func TestImportDirection(t *testing.T) {
 			}
 		}
 	}
-	for _, must := range []string{"abi", "sandbox", "sdk", "host", "daemon"} {
+	for _, must := range []string{"abi", "sandbox", "sdk", "host", "daemon", "telemetry"} {
 		if !checked[must] {
 			t.Errorf("no package under %s was checked; is the rule stale?", must)
 		}

@@ -1,8 +1,8 @@
 // Package daemon owns one node's composition and lifecycle: the order in
 // which its parts are built (data dir, token, listener, credentials, Raft
-// member, sandbox, metrics, the write chain, tools, workers, API, servers,
-// background services), the goroutines it runs, and how it drains and
-// closes. It sits above host and host/api and wires them; it holds no
+// member, sandbox, metrics, tracing, the write chain, tools, workers, API,
+// servers, background services), the goroutines it runs, and how it drains
+// and closes. It sits above host and host/api and wires them; it holds no
 // policy of its own. `orlojd serve` is a Config and a Daemon.
 package daemon
 
@@ -25,6 +25,7 @@ import (
 	"github.com/orloj/orloj/plugins"
 	"github.com/orloj/orloj/plugins/mcp"
 	"github.com/orloj/orloj/sandbox"
+	"github.com/orloj/orloj/telemetry"
 )
 
 // The webhooks' files under the data dir: which notices were delivered,
@@ -37,6 +38,10 @@ const (
 // ErrRemoved is why a node stops, or refuses to start, after it was removed
 // from the cluster: cluster's refusal of a removed node, one sentinel for both.
 var ErrRemoved = cluster.ErrRemoved
+
+// tracingFlushTimeout bounds how long a stopping node waits for its last
+// spans to reach the collector.
+const tracingFlushTimeout = 5 * time.Second
 
 // ErrStarted is Start called twice, or after Stop: a daemon starts once.
 var ErrStarted = errors.New("daemon: Start called twice or after Stop")
@@ -67,6 +72,7 @@ type Daemon struct {
 	node     *cluster.Node
 	rt       *sandbox.Runtime
 	metrics  *host.Metrics
+	tracing  *telemetry.Provider // nil: traces are off
 	fwd      *host.Forwarder
 	writes   host.Cluster // the write chain: metrics → forwarder (history) → node
 	peers    *http.Client // node-to-node routes, mTLS
@@ -96,6 +102,11 @@ func New(cfg Config) (*Daemon, error) {
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	// The OTEL_* environment is checked here, before anything is opened;
+	// setupTracing builds what it asks for.
+	if _, err := telemetry.Enabled(); err != nil {
+		return nil, fmt.Errorf("tracing: %w", err)
 	}
 	if cfg.NodeID == "" {
 		cfg.NodeID = cfg.RaftAddr
@@ -132,6 +143,7 @@ func (d *Daemon) steps() []setupStep {
 		{"cluster member", d.setupNode},
 		{"sandbox", d.setupSandbox},
 		{"metrics", d.setupMetrics},
+		{"tracing", d.setupTracing},
 		{"write chain", d.setupWrites},
 		{"tools", d.setupTools},
 		{"workers", d.setupPool},
@@ -223,6 +235,12 @@ func (d *Daemon) closeAll() error {
 		d.pool.Stop(0) // a failed Start may have left it unstarted: a no-op then
 	}
 	d.routines.Wait()
+	// After the workers: the spans of the attempts they ended are queued.
+	ctx, cancel := context.WithTimeout(context.Background(), tracingFlushTimeout)
+	if err := d.tracing.Shutdown(ctx); err != nil {
+		d.log.Warn("traces not flushed", "error", err) // a collector's trouble is no reason to fail the stop
+	}
+	cancel()
 	if d.node != nil {
 		if err := d.node.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close node: %w", err))

@@ -22,6 +22,7 @@ import (
 	"github.com/orloj/orloj/plugins"
 	"github.com/orloj/orloj/plugins/mcp"
 	"github.com/orloj/orloj/sandbox"
+	"github.com/orloj/orloj/telemetry"
 )
 
 // Start's setup steps, in the order Daemon.steps lists them. Each builds
@@ -86,6 +87,16 @@ func (d *Daemon) setupMetrics() error {
 	d.metrics = host.NewMetrics(reg)
 	d.metrics.AttachFSM(d.node.FSM())
 	return nil
+}
+
+// setupTracing builds the trace pipeline the OTEL_* environment asks for:
+// none unless an OTLP endpoint is set.
+func (d *Daemon) setupTracing() (err error) {
+	d.tracing, err = telemetry.Setup(d.ctx, telemetry.Options{NodeID: d.cfg.NodeID, Logger: d.log})
+	if d.tracing != nil {
+		d.log.Info("exporting traces over OTLP/HTTP")
+	}
+	return err
 }
 
 // setupWrites builds the one chain every proposal of this node goes
@@ -182,7 +193,8 @@ func (d *Daemon) closeMCP() {
 func (d *Daemon) setupPool() (err error) {
 	cfg := d.cfg
 	exec := host.NewExecutor(d.writes, d.rt, d.tools, cfg.Clock, cfg.Logger, host.WithMetrics(d.metrics),
-		host.WithBatchConcurrency(cfg.BatchConcurrency), host.WithDeclaredTools(d.declared))
+		host.WithBatchConcurrency(cfg.BatchConcurrency), host.WithDeclaredTools(d.declared),
+		host.WithTracing(host.NewTracing(d.tracing.TracerProvider(), cfg.NodeID)))
 	pcfg := host.DefaultPoolConfig()
 	pcfg.NodeID, pcfg.Workers, pcfg.LeaseTTL = cfg.NodeID, cfg.Workers, cfg.LeaseTTL
 	pcfg.Clock, pcfg.Logger, pcfg.Metrics = cfg.Clock, cfg.Logger, d.metrics

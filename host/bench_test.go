@@ -15,11 +15,14 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/orloj/orloj/abi"
 	"github.com/orloj/orloj/cluster"
 	"github.com/orloj/orloj/plugins"
 	"github.com/orloj/orloj/sandbox"
+	"github.com/orloj/orloj/telemetry"
 )
 
 // Benchmarks of issue 3's targets, on one real node (Raft on loopback, real
@@ -151,8 +154,14 @@ func countingTool(name string, body json.RawMessage, n *atomic.Int64) plugins.To
 // BenchmarkReplayedCall: a tool call whose RESULT is in the ledger.
 func BenchmarkReplayedCall(b *testing.B) {
 	for _, size := range []int{100, 1 << 10, 16 << 10} {
-		b.Run(fmt.Sprintf("direct/result=%dB", size), func(b *testing.B) { benchReplayDirect(b, size) })
+		b.Run(fmt.Sprintf("direct/result=%dB", size), func(b *testing.B) { benchReplayDirect(b, size, nil) })
 	}
+	// The same with tracing on: a span per call, exported to nothing.
+	b.Run("direct-traced/result=100B", func(b *testing.B) {
+		tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(tracetest.NewNoopExporter()), sdktrace.WithIDGenerator(telemetry.IDGenerator()))
+		defer tp.Shutdown(context.Background())
+		benchReplayDirect(b, 100, NewTracing(tp, "n1"))
+	})
 	for _, size := range []int{100, 1 << 10, 16 << 10} {
 		b.Run(fmt.Sprintf("guest/result=%dB", size), func(b *testing.B) { benchReplayGuest(b, size, guestLedger) })
 	}
@@ -176,7 +185,7 @@ func (n nopLedger) Call(context.Context, abi.CallRequest) ([]byte, error) { retu
 // allow-list, a Badger read of the record, decode, journal event. Between
 // calls the dispatcher forgets which calls it has seen (a map clear), so the
 // same recorded call is looked up each time, as a retry would.
-func benchReplayDirect(b *testing.B, size int) {
+func benchReplayDirect(b *testing.B, size int, tracing *Tracing) {
 	var invoked atomic.Int64
 	e := benchEnv(b, "", countingTool("fetch", resultOf(size), &invoked))
 	ag := e.apply(&cluster.PutAgent{Agent: cluster.Agent{Name: "bench", Version: "v1", Manifest: cluster.AgentManifest{Tools: []string{"fetch"}}},
@@ -186,7 +195,9 @@ func benchReplayDirect(b *testing.B, size int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	ctx := context.Background()
+	d.tracing = tracing
+	ctx, span := tracing.startAttempt(context.Background(), claim)
+	defer tracing.endAttempt(span, AttemptReport{Succeeded: true})
 	req := abi.CallRequest{Tool: "fetch", Params: benchParams}
 	if _, err := d.Call(ctx, req); err != nil { // records it
 		b.Fatal(err)

@@ -97,6 +97,7 @@ type ledgerDispatcher struct {
 	clock   func() time.Time
 	log     hclog.Logger
 	metrics *Metrics
+	tracing *Tracing // nil: no spans
 	// batchLimit bounds the calls of one batch that run at once.
 	batchLimit int
 
@@ -331,19 +332,29 @@ func (d *ledgerDispatcher) identify(tool string, params []byte, key string) stri
 	return id
 }
 
-func (d *ledgerDispatcher) callEvent(id, tool string, start time.Time, detail CallDetail) cluster.Event {
+// callEvent is the journal event of a call's end; it also counts the call
+// in the metrics and ends its span. ctx is the one the call was invoked
+// with (holding its span), or the attempt's for a call answered at once;
+// usage is what an invocation spent, nil otherwise.
+func (d *ledgerDispatcher) callEvent(ctx context.Context, id, tool string, start time.Time, detail CallDetail, usage *plugins.Usage) cluster.Event {
 	took := time.Since(start)
 	detail.Duration = took.Microseconds()
 	detail.Reason = clipUTF8(detail.Reason, maxReasonBytes)
-	label := tool
-	if _, ok := d.tools.Get(tool); !ok && !d.allowed[tool] {
-		// A guest-chosen name must not become a label; a manifest's may
-		// (a call replayed on a node without the tool).
-		label = "unregistered"
-	}
+	label := d.label(tool)
 	d.metrics.ObserveCall(label, detail.Outcome, took)
+	d.tracing.call(ctx, id, label, start, start.Add(took), detail, usage)
 	b, _ := json.Marshal(detail) // plain struct: cannot fail
 	return cluster.Event{At: d.now(), Type: cluster.EventCall, Attempt: d.lease.Attempt, CallID: id, Tool: tool, Detail: b}
+}
+
+// label is the name a call's tool goes by in metrics and spans: a
+// guest-chosen name must not become a label; a manifest's may (a call
+// replayed on a node without the tool).
+func (d *ledgerDispatcher) label(tool string) string {
+	if _, ok := d.tools.Get(tool); !ok && !d.allowed[tool] {
+		return "unregistered"
+	}
+	return tool
 }
 
 // proposeFailed turns a failed proposal into a host fault. A stale token
@@ -466,10 +477,10 @@ func (d *ledgerDispatcher) begin(ctx context.Context, req abi.CallRequest) (*pen
 		// A refused call still counts toward max_calls: an agent that
 		// loops on a forbidden tool ends at its budget, not its timeout.
 		if berr := d.spend.call(id); berr != nil {
-			return nil, nil, d.overBudget(berr, d.callEvent(id, req.Tool, start, CallDetail{Outcome: OutcomeBudget, Status: abi.StatusBudgetExceeded.String()}))
+			return nil, nil, d.overBudget(berr, d.callEvent(ctx, id, req.Tool, start, CallDetail{Outcome: OutcomeBudget, Status: abi.StatusBudgetExceeded.String()}, nil))
 		}
 		d.denied = req.Tool
-		d.refused(d.callEvent(id, req.Tool, start, CallDetail{Outcome: OutcomeDenied, Status: abi.StatusPermissionDenied.String()}))
+		d.refused(d.callEvent(ctx, id, req.Tool, start, CallDetail{Outcome: OutcomeDenied, Status: abi.StatusPermissionDenied.String()}, nil))
 		return nil, nil, abi.Errorf(abi.StatusPermissionDenied, "agent %s may not call %s (not in its manifest)", d.task.Agent, req.Tool)
 	}
 
@@ -482,7 +493,7 @@ func (d *ledgerDispatcher) begin(ctx context.Context, req abi.CallRequest) (*pen
 	}
 	if found && rec.HasResult {
 		d.lastTransient = false
-		d.note(d.callEvent(id, req.Tool, start, CallDetail{Outcome: OutcomeReplayed, Status: rec.Status}))
+		d.note(d.callEvent(ctx, id, req.Tool, start, CallDetail{Outcome: OutcomeReplayed, Status: rec.Status}, nil))
 		body, err := replay(rec)
 		return nil, body, err
 	}
@@ -498,7 +509,7 @@ func (d *ledgerDispatcher) begin(ctx context.Context, req abi.CallRequest) (*pen
 	// Checked before the intent: a call over budget never reaches the
 	// ledger, let alone the tool.
 	if berr := d.spend.call(id); berr != nil {
-		return nil, nil, d.overBudget(berr, d.callEvent(id, req.Tool, start, CallDetail{Outcome: OutcomeBudget, Status: abi.StatusBudgetExceeded.String()}))
+		return nil, nil, d.overBudget(berr, d.callEvent(ctx, id, req.Tool, start, CallDetail{Outcome: OutcomeBudget, Status: abi.StatusBudgetExceeded.String()}, nil))
 	}
 	p := &pendingCall{id: id, req: req, tool: tool, start: start,
 		call: plugins.Call{ID: id, TaskID: d.task.ID, Attempt: d.lease.Attempt, Params: req.Params}}
@@ -508,7 +519,7 @@ func (d *ledgerDispatcher) begin(ctx context.Context, req abi.CallRequest) (*pen
 		switch tool.Semantics() {
 		case plugins.Unsafe:
 			d.inDoubt = fmt.Sprintf("call %s to %s (attempt %d) may have taken effect; %s is unsafe to repeat", id, req.Tool, rec.Attempt, req.Tool)
-			d.note(d.callEvent(id, req.Tool, start, CallDetail{Outcome: OutcomeInDoubt, Status: abi.StatusInDoubt.String(), Reason: "unsafe tool"}))
+			d.note(d.callEvent(ctx, id, req.Tool, start, CallDetail{Outcome: OutcomeInDoubt, Status: abi.StatusInDoubt.String(), Reason: "unsafe tool"}, nil))
 			return nil, nil, abi.Errorf(abi.StatusInDoubt, "%s", d.inDoubt)
 		case plugins.Reconcile:
 			_, p.reconcile = tool.(plugins.Reconciler)
@@ -522,12 +533,14 @@ func (d *ledgerDispatcher) begin(ctx context.Context, req abi.CallRequest) (*pen
 // of a batch run at once), taking it for what it changes.
 func (d *ledgerDispatcher) invoke(ctx context.Context, p *pendingCall) ([]byte, error) {
 	id, name := p.id, p.req.Tool
+	ctx, span := d.tracing.startCall(ctx, id, d.label(name), p.start)
+	defer d.tracing.endCall(span)
 	if p.reconcile {
 		res, applied, err := p.tool.(plugins.Reconciler).Reconcile(ctx, p.call)
 		if err != nil {
 			d.mu.Lock()
 			d.lastTransient = true
-			d.note(d.callEvent(id, name, p.start, CallDetail{Outcome: OutcomeError, Status: abi.StatusTransient.String(), Reason: "reconcile: " + err.Error()}))
+			d.note(d.callEvent(ctx, id, name, p.start, CallDetail{Outcome: OutcomeError, Status: abi.StatusTransient.String(), Reason: "reconcile: " + err.Error()}, nil))
 			d.mu.Unlock()
 			return nil, abi.Errorf(abi.StatusTransient, "reconcile %s: %v", name, err)
 		}
@@ -554,7 +567,7 @@ func (d *ledgerDispatcher) invoke(ctx context.Context, p *pendingCall) ([]byte, 
 	}
 	if lr, ok := r.(cluster.LedgerRecord); ok && lr.HasResult {
 		d.mu.Lock()
-		d.note(d.callEvent(id, name, p.start, CallDetail{Outcome: OutcomeReplayed, Status: lr.Status}))
+		d.note(d.callEvent(ctx, id, name, p.start, CallDetail{Outcome: OutcomeReplayed, Status: lr.Status}, nil))
 		d.mu.Unlock()
 		return replay(lr)
 	}
@@ -620,7 +633,7 @@ func (d *ledgerDispatcher) record(ctx context.Context, id, tool string, start ti
 			return nil, fmt.Errorf("call %s: %w", tool, context.Cause(ctx))
 		}
 		d.lastTransient = true
-		d.note(d.callEvent(id, tool, start, CallDetail{Outcome: OutcomeError, Status: st.String(), Reason: errText(callErr)}))
+		d.note(d.callEvent(ctx, id, tool, start, CallDetail{Outcome: OutcomeError, Status: st.String(), Reason: errText(callErr)}, nil))
 		return nil, abi.Errorf(abi.StatusTransient, "%s", clipUTF8(errText(callErr), maxReasonBytes))
 	}
 	body := res.Body
@@ -645,7 +658,7 @@ func (d *ledgerDispatcher) record(ctx context.Context, id, tool string, start ti
 		d.metrics.ObserveUsage(tool, d.task.Agent, *res.Usage)
 	}
 	d.mu.Unlock()
-	ev := d.callEvent(id, tool, start, CallDetail{Outcome: OutcomeInvoked, Status: st.String(), Reason: reason}).Bounded()
+	ev := d.callEvent(ctx, id, tool, start, CallDetail{Outcome: OutcomeInvoked, Status: st.String(), Reason: reason}, res.Usage).Bounded()
 	// Tool is set so the RESULT stands alone when no INTENT was recorded.
 	rr := &cluster.RecordResult{TaskID: d.task.ID, Token: d.lease.Token, CallID: id, Tool: tool,
 		Status: st.String(), Result: body, Usage: usage, Event: &ev, Now: d.now()}

@@ -31,6 +31,7 @@ type Executor struct {
 	log     hclog.Logger
 	modules sync.Map // digest → *sandbox.Module
 	metrics *Metrics // nil: not recorded
+	tracing *Tracing // nil: no spans
 	// renewEvery overrides TTL/3 (tests).
 	renewEvery time.Duration
 	batch      int            // calls of one batch run at once
@@ -100,6 +101,23 @@ type AttemptReport struct {
 	Output json.RawMessage
 }
 
+// outcome names how the attempt ended, for the metrics and the attempt's
+// span: lease_lost, succeeded, suspended, an error class, or error (the end
+// could not be reported).
+func (rep AttemptReport) outcome() string {
+	switch {
+	case rep.LeaseLost:
+		return "lease_lost"
+	case rep.Succeeded:
+		return "succeeded"
+	case rep.Suspended:
+		return "suspended"
+	case rep.Class != "":
+		return string(rep.Class)
+	}
+	return "error"
+}
+
 func (e *Executor) module(ctx context.Context, agent cluster.Agent) (*sandbox.Module, error) {
 	if m, ok := e.modules.Load(agent.Digest); ok {
 		return m.(*sandbox.Module), nil
@@ -120,6 +138,8 @@ func (e *Executor) module(ctx context.Context, agent cluster.Agent) (*sandbox.Mo
 func (e *Executor) Run(ctx context.Context, claim *cluster.Claim) (rep AttemptReport) {
 	start := time.Now()
 	defer func() { e.metrics.ObserveAttempt(rep, time.Since(start)) }()
+	ctx, span := e.tracing.startAttempt(ctx, claim)
+	defer func() { e.tracing.endAttempt(span, rep) }()
 	task, lease := claim.Task, claim.Lease
 	rep = AttemptReport{TaskID: task.ID, Attempt: lease.Attempt}
 	log := e.log.With("task", task.ID, "attempt", lease.Attempt, "token", lease.Token)
@@ -158,7 +178,7 @@ func (e *Executor) Run(ctx context.Context, claim *cluster.Claim) (rep AttemptRe
 		stopRenew()
 		return e.fail(ctx, rep, lease, cluster.TaskError{Class: cluster.ClassTransient, Message: err.Error()}, nil, log)
 	}
-	d.metrics = e.metrics
+	d.metrics, d.tracing = e.metrics, e.tracing
 	d.batchLimit = e.batch
 	timeout := cmp.Or(agent.Manifest.Timeout, sandbox.DefaultTimeout)
 	left, limited := d.spend.remaining()

@@ -330,17 +330,7 @@ func (m *Metrics) ObserveAttempt(rep AttemptReport, d time.Duration) {
 	if m == nil {
 		return
 	}
-	outcome := "error"
-	switch {
-	case rep.LeaseLost:
-		outcome = "lease_lost"
-	case rep.Succeeded:
-		outcome = "succeeded"
-	case rep.Suspended:
-		outcome = "suspended"
-	case rep.Class != "":
-		outcome = string(rep.Class)
-	}
+	outcome := rep.outcome()
 	m.attempts.WithLabelValues(outcome).Inc()
 	m.attemptTime.WithLabelValues(outcome).Observe(d.Seconds())
 	if rep.Result.Duration > 0 {

@@ -472,7 +472,8 @@ func abiMessage(err error) string {
 }
 
 // reservedHeaders are the host's or the transport's to set.
-var reservedHeaders = map[string]bool{"Idempotency-Key": true, "Host": true, "Content-Length": true, "Transfer-Encoding": true, "Connection": true}
+var reservedHeaders = map[string]bool{"Idempotency-Key": true, "Host": true, "Content-Length": true, "Transfer-Encoding": true, "Connection": true,
+	"Traceparent": true, "Tracestate": true}
 
 func (h *HTTPDefinition) validate() error {
 	base, err := parseBaseURL(h.BaseURL)

@@ -125,6 +125,9 @@ func (t *DeclaredHTTP) Invoke(ctx context.Context, call Call) (Result, error) {
 		if !validHeaderValue(v) {
 			return Result{}, abi.Errorf(abi.StatusInvalidArgument, "header %q: value has control characters", k)
 		}
+		if err := refuseTraceHeader(t.def.Name, k); err != nil {
+			return Result{}, err
+		}
 		if _, set := t.headers[http.CanonicalHeaderKey(k)]; set {
 			return Result{}, abi.Errorf(abi.StatusPermissionDenied, "tool %s: header %s is set by the tool's definition; the agent may not send it", t.def.Name, http.CanonicalHeaderKey(k))
 		}

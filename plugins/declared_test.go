@@ -114,6 +114,7 @@ func TestDeclaredHTTPRefusesOutsideItsDefinition(t *testing.T) {
 		"outside base":     {`{"method":"POST","url":"` + srv.URL + `/other/chat.postMessage"}`, abi.StatusPermissionDenied, "not under the tool's base URL"},
 		"both url, path":   {`{"method":"POST","url":"` + srv.URL + `/api/echo","path":"/echo"}`, abi.StatusInvalidArgument, "not both"},
 		"own auth header":  {`{"method":"POST","path":"/echo","headers":{"authorization":"Bearer mine"}}`, abi.StatusPermissionDenied, "set by the tool's definition"},
+		"own traceparent":  {`{"method":"POST","path":"/echo","headers":{"traceparent":"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}}`, abi.StatusPermissionDenied, "trace context"},
 		"unknown param":    {`{"method":"POST","path":"/echo","secret":"x"}`, abi.StatusInvalidArgument, "unknown field"},
 	} {
 		_, err := tool.Invoke(context.Background(), plugins.Call{ID: "c", Params: json.RawMessage(tc.params)})
@@ -212,6 +213,8 @@ func TestParseDefinitionRefuses(t *testing.T) {
 		"user info":                {`{"name":"p","kind":"http","http":{"base_url":"http://u:pw@h","semantics":"unsafe"}}`, plugins.ErrInvalidDefinition, "user info"},
 		"bad prefix":               {`{"name":"p","kind":"http","http":{"base_url":"` + base + `","semantics":"unsafe","path_prefixes":["x/.."]}}`, plugins.ErrInvalidDefinition, "path_prefixes[0]"},
 		"reserved header":          {`{"name":"p","kind":"http","http":{"base_url":"` + base + `","semantics":"unsafe","headers":{"idempotency-key":"k"}}}`, plugins.ErrInvalidDefinition, "set by the host"},
+		"trace header":             {`{"name":"p","kind":"http","http":{"base_url":"` + base + `","semantics":"unsafe","headers":{"traceparent":"k"}}}`, plugins.ErrInvalidDefinition, "set by the host"},
+		"mcp trace header":         {`{"name":"p","kind":"mcp","mcp":{"url":"http://h","headers":{"Tracestate":"k"}}}`, plugins.ErrInvalidDefinition, "set by the host"},
 		"bad format":               {`{"name":"p","kind":"http","http":{"base_url":"` + base + `","semantics":"unsafe","headers":{"A":{"secret":"s","format":"%d"}}}}`, plugins.ErrInvalidDefinition, "exactly one %s"},
 		"bad secret name":          {`{"name":"p","kind":"http","http":{"base_url":"` + base + `","semantics":"unsafe","headers":{"A":{"secret":"../etc"}}}}`, plugins.ErrInvalidDefinition, "secret name"},
 		"header value obj":         {`{"name":"p","kind":"http","http":{"base_url":"` + base + `","semantics":"unsafe","headers":{"A":{"value":"s"}}}}`, plugins.ErrInvalidDefinition, "secret"},

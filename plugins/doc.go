@@ -11,5 +11,7 @@
 // doubt; the tool's part is to honour the idempotency key it is given (Call.ID)
 // and to classify its failures with an abi.Status, because that status decides
 // whether the result is recorded (tool error) or the call is tried again later
-// (transient). The package imports only the standard library and abi.
+// (transient). The package imports only the standard library, abi and the
+// OpenTelemetry propagation API (an HTTP tool's request carries the host's
+// span of the call as its W3C traceparent: SetTraceContext).
 package plugins

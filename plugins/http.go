@@ -102,7 +102,9 @@ func (c HTTPConfig) Validate() error {
 // with the first value of each response header under its canonical name. A
 // body that is not valid UTF-8 is returned in base64 with
 // "body_encoding": "base64", because a JSON string would silently replace its
-// bytes. Every request carries the header Idempotency-Key: <call ID>.
+// bytes. Every request carries the header Idempotency-Key: <call ID> and,
+// when the node traces, the call's traceparent; the guest may not send
+// traceparent or tracestate itself.
 //
 // The allow-list is checked against the URL's host name, not the addresses it
 // resolves to: listing a name trusts its DNS.
@@ -347,6 +349,9 @@ func (t *HTTPTool) parse(params json.RawMessage) (httpParams, *url.URL, error) {
 		}
 		if !validHeaderValue(v) {
 			return p, nil, abi.Errorf(abi.StatusInvalidArgument, "header %q: value has control characters", k)
+		}
+		if err := refuseTraceHeader(t.name, k); err != nil {
+			return p, nil, err
 		}
 	}
 	return p, u, nil

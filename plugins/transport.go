@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/propagation"
+
 	"github.com/orloj/orloj/abi"
 )
 
@@ -86,11 +88,12 @@ func responseError(resp *http.Response, what, detail string) error {
 	return abi.Errorf(abi.StatusToolError, "%s", msg)
 }
 
-// do sends req with client and, when it fails without ever having had a
+// do sends req with client, with the call's trace context, and, when it fails without ever having had a
 // connection (a refused or unreachable dial, a name that does not
 // resolve), wraps the error with ErrNotSent: not a byte of the request can
 // have reached the service.
 func do(client *http.Client, req *http.Request) (*http.Response, error) {
+	SetTraceContext(req)
 	var connected atomic.Bool
 	trace := &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { connected.Store(true) }}
 	resp, err := client.Do(req.WithContext(httptrace.WithClientTrace(req.Context(), trace)))
@@ -117,6 +120,31 @@ func SetIdempotencyKey(req *http.Request, key string, repeatable bool) {
 	delete(req.Header, "Idempotency-Key")
 	req.Header["idempotency-key"] = []string{key}
 	req.GetBody = nil
+}
+
+// traceHeaders are the W3C trace context headers: the node's to set, from
+// the host's span of the call, never the guest's (or a definition's).
+var traceHeaders = map[string]bool{"Traceparent": true, "Tracestate": true}
+
+// refuseTraceHeader refuses a header a guest may not send because the node
+// sets it. Refused rather than silently replaced: the same params get the
+// same answer on every node, traced or not.
+func refuseTraceHeader(tool, name string) error {
+	if !traceHeaders[http.CanonicalHeaderKey(name)] {
+		return nil
+	}
+	return abi.Errorf(abi.StatusPermissionDenied, "tool %s: header %s carries the node's trace context; the agent may not send it", tool, http.CanonicalHeaderKey(name))
+}
+
+// SetTraceContext puts the W3C trace context of the span in req's context
+// (the host's span of the call) on req as traceparent and tracestate,
+// replacing any already there; with no span in the context (tracing off)
+// it sends none. Every tool that speaks HTTP sets it here, after the
+// headers of the guest and of a definition.
+func SetTraceContext(req *http.Request) {
+	delete(req.Header, "Traceparent")
+	delete(req.Header, "Tracestate")
+	propagation.TraceContext{}.Inject(req.Context(), propagation.HeaderCarrier(req.Header))
 }
 
 // notSent is an error that also matches ErrNotSent.

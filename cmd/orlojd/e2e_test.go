@@ -330,12 +330,12 @@ func (n *node) waitLog(s string, timeout time.Duration) {
 	}
 }
 
-// cleanEnv is the environment without ORLOJ_ settings of whoever runs the
-// tests.
+// cleanEnv is the environment without the ORLOJ_ (and OTEL_) settings of
+// whoever runs the tests.
 func cleanEnv() []string {
 	var env []string
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "ORLOJ_") && !strings.HasPrefix(kv, "OPENAI_API_KEY=") {
+		if !strings.HasPrefix(kv, "ORLOJ_") && !strings.HasPrefix(kv, "OPENAI_API_KEY=") && !strings.HasPrefix(kv, "OTEL_") {
 			env = append(env, kv)
 		}
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/orloj/orloj/daemon"
 	"github.com/orloj/orloj/plugins"
 	"github.com/orloj/orloj/plugins/mcp"
+	"github.com/orloj/orloj/telemetry"
 )
 
 // serveConfig is everything `orlojd serve` can be told. Each field is one
@@ -361,6 +362,9 @@ func (c serveConfig) daemonConfig(log hclog.Logger) daemon.Config {
 
 // explainConfigError names where a refused field can be set.
 func (c serveConfig) explainConfigError(err error) error {
+	if errors.Is(err, telemetry.ErrUnsupported) {
+		return usageError{err}
+	}
 	var ce *daemon.ConfigError
 	if !errors.As(err, &ce) {
 		return err

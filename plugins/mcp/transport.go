@@ -114,6 +114,7 @@ func (t keyTransport) roundTrip(req *http.Request) (*http.Response, error) {
 	// re-sent by net/http on its own: the failure comes back here, and the
 	// host decides.
 	plugins.SetIdempotencyKey(r, st.key, !st.unsafe)
+	plugins.SetTraceContext(r)
 	resp, err := t.base.RoundTrip(r)
 	if err == nil && resp.StatusCode == http.StatusNotFound && r.Header.Get("Mcp-Session-Id") != "" {
 		st.unknownSession.Store(true)
