@@ -175,8 +175,13 @@ func guestMemory(mod api.Module) []byte {
 
 // span returns mem[ptr:ptr+n] if that range lies inside mem. The sum is
 // computed in 64 bits, so a length of 0xFFFFFFFF or a ptr+n that would wrap
-// in 32 bits is out of bounds, never a small range.
+// in 32 bits is out of bounds, never a small range. An empty range is valid
+// with any pointer (docs/abi.md): a C guest passes NULL with 0, and there
+// is nothing to read or write.
 func span(mem []byte, ptr, n uint32) ([]byte, bool) {
+	if n == 0 {
+		return mem[:0:0], true
+	}
 	end := uint64(ptr) + uint64(n)
 	if end > uint64(len(mem)) {
 		return nil, false
