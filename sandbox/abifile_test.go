@@ -21,7 +21,7 @@ func TestABIFilesMatchHost(t *testing.T) {
 	t.Parallel()
 	for _, f := range []struct {
 		path, module, doc string
-		keep            func(string) bool
+		keep              func(string) bool
 	}{
 		{"../abi/orloj_v1.wat", abi.ModuleName, "docs/abi.md", func(string) bool { return true }},
 		{"../abi/orloj_tool_v1.wat", abi.ToolModuleName, "docs/plugins.md", func(n string) bool { return slices.Contains(abi.ToolFuncs, n) }},
