@@ -7,7 +7,7 @@ AGENTS    := $(notdir $(wildcard examples/agents/*))
 BENCHSTAT := $(GO) run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
 COUNT     ?= 6
 
-.PHONY: all build agents test test-short bench bench-e2e check demo clean chaos brick
+.PHONY: all build agents guest-agents c-agents rust-agents rust-sdk-test test test-short bench bench-e2e check demo clean chaos brick
 
 all: build agents
 
@@ -27,8 +27,56 @@ $(BIN)/agents/%.wasm: FORCE
 
 FORCE:
 
+# Agents in C and Rust, built with their own toolchains (docs/sdks.md):
+# clang with lld, wasi-libc and the wasm32 compiler-rt builtins for C; a
+# rustc with the wasm32 WASI standard library for Rust. Debian:
+#   apt-get install clang lld wasi-libc libclang-rt-dev-wasm32 rustc libstd-rust-dev-wasm32
+# `make test` builds them; `make agents` and `make demo` need only Go.
+CLANG        ?= clang
+WASI_SYSROOT ?=
+CFLAGS_WASM  ?= -Oz -Wall -Wextra -Werror -Wl,--strip-all
+C_AGENTS     := $(notdir $(wildcard examples/c/*))
+RUST_AGENTS  := $(notdir $(wildcard examples/rust/*))
+
+# RUSTC: the first rustc whose sysroot has a WASI standard library (rustup's
+# rustc, first on PATH, often has none, and Debian's is /usr/bin/rustc). The
+# target is wasm32-wasip1 from Rust 1.78 on, wasm32-wasi before.
+ifeq ($(origin RUSTC),undefined)
+RUSTC := $(shell for r in rustc /usr/bin/rustc; do s=$$($$r --print sysroot 2>/dev/null) || continue; \
+	if [ -d $$s/lib/rustlib/wasm32-wasip1 ] || [ -d $$s/lib/rustlib/wasm32-wasi ]; then echo $$r; break; fi; done)
+endif
+RUST_TARGET ?= $(shell s=$$($(RUSTC) --print sysroot 2>/dev/null); \
+	if [ -d $$s/lib/rustlib/wasm32-wasip1 ]; then echo wasm32-wasip1; else echo wasm32-wasi; fi)
+# -reference-types: Rust 1.82 and later (LLVM 19) turn reference types on by
+# default; Orloj's sandbox refuses them (docs/abi.md, section 1).
+RUSTFLAGS_WASM ?= -C opt-level=s -C target-feature=-reference-types -C strip=symbols -C lto -C codegen-units=1
+
+guest-agents: c-agents rust-agents
+
+c-agents: $(C_AGENTS:%=$(BIN)/agents-c/%.wasm)
+
+$(BIN)/agents-c/%.wasm: FORCE
+	@mkdir -p $(BIN)/agents-c
+	$(CLANG) --target=wasm32-wasi $(if $(WASI_SYSROOT),--sysroot=$(WASI_SYSROOT)) $(CFLAGS_WASM) -I sdk/c -o $@ examples/c/$*/*.c
+
+rust-agents: $(RUST_AGENTS:%=$(BIN)/agents-rust/%.wasm)
+
+$(BIN)/agents-rust/liborloj.rlib: FORCE
+	@test -n "$(RUSTC)" || { echo "no rustc with a wasm32 WASI standard library: apt-get install rustc libstd-rust-dev-wasm32, or rustup target add wasm32-wasip1" >&2; exit 1; }
+	@mkdir -p $(BIN)/agents-rust
+	$(RUSTC) --edition 2021 --crate-type rlib --crate-name orloj --target $(RUST_TARGET) $(RUSTFLAGS_WASM) -o $@ sdk/rust/src/lib.rs
+
+$(BIN)/agents-rust/%.wasm: $(BIN)/agents-rust/liborloj.rlib FORCE
+	$(RUSTC) --edition 2021 --target $(RUST_TARGET) $(RUSTFLAGS_WASM) --extern orloj=$< -o $@ examples/rust/$*/main.rs
+
+# The Rust SDK's unit tests, natively (no cargo needed).
+rust-sdk-test: FORCE
+	@mkdir -p $(BIN)
+	$(RUSTC) --edition 2021 --test --crate-name orloj -o $(BIN)/orloj-sdk-test sdk/rust/src/lib.rs
+	$(BIN)/orloj-sdk-test
+
 # The whole suite under the race detector. Fuzz targets run their seed corpus.
-test: build agents
+test: build agents guest-agents rust-sdk-test
 	$(GO) vet ./...
 	GOOS=wasip1 GOARCH=wasm $(GO) vet ./sdk/... ./examples/...
 	$(GO) test -race -timeout 20m ./...
