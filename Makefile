@@ -53,18 +53,28 @@ RUSTFLAGS_WASM ?= -C opt-level=s -C target-feature=-reference-types -C strip=sym
 
 guest-agents: c-agents rust-agents
 
-c-agents: $(C_AGENTS:%=$(BIN)/agents-c/%.wasm)
+# Each agent is also built with an 8-byte first buffer (NAME-tinybuf.wasm),
+# so that every answer takes the buffer_too_small → response path; the e2e
+# tests run both.
+c-agents: $(C_AGENTS:%=$(BIN)/agents-c/%.wasm) $(C_AGENTS:%=$(BIN)/agents-c/%-tinybuf.wasm)
+
+$(BIN)/agents-c/%-tinybuf.wasm: FORCE
+	@mkdir -p $(BIN)/agents-c
+	$(CLANG) --target=wasm32-wasi $(if $(WASI_SYSROOT),--sysroot=$(WASI_SYSROOT)) $(CFLAGS_WASM) -DORLOJ_FIRST_BUFFER=8 -I sdk/c -o $@ examples/c/$*/*.c
 
 $(BIN)/agents-c/%.wasm: FORCE
 	@mkdir -p $(BIN)/agents-c
 	$(CLANG) --target=wasm32-wasi $(if $(WASI_SYSROOT),--sysroot=$(WASI_SYSROOT)) $(CFLAGS_WASM) -I sdk/c -o $@ examples/c/$*/*.c
 
-rust-agents: $(RUST_AGENTS:%=$(BIN)/agents-rust/%.wasm)
+rust-agents: $(RUST_AGENTS:%=$(BIN)/agents-rust/%.wasm) $(RUST_AGENTS:%=$(BIN)/agents-rust/%-tinybuf.wasm)
 
-$(BIN)/agents-rust/liborloj.rlib: FORCE
+$(BIN)/agents-rust/liborloj.rlib $(BIN)/agents-rust/tinybuf/liborloj.rlib: FORCE
 	@test -n "$(RUSTC)" || { echo "no rustc with a wasm32 WASI standard library: apt-get install rustc libstd-rust-dev-wasm32, or rustup target add wasm32-wasip1" >&2; exit 1; }
-	@mkdir -p $(BIN)/agents-rust
-	$(RUSTC) --edition 2021 --crate-type rlib --crate-name orloj --target $(RUST_TARGET) $(RUSTFLAGS_WASM) -o $@ sdk/rust/src/lib.rs
+	@mkdir -p $(@D)
+	$(if $(findstring tinybuf,$@),ORLOJ_FIRST_BUFFER=8) $(RUSTC) --edition 2021 --crate-type rlib --crate-name orloj --target $(RUST_TARGET) $(RUSTFLAGS_WASM) -o $@ sdk/rust/src/lib.rs
+
+$(BIN)/agents-rust/%-tinybuf.wasm: $(BIN)/agents-rust/tinybuf/liborloj.rlib FORCE
+	$(RUSTC) --edition 2021 --target $(RUST_TARGET) $(RUSTFLAGS_WASM) --extern orloj=$< -o $@ examples/rust/$*/main.rs
 
 $(BIN)/agents-rust/%.wasm: $(BIN)/agents-rust/liborloj.rlib FORCE
 	$(RUSTC) --edition 2021 --target $(RUST_TARGET) $(RUSTFLAGS_WASM) --extern orloj=$< -o $@ examples/rust/$*/main.rs

@@ -38,13 +38,19 @@ func guestAgent(t *testing.T, lang, name string) string {
 // twice, so the task takes three attempts; OCR and the model are invoked
 // once each and replayed after; the notification each attempt emits is
 // delivered once, after the task succeeded; and a document without a date
-// dead-letters as permanent, naming the problem.
+// dead-letters as permanent, naming the problem. The tinybuf builds offer
+// the host an 8-byte buffer first, which no answer fits: they pass only if
+// the SDK's buffer_too_small → response path returns every body, and every
+// status, intact.
 func TestGuestSDKDocpipeline(t *testing.T) {
 	t.Parallel()
-	for _, lang := range []string{"c", "rust"} {
-		t.Run(lang, func(t *testing.T) {
+	for _, tc := range []struct{ lang, build string }{
+		{"c", "docpipeline"}, {"c", "docpipeline-tinybuf"}, {"rust", "docpipeline"}, {"rust", "docpipeline-tinybuf"},
+	} {
+		lang := tc.lang
+		t.Run(lang+"/"+tc.build, func(t *testing.T) {
 			t.Parallel()
-			wasm := guestAgent(t, lang, "docpipeline")
+			wasm := guestAgent(t, lang, tc.build)
 			s := startStandins(t)
 			notify := startStub(t, func(w http.ResponseWriter, r *http.Request, body []byte) {
 				var note struct{ Text string }

@@ -224,8 +224,25 @@ mod sys {
 }
 
 /// The first buffer offered for a response. Most bodies fit; a larger one
-/// costs one more host call (`response`), never a second tool call.
-const FIRST_BUFFER: usize = 4096;
+/// costs one more host call (`response`), never a second tool call. Building
+/// the crate with ORLOJ_FIRST_BUFFER=N in the environment changes it (a tiny
+/// one makes every answer take the `response` path, which tests use).
+const FIRST_BUFFER: usize = match option_env!("ORLOJ_FIRST_BUFFER") {
+    Some(n) => parse_usize(n),
+    None => 4096,
+};
+
+const fn parse_usize(s: &str) -> usize {
+    let b = s.as_bytes();
+    let mut i = 0;
+    let mut n = 0;
+    while i < b.len() {
+        assert!(b[i].is_ascii_digit(), "ORLOJ_FIRST_BUFFER is not a number");
+        n = n * 10 + (b[i] - b'0') as usize;
+        i += 1;
+    }
+    n
+}
 
 /// Calls a host function that writes a body into (buf, cap, len_ptr) and
 /// does the buffer_too_small dance: when the body does not fit, the host
