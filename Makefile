@@ -91,7 +91,7 @@ test: build agents guest-agents rust-sdk-test
 	GOOS=wasip1 GOARCH=wasm $(GO) vet ./sdk/... ./examples/...
 	$(GO) test -race -timeout 20m ./...
 
-bench: build agents
+bench: build agents guest-agents
 	@mkdir -p $(BIN)
 	$(GO) test -run '^$$' -bench . -benchmem -count $(COUNT) -timeout 60m ./... | tee $(BIN)/bench.txt
 	$(BENCHSTAT) $(BIN)/bench.txt
