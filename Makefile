@@ -7,7 +7,7 @@ AGENTS    := $(notdir $(wildcard examples/agents/*))
 BENCHSTAT := $(GO) run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
 COUNT     ?= 6
 
-.PHONY: all build agents guest-agents c-agents rust-agents rust-sdk-test test test-short bench bench-e2e check demo clean chaos brick
+.PHONY: all build agents guest-agents c-agents rust-agents as-agents rust-sdk-test test test-short bench bench-e2e check demo clean chaos brick
 
 all: build agents
 
@@ -27,10 +27,11 @@ $(BIN)/agents/%.wasm: FORCE
 
 FORCE:
 
-# Agents in C and Rust, built with their own toolchains (docs/sdks.md):
-# clang with lld, wasi-libc and the wasm32 compiler-rt builtins for C; a
-# rustc with the wasm32 WASI standard library for Rust. Debian:
-#   apt-get install clang lld wasi-libc libclang-rt-dev-wasm32 rustc libstd-rust-dev-wasm32
+# Agents in C, Rust and AssemblyScript, built with their own toolchains
+# (docs/sdks.md): clang with lld, wasi-libc and the wasm32 compiler-rt
+# builtins for C; a rustc with the wasm32 WASI standard library for Rust;
+# node and npm for AssemblyScript. Debian:
+#   apt-get install clang lld wasi-libc libclang-rt-dev-wasm32 rustc libstd-rust-dev-wasm32 npm
 # `make test` builds them; `make agents` and `make demo` need only Go.
 CLANG        ?= clang
 WASI_SYSROOT ?=
@@ -51,7 +52,7 @@ RUST_TARGET ?= $(shell s=$$($(RUSTC) --print sysroot 2>/dev/null); \
 # default; Orloj's sandbox refuses them (docs/abi.md, section 1).
 RUSTFLAGS_WASM ?= -C opt-level=s -C target-feature=-reference-types -C strip=symbols -C lto -C codegen-units=1
 
-guest-agents: c-agents rust-agents
+guest-agents: c-agents rust-agents as-agents
 
 # Each agent is also built with an 8-byte first buffer (NAME-tinybuf.wasm),
 # so that every answer takes the buffer_too_small → response path; the e2e
@@ -78,6 +79,25 @@ $(BIN)/agents-rust/%-tinybuf.wasm: $(BIN)/agents-rust/tinybuf/liborloj.rlib FORC
 
 $(BIN)/agents-rust/%.wasm: $(BIN)/agents-rust/liborloj.rlib FORCE
 	$(RUSTC) --edition 2021 --target $(RUST_TARGET) $(RUSTFLAGS_WASM) --extern orloj=$< -o $@ examples/rust/$*/main.rs
+
+# AssemblyScript: the compiler is the npm package assemblyscript, pinned in
+# sdk/assemblyscript/package-lock.json (needs node and npm).
+AS_AGENTS := $(notdir $(wildcard examples/assemblyscript/*))
+ASC       := sdk/assemblyscript/node_modules/.bin/asc
+
+as-agents: $(AS_AGENTS:%=$(BIN)/agents-assemblyscript/%.wasm) $(AS_AGENTS:%=$(BIN)/agents-assemblyscript/%-tinybuf.wasm)
+
+$(ASC): sdk/assemblyscript/package.json sdk/assemblyscript/package-lock.json
+	cd sdk/assemblyscript && npm ci --no-audit --no-fund
+	@touch $@
+
+$(BIN)/agents-assemblyscript/%-tinybuf.wasm: $(ASC) FORCE
+	@mkdir -p $(BIN)/agents-assemblyscript
+	$(ASC) examples/assemblyscript/$*/main.ts --config sdk/assemblyscript/asconfig.json --use ORLOJ_FIRST_BUFFER=8 -o $@
+
+$(BIN)/agents-assemblyscript/%.wasm: $(ASC) FORCE
+	@mkdir -p $(BIN)/agents-assemblyscript
+	$(ASC) examples/assemblyscript/$*/main.ts --config sdk/assemblyscript/asconfig.json -o $@
 
 # The Rust SDK's unit tests, natively (no cargo needed).
 rust-sdk-test: FORCE

@@ -12,7 +12,8 @@ import (
 )
 
 // The guest SDKs' example agents are built by `make guest-agents` (clang and
-// wasi-libc for C, rustc with the wasm32 target for Rust), not by TestMain,
+// wasi-libc for C, rustc with the wasm32 target for Rust, npm for
+// AssemblyScript's compiler), not by TestMain,
 // which needs only Go. CI installs the toolchains, so a missing module fails
 // the test; ORLOJ_SKIP_GUEST_SDKS=1 skips these tests on a machine without
 // them.
@@ -27,18 +28,18 @@ func guestAgent(t *testing.T, lang, name string) string {
 	}
 	if _, err := os.Stat(p); err != nil {
 		t.Fatalf("the %s example agent is missing (%v): run `make guest-agents` in the repository root "+
-			"(needs clang, lld, wasi-libc, libclang-rt-dev-wasm32 and rustc with the wasm32-wasi target; see docs/sdks.md), "+
+			"(needs clang, lld, wasi-libc, libclang-rt-dev-wasm32, rustc with the wasm32-wasi target, and npm; see docs/sdks.md), "+
 			"or set ORLOJ_SKIP_GUEST_SDKS=1 to skip", lang, err)
 	}
 	return p
 }
 
-// TestGuestSDKDocpipeline runs the C and the Rust docpipeline agents through
-// the Go docpipeline's scenario on a started node: the records service fails
-// twice, so the task takes three attempts; OCR and the model are invoked
-// once each and replayed after; the notification each attempt emits is
-// delivered once, after the task succeeded; and a document without a date
-// dead-letters as permanent, naming the problem. The tinybuf builds offer
+// TestGuestSDKDocpipeline runs the C, Rust and AssemblyScript docpipeline
+// agents through the Go docpipeline's scenario on a started node: the
+// records service fails twice, so the task takes three attempts; OCR and the
+// model are invoked once each and replayed after; the notification each
+// attempt emits is delivered once, after the task succeeded; and a document
+// without a date dead-letters as permanent, naming the problem. The tinybuf builds offer
 // the host an 8-byte buffer first, which no answer fits: they pass only if
 // the SDK's buffer_too_small → response path returns every body, and every
 // status, intact.
@@ -46,6 +47,7 @@ func TestGuestSDKDocpipeline(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct{ lang, build string }{
 		{"c", "docpipeline"}, {"c", "docpipeline-tinybuf"}, {"rust", "docpipeline"}, {"rust", "docpipeline-tinybuf"},
+		{"assemblyscript", "docpipeline"}, {"assemblyscript", "docpipeline-tinybuf"},
 	} {
 		lang := tc.lang
 		t.Run(lang+"/"+tc.build, func(t *testing.T) {
