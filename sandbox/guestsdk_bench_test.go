@@ -54,10 +54,10 @@ func guestSDKModule(b *testing.B, lang string) []byte {
 
 // BenchmarkDocpipelineByLanguage runs one whole successful attempt of the
 // docpipeline agent (input, six tool calls against instant in-memory tools,
-// four log lines, the output) for the Go example, as a command and as a
-// reactor, and for the C and Rust SDKs' examples (commands). ns/op is what
-// the sandbox and the guest cost per attempt, with no ledger, Raft or
-// network; module-bytes is the module's size.
+// six log lines, the output) for the Go example, as a command and as a
+// reactor, and for the C, Rust and AssemblyScript SDKs' examples (commands).
+// ns/op is what the sandbox and the guest cost per attempt, with no ledger,
+// Raft or network; module-bytes is the module's size.
 func BenchmarkDocpipelineByLanguage(b *testing.B) {
 	in := []byte(`{"document":"http://blobs/blobs/invoice-1.txt","ocr_url":"http://ocr/ocr","records_url":"http://records/records"}`)
 	for _, c := range []struct {
@@ -72,6 +72,7 @@ func BenchmarkDocpipelineByLanguage(b *testing.B) {
 		}},
 		{"c", func(b *testing.B) []byte { return guestSDKModule(b, "c") }},
 		{"rust", func(b *testing.B) []byte { return guestSDKModule(b, "rust") }},
+		{"assemblyscript", func(b *testing.B) []byte { return guestSDKModule(b, "assemblyscript") }},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			wasm := c.wasm(b)
