@@ -20,7 +20,7 @@ import (
 func guestAgent(t *testing.T, lang, name string) string {
 	t.Helper()
 	if os.Getenv("ORLOJ_SKIP_GUEST_SDKS") == "1" {
-		t.Skip("ORLOJ_SKIP_GUEST_SDKS=1: the C and Rust example agents are not tested")
+		t.Skip("ORLOJ_SKIP_GUEST_SDKS=1: the C, Rust and AssemblyScript example agents are not tested")
 	}
 	p, err := filepath.Abs(filepath.Join("..", "..", "bin", "agents-"+lang, name+".wasm"))
 	if err != nil {
