@@ -114,6 +114,14 @@ func TestGuestSDKDocpipeline(t *testing.T) {
 					}
 				}
 				if len(fx) == 1 && fx[0] == "effect_dispatched http " {
+					// The guest's log lines are in the journal too.
+					var logged bool
+					for _, e := range events {
+						logged = logged || strings.Contains(e.Message, "6/6 record: records service answered 201")
+					}
+					if !logged {
+						t.Fatalf("no journal line from the guest's log: %+v", events)
+					}
 					break
 				}
 				if len(fx) > 0 || time.Now().After(deadline) {
