@@ -7,7 +7,7 @@ AGENTS    := $(notdir $(wildcard examples/agents/*))
 BENCHSTAT := $(GO) run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
 COUNT     ?= 6
 
-.PHONY: all build agents test test-short bench bench-e2e check demo clean chaos brick
+.PHONY: all build agents guest-agents c-agents rust-agents as-agents rust-sdk-test test test-short bench bench-e2e check demo clean chaos brick
 
 all: build agents
 
@@ -27,13 +27,91 @@ $(BIN)/agents/%.wasm: FORCE
 
 FORCE:
 
+# Agents in C, Rust and AssemblyScript, built with their own toolchains
+# (docs/sdks.md): clang with lld, wasi-libc and the wasm32 compiler-rt
+# builtins for C; a rustc with the wasm32 WASI standard library for Rust;
+# node and npm for AssemblyScript. Debian:
+#   apt-get install clang lld wasi-libc libclang-rt-dev-wasm32 rustc libstd-rust-dev-wasm32 npm
+# `make test` builds them; `make agents` and `make demo` need only Go.
+CLANG        ?= clang
+WASI_SYSROOT ?=
+CFLAGS_WASM  ?= -Oz -Wall -Wextra -Werror -Wl,--strip-all
+C_AGENTS     := $(notdir $(wildcard examples/c/*))
+RUST_AGENTS  := $(notdir $(wildcard examples/rust/*))
+
+# RUSTC: the first rustc whose sysroot has a WASI standard library (rustup's
+# rustc, first on PATH, often has none, and Debian's is /usr/bin/rustc). The
+# target is wasm32-wasip1 from Rust 1.78 on, wasm32-wasi before.
+ifeq ($(origin RUSTC),undefined)
+RUSTC := $(shell for r in rustc /usr/bin/rustc; do s=$$($$r --print sysroot 2>/dev/null) || continue; \
+	if [ -d $$s/lib/rustlib/wasm32-wasip1 ] || [ -d $$s/lib/rustlib/wasm32-wasi ]; then echo $$r; break; fi; done)
+endif
+RUST_TARGET ?= $(shell s=$$($(RUSTC) --print sysroot 2>/dev/null); \
+	if [ -d $$s/lib/rustlib/wasm32-wasip1 ]; then echo wasm32-wasip1; else echo wasm32-wasi; fi)
+# -reference-types: Rust 1.82 and later (LLVM 19) turn reference types on by
+# default; Orloj's sandbox refuses them (docs/abi.md, section 1).
+RUSTFLAGS_WASM ?= -C opt-level=s -C target-feature=-reference-types -C strip=symbols -C lto -C codegen-units=1
+
+guest-agents: c-agents rust-agents as-agents
+
+# Each agent is also built with an 8-byte first buffer (NAME-tinybuf.wasm),
+# so that every answer takes the buffer_too_small → response path; the e2e
+# tests run both.
+c-agents: $(C_AGENTS:%=$(BIN)/agents-c/%.wasm) $(C_AGENTS:%=$(BIN)/agents-c/%-tinybuf.wasm)
+
+$(BIN)/agents-c/%-tinybuf.wasm: FORCE
+	@mkdir -p $(BIN)/agents-c
+	$(CLANG) --target=wasm32-wasi $(if $(WASI_SYSROOT),--sysroot=$(WASI_SYSROOT)) $(CFLAGS_WASM) -DORLOJ_FIRST_BUFFER=8 -I sdk/c -o $@ examples/c/$*/*.c
+
+$(BIN)/agents-c/%.wasm: FORCE
+	@mkdir -p $(BIN)/agents-c
+	$(CLANG) --target=wasm32-wasi $(if $(WASI_SYSROOT),--sysroot=$(WASI_SYSROOT)) $(CFLAGS_WASM) -I sdk/c -o $@ examples/c/$*/*.c
+
+rust-agents: $(RUST_AGENTS:%=$(BIN)/agents-rust/%.wasm) $(RUST_AGENTS:%=$(BIN)/agents-rust/%-tinybuf.wasm)
+
+$(BIN)/agents-rust/liborloj.rlib $(BIN)/agents-rust/tinybuf/liborloj.rlib: FORCE
+	@test -n "$(RUSTC)" || { echo "no rustc with a wasm32 WASI standard library: apt-get install rustc libstd-rust-dev-wasm32, or rustup target add wasm32-wasip1" >&2; exit 1; }
+	@mkdir -p $(@D)
+	$(if $(findstring tinybuf,$@),ORLOJ_FIRST_BUFFER=8) $(RUSTC) --edition 2021 --crate-type rlib --crate-name orloj --target $(RUST_TARGET) $(RUSTFLAGS_WASM) -o $@ sdk/rust/src/lib.rs
+
+$(BIN)/agents-rust/%-tinybuf.wasm: $(BIN)/agents-rust/tinybuf/liborloj.rlib FORCE
+	$(RUSTC) --edition 2021 --target $(RUST_TARGET) $(RUSTFLAGS_WASM) --extern orloj=$< -o $@ examples/rust/$*/main.rs
+
+$(BIN)/agents-rust/%.wasm: $(BIN)/agents-rust/liborloj.rlib FORCE
+	$(RUSTC) --edition 2021 --target $(RUST_TARGET) $(RUSTFLAGS_WASM) --extern orloj=$< -o $@ examples/rust/$*/main.rs
+
+# AssemblyScript: the compiler is the npm package assemblyscript, pinned in
+# sdk/assemblyscript/package-lock.json (needs node and npm).
+AS_AGENTS := $(notdir $(wildcard examples/assemblyscript/*))
+ASC       := sdk/assemblyscript/node_modules/.bin/asc
+
+as-agents: $(AS_AGENTS:%=$(BIN)/agents-assemblyscript/%.wasm) $(AS_AGENTS:%=$(BIN)/agents-assemblyscript/%-tinybuf.wasm)
+
+$(ASC): sdk/assemblyscript/package.json sdk/assemblyscript/package-lock.json
+	cd sdk/assemblyscript && npm ci --no-audit --no-fund
+	@touch $@
+
+$(BIN)/agents-assemblyscript/%-tinybuf.wasm: $(ASC) FORCE
+	@mkdir -p $(BIN)/agents-assemblyscript
+	$(ASC) examples/assemblyscript/$*/main.ts --config sdk/assemblyscript/asconfig.json --use ORLOJ_FIRST_BUFFER=8 -o $@
+
+$(BIN)/agents-assemblyscript/%.wasm: $(ASC) FORCE
+	@mkdir -p $(BIN)/agents-assemblyscript
+	$(ASC) examples/assemblyscript/$*/main.ts --config sdk/assemblyscript/asconfig.json -o $@
+
+# The Rust SDK's unit tests, natively (no cargo needed).
+rust-sdk-test: FORCE
+	@mkdir -p $(BIN)
+	$(RUSTC) --edition 2021 --test --crate-name orloj -o $(BIN)/orloj-sdk-test sdk/rust/src/lib.rs
+	$(BIN)/orloj-sdk-test
+
 # The whole suite under the race detector. Fuzz targets run their seed corpus.
-test: build agents
+test: build agents guest-agents rust-sdk-test
 	$(GO) vet ./...
 	GOOS=wasip1 GOARCH=wasm $(GO) vet ./sdk/... ./examples/...
 	$(GO) test -race -timeout 20m ./...
 
-bench: build agents
+bench: build agents guest-agents
 	@mkdir -p $(BIN)
 	$(GO) test -run '^$$' -bench . -benchmem -count $(COUNT) -timeout 60m ./... | tee $(BIN)/bench.txt
 	$(BENCHSTAT) $(BIN)/bench.txt
