@@ -537,3 +537,34 @@ func (discardSink) Write(p []byte) (int, error) { return len(p), nil }
 func (discardSink) ID() string                  { return "discard" }
 func (discardSink) Cancel() error               { return nil }
 func (discardSink) Close() error                { return nil }
+
+// BenchmarkTaskCounts: counting tasks by state after many have finished,
+// from the running counts and, for comparison in the same run, by decoding
+// every task record as the counts endpoint and the metrics gauges did.
+func BenchmarkTaskCounts(b *testing.B) {
+	for _, done := range []int{2000, 20000} {
+		h := newHarness(b)
+		h.agent("doc", "v1", "m")
+		for i := 0; i < done; i++ {
+			id := fmt.Sprintf("old-%d", i)
+			h.submit(id, RetryPolicy{}, int64(i))
+			c := h.claim(int64(i))
+			h.ok(&CompleteTask{TaskID: id, Token: c.Lease.Token, Output: []byte("1"), Now: int64(i)})
+		}
+		b.Run(fmt.Sprintf("finished=%d/running", done), func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				if got := h.fsm.TaskCounts("")[StateSucceeded]; got != done {
+					b.Fatalf("succeeded = %d, want %d", got, done)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("finished=%d/scan", done), func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				ts, err := h.fsm.Tasks(TaskFilter{})
+				if err != nil || len(ts) != done {
+					b.Fatalf("%d tasks, %v", len(ts), err)
+				}
+			}
+		})
+	}
+}

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -65,6 +67,22 @@ func indexesAgree(t testing.TB, f *FSM) {
 			t.Fatalf("index drift in %s: %v vs Badger %v", x.prefix, x.all(), y.all())
 		}
 	}
+	if got, want := countsOf(&f.idx.counts), countsOf(&fresh.counts); !reflect.DeepEqual(got, want) {
+		t.Fatalf("task counts drift: %v vs Badger %v", got, want)
+	}
+}
+
+// countsOf is a copy of c's counts by agent, empty maps left out.
+func countsOf(c *taskCounts) map[string]map[TaskState]int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	out := map[string]map[TaskState]int{}
+	for a, m := range c.byAgent {
+		if len(m) > 0 {
+			out[a] = maps.Clone(m)
+		}
+	}
+	return out
 }
 
 // hugeCompletion passes every check a proposer can make (its encoding is

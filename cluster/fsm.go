@@ -343,8 +343,11 @@ type tx struct {
 	// the state each task was last seen in by this transaction, and the
 	// state changes its entries made (feed.go). index is the current
 	// entry's Raft index, entryChanges the changes it made so far.
-	states       map[string]TaskState
-	changes      []StateChange
+	states  map[string]TaskState
+	changes []StateChange
+	// head, set by put for the putRaw it makes, is the task record's head
+	// when put was handed a Task: countWrite need not decode it again.
+	head         *taskHead
 	index        uint64
 	entryChanges int
 }
@@ -423,6 +426,7 @@ func (t *tx) putRaw(key, val []byte) {
 	if t.err != nil || !t.charge(len(key)+len(val)+writeOverhead) {
 		return
 	}
+	t.countWrite(key, val)
 	if err := t.txn.Set(key, val); err != nil {
 		t.refuse(fmt.Errorf("%w: write %.40q: %w", ErrTooLarge, key, err))
 		return
@@ -440,7 +444,9 @@ func (t *tx) put(key []byte, v any) {
 		t.refuse(fmt.Errorf("%w: encode %.40q: %w", ErrInvalidCmd, key, err))
 		return
 	}
+	t.head = headOf(v)
 	t.putRaw(key, b)
+	t.head = nil
 	if t.err == nil && t.states != nil && len(key) > 2 && key[0] == 't' && key[1] == '/' {
 		t.wroteTask(v)
 	}
@@ -450,6 +456,7 @@ func (t *tx) del(key []byte) {
 	if t.err != nil || !t.charge(len(key)+writeOverhead) {
 		return
 	}
+	t.countWrite(key, nil)
 	if err := t.txn.Delete(key); err != nil {
 		t.refuse(fmt.Errorf("%w: delete %.40q: %w", ErrTooLarge, key, err))
 		return

@@ -119,6 +119,8 @@ type indexes struct {
 	// wakes: wk/ waiting tasks with a wake time or deadline, by that time;
 	// the leader reads its head to wake what is due.
 	wakes keyIndex
+	// counts: t/ records by agent and state (counts.go).
+	counts taskCounts
 }
 
 func newIndexes() *indexes {
@@ -144,7 +146,7 @@ func (ix *indexes) rebuild(db *badger.DB) error {
 			return err
 		}
 	}
-	return nil
+	return ix.counts.rebuild(db)
 }
 
 // written keeps the mirrors in step with a write of val to key (del: a

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -100,6 +101,18 @@ func TestCompactTasks(t *testing.T) {
 	res = h.ok(&CompactTasks{IDs: []string{"pending-effect"}, Before: 20 * sec, Now: 43 * sec}).(CompactResult)
 	if fmt.Sprint(res.Compacted) != "[pending-effect]" || !h.gone("pending-effect") {
 		t.Fatalf("after the effect: %+v", res)
+	}
+	// The running counts followed every change, deletions included.
+	indexesAgree(t, h.fsm)
+	want := map[TaskState]int{StateDeadLetter: 1, StateRunning: 1, StateCancelled: 1, StateQueued: 1}
+	if got := h.fsm.TaskCounts(""); !maps.Equal(got, want) {
+		t.Errorf("TaskCounts = %v, want %v", got, want)
+	}
+	if got := h.fsm.TaskCounts("doc"); !maps.Equal(got, want) {
+		t.Errorf("TaskCounts(doc) = %v, want %v", got, want)
+	}
+	if got := h.fsm.TaskCounts("other"); len(got) != 0 {
+		t.Errorf("TaskCounts(other) = %v, want none", got)
 	}
 }
 

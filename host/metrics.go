@@ -448,20 +448,10 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	if f == nil {
 		return
 	}
-	// A full scan decodes every task; fine for scrape intervals and the
-	// table sizes Orloj keeps today. A per-state count index would make it
-	// O(states) if it ever shows in profiles.
-	tasks, err := f.Tasks(cluster.TaskFilter{})
-	if err != nil {
-		ch <- prometheus.NewInvalidMetric(tasksDesc, err)
-		return
-	}
-	states := cluster.TaskStates()
-	counts := make(map[cluster.TaskState]int, len(states))
-	for i := range tasks {
-		counts[tasks[i].State]++
-	}
-	for _, s := range states {
+	// The FSM keeps the counts as it applies: a scrape costs O(states),
+	// however many finished tasks the node keeps.
+	counts := f.TaskCounts("")
+	for _, s := range cluster.TaskStates() {
 		ch <- prometheus.MustNewConstMetric(tasksDesc, prometheus.GaugeValue, float64(counts[s]), string(s))
 	}
 	ch <- prometheus.MustNewConstMetric(dlqDesc, prometheus.GaugeValue, float64(counts[cluster.StateDeadLetter]))
