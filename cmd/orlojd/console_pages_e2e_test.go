@@ -134,11 +134,14 @@ func TestConsolePages(t *testing.T) {
 			t.Fatalf("%d charges after one approval", posts.Load())
 		}
 
-		id2 := strings.TrimSpace(n.ok("task", "submit", "approver", "--input", fmt.Sprintf(`{"url":%q}`, svc.URL), "--max-attempts", "1"))
+		// A call whose parameters hold 10,000 characters without a space.
+		long := svc.URL + "/" + strings.Repeat("x", 10_000)
+		id2 := strings.TrimSpace(n.ok("task", "submit", "approver", "--input", fmt.Sprintf(`{"url":%q}`, long), "--max-attempts", "1"))
 		a2 := awaitApproval(t, n, id2)
 		key2 := strings.Map(keepAlnum, a2.ID)
 		card2 := fmt.Sprintf(`document.querySelector('section[data-approval=%q]')`, a2.ID)
-		run(t, ctx, "deny without a reason", until("!!"+card2), press("deny-"+key2),
+		run(t, ctx, "deny without a reason", until("!!"+card2), until(card2+`.textContent.includes("xxxxxxxxxx")`), until(noOverflow),
+			press("deny-"+key2),
 			until(`document.getElementById("notice").textContent.includes("reason")`),
 			until(`document.activeElement?.id === "reason-`+key2+`"`))
 		run(t, ctx, "deny with one", chromedp.SendKeys(chromedp.ID("reason-"+key2), "not this customer"),
@@ -168,7 +171,8 @@ func TestConsolePages(t *testing.T) {
 			chromedp.SendKeys(chromedp.ID("bulk-reason"), "the host was never allowed"),
 			press("bulk-discard"),
 			until(`document.getElementById("bulk-q")?.textContent.startsWith("Discard 2 dead letters (agent failer, every class)")`),
-			until(`document.activeElement?.id === "bulk-confirm"`), until(noOverflow))
+			until(`document.activeElement?.id === "bulk-confirm"`), until(noOverflow),
+			until(`document.querySelector(".confirm").textContent === "Discard 2 dead letters (agent failer, every class), because: the host was never allowedDiscard 2Cancel"`))
 		screenshot(t, ctx, "dlq-bulk")
 		run(t, ctx, "confirm", press("bulk-confirm"),
 			until(`document.querySelectorAll(".results li.ok").length === 2`),

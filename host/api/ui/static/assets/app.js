@@ -241,6 +241,10 @@ async function taskPage(id) {
   };
   stream("task=" + encodeURIComponent(id), debounce(() => load().catch((e) => notify(e.message)), 150), load);
   await load();
+  // The page is built after it loads, so a link to a part of it (the DLQ's
+  // "resolve" link) is followed here.
+  const target = location.hash && document.getElementById(decodeURIComponent(location.hash.slice(1)));
+  if (target) target.scrollIntoView();
 }
 
 async function taskView(t, calls, events, reload) {
@@ -464,10 +468,10 @@ function bulkBar(agentName, klass, entries) {
     const on = verb === "retry" ? (versions.value ? " on " + agentName + "@" + versions.value : " on each entry's agent version") : "";
     const yes = h("button", { type: "button", id: "bulk-confirm", class: verb === "discard" ? "danger" : null }, (verb === "retry" ? "Retry " : "Discard ") + ids.length);
     const no = h("button", { type: "button", class: "secondary", id: "bulk-cancel" }, "Cancel");
-    confirmBox.replaceChildren(h("p", { id: "bulk-q" }, (verb === "retry" ? "Retry " : "Discard ") + ids.length + " dead letter" + (ids.length === 1 ? "" : "s") +
+    confirmBox.replaceChildren(...[h("p", { id: "bulk-q" }, (verb === "retry" ? "Retry " : "Discard ") + ids.length + " dead letter" + (ids.length === 1 ? "" : "s") +
       " (" + what + ")" + on + (verb === "discard" ? ", because: " : "?")), verb === "discard" ? h("p", { class: "clip" }, reason.value) : null,
       entries().length > BULK_MAX ? h("p", { class: "hint" }, "The first " + BULK_MAX + " of " + entries().length + "; run it again for the rest.") : null,
-      h("div", { class: "actions" }, yes, no));
+      h("div", { class: "actions" }, yes, no)].filter(Boolean));
     confirmBox.hidden = false;
     yes.focus();
     no.addEventListener("click", () => { confirmBox.hidden = true; confirmBox.replaceChildren(); });
