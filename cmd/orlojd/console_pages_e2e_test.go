@@ -165,7 +165,31 @@ func TestConsolePages(t *testing.T) {
 			ids = append(ids, id)
 		}
 		run(t, ctx, "the two dead letters of failer", chromedp.Navigate(base+"/ui/dlq?agent=failer"),
-			until(`document.getElementById("bulk-count")?.dataset.count === "2"`),
+			until(`document.getElementById("bulk-count")?.dataset.count === "2"`))
+		// Retry both: asked, cancelled with Escape, asked again, confirmed.
+		// They fail again and come back to the queue, retried once each.
+		run(t, ctx, "retry all, then cancel", press("bulk-retry"),
+			until(`document.getElementById("bulk-q")?.textContent === "Retry 2 dead letters (agent failer, every class) on each entry's agent version?"`),
+			until(`document.activeElement?.id === "bulk-confirm"`),
+			chromedp.KeyEvent("\u001b"),
+			until(`document.querySelector(".confirm").hidden && document.activeElement?.id === "bulk-retry"`))
+		run(t, ctx, "retry all", press("bulk-retry"), press("bulk-confirm"),
+			until(`document.querySelector("[role=status].progress")?.textContent === "2 of 2 done, 2 succeeded, 0 refused"`))
+		for _, id := range ids {
+			n.fails(1, []string{"dead_letter"}, "task", "wait", id)
+			var events []struct{ Type string }
+			n.okJSON(&events, "task", "events", id)
+			retried := 0
+			for _, e := range events {
+				if e.Type == "dlq_retried" {
+					retried++
+				}
+			}
+			if retried != 1 {
+				t.Fatalf("task %s was retried %d times from the queue, want 1: %+v", id, retried, events)
+			}
+		}
+		run(t, ctx, "back in the queue", until(`document.getElementById("bulk-count")?.dataset.count === "2"`),
 			press("bulk-discard"),
 			until(`document.getElementById("notice").textContent.includes("reason")`),
 			chromedp.SendKeys(chromedp.ID("bulk-reason"), "the host was never allowed"),

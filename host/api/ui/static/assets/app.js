@@ -462,7 +462,7 @@ function bulkBar(agentName, klass, entries) {
   }
   const reason = h("input", { id: "bulk-reason", name: "reason", maxlength: 1024, autocomplete: "off" });
   const confirmBox = h("div", { class: "confirm", role: "alertdialog", "aria-labelledby": "bulk-q", hidden: true });
-  const ask = (verb) => {
+  const ask = (verb, opener) => {
     const ids = entries().slice(0, BULK_MAX).map((t) => t.id);
     if (verb === "discard" && !reason.value.trim()) { notify("Give a reason to discard."); reason.focus(); return; }
     const on = verb === "retry" ? (versions.value ? " on " + agentName + "@" + versions.value : " on each entry's agent version") : "";
@@ -474,12 +474,15 @@ function bulkBar(agentName, klass, entries) {
       h("div", { class: "actions" }, yes, no)].filter(Boolean));
     confirmBox.hidden = false;
     yes.focus();
-    no.addEventListener("click", () => { confirmBox.hidden = true; confirmBox.replaceChildren(); });
+    const cancel = () => { confirmBox.hidden = true; confirmBox.replaceChildren(); opener.focus(); };
+    no.addEventListener("click", cancel);
+    confirmBox.onkeydown = (e) => { if (e.key === "Escape" && !no.disabled) cancel(); };
     yes.addEventListener("click", async () => {
       yes.disabled = no.disabled = true;
       const body = verb === "retry" ? (versions.value ? { version: versions.value } : {}) : { reason: reason.value };
       const ok = await runEach(ids, (id) => api("/v1/dlq/" + encodeURIComponent(id) + "/" + verb, { method: "POST", body }), out);
       confirmBox.hidden = true;
+      opener.focus();
       notify((verb === "retry" ? "Retried " : "Discarded ") + ok + " of " + ids.length, ok === ids.length);
     });
   };
@@ -487,9 +490,9 @@ function bulkBar(agentName, klass, entries) {
   const controls = h("div", { class: "actions", role: "group", "aria-label": "Act on all matching entries" },
       h("div", {}, h("label", { for: versions.id }, "Agent version"), versions,
         h("span", { class: "hint", id: "bulk-version-hint" }, agentName ? "" : "Filter by agent to choose one")),
-      h("button", { type: "button", id: "bulk-retry", onclick: () => ask("retry") }, "Retry all…"),
+      h("button", { type: "button", id: "bulk-retry", onclick: (e) => ask("retry", e.currentTarget) }, "Retry all…"),
       h("div", {}, h("label", { for: reason.id }, "Reason to discard"), reason),
-      h("button", { type: "button", class: "danger", id: "bulk-discard", onclick: () => ask("discard") }, "Discard all…"));
+      h("button", { type: "button", class: "danger", id: "bulk-discard", onclick: (e) => ask("discard", e.currentTarget) }, "Discard all…"));
   box.append(count, controls, confirmBox, out);
   const update = () => {
     const m = entries().length;
