@@ -112,6 +112,14 @@ func TestConsolePages(t *testing.T) {
 			until(`document.getElementById("f-until").value.startsWith("2000-01-01T00:00")`))
 		run(t, ctx, "submitted after 2000",
 			chromedp.Navigate(base+"/ui/tasks?since=2000-01-01T00:00"), until("!!"+row))
+		// The CLI's task ls takes the same bounds.
+		var ts []struct{ ID string }
+		if n.okJSON(&ts, "task", "ls", "--agent", "hello", "--since", "1h"); len(ts) != 1 || ts[0].ID != hello {
+			t.Fatalf("task ls --since 1h: %+v, want %s", ts, hello)
+		}
+		if n.okJSON(&ts, "task", "ls", "--agent", "hello", "--until", "1h"); len(ts) != 0 {
+			t.Fatalf("task ls --until 1h: %+v, want none", ts)
+		}
 	})
 
 	t.Run("approvals", func(t *testing.T) {
