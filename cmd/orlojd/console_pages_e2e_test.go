@@ -262,11 +262,16 @@ func TestConsolePages(t *testing.T) {
 		}
 	})
 
-	t.Run("phone", func(t *testing.T) {
-		run(t, ctx, "a phone's width", chromedp.EmulateViewport(390, 844))
-		for _, page := range []string{"agents", "agents/approver", "cluster", "tools", "schedules", "approvals?all=true", "dlq"} {
-			run(t, ctx, page+" at a phone's width", chromedp.Navigate(base+"/ui/"+page),
-				until(`!document.querySelector("main").textContent.startsWith("Loading")`), until(noOverflow))
+	// Every page fits the screen and a phone, and names every control.
+	const labelled = `[...document.querySelectorAll("input, select, textarea, button")].every((e) =>
+		e.labels?.length || e.getAttribute("aria-label") || (e.tagName === "BUTTON" && e.textContent.trim()))`
+	t.Run("widths", func(t *testing.T) {
+		for _, w := range [][2]int64{{1280, 800}, {390, 844}} {
+			run(t, ctx, fmt.Sprintf("%d×%d", w[0], w[1]), chromedp.EmulateViewport(w[0], w[1]))
+			for _, page := range []string{"agents", "agents/approver", "cluster", "tools", "schedules", "approvals?all=true", "dlq", "tasks?since=2000-01-01T00:00"} {
+				run(t, ctx, fmt.Sprintf("%s at %d px", page, w[0]), chromedp.Navigate(base+"/ui/"+page),
+					until(`!document.querySelector("main").textContent.startsWith("Loading")`), until(noOverflow), until(labelled))
+			}
 		}
 	})
 }
