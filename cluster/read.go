@@ -40,7 +40,10 @@ type TaskFilter struct {
 	State TaskState
 	Agent string
 	Class ErrorClass // last error class (DLQ filters)
-	Limit int
+	// Since and Until bound the submission time (CreatedAt, unix nanos):
+	// at or after Since, before Until; 0 leaves that side open.
+	Since, Until int64
+	Limit        int
 }
 
 func (fl TaskFilter) match(t *Task) bool {
@@ -51,6 +54,9 @@ func (fl TaskFilter) match(t *Task) bool {
 		return false
 	}
 	if fl.Class != "" && (t.Error == nil || t.Error.Class != fl.Class) {
+		return false
+	}
+	if (fl.Since != 0 && t.CreatedAt < fl.Since) || (fl.Until != 0 && t.CreatedAt >= fl.Until) {
 		return false
 	}
 	return true

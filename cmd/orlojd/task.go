@@ -275,7 +275,7 @@ func printTask(w io.Writer, tv api.TaskView) error {
 }
 
 func newTaskLsCmd(o *clientOptions) *cobra.Command {
-	var state, agent string
+	var state, agent, since, until string
 	var limit int
 	cmd := &cobra.Command{
 		Use:   "ls",
@@ -295,6 +295,16 @@ func newTaskLsCmd(o *clientOptions) *cobra.Command {
 			}
 			if agent != "" {
 				q.Set("agent", agent)
+			}
+			for _, p := range []struct{ flag, v string }{{"since", since}, {"until", until}} {
+				if p.v == "" {
+					continue
+				}
+				t, err := parseWhen(p.v)
+				if err != nil {
+					return usagef("--%s: %v", p.flag, err)
+				}
+				q.Set(p.flag, t.UTC().Format(time.RFC3339Nano))
 			}
 			if limit < 0 {
 				return usagef("--limit must be positive, got %d", limit)
@@ -321,6 +331,8 @@ func newTaskLsCmd(o *clientOptions) *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&state, "state", "", "only tasks in this state ("+strings.Join(taskStates, ", ")+")")
 	f.StringVar(&agent, "agent", "", "only tasks of this agent")
+	f.StringVar(&since, "since", "", "only tasks submitted since then: RFC 3339, or a duration ago (e.g. 1h)")
+	f.StringVar(&until, "until", "", "only tasks submitted before then: RFC 3339, or a duration ago")
 	f.IntVar(&limit, "limit", 0, "at most this many tasks")
 	return cmd
 }

@@ -717,3 +717,43 @@ func TestPushLargeAgent(t *testing.T) {
 		t.Fatalf("stored module: %d bytes, %v", len(got), err)
 	}
 }
+
+// Tasks filtered by when they were submitted: since is inclusive, until
+// exclusive, and a range that ends before it begins is refused.
+func TestListTasksBySubmission(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	f.pushHello("hello", "v1")
+	a := f.submit(api.SubmitRequest{Agent: "hello"})
+	b := f.submit(api.SubmitRequest{Agent: "hello"})
+	at, _ := time.Parse(time.RFC3339Nano, *a.CreatedAt)
+	bt, _ := time.Parse(time.RFC3339Nano, *b.CreatedAt)
+	if !at.Before(bt) {
+		t.Skipf("two submissions at the same instant (%s): the clock is too coarse to tell them apart", *a.CreatedAt)
+	}
+	esc := url.QueryEscape
+	for _, c := range []struct {
+		query string
+		want  []string
+	}{
+		{"since=" + esc(*b.CreatedAt), []string{b.ID}},
+		{"until=" + esc(*b.CreatedAt), []string{a.ID}},
+		{"since=" + esc(*a.CreatedAt) + "&until=" + esc(*b.CreatedAt), []string{a.ID}},
+		{"since=" + esc(*a.CreatedAt) + "&order=newest", []string{b.ID, a.ID}},
+		{"since=2100-01-01T00:00:00Z", nil},
+	} {
+		var ts []api.TaskView
+		r := f.do("GET", "/v1/tasks?"+c.query, nil)
+		want(t, r, http.StatusOK, "")
+		r.decode(t, &ts)
+		var got []string
+		for _, tk := range ts {
+			got = append(got, tk.ID)
+		}
+		if !slices.Equal(got, c.want) {
+			t.Errorf("GET /v1/tasks?%s = %v, want %v", c.query, got, c.want)
+		}
+	}
+	want(t, f.do("GET", "/v1/tasks?since=yesterday", nil), http.StatusBadRequest, api.CodeBadRequest)
+	want(t, f.do("GET", "/v1/tasks?since="+esc(*b.CreatedAt)+"&until="+esc(*a.CreatedAt), nil), http.StatusBadRequest, api.CodeBadRequest)
+}

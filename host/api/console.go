@@ -141,7 +141,8 @@ func (s *Server) consoleRoutes() {
 	s.mux.HandleFunc("POST /ui/login", s.consoleErrors(s.login))
 	s.mux.HandleFunc("POST /ui/logout", s.consoleErrors(s.logout))
 	s.mux.HandleFunc("GET /ui/session", s.consoleErrors(s.showSession))
-	for _, page := range []string{"GET /ui/tasks", "GET /ui/tasks/{id}", "GET /ui/dlq"} {
+	for _, page := range []string{"GET /ui/tasks", "GET /ui/tasks/{id}", "GET /ui/dlq", "GET /ui/approvals",
+		"GET /ui/agents", "GET /ui/agents/{name}", "GET /ui/tools", "GET /ui/schedules", "GET /ui/cluster"} {
 		s.mux.HandleFunc(page, s.consolePage)
 	}
 	s.mux.HandleFunc("GET /ui/assets/{file}", s.consoleAsset)

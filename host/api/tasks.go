@@ -150,11 +150,11 @@ func retryPolicy(req SubmitRequest) (cluster.RetryPolicy, error) {
 	return p, nil
 }
 
-// listTasks: GET /v1/tasks?state=&agent=&limit=&order=, oldest
+// listTasks: GET /v1/tasks?state=&agent=&since=&until=&limit=&order=, oldest
 // submission first, or newest with order=newest.
 func (s *Server) listTasks(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	if err := checkQuery(q, "state", "agent", "limit", "order"); err != nil {
+	if err := checkQuery(q, "state", "agent", "since", "until", "limit", "order"); err != nil {
 		return err
 	}
 	newest := false
@@ -184,6 +184,16 @@ func (s *Server) listTasks(w http.ResponseWriter, r *http.Request) error {
 			return badRequest("limit %q must be a whole number (0 means no limit)", v)
 		}
 		fl.Limit = n
+	}
+	var err error
+	if fl.Since, err = parseTime("since", q.Get("since")); err != nil {
+		return err
+	}
+	if fl.Until, err = parseTime("until", q.Get("until")); err != nil {
+		return err
+	}
+	if fl.Since != 0 && fl.Until != 0 && fl.Until <= fl.Since {
+		return badRequest("until %s is not after since %s", q.Get("until"), q.Get("since"))
 	}
 	limit := fl.Limit
 	if newest {
