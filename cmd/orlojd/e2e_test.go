@@ -69,6 +69,7 @@ func buildAll(dir string) error {
 		{"docpipeline-v2.wasm", "../../examples/agents/docpipeline", "-X main.defaultDate=2026-11-01", true, false},
 		{"docpipeline-reactor.wasm", "../../examples/agents/docpipeline", "", true, true},
 		{"hello.wasm", "../../examples/agents/hello", "", true, false},
+		{"conformance.wasm", "../../examples/agents/conformance", "", true, true},
 		{"alltools.wasm", "./testdata/agents/alltools", "", true, false},
 		{"batch3.wasm", "./testdata/agents/batch3", "", true, true},
 		{"paycall.wasm", "./testdata/agents/paycall", "", true, true},

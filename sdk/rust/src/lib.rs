@@ -378,7 +378,16 @@ pub fn now() -> Result<u64> {
 /// Stages an outbox effect: `tool` with `params` (JSON text), performed by
 /// the host once, after the task succeeds.
 pub fn emit(tool: &str, params: &str) -> Result<()> {
-    let req = call_request(tool, params, None);
+    emit_request(&call_request(tool, params, None))
+}
+
+/// [`emit`] with a key: the effect's idempotency key is derived from it
+/// instead of from the effect's position in the attempt (docs/abi.md, `emit`).
+pub fn emit_keyed(tool: &str, params: &str, key: &str) -> Result<()> {
+    emit_request(&call_request(tool, params, Some(key)))
+}
+
+fn emit_request(req: &str) -> Result<()> {
     let n = len32("effect", req.as_bytes())?;
     status(unsafe { sys::emit(req.as_ptr(), n) }, "emit")
 }
