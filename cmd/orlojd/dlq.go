@@ -77,15 +77,8 @@ func newDLQLsCmd(o *clientOptions) *cobra.Command {
 			if fl.class != "" {
 				q.Set("class", fl.class)
 			}
-			for _, p := range []struct{ flag, v string }{{"since", since}, {"until", until}} {
-				if p.v == "" {
-					continue
-				}
-				t, err := parseWhen(p.v)
-				if err != nil {
-					return usagef("--%s: %v", p.flag, err)
-				}
-				q.Set(p.flag, t.UTC().Format(time.RFC3339Nano))
+			if err := setWhen(q, since, until); err != nil {
+				return err
 			}
 			var list []api.TaskView
 			raw, err := c.getJSON(cmd.Context(), "/v1/dlq", q, &list)
@@ -372,4 +365,20 @@ func dlqBulk(cmd *cobra.Command, c *client, path string, req map[string]string, 
 	}
 	_, err = fmt.Fprintf(c.stderr, "%s %d task(s)\n", verb, res.Count)
 	return err
+}
+
+// setWhen puts --since and --until, each a time or a duration before now,
+// into q as RFC 3339 times.
+func setWhen(q url.Values, since, until string) error {
+	for _, p := range []struct{ flag, v string }{{"since", since}, {"until", until}} {
+		if p.v == "" {
+			continue
+		}
+		t, err := parseWhen(p.v)
+		if err != nil {
+			return usagef("--%s: %v", p.flag, err)
+		}
+		q.Set(p.flag, t.UTC().Format(time.RFC3339Nano))
+	}
+	return nil
 }

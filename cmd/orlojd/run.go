@@ -429,42 +429,31 @@ func (s stubSet) names() []string {
 	return names
 }
 
-// registry is the stubs as tools, the only ones of the local node.
+// registry is the stubs as tools, the only ones of the local node. Each
+// answers its calls with its canned answers in order, then repeats the last.
 func (s stubSet) registry() (*plugins.Registry, error) {
 	reg, err := plugins.NewRegistry()
 	if err != nil {
 		return nil, err
 	}
 	for _, name := range s.names() {
-		if err := reg.Register(&stubTool{name: name, answers: s[name]}); err != nil {
+		answers := s[name]
+		var mu sync.Mutex
+		next := 0
+		invoke := func(context.Context, plugins.Call) (plugins.Result, error) {
+			mu.Lock()
+			a := answers[min(next, len(answers)-1)]
+			next++
+			mu.Unlock()
+			if a.Error != nil {
+				st, _ := abi.ParseStatus(a.Error.Status)
+				return plugins.Result{}, &abi.Error{Status: st, Message: a.Error.Message}
+			}
+			return plugins.Result{Body: a.Result}, nil
+		}
+		if err := reg.Register(plugins.NewStub(name, plugins.Idempotent, invoke)); err != nil {
 			return nil, err
 		}
 	}
 	return reg, nil
-}
-
-// stubTool answers a tool's calls with canned answers, in order, and then
-// repeats the last one.
-type stubTool struct {
-	name    string
-	answers []stubAnswer
-
-	mu   sync.Mutex
-	next int
-}
-
-func (t *stubTool) Name() string                 { return t.name }
-func (t *stubTool) Schema() json.RawMessage      { return json.RawMessage(`{}`) }
-func (t *stubTool) Semantics() plugins.Semantics { return plugins.Idempotent }
-
-func (t *stubTool) Invoke(context.Context, plugins.Call) (plugins.Result, error) {
-	t.mu.Lock()
-	a := t.answers[min(t.next, len(t.answers)-1)]
-	t.next++
-	t.mu.Unlock()
-	if a.Error != nil {
-		st, _ := abi.ParseStatus(a.Error.Status)
-		return plugins.Result{}, &abi.Error{Status: st, Message: a.Error.Message}
-	}
-	return plugins.Result{Body: a.Result}, nil
 }

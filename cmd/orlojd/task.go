@@ -296,15 +296,8 @@ func newTaskLsCmd(o *clientOptions) *cobra.Command {
 			if agent != "" {
 				q.Set("agent", agent)
 			}
-			for _, p := range []struct{ flag, v string }{{"since", since}, {"until", until}} {
-				if p.v == "" {
-					continue
-				}
-				t, err := parseWhen(p.v)
-				if err != nil {
-					return usagef("--%s: %v", p.flag, err)
-				}
-				q.Set(p.flag, t.UTC().Format(time.RFC3339Nano))
+			if err := setWhen(q, since, until); err != nil {
+				return err
 			}
 			if limit < 0 {
 				return usagef("--limit must be positive, got %d", limit)
