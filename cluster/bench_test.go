@@ -290,19 +290,9 @@ func BenchmarkClaimAfterHistory(b *testing.B) {
 		b.Run(fmt.Sprintf("finished=%d", done), func(b *testing.B) {
 			h := newHarness(b)
 			h.agent("doc", "v1", "m")
-			for i := 0; i < done; i++ {
-				id := fmt.Sprintf("old-%d", i)
-				h.submit(id, RetryPolicy{}, int64(i))
-				c := h.claim(int64(i))
-				h.ok(&CompleteTask{TaskID: id, Token: c.Lease.Token, Output: []byte("1"), Now: int64(i)})
-			}
+			h.runThrough("old", 0, done)
 			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				id := fmt.Sprintf("new-%d", i)
-				h.submit(id, RetryPolicy{}, int64(done+i))
-				c := h.claim(int64(done + i))
-				h.ok(&CompleteTask{TaskID: id, Token: c.Lease.Token, Output: []byte("1"), Now: int64(done + i)})
-			}
+			h.runThrough("new", done, b.N)
 		})
 	}
 }
@@ -545,12 +535,7 @@ func BenchmarkTaskCounts(b *testing.B) {
 	for _, done := range []int{2000, 20000} {
 		h := newHarness(b)
 		h.agent("doc", "v1", "m")
-		for i := 0; i < done; i++ {
-			id := fmt.Sprintf("old-%d", i)
-			h.submit(id, RetryPolicy{}, int64(i))
-			c := h.claim(int64(i))
-			h.ok(&CompleteTask{TaskID: id, Token: c.Lease.Token, Output: []byte("1"), Now: int64(i)})
-		}
+		h.runThrough("old", 0, done)
 		b.Run(fmt.Sprintf("finished=%d/running", done), func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				if got := h.fsm.TaskCounts("")[StateSucceeded]; got != done {
@@ -566,5 +551,17 @@ func BenchmarkTaskCounts(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// runThrough submits, claims and completes n tasks named prefix-0, ...,
+// their clock starting at from.
+func (h *harness) runThrough(prefix string, from, n int) {
+	for i := range n {
+		id := fmt.Sprintf("%s-%d", prefix, i)
+		now := int64(from + i)
+		h.submit(id, RetryPolicy{}, now)
+		c := h.claim(now)
+		h.ok(&CompleteTask{TaskID: id, Token: c.Lease.Token, Output: []byte("1"), Now: now})
 	}
 }
