@@ -64,6 +64,8 @@ func confModules(t *testing.T) []confModule {
 		{name: "conformance-c-tinybuf", path: guest("c", "conformance-tinybuf")},
 		{name: "conformance-rust", path: guest("rust", "conformance")},
 		{name: "conformance-rust-tinybuf", path: guest("rust", "conformance-tinybuf")},
+		{name: "conformance-assemblyscript", path: guest("assemblyscript", "conformance")},
+		{name: "conformance-assemblyscript-tinybuf", path: guest("assemblyscript", "conformance-tinybuf")},
 	}
 }
 

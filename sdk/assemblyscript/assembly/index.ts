@@ -184,7 +184,16 @@ export function now(): u64 {
 
 // emit stages an outbox effect, performed once after the task succeeds.
 export function emit(tool: string, params: string): i32 {
-  const b = String.UTF8.encode(callRequest(tool, params, null));
+  return emitRequest(callRequest(tool, params, null));
+}
+
+// emitKeyed is emit with a key, which names the effect for the ledger.
+export function emitKeyed(tool: string, params: string, key: string): i32 {
+  return emitRequest(callRequest(tool, params, key));
+}
+
+function emitRequest(req: string): i32 {
+  const b = String.UTF8.encode(req);
   return _emit(changetype<usize>(b), <u32>b.byteLength);
 }
 
