@@ -130,6 +130,12 @@ func (e *Executor) module(ctx context.Context, agent cluster.Agent) (*sandbox.Mo
 	if err != nil {
 		return nil, fmt.Errorf("compile %s@%s: %w", agent.Name, agent.Version, err)
 	}
+	if m.Kind() == sandbox.ModuleReactor {
+		if err := m.Preinitialized(); err != nil {
+			e.log.Warn("reactor cannot be pre-initialized; every attempt runs its initialization",
+				"agent", agent.Name, "version", agent.Version, "error", err)
+		}
+	}
 	e.modules.Store(agent.Digest, m)
 	return m, nil
 }

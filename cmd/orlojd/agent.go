@@ -125,6 +125,9 @@ func agentPush(ctx context.Context, c *client, path string, p pushOptions) error
 	if err := decode(raw, &a, "/v1/agents"); err != nil {
 		return err
 	}
+	for _, w := range a.Warnings {
+		fmt.Fprintf(c.stderr, "warning: %s\n", w)
+	}
 	_, err = fmt.Fprintf(c.stdout, "pushed %s@%s (sha256:%s, %s; tools: %s)\n",
 		a.Name, a.Version, shortDigest(a.Digest), formatSize(int64(a.Size)), orNone(strings.Join(a.Tools, ",")))
 	return err

@@ -80,6 +80,7 @@ func buildAll(dir string) error {
 		{"support.wasm", "../../examples/agents/support", "", true, true},
 		{"declared.wasm", "./testdata/agents/declared", "", true, false},
 		{"waiter.wasm", "./testdata/agents/waiter", "", true, true},
+		{"hostinit.wasm", "../../sandbox/testdata/goguests/hostinit", "", true, true},
 	}
 	errs := make([]error, len(builds))
 	var wg sync.WaitGroup

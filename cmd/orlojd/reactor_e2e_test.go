@@ -28,3 +28,29 @@ func TestReactorAgentThroughServe(t *testing.T) {
 		t.Fatalf("stand-in counts %+v", c)
 	}
 }
+
+// A reactor the node cannot pre-initialize (its initializer calls the
+// host) still runs, but every attempt pays its initialization: the push
+// says so, on stderr and in the API's answer, and a pre-initialized
+// reactor's push carries no warning.
+func TestPushWarnsOfReactorWithoutSnapshot(t *testing.T) {
+	t.Parallel()
+	n := startNode(t)
+	r := n.cli("agent", "push", agent("hostinit"))
+	if r.code != 0 || !strings.Contains(r.stderr, "warning: this reactor cannot be pre-initialized") ||
+		!strings.Contains(r.stderr, "initialization called the orloj_v1 host") || !strings.Contains(r.stdout, "pushed hostinit@") {
+		t.Fatalf("push of hostinit: %s", r)
+	}
+	var v struct{ Warnings []string }
+	n.okJSON(&v, "agent", "push", agent("hostinit")) // identical push: the same answer
+	if len(v.Warnings) != 1 {
+		t.Fatalf("push -o json: warnings %q, want one", v.Warnings)
+	}
+	id := strings.TrimSpace(n.ok("task", "submit", "hostinit", "--input", "{}"))
+	if out := n.ok("task", "wait", id); !strings.Contains(out, "succeeded") {
+		t.Fatalf("wait printed:\n%s", out)
+	}
+	if r := n.cli("agent", "push", agent("docpipeline-reactor"), "--tools", "http"); r.code != 0 || strings.Contains(r.stderr, "warning") {
+		t.Fatalf("push of a pre-initialized reactor: %s", r)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
@@ -90,10 +91,11 @@ func (s *Server) pushAgent(w http.ResponseWriter, r *http.Request) error {
 		}
 		m.Budget = b
 	}
-	wasm, err := s.readModule(w, r)
+	wasm, mod, err := s.readModule(w, r)
 	if err != nil {
 		return err
 	}
+	warnings := moduleWarnings(mod)
 	sum := sha256.Sum256(wasm)
 	digest := hex.EncodeToString(sum[:])
 	if version == "" {
@@ -102,7 +104,9 @@ func (s *Server) pushAgent(w http.ResponseWriter, r *http.Request) error {
 	existing, err := s.fsm.Agent(name, version)
 	switch {
 	case err == nil && existing.Digest == digest:
-		s.reply(w, http.StatusOK, agentView(existing))
+		v := agentView(existing)
+		v.Warnings = warnings
+		s.reply(w, http.StatusOK, v)
 		return nil
 	case err == nil:
 		return conflict("agent %s version %s exists with another module (digest %.12s); push this one under a new version", name, version, existing.Digest)
@@ -120,7 +124,21 @@ func (s *Server) pushAgent(w http.ResponseWriter, r *http.Request) error {
 		status = http.StatusOK // an identical push raced this one and won
 	}
 	s.log.Info("agent pushed", "agent", name, "version", version, "digest", digest, "size", len(wasm))
-	s.reply(w, status, agentView(ag))
+	v := agentView(ag)
+	v.Warnings = warnings
+	s.reply(w, status, v)
+	return nil
+}
+
+// moduleWarnings says what about a module costs every attempt: a reactor
+// the host cannot pre-initialize runs its initialization in each one.
+func moduleWarnings(m *sandbox.Module) []string {
+	if m.Kind() != sandbox.ModuleReactor {
+		return nil
+	}
+	if err := m.Preinitialized(); err != nil {
+		return []string{fmt.Sprintf("this reactor cannot be pre-initialized, so every attempt runs its initialization: %v", err)}
+	}
 	return nil
 }
 
@@ -156,19 +174,20 @@ func (s *Server) showAgent(w http.ResponseWriter, r *http.Request) error {
 
 // readModule reads an uploaded module (at most MaxModuleBytes) and refuses
 // one that does not compile.
-func (s *Server) readModule(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+func (s *Server) readModule(w http.ResponseWriter, r *http.Request) ([]byte, *sandbox.Module, error) {
 	wasm, err := readCapped(w, r, s.cfg.MaxModuleBytes)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if len(wasm) == 0 {
-		return nil, badRequest("request body is empty; send the module's bytes (Content-Type: application/wasm)")
+		return nil, nil, badRequest("request body is empty; send the module's bytes (Content-Type: application/wasm)")
 	}
-	if _, err := s.cfg.Runtime.Compile(r.Context(), wasm); err != nil {
+	m, err := s.cfg.Runtime.Compile(r.Context(), wasm)
+	if err != nil {
 		if errors.Is(err, sandbox.ErrInvalidModule) {
-			return nil, newError(http.StatusBadRequest, CodeInvalidModule, "%s", err.Error())
+			return nil, nil, newError(http.StatusBadRequest, CodeInvalidModule, "%s", err.Error())
 		}
-		return nil, err
+		return nil, nil, err
 	}
-	return wasm, nil
+	return wasm, m, nil
 }

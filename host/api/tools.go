@@ -250,7 +250,7 @@ func (s *Server) uploadModule(w http.ResponseWriter, r *http.Request) error {
 	if err := checkQuery(r.URL.Query()); err != nil {
 		return err
 	}
-	wasm, err := s.readModule(w, r)
+	wasm, _, err := s.readModule(w, r)
 	if err != nil {
 		return err
 	}

@@ -26,6 +26,9 @@ type AgentView struct {
 	MaxAttempts int        `json:"max_attempts"`
 	Budget      BudgetView `json:"budget"`
 	CreatedAt   *string    `json:"created_at"`
+	// Warnings: only in a push's answer, what about the module will cost
+	// every attempt (a reactor that cannot be pre-initialized).
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // AgentDetail is GET /v1/agents/{name}.
