@@ -19,6 +19,11 @@ type InMemory struct {
 	// bootstraps: every voter of the new cluster, itself included (as
 	// hashicorp/raft's own test clusters do). Empty: itself alone.
 	Voters []raft.Server
+	// StateDir, if set, puts the state store (Badger) on disk there instead
+	// of in memory, where Badger refuses any value over 1 MiB: a task
+	// record holds its input and output, which a node takes larger. The
+	// caller owns the directory and removes it after Close.
+	StateDir string
 }
 
 // OpenInMemory starts a node whose every store is in memory: Badger in its
@@ -58,8 +63,8 @@ func OpenInMemory(cfg Config, mem InMemory) (*Node, error) {
 		}
 	}()
 	var err error
-	if n.db, err = badger.Open(badgerOptions("", cfg)); err != nil {
-		return nil, fmt.Errorf("open in-memory state store: %w", err)
+	if n.db, err = badger.Open(badgerOptions(mem.StateDir, cfg)); err != nil {
+		return nil, fmt.Errorf("open in-memory node's state store: %w", err)
 	}
 	if n.fsm, err = NewFSM(n.db, cfg.Logger); err != nil {
 		return nil, err

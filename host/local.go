@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"sync"
 	"time"
@@ -19,7 +20,8 @@ import (
 
 // LocalConfig is one task run the way a node runs it — the same executor,
 // ledger dispatcher, retry policy and classification of exits — on a
-// one-node cluster held in memory, with no disk and no network. It is what
+// one-node cluster with no network, its state in a temporary directory
+// removed at the end (Raft's log in memory). It is what
 // orlojd run drives, so an agent that passes there behaves the same on a
 // node.
 type LocalConfig struct {
@@ -64,7 +66,12 @@ func RunLocal(ctx context.Context, cfg LocalConfig) (LocalRun, error) {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	node, err := openLocalNode(ctx, log)
+	dir, err := os.MkdirTemp("", "orloj-run-")
+	if err != nil {
+		return LocalRun{}, fmt.Errorf("run locally: state dir: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	node, err := openLocalNode(ctx, log, dir)
 	if err != nil {
 		return LocalRun{}, err
 	}
@@ -116,8 +123,9 @@ func RunLocal(ctx context.Context, cfg LocalConfig) (LocalRun, error) {
 	return run, waitErr
 }
 
-// openLocalNode opens and leads a one-node cluster in memory.
-func openLocalNode(ctx context.Context, log hclog.Logger) (*cluster.Node, error) {
+// openLocalNode opens and leads a one-node cluster, its state store in
+// dir: Badger in memory refuses values over 1 MiB, which a node takes.
+func openLocalNode(ctx context.Context, log hclog.Logger, dir string) (*cluster.Node, error) {
 	cfg := cluster.DefaultConfig()
 	cfg.NodeID, cfg.Bootstrap, cfg.Logger = "local", true, log.Named("cluster")
 	// Alone, a node has no one to hear from: short timeouts elect it at
@@ -126,7 +134,7 @@ func openLocalNode(ctx context.Context, log hclog.Logger) (*cluster.Node, error)
 	cfg.ExpiryInterval = 20 * time.Millisecond
 	cfg.BadgerMemTableSize = cluster.MinBadgerMemTableSize
 	_, tr := raft.NewInmemTransport("local")
-	node, err := cluster.OpenInMemory(cfg, cluster.InMemory{Transport: tr})
+	node, err := cluster.OpenInMemory(cfg, cluster.InMemory{Transport: tr, StateDir: dir})
 	if err != nil {
 		return nil, fmt.Errorf("open local node: %w", err)
 	}

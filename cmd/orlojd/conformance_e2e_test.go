@@ -72,15 +72,14 @@ func confModules(t *testing.T) []confModule {
 // The stand-in service the node's http tool reaches. Its answers carry
 // exactly two headers (no Date), so a stub of orlojd run can return the
 // very result the node's http tool builds.
-// The sizes stay under what orlojd run can record today (see
-// docs/sdks.md, Conformance): a task record (input and output) and a
-// ledger entry of at most 1 MiB each. Both are far above any SDK's first
-// buffer, so the cases still take buffer_too_small → response.
-const confBigBytes = 960 << 10
+// The large response is what docs/abi.md (Limits) says always fits in a
+// ledger entry: about 1.9 MiB of text with no <, > or &.
+const confBigBytes = 1945 << 10
 
-// confPad makes echo's input 448 KiB (the record holds it twice, as input
-// and as output).
-const confPad = 7 << 12
+// confPad makes echo's input 896 KiB, near the 1 MiB a submit takes: the
+// task record then holds 1.75 MiB (input and output), over the 1 MiB value
+// Badger in memory could keep, so orlojd run must keep its state on disk.
+const confPad = 14 << 12
 
 var confBig = func() string {
 	var b strings.Builder
