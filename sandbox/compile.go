@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/tetratelabs/wazero"
@@ -146,7 +147,7 @@ func (r *Runtime) compile(ctx context.Context, wasm []byte, digest string) (*Mod
 	}
 	compiled, err := r.rt.CompileModule(ctx, wasm)
 	if err != nil {
-		return nil, fmt.Errorf("%w: module does not compile: %v", ErrInvalidModule, err)
+		return nil, fmt.Errorf("%w: module does not compile: %s", ErrInvalidModule, explainCompileError(err))
 	}
 	if err := checkSignatures(compiled, r.providers); err != nil {
 		_ = compiled.Close(ctx)
@@ -172,4 +173,20 @@ func (r *Runtime) compile(ctx context.Context, wasm []byte, digest string) (*Mod
 		}
 	}
 	return m, nil
+}
+
+// acceptedFeatures is what a refused feature's message lists (docs/abi.md,
+// Module).
+const acceptedFeatures = "WebAssembly 1.0 with mutable globals, sign extension, non-trapping float-to-int, multi-value, bulk memory and SIMD"
+
+// explainCompileError makes wazero's refusal of a disabled feature say
+// what the sandbox accepts. wazero names a feature it does not implement
+// at all (tail calls) as "", which told a guest author nothing.
+func explainCompileError(err error) string {
+	msg := err.Error()
+	if !strings.Contains(msg, "is disabled") || !strings.Contains(msg, "feature") {
+		return msg
+	}
+	msg = strings.Replace(msg, `as feature "" is disabled`, "as its feature is not accepted", 1)
+	return msg + " (the sandbox accepts " + acceptedFeatures + "; see docs/abi.md, Wasm features by toolchain)"
 }

@@ -297,6 +297,7 @@ func TestCompileRefuses(t *testing.T) {
 		{"no _start", watGuest(t, "no_start"), []string{"does not export function _start"}},
 		{"no memory export", watGuest(t, "no_memory"), []string{`does not export its memory as "memory"`}},
 		{"malformed", watGuest(t, "malformed"), []string{"module does not compile"}},
+		{"tail call", watGuest(t, "tail_call"), []string{"return_call invalid as its feature is not accepted", "the sandbox accepts WebAssembly 1.0"}},
 		{"not wasm", []byte("#!/bin/sh\nrm -rf /\n"), []string{"not a WebAssembly binary"}},
 		{"empty", nil, []string{"not a WebAssembly binary"}},
 	}
