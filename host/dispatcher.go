@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -634,7 +635,7 @@ func (d *ledgerDispatcher) record(ctx context.Context, id, tool string, start ti
 		}
 		d.lastTransient = true
 		d.note(d.callEvent(ctx, id, tool, start, CallDetail{Outcome: OutcomeError, Status: st.String(), Reason: errText(callErr)}, nil))
-		return nil, abi.Errorf(abi.StatusTransient, "%s", clipUTF8(errText(callErr), maxReasonBytes))
+		return nil, abi.Errorf(abi.StatusTransient, "%s", clipUTF8(statusless(callErr), maxReasonBytes))
 	}
 	body := res.Body
 	if st == abi.StatusOK && len(body) > abi.MaxResponseBytes {
@@ -694,6 +695,18 @@ func replay(rec cluster.LedgerRecord) ([]byte, error) {
 		return nil, abi.DecodeErrorBody(st, rec.Result)
 	}
 	return rec.Result, nil
+}
+
+// statusless is err's text without the status an *abi.Error inside it
+// prints, keeping any context wrapped around it: the guest's error body
+// names the status once, not "transient: transient: ...".
+func statusless(err error) string {
+	msg := errText(err)
+	var ae *abi.Error
+	if errors.As(err, &ae) && ae.Message != "" {
+		msg = strings.Replace(msg, ae.Error(), ae.Message, 1)
+	}
+	return msg
 }
 
 func errText(err error) string {

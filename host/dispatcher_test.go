@@ -81,6 +81,7 @@ type dispatcherCase struct {
 	// The answer: wantBody on success, else an error matching wantErr.
 	wantBody string
 	wantErr  error
+	wantMsg  string // if set, the error's whole text
 	// What the tool was asked: Invoke and Reconcile calls, each with
 	// the call's ID (the idempotency key a tool passes on).
 	invoked, reconciled int
@@ -142,7 +143,7 @@ func TestLedgerDispatcherDecisionTable(t *testing.T) {
 		// Safe-to-repeat tools commit the RESULT alone: a failed call
 		// leaves no record, and the next attempt invokes again.
 		{name: "transient error: not recorded, error outcome", sem: plugins.Idempotent, invoke: failTransient,
-			wantErr: abi.StatusTransient, invoked: 1, ledger: ledgerNone, outcomes: []CallOutcome{OutcomeError}},
+			wantErr: abi.StatusTransient, wantMsg: "transient: upstream 503", invoked: 1, ledger: ledgerNone, outcomes: []CallOutcome{OutcomeError}},
 		{name: "transient error, unsafe: the intent stays", sem: plugins.Unsafe, invoke: failTransient,
 			wantErr: abi.StatusTransient, invoked: 1, ledger: ledgerIntent, outcomes: []CallOutcome{OutcomeError}},
 		{name: "transient error, reconcile: the intent stays", sem: plugins.Reconcile, invoke: failTransient,
@@ -238,6 +239,8 @@ func runDispatcherCase(t *testing.T, node *cluster.Node, taskID string, tc dispa
 		t.Fatalf("Call = %s, want %s", body, tc.wantBody)
 	case tc.wantErr != nil && !errors.Is(err, tc.wantErr):
 		t.Fatalf("Call = %s, %v; want an error matching %v", body, err, tc.wantErr)
+	case tc.wantMsg != "" && err.Error() != tc.wantMsg:
+		t.Fatalf("Call error %q, want %q (the status named once)", err, tc.wantMsg)
 	}
 	if tc.stale && d.fenced == nil {
 		t.Error("a stale token did not fence the attempt")
