@@ -32,6 +32,7 @@ reason, and the agent decides what to do.`,
 
 func newApprovalLsCmd(o *clientOptions) *cobra.Command {
 	var all bool
+	var limit int
 	cmd := &cobra.Command{
 		Use:   "ls [--all]",
 		Short: "List pending approvals (with --all, decided ones too), oldest first",
@@ -46,7 +47,7 @@ func newApprovalLsCmd(o *clientOptions) *cobra.Command {
 				q.Set("all", "true")
 			}
 			var list []api.ApprovalView
-			raw, err := c.getJSON(cmd.Context(), "/v1/approvals", q, &list)
+			raw, err := c.getList(cmd.Context(), "/v1/approvals", q, limit, &list)
 			if err != nil {
 				return err
 			}
@@ -61,6 +62,7 @@ func newApprovalLsCmd(o *clientOptions) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&all, "all", false, "decided approvals too")
+	cmd.Flags().IntVar(&limit, "limit", 0, fmt.Sprintf("at most this many approvals (default %d, at most %d)", api.DefaultListLimit, api.MaxListLimit))
 	return cmd
 }
 

@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -23,6 +24,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/orloj/orloj/daemon"
+	"github.com/orloj/orloj/host/api"
 )
 
 const (
@@ -68,6 +70,7 @@ type client struct {
 	http   *http.Client
 	stdout io.Writer
 	stderr io.Writer
+	more   bool // the last answer was a list cut short (api.MoreHeader)
 }
 
 func newClient(cmd *cobra.Command, o *clientOptions) (*client, error) {
@@ -216,6 +219,7 @@ func (c *client) once(ctx context.Context, method, base, path string, q url.Valu
 		return nil, fmt.Errorf("read answer of %s %s: %w", method, path, err)
 	}
 	if resp.StatusCode/100 == 2 {
+		c.more = resp.Header.Get(api.MoreHeader) == "true"
 		return b, nil
 	}
 	ae := &apiError{Status: resp.StatusCode}
@@ -244,6 +248,25 @@ func (c *client) getJSON(ctx context.Context, path string, q url.Values, out any
 		return nil, err
 	}
 	return b, decode(b, out, path)
+}
+
+// getList GETs a list of at most limit items (0: the node's default) and
+// says on stderr when more match than it holds.
+func (c *client) getList(ctx context.Context, path string, q url.Values, limit int, out any) ([]byte, error) {
+	switch {
+	case limit < 0 || limit > api.MaxListLimit:
+		return nil, usagef("--limit must be from 1 to %d, got %d", api.MaxListLimit, limit)
+	case limit > 0:
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	raw, err := c.getJSON(ctx, path, q, out)
+	if err == nil && c.more {
+		if limit == 0 {
+			limit = api.DefaultListLimit
+		}
+		fmt.Fprintf(c.stderr, "showing the first %d; more match: narrow the filter, or raise --limit (at most %d)\n", limit, api.MaxListLimit)
+	}
+	return raw, err
 }
 
 // postJSON POSTs in as JSON and decodes the answer into out.

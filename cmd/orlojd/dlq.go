@@ -58,6 +58,7 @@ func (f *dlqFilter) check() error {
 func newDLQLsCmd(o *clientOptions) *cobra.Command {
 	var fl dlqFilter
 	var since, until string
+	var limit int
 	cmd := &cobra.Command{
 		Use:   "ls",
 		Short: "List dead-lettered tasks",
@@ -81,7 +82,7 @@ func newDLQLsCmd(o *clientOptions) *cobra.Command {
 				return err
 			}
 			var list []api.TaskView
-			raw, err := c.getJSON(cmd.Context(), "/v1/dlq", q, &list)
+			raw, err := c.getList(cmd.Context(), "/v1/dlq", q, limit, &list)
 			if err != nil {
 				return err
 			}
@@ -102,6 +103,7 @@ func newDLQLsCmd(o *clientOptions) *cobra.Command {
 	fl.flags(cmd)
 	cmd.Flags().StringVar(&since, "since", "", "only tasks dead-lettered since then: RFC 3339, or a duration ago (e.g. 1h)")
 	cmd.Flags().StringVar(&until, "until", "", "only tasks dead-lettered until then: RFC 3339, or a duration ago")
+	cmd.Flags().IntVar(&limit, "limit", 0, fmt.Sprintf("at most this many entries (default %d, at most %d)", api.DefaultListLimit, api.MaxListLimit))
 	return cmd
 }
 
@@ -352,18 +354,39 @@ func dlqBulk(cmd *cobra.Command, c *client, path string, req map[string]string, 
 			delete(req, k)
 		}
 	}
-	var res api.BulkResult
-	raw, err := c.postJSON(cmd.Context(), path, req, &res)
-	if err != nil {
-		return err
+	// The node acts on at most api.MaxBulk entries per request: ask again
+	// while more remain and the last request changed some (entries that
+	// cannot change are skipped, and would be matched forever).
+	total := api.BulkResult{IDs: []string{}}
+	for {
+		var res api.BulkResult
+		if _, err := c.postJSON(cmd.Context(), path, req, &res); err != nil {
+			if total.Count > 0 {
+				fmt.Fprintf(c.stderr, "%s %d task(s) before the error\n", verb, total.Count)
+			}
+			return err
+		}
+		total.Count += res.Count
+		total.IDs = append(total.IDs, res.IDs...)
+		total.Remaining = res.Remaining
+		if !c.json {
+			for _, id := range res.IDs {
+				fmt.Fprintln(c.stdout, id)
+			}
+		}
+		if res.Remaining == 0 || res.Count == 0 {
+			break
+		}
+		fmt.Fprintf(c.stderr, "%s %d task(s), %d more match\n", verb, total.Count, res.Remaining)
 	}
 	if c.json {
+		raw, err := json.Marshal(total)
+		if err != nil {
+			return err
+		}
 		return c.printJSON(raw)
 	}
-	for _, id := range res.IDs {
-		fmt.Fprintln(c.stdout, id)
-	}
-	_, err = fmt.Fprintf(c.stderr, "%s %d task(s)\n", verb, res.Count)
+	_, err := fmt.Fprintf(c.stderr, "%s %d task(s)\n", verb, total.Count)
 	return err
 }
 

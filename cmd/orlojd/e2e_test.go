@@ -980,3 +980,28 @@ func TestAPITLS(t *testing.T) {
 		t.Fatalf("a missing --ca-file was ignored: %s", r)
 	}
 }
+
+// TestListLimitThroughServe: task ls, dlq ls and approval ls take --limit
+// (1 to 10,000) and say on stderr when more match than they show.
+func TestListLimitThroughServe(t *testing.T) {
+	t.Parallel()
+	n := startNode(t)
+	n.ok("agent", "push", agent("hello"), "--name", "hello")
+	for range 3 {
+		n.ok("task", "submit", "hello", "--input", `{"echo":1}`)
+	}
+	r := n.cli("task", "ls", "--limit", "2")
+	if r.code != 0 || strings.Count(r.stdout, "hello@") != 2 || !strings.Contains(r.stderr, "showing the first 2; more match") {
+		t.Fatalf("task ls --limit 2: %s", r)
+	}
+	if r := n.cli("task", "ls"); r.code != 0 || strings.Count(r.stdout, "hello@") != 3 || r.stderr != "" {
+		t.Fatalf("task ls: %s", r)
+	}
+	var ts []struct{ ID string }
+	if n.okJSON(&ts, "task", "ls", "--limit", "1"); len(ts) != 1 {
+		t.Fatalf("task ls --limit 1 -o json: %d tasks", len(ts))
+	}
+	for _, verb := range [][]string{{"task", "ls"}, {"dlq", "ls"}, {"approval", "ls"}} {
+		n.fails(2, []string{"--limit must be from 1 to 10000"}, append(verb, "--limit", "10001")...)
+	}
+}

@@ -299,14 +299,8 @@ func newTaskLsCmd(o *clientOptions) *cobra.Command {
 			if err := setWhen(q, since, until); err != nil {
 				return err
 			}
-			if limit < 0 {
-				return usagef("--limit must be positive, got %d", limit)
-			}
-			if limit > 0 {
-				q.Set("limit", strconv.Itoa(limit))
-			}
 			var list []api.TaskView
-			raw, err := c.getJSON(cmd.Context(), "/v1/tasks", q, &list)
+			raw, err := c.getList(cmd.Context(), "/v1/tasks", q, limit, &list)
 			if err != nil {
 				return err
 			}
@@ -326,7 +320,7 @@ func newTaskLsCmd(o *clientOptions) *cobra.Command {
 	f.StringVar(&agent, "agent", "", "only tasks of this agent")
 	f.StringVar(&since, "since", "", "only tasks submitted since then: RFC 3339, or a duration ago (e.g. 1h)")
 	f.StringVar(&until, "until", "", "only tasks submitted before then: RFC 3339, or a duration ago")
-	f.IntVar(&limit, "limit", 0, "at most this many tasks")
+	f.IntVar(&limit, "limit", 0, fmt.Sprintf("at most this many tasks (default %d, at most %d)", api.DefaultListLimit, api.MaxListLimit))
 	return cmd
 }
 

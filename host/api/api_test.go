@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -756,4 +757,54 @@ func TestListTasksBySubmission(t *testing.T) {
 	}
 	want(t, f.do("GET", "/v1/tasks?since=yesterday", nil), http.StatusBadRequest, api.CodeBadRequest)
 	want(t, f.do("GET", "/v1/tasks?since="+esc(*b.CreatedAt)+"&until="+esc(*a.CreatedAt), nil), http.StatusBadRequest, api.CodeBadRequest)
+}
+
+// Lists stop at a limit (DefaultListLimit unless asked, never over
+// MaxListLimit) and say when they cut; a bulk action takes at most MaxBulk
+// entries and says how many remain.
+func TestListLimitsAndBulkCap(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	f.pushHello("hello", "v1")
+	n := api.MaxBulk + 1
+	for i := range n {
+		f.deadLetter("hello", fmt.Sprintf("bad input %d", i))
+	}
+	for _, l := range []struct {
+		path string
+		n    int
+		more bool
+	}{
+		{"/v1/dlq", api.DefaultListLimit, true},
+		{"/v1/dlq?limit=1001", n, false},
+		{"/v1/dlq?limit=3", 3, true},
+		{"/v1/tasks", api.DefaultListLimit, true},
+		{"/v1/tasks?limit=2&order=newest", 2, true},
+		{"/v1/tasks?limit=5000", n, false},
+		{"/v1/approvals?all=true", 0, false},
+	} {
+		r := f.do("GET", l.path, nil)
+		want(t, r, http.StatusOK, "")
+		var list []json.RawMessage
+		r.decode(t, &list)
+		if len(list) != l.n || (r.header.Get(api.MoreHeader) == "true") != l.more {
+			t.Errorf("GET %s: %d items, %s %q; want %d, more %v", l.path, len(list), api.MoreHeader, r.header.Get(api.MoreHeader), l.n, l.more)
+		}
+	}
+	for _, q := range []string{"0", "-1", "10001", "x"} {
+		want(t, f.do("GET", "/v1/dlq?limit="+q, nil), http.StatusBadRequest, api.CodeBadRequest)
+	}
+
+	var bulk api.BulkResult
+	r := f.do("POST", "/v1/dlq/discard", api.BulkDiscardRequest{Agent: "hello", Reason: "cleanup"})
+	want(t, r, http.StatusOK, "")
+	r.decode(t, &bulk)
+	if bulk.Count != api.MaxBulk || len(bulk.IDs) != api.MaxBulk || bulk.Remaining != 1 {
+		t.Fatalf("first bulk discard: count %d, %d ids, remaining %d; want %d, %d, 1", bulk.Count, len(bulk.IDs), bulk.Remaining, api.MaxBulk, api.MaxBulk)
+	}
+	r = f.do("POST", "/v1/dlq/discard", api.BulkDiscardRequest{Agent: "hello", Reason: "cleanup"})
+	r.decode(t, &bulk)
+	if bulk.Count != 1 || bulk.Remaining != 0 {
+		t.Fatalf("second bulk discard: %+v", bulk)
+	}
 }

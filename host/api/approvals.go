@@ -43,7 +43,11 @@ type DecisionRequest struct {
 // listApprovals: GET /v1/approvals[?all=true], pending ones by default.
 func (s *Server) listApprovals(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	if err := checkQuery(q, "all"); err != nil {
+	if err := checkQuery(q, "all", "limit"); err != nil {
+		return err
+	}
+	limit, err := parseLimit(q)
+	if err != nil {
 		return err
 	}
 	all := false
@@ -58,6 +62,7 @@ func (s *Server) listApprovals(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	list = cut(w, list, limit)
 	out := make([]ApprovalView, 0, len(list))
 	for _, a := range list {
 		out = append(out, approvalView(a))

@@ -63,11 +63,14 @@ var (
 // listDLQ: GET /v1/dlq?agent=&class=&since=&until=.
 func (s *Server) listDLQ(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	if err := checkQuery(q, "agent", "class", "since", "until"); err != nil {
+	if err := checkQuery(q, "agent", "class", "since", "until", "limit"); err != nil {
 		return err
 	}
 	f := dlqFilter{agent: q.Get("agent")}
-	var err error
+	limit, err := parseLimit(q)
+	if err != nil {
+		return err
+	}
 	if f.agent != "" {
 		if err = checkName("agent", f.agent); err != nil {
 			return err
@@ -89,7 +92,7 @@ func (s *Server) listDLQ(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	s.reply(w, http.StatusOK, taskViews(ts))
+	s.reply(w, http.StatusOK, taskViews(cut(w, ts, limit)))
 	return nil
 }
 
@@ -285,15 +288,21 @@ func (s *Server) bulkDiscardDLQ(w http.ResponseWriter, r *http.Request) error {
 	})
 }
 
-// bulk proposes one command per matching dead letter, one at a time. A task
-// that left the queue meanwhile is skipped; any other failure stops the
-// batch and says how far it got (the tasks already changed stay changed).
+// MaxBulk is how many dead letters one bulk request acts on: each is a
+// Raft entry, and a request must end within a client's patience.
+const MaxBulk = 1000
+
+// bulk proposes one command per matching dead letter, one at a time, for
+// at most MaxBulk of them (the oldest). A task that left the queue
+// meanwhile is skipped; any other failure stops the batch and says how far
+// it got (the tasks already changed stay changed).
 func (s *Server) bulk(w http.ResponseWriter, r *http.Request, f dlqFilter, verb string, cmd func(id string, now int64) cluster.Command) error {
 	ts, err := s.deadLetters(f)
 	if err != nil {
 		return err
 	}
-	res := BulkResult{IDs: []string{}}
+	res := BulkResult{IDs: []string{}, Remaining: max(len(ts)-MaxBulk, 0)}
+	ts = ts[:min(len(ts), MaxBulk)]
 	for _, t := range ts {
 		_, err := s.c.Apply(r.Context(), cmd(t.ID, s.cfg.Clock().UnixNano()))
 		switch {

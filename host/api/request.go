@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -227,4 +228,37 @@ func parseClass(s string) (cluster.ErrorClass, error) {
 		names[i] = string(c)
 	}
 	return "", badRequest("class %q is not one of %s", s, strings.Join(names, ", "))
+}
+
+// Lists answer at most DefaultListLimit items unless the request asks for
+// a limit, and never more than MaxListLimit: a node with 100,000 finished
+// tasks must not build one answer of them all. A list cut short says so in
+// the MoreHeader response header.
+const (
+	DefaultListLimit = 1000
+	MaxListLimit     = 10_000
+	MoreHeader       = "X-Orloj-More"
+)
+
+// parseLimit reads the limit query parameter: DefaultListLimit when absent.
+func parseLimit(q url.Values) (int, error) {
+	v := q.Get("limit")
+	if v == "" {
+		return DefaultListLimit, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > MaxListLimit {
+		return 0, badRequest("limit %q must be a whole number from 1 to %d", v, MaxListLimit)
+	}
+	return n, nil
+}
+
+// cut keeps the first limit items of list and marks the answer when it
+// dropped any.
+func cut[T any](w http.ResponseWriter, list []T, limit int) []T {
+	if len(list) <= limit {
+		return list
+	}
+	w.Header().Set(MoreHeader, "true")
+	return list[:limit]
 }

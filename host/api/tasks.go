@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/orloj/orloj/abi"
@@ -178,14 +177,10 @@ func (s *Server) listTasks(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			return badRequest("limit %q must be a whole number (0 means no limit)", v)
-		}
-		fl.Limit = n
+	limit, err := parseLimit(q)
+	if err != nil {
+		return err
 	}
-	var err error
 	if fl.Since, err = parseTime("since", q.Get("since")); err != nil {
 		return err
 	}
@@ -195,9 +190,8 @@ func (s *Server) listTasks(w http.ResponseWriter, r *http.Request) error {
 	if fl.Since != 0 && fl.Until != 0 && fl.Until <= fl.Since {
 		return badRequest("until %s is not after since %s", q.Get("until"), q.Get("since"))
 	}
-	limit := fl.Limit
-	if newest {
-		fl.Limit = 0
+	if !newest {
+		fl.Limit = limit + 1 // one more than asked tells whether more match
 	}
 	ts, err := s.fsm.Tasks(fl)
 	if err != nil {
@@ -205,11 +199,8 @@ func (s *Server) listTasks(w http.ResponseWriter, r *http.Request) error {
 	}
 	if newest {
 		slices.Reverse(ts)
-		if limit > 0 && len(ts) > limit {
-			ts = ts[:limit]
-		}
 	}
-	s.reply(w, http.StatusOK, taskViews(ts))
+	s.reply(w, http.StatusOK, taskViews(cut(w, ts, limit)))
 	return nil
 }
 

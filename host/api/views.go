@@ -205,6 +205,9 @@ const (
 type BulkResult struct {
 	Count int      `json:"count"`
 	IDs   []string `json:"ids"`
+	// Remaining is how many more dead letters matched than one request
+	// acts on (MaxBulk): send it again for them.
+	Remaining int `json:"remaining"`
 }
 
 // MemberView is one server in the Raft configuration. Role, last_contact

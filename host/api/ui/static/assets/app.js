@@ -37,6 +37,8 @@ async function api(path, opts = {}) {
     throw new Error("not logged in");
   }
   const body = resp.status === 204 ? null : await resp.json().catch(() => null);
+  // A list cut at its limit says so; the page that asked reads it at once.
+  api.more = resp.headers.get("X-Orloj-More") === "true";
   if (!resp.ok) throw new Error(body && body.error ? body.error + " (" + body.code + ")" : "HTTP " + resp.status);
   return body;
 }
@@ -494,10 +496,12 @@ function bulkBar(agentName, klass, entries) {
       h("div", {}, h("label", { for: reason.id }, "Reason to discard"), reason),
       h("button", { type: "button", class: "danger", id: "bulk-discard", onclick: (e) => ask("discard", e.currentTarget) }, "Discard all…"));
   box.append(count, controls, confirmBox, out);
-  const update = () => {
+  let more = false; // the node listed only the first entries that match
+  const update = (listMore) => {
+    if (listMore !== undefined) more = listMore;
     const m = entries().length;
-    count.textContent = m ? m + " entr" + (m === 1 ? "y matches" : "ies match") + " (" + what + ")" +
-      (m > BULK_MAX ? "; an action takes the first " + BULK_MAX : "") + "." : "No entry matches the filter.";
+    count.textContent = m ? (more ? "More than " : "") + m + " entr" + (m === 1 && !more ? "y matches" : "ies match") + " (" + what + ")" +
+      (m > BULK_MAX || more ? "; an action takes the first " + Math.min(m, BULK_MAX) : "") + "." : "No entry matches the filter.";
     count.dataset.count = m;
     controls.hidden = m === 0;
   };
@@ -528,9 +532,10 @@ async function dlqPage() {
     const p = new URLSearchParams();
     if (agentName) p.set("agent", agentName);
     if (klass) p.set("class", klass);
+    p.set("limit", String(BULK_MAX));
     const ts = await api("/v1/dlq?" + p);
     current = ts;
-    bulk.update();
+    bulk.update(api.more);
     const rows = [];
     for (const t of ts) {
       rows.push(h("tr", { "data-task": t.id },
