@@ -565,3 +565,33 @@ func (h *harness) runThrough(prefix string, from, n int) {
 		h.ok(&CompleteTask{TaskID: id, Token: c.Lease.Token, Output: []byte("1"), Now: now})
 	}
 }
+
+// BenchmarkTaskList is what the console's Tasks page asks on every change:
+// the newest 200 tasks, and the newest 200 of one state, after done
+// finished tasks.
+func BenchmarkTaskList(b *testing.B) {
+	for _, done := range []int{2000, 20000} {
+		h := newHarness(b)
+		h.agent("doc", "v1", "m")
+		h.runThrough("old", 0, done)
+		for _, c := range []struct {
+			name string
+			fl   TaskFilter
+			want int
+		}{
+			{"newest200", TaskFilter{Newest: true, Limit: 200}, 200},
+			{"oldest200", TaskFilter{Limit: 200}, 200},
+			{"queued", TaskFilter{State: StateQueued, Limit: 200}, 0},
+		} {
+			b.Run(fmt.Sprintf("finished=%d/%s", done, c.name), func(b *testing.B) {
+				b.ReportAllocs()
+				for i := 0; i < b.N; i++ {
+					ts, err := h.fsm.Tasks(c.fl)
+					if err != nil || len(ts) != c.want {
+						b.Fatalf("%d tasks, %v", len(ts), err)
+					}
+				}
+			})
+		}
+	}
+}

@@ -70,6 +70,25 @@ func indexesAgree(t testing.TB, f *FSM) {
 	if got, want := countsOf(&f.idx.counts), countsOf(&fresh.counts); !reflect.DeepEqual(got, want) {
 		t.Fatalf("task counts drift: %v vs Badger %v", got, want)
 	}
+	if got, want := orderOf(&f.idx.order), orderOf(&fresh.order); !slices.Equal(got, want) {
+		t.Fatalf("task order drift: %v vs Badger %v", got, want)
+	}
+}
+
+// orderOf is o's live entries, in order, as comparable values.
+func orderOf(o *taskOrder) []string {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	var out []string
+	for _, e := range o.bySeq {
+		if !e.deleted {
+			out = append(out, fmt.Sprintf("%s@%d %s %s %d", e.id, e.head.Seq, e.head.Agent, e.head.State, e.head.CreatedAt))
+		}
+	}
+	if len(out) != len(o.byID) {
+		out = append(out, fmt.Sprintf("(%d live entries, %d by ID)", len(out), len(o.byID)))
+	}
+	return out
 }
 
 // countsOf is a copy of c's counts by agent, empty maps left out.

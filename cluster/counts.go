@@ -19,10 +19,12 @@ type taskCounts struct {
 	byAgent map[string]map[TaskState]int
 }
 
-// taskHead is what counting needs of a task record.
+// taskHead is what counting and listing (order.go) need of a task record.
 type taskHead struct {
-	Agent string    `json:"agent"`
-	State TaskState `json:"state"`
+	Agent     string    `json:"agent"`
+	State     TaskState `json:"state"`
+	Seq       uint64    `json:"seq"`
+	CreatedAt int64     `json:"created_at"`
 }
 
 func readHead(b []byte) (taskHead, bool) {
@@ -81,8 +83,11 @@ func (c *taskCounts) get(agent string) map[TaskState]int {
 	return out
 }
 
-func (c *taskCounts) rebuild(db *badger.DB) error {
+// rebuildTaskHeads rebuilds the counts and the order from Badger's task
+// records, in one pass.
+func rebuildTaskHeads(db *badger.DB, c *taskCounts, o *taskOrder) error {
 	byAgent := map[string]map[TaskState]int{}
+	var entries []*orderEntry
 	err := db.View(func(txn *badger.Txn) error {
 		opts := badger.DefaultIteratorOptions
 		opts.Prefix = []byte("t/")
@@ -97,6 +102,7 @@ func (c *taskCounts) rebuild(db *badger.DB) error {
 			if !ok {
 				continue
 			}
+			entries = append(entries, &orderEntry{id: string(it.Item().Key()[2:]), head: h})
 			m := byAgent[h.Agent]
 			if m == nil {
 				m = map[TaskState]int{}
@@ -109,6 +115,7 @@ func (c *taskCounts) rebuild(db *badger.DB) error {
 	c.mu.Lock()
 	c.byAgent = byAgent
 	c.mu.Unlock()
+	o.reset(entries)
 	return err
 }
 
@@ -116,9 +123,9 @@ func (c *taskCounts) rebuild(db *badger.DB) error {
 func headOf(v any) *taskHead {
 	switch x := v.(type) {
 	case *Task:
-		return &taskHead{Agent: x.Agent, State: x.State}
+		return &taskHead{Agent: x.Agent, State: x.State, Seq: x.Seq, CreatedAt: x.CreatedAt}
 	case Task:
-		return &taskHead{Agent: x.Agent, State: x.State}
+		return &taskHead{Agent: x.Agent, State: x.State, Seq: x.Seq, CreatedAt: x.CreatedAt}
 	}
 	return nil
 }
@@ -145,7 +152,11 @@ func (t *tx) countWrite(key, val []byte) {
 			to = &h
 		}
 	}
+	if from != nil && to != nil && *from == *to {
+		return // a renewal, say: nothing counted or listed changes
+	}
 	t.idx.counts.move(from, to)
+	t.idx.order.write(string(key[2:]), to)
 }
 
 // TaskCounts is how many tasks are in each state, of one agent or of all

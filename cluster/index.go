@@ -121,6 +121,8 @@ type indexes struct {
 	wakes keyIndex
 	// counts: t/ records by agent and state (counts.go).
 	counts taskCounts
+	// order: t/ records by submission, for lists (order.go).
+	order taskOrder
 }
 
 func newIndexes() *indexes {
@@ -146,7 +148,7 @@ func (ix *indexes) rebuild(db *badger.DB) error {
 			return err
 		}
 	}
-	return ix.counts.rebuild(db)
+	return rebuildTaskHeads(db, &ix.counts, &ix.order)
 }
 
 // written keeps the mirrors in step with a write of val to key (del: a

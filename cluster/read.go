@@ -3,6 +3,7 @@ package cluster
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -44,6 +45,7 @@ type TaskFilter struct {
 	// at or after Since, before Until; 0 leaves that side open.
 	Since, Until int64
 	Limit        int
+	Newest       bool // newest submission first (the limit applies after ordering)
 }
 
 func (fl TaskFilter) match(t *Task) bool {
@@ -62,10 +64,39 @@ func (fl TaskFilter) match(t *Task) bool {
 	return true
 }
 
-// Tasks lists tasks matching fl, oldest submission first.
+// Tasks lists tasks matching fl, oldest submission first (newest with
+// fl.Newest). The order index picks them, so only the tasks listed are
+// read: the cost follows the limit, not the history.
 func (f *FSM) Tasks(fl TaskFilter) ([]Task, error) {
-	ts, err := decodeAll(f, []byte("t/"), fl.match)
-	return oldestFirst(ts, fl.Limit), err
+	if fl.Class != "" {
+		ts, err := decodeAll(f, []byte("t/"), fl.match)
+		ts = oldestFirst(ts, 0)
+		if fl.Newest {
+			slices.Reverse(ts)
+		}
+		if fl.Limit > 0 && len(ts) > fl.Limit {
+			ts = ts[:fl.Limit]
+		}
+		return ts, err
+	}
+	ids := f.idx.order.ids(fl)
+	out := make([]Task, 0, len(ids))
+	err := f.view(func(tx *tx) error {
+		for _, id := range ids {
+			var t Task
+			ok := tx.get(taskKey(id), &t)
+			if tx.err != nil {
+				return tx.err
+			}
+			// The index is written as entries apply, just before their
+			// commit: a record may be gone, or not yet changed, here.
+			if ok && fl.match(&t) {
+				out = append(out, t)
+			}
+		}
+		return nil
+	})
+	return out, err
 }
 
 // DeadLetters lists the DLQ, filtered, oldest submission first. It reads

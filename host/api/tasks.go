@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"slices"
 	"time"
 
 	"github.com/orloj/orloj/abi"
@@ -190,15 +189,11 @@ func (s *Server) listTasks(w http.ResponseWriter, r *http.Request) error {
 	if fl.Since != 0 && fl.Until != 0 && fl.Until <= fl.Since {
 		return badRequest("until %s is not after since %s", q.Get("until"), q.Get("since"))
 	}
-	if !newest {
-		fl.Limit = limit + 1 // one more than asked tells whether more match
-	}
+	// One more than asked tells whether more match.
+	fl.Limit, fl.Newest = limit+1, newest
 	ts, err := s.fsm.Tasks(fl)
 	if err != nil {
 		return err
-	}
-	if newest {
-		slices.Reverse(ts)
 	}
 	s.reply(w, http.StatusOK, taskViews(cut(w, ts, limit)))
 	return nil

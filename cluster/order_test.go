@@ -1,0 +1,75 @@
+package cluster
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+)
+
+// Tasks answers from the order index exactly what a scan of every task
+// record answers, for every filter and order, through submissions, state
+// changes and compaction (which deletes records, and shrinks the index).
+func TestTaskListMatchesScan(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.agent("doc", "v1", "m")
+	h.runThrough("done", 0, 40)
+	for i := range 5 {
+		h.submit(fmt.Sprintf("queued-%d", i), RetryPolicy{}, int64(100+i))
+	}
+	h.claim(200) // queued-0 runs
+	scan := func(fl TaskFilter) []string {
+		ts, err := decodeAll(h.fsm, []byte("t/"), fl.match)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts = oldestFirst(ts, 0)
+		if fl.Newest {
+			slices.Reverse(ts)
+		}
+		if fl.Limit > 0 && len(ts) > fl.Limit {
+			ts = ts[:fl.Limit]
+		}
+		return ids(ts)
+	}
+	check := func(when string, wantTotal int) {
+		t.Helper()
+		for _, fl := range []TaskFilter{
+			{}, {Newest: true}, {Limit: 7}, {Newest: true, Limit: 7},
+			{State: StateQueued}, {State: StateRunning, Newest: true}, {State: StateSucceeded, Limit: 3},
+			{Agent: "doc", Since: 10, Until: 102}, {Agent: "other"}, {Since: 1000},
+		} {
+			got, err := h.fsm.Tasks(fl)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if g, w := ids(got), scan(fl); !slices.Equal(g, w) {
+				t.Errorf("%s: Tasks(%+v) = %v, scan %v", when, fl, g, w)
+			}
+		}
+		if all, _ := h.fsm.Tasks(TaskFilter{}); len(all) != wantTotal {
+			t.Errorf("%s: %d tasks listed, want %d", when, len(all), wantTotal)
+		}
+		indexesAgree(t, h.fsm)
+	}
+	check("after submissions", 45)
+	var old []string
+	for i := range 30 {
+		old = append(old, fmt.Sprintf("done-%d", i))
+	}
+	if res := h.ok(&CompactTasks{IDs: old, Before: 1 << 40, Now: 300}).(CompactResult); len(res.Compacted) != 30 {
+		t.Fatalf("compacted %d of 30: %+v", len(res.Compacted), res)
+	}
+	check("after compaction", 15)
+	if n := len(h.fsm.idx.order.bySeq); n > 2*15 {
+		t.Errorf("the order keeps %d entries for 15 tasks: deletions are never dropped", n)
+	}
+}
+
+func ids(ts []Task) []string {
+	out := make([]string, 0, len(ts))
+	for _, t := range ts {
+		out = append(out, t.ID)
+	}
+	return out
+}
