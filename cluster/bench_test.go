@@ -595,3 +595,30 @@ func BenchmarkTaskList(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkLeaseCheck is the check a worker makes before each call it
+// invokes: whether its task still holds its lease, by reading the task
+// record or from the heads kept in memory.
+func BenchmarkLeaseCheck(b *testing.B) {
+	h := newHarness(b)
+	h.agent("doc", "v1", "m")
+	h.runThrough("old", 0, 2000)
+	h.submit("live", RetryPolicy{}, 5000)
+	c := h.claim(5000)
+	b.Run("task-record", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			if t, err := h.fsm.Task("live"); err != nil || t.Lease == nil || t.Lease.Token != c.Lease.Token {
+				b.Fatal("lease not held", err)
+			}
+		}
+	})
+	b.Run("lease-token", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			if tok, ok := h.fsm.LeaseToken("live"); !ok || tok != c.Lease.Token {
+				b.Fatal("lease not held")
+			}
+		}
+	})
+}

@@ -82,7 +82,7 @@ func orderOf(o *taskOrder) []string {
 	var out []string
 	for _, e := range o.bySeq {
 		if !e.deleted {
-			out = append(out, fmt.Sprintf("%s@%d %s %s %d", e.id, e.head.Seq, e.head.Agent, e.head.State, e.head.CreatedAt))
+			out = append(out, fmt.Sprintf("%s@%d %s %s %d lease %d", e.id, e.head.Seq, e.head.Agent, e.head.State, e.head.CreatedAt, e.head.LeaseToken))
 		}
 	}
 	if len(out) != len(o.byID) {

@@ -25,14 +25,25 @@ type taskHead struct {
 	State     TaskState `json:"state"`
 	Seq       uint64    `json:"seq"`
 	CreatedAt int64     `json:"created_at"`
+	// LeaseToken is the token of the task's lease, 0 with none: a worker
+	// checks it before each call (FSM.LeaseToken).
+	LeaseToken uint64 `json:"-"`
 }
 
 func readHead(b []byte) (taskHead, bool) {
-	var h taskHead
+	var h struct {
+		taskHead
+		Lease *struct {
+			Token uint64 `json:"token"`
+		} `json:"lease"`
+	}
 	if err := json.Unmarshal(b, &h); err != nil {
 		return taskHead{}, false
 	}
-	return h, true
+	if h.Lease != nil {
+		h.LeaseToken = h.Lease.Token
+	}
+	return h.taskHead, true
 }
 
 // move counts a task record going from one head to another; a zero
@@ -123,11 +134,19 @@ func rebuildTaskHeads(db *badger.DB, c *taskCounts, o *taskOrder) error {
 func headOf(v any) *taskHead {
 	switch x := v.(type) {
 	case *Task:
-		return &taskHead{Agent: x.Agent, State: x.State, Seq: x.Seq, CreatedAt: x.CreatedAt}
+		return x.head()
 	case Task:
-		return &taskHead{Agent: x.Agent, State: x.State, Seq: x.Seq, CreatedAt: x.CreatedAt}
+		return x.head()
 	}
 	return nil
+}
+
+func (t *Task) head() *taskHead {
+	h := &taskHead{Agent: t.Agent, State: t.State, Seq: t.Seq, CreatedAt: t.CreatedAt}
+	if t.Lease != nil {
+		h.LeaseToken = t.Lease.Token
+	}
+	return h
 }
 
 // countWrite counts a write of val (nil: a deletion) to the task record
@@ -157,6 +176,13 @@ func (t *tx) countWrite(key, val []byte) {
 	}
 	t.idx.counts.move(from, to)
 	t.idx.order.write(string(key[2:]), to)
+}
+
+// LeaseToken is the token of the lease task id holds on this replica, 0
+// when it holds none; ok is false for an unknown task. It reads memory
+// only: a worker asks before every call it makes.
+func (f *FSM) LeaseToken(id string) (token uint64, ok bool) {
+	return f.idx.order.leaseToken(id)
 }
 
 // TaskCounts is how many tasks are in each state, of one agent or of all

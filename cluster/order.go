@@ -116,3 +116,13 @@ func (o *taskOrder) reset(entries []*orderEntry) {
 	o.byID, o.bySeq, o.deleted = byID, entries, 0
 	o.mu.Unlock()
 }
+
+func (o *taskOrder) leaseToken(id string) (uint64, bool) {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	e := o.byID[id]
+	if e == nil {
+		return 0, false
+	}
+	return e.head.LeaseToken, true
+}

@@ -73,3 +73,31 @@ func ids(ts []Task) []string {
 	}
 	return out
 }
+
+// LeaseToken follows the task's lease as entries apply: the claim's token
+// while it runs, 0 once it is done, and a new token for a new claim.
+func TestLeaseTokenFollowsClaims(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.agent("doc", "v1", "m")
+	if _, ok := h.fsm.LeaseToken("nope"); ok {
+		t.Fatal("an unknown task has a lease token")
+	}
+	h.submit("a", RetryPolicy{MaxAttempts: 3}, 1)
+	if tok, ok := h.fsm.LeaseToken("a"); !ok || tok != 0 {
+		t.Fatalf("queued: token %d, %v; want 0, true", tok, ok)
+	}
+	c := h.claim(2)
+	if tok, _ := h.fsm.LeaseToken("a"); tok != c.Lease.Token || tok == 0 {
+		t.Fatalf("running: token %d, want the claim's %d", tok, c.Lease.Token)
+	}
+	h.ok(&RenewLease{TaskID: "a", Token: c.Lease.Token, TTL: c.Lease.TTL, Now: 3})
+	if tok, _ := h.fsm.LeaseToken("a"); tok != c.Lease.Token {
+		t.Fatalf("after a renewal: token %d, want %d", tok, c.Lease.Token)
+	}
+	h.ok(&ExpireLease{TaskID: "a", Token: c.Lease.Token, Now: 1 << 50})
+	if tok, _ := h.fsm.LeaseToken("a"); tok != 0 {
+		t.Fatalf("after expiry: token %d, want 0", tok)
+	}
+	indexesAgree(t, h.fsm)
+}

@@ -596,11 +596,11 @@ func (d *ledgerDispatcher) proposeFailedLocked(err error) error {
 // narrows the window; the RESULT is fenced by the leader, and a stale
 // invocation carries the call's key, which a safe-to-repeat tool dedupes.
 func (d *ledgerDispatcher) leaseHeld() error {
-	t, err := d.c.FSM().Task(d.task.ID)
-	if err != nil {
-		return fmt.Errorf("lease check: %w", err)
+	token, ok := d.c.FSM().LeaseToken(d.task.ID)
+	if !ok {
+		return fmt.Errorf("lease check: task %s: %w", d.task.ID, cluster.ErrNotFound)
 	}
-	if t.Lease == nil || t.Lease.Token != d.lease.Token {
+	if token != d.lease.Token {
 		err := fmt.Errorf("task %s: lease %d is no longer held: %w", d.task.ID, d.lease.Token, cluster.ErrStaleToken)
 		d.mu.Lock()
 		d.fenced = err
