@@ -206,7 +206,23 @@ func (f *FSM) Approval(callID string) (Approval, error) {
 // Approvals lists approvals, oldest request first: only the pending ones
 // unless all.
 func (f *FSM) Approvals(all bool) ([]Approval, error) {
-	out, err := decodeAll[Approval](f, []byte("ap/"), func(ap *Approval) bool { return all || ap.State == ApprovalPending })
+	var out []Approval
+	var err error
+	if all {
+		out, err = decodeAll[Approval](f, []byte("ap/"), nil)
+	} else {
+		// The pending ones only, from their mirror: decided approvals
+		// accumulate with history.
+		err = f.view(func(tx *tx) error {
+			for _, k := range f.idx.approvals.all() {
+				var ap Approval
+				if tx.get([]byte(k), &ap) && ap.State == ApprovalPending {
+					out = append(out, ap)
+				}
+			}
+			return tx.err
+		})
+	}
 	sort.Slice(out, func(i, j int) bool { return out[i].RequestedAt < out[j].RequestedAt })
 	return out, err
 }

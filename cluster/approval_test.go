@@ -63,6 +63,10 @@ func TestApprovalApprove(t *testing.T) {
 	if list, _ := h.fsm.Approvals(true); len(list) != 2 || list[1].CallID != "c2" || list[1].State != ApprovalPending {
 		t.Fatalf("all approvals: %+v", list)
 	}
+	if list, _ := h.fsm.Approvals(false); len(list) != 1 || list[0].CallID != "c2" {
+		t.Fatalf("pending list: %+v", list)
+	}
+	indexesAgree(t, h.fsm) // the pending approvals' mirror among them
 }
 
 // TestApprovalDeny: a denial records the call's answer, permission_denied

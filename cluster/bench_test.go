@@ -622,3 +622,37 @@ func BenchmarkLeaseCheck(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkPendingApprovals is what the approval webhook reads on every
+// pass: the pending approvals, after decided ones accumulated.
+func BenchmarkPendingApprovals(b *testing.B) {
+	h := newHarness(b)
+	h.agent("doc", "v1", "m")
+	const decided = 2000
+	for i := range decided + 1 {
+		id, now := fmt.Sprintf("t%d", i), int64(i+1)*sec
+		h.submit(id, RetryPolicy{}, now)
+		c := h.claim(now)
+		h.ok(&Suspend{TaskID: id, Token: c.Lease.Token, Wait: Wait{Kind: WaitApproval, CallID: "c" + id, Tool: "pay"}, Params: json.RawMessage(`{}`), Now: now})
+		if i < decided {
+			h.ok(&DecideApproval{CallID: "c" + id, Approve: true, By: "ana", Now: now})
+			c = h.claim(now) // the approved task runs again, and ends
+			h.ok(&CompleteTask{TaskID: id, Token: c.Lease.Token, Output: []byte("1"), Now: now})
+		}
+	}
+	b.Run(fmt.Sprintf("decided=%d/mirror", decided), func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			if list, err := h.fsm.Approvals(false); err != nil || len(list) != 1 {
+				b.Fatalf("%d pending, %v", len(list), err)
+			}
+		}
+	})
+	b.Run(fmt.Sprintf("decided=%d/scan", decided), func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			list, err := decodeAll[Approval](h.fsm, []byte("ap/"), func(ap *Approval) bool { return ap.State == ApprovalPending })
+			if err != nil || len(list) != 1 {
+				b.Fatalf("%d pending, %v", len(list), err)
+			}
+		}
+	})
+}

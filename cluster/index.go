@@ -119,6 +119,9 @@ type indexes struct {
 	// wakes: wk/ waiting tasks with a wake time or deadline, by that time;
 	// the leader reads its head to wake what is due.
 	wakes keyIndex
+	// approvals: ap/ records still pending. The approval webhook reads them
+	// on every pass; decided approvals stay until their task is compacted.
+	approvals keyIndex
 	// counts: t/ records by agent and state (counts.go).
 	counts taskCounts
 	// order: t/ records by submission, for lists (order.go).
@@ -127,7 +130,16 @@ type indexes struct {
 
 func newIndexes() *indexes {
 	return &indexes{runq: keyIndex{prefix: "rq/"}, leases: keyIndex{prefix: "le/"},
-		pending: keyIndex{prefix: "ob/", keep: effectPending}, due: keyIndex{prefix: "sn/"}, wakes: keyIndex{prefix: "wk/"}}
+		pending: keyIndex{prefix: "ob/", keep: effectPending}, due: keyIndex{prefix: "sn/"}, wakes: keyIndex{prefix: "wk/"},
+		approvals: keyIndex{prefix: "ap/", keep: approvalPending}}
+}
+
+// approvalPending reads only the state of an encoded Approval.
+func approvalPending(val []byte) bool {
+	var a struct {
+		State ApprovalState `json:"state"`
+	}
+	return json.Unmarshal(val, &a) == nil && a.State == ApprovalPending
 }
 
 // effectPending reads only the done flag of an encoded Effect.
@@ -139,7 +151,7 @@ func effectPending(val []byte) bool {
 }
 
 func (ix *indexes) mirrors() []*keyIndex {
-	return []*keyIndex{&ix.runq, &ix.leases, &ix.pending, &ix.due, &ix.wakes}
+	return []*keyIndex{&ix.runq, &ix.leases, &ix.pending, &ix.due, &ix.wakes, &ix.approvals}
 }
 
 func (ix *indexes) rebuild(db *badger.DB) error {
