@@ -9,9 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/chromedp/chromedp"
 )
@@ -224,17 +222,7 @@ func TestConsolePages(t *testing.T) {
 	// Last: it restarts the node.
 	t.Run("resolve in doubt", func(t *testing.T) {
 		p := startPayments(t, listen(t), false)
-		id := strings.TrimSpace(n.ok("task", "submit", "paycall", "--input", fmt.Sprintf(`{"url":%q}`, p.url)))
-		select {
-		case <-p.arrived:
-		case <-time.After(60 * time.Second):
-			t.Fatal("the charge never reached the service")
-		}
-		if code := n.signal(syscall.SIGKILL, 30*time.Second); code != -1 {
-			t.Fatalf("exit %d after SIGKILL", code)
-		}
-		n.start()
-		n.fails(1, []string{"dead_letter"}, "task", "wait", id, "--timeout", "2m")
+		id := killDuringCharge(t, n, p)
 		run(t, ctx, "the in-doubt dead letter", chromedp.Navigate(base+"/ui/tasks/"+id),
 			until(`document.querySelectorAll("form.resolve-call").length === 1`))
 		screenshot(t, ctx, "task-in-doubt")

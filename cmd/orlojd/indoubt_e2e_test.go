@@ -71,17 +71,7 @@ func inDoubtDeadLetter(t *testing.T, p *payments) (*node, string, string) {
 	t.Helper()
 	n := startNode(t, withArgs("--http-tool", "payments:unsafe"))
 	n.ok("agent", "push", agent("paycall"), "--name", "paycall", "--tools", "payments")
-	id := strings.TrimSpace(n.ok("task", "submit", "paycall", "--input", fmt.Sprintf(`{"url":%q}`, p.url)))
-	select {
-	case <-p.arrived:
-	case <-time.After(60 * time.Second):
-		t.Fatal("the charge never reached the service")
-	}
-	if code := n.signal(syscall.SIGKILL, 30*time.Second); code != -1 {
-		t.Fatalf("exit %d after SIGKILL", code)
-	}
-	n.start()
-	n.fails(1, []string{"dead_letter"}, "task", "wait", id, "--timeout", "2m")
+	id := killDuringCharge(t, n, p)
 	var entry struct {
 		Task  taskJSON
 		Calls []struct {
@@ -95,6 +85,25 @@ func inDoubtDeadLetter(t *testing.T, p *payments) (*node, string, string) {
 		t.Fatalf("dead letter %+v calls %+v; want class in_doubt with one call and no result", entry.Task.Error, entry.Calls)
 	}
 	return n, id, entry.Calls[0].ID
+}
+
+// killDuringCharge submits paycall on n (which has it), kills the node once
+// the charge reached p, restarts it and waits for the task to dead-letter:
+// the charge is then in doubt. It returns the task's ID.
+func killDuringCharge(t *testing.T, n *node, p *payments) string {
+	t.Helper()
+	id := strings.TrimSpace(n.ok("task", "submit", "paycall", "--input", fmt.Sprintf(`{"url":%q}`, p.url)))
+	select {
+	case <-p.arrived:
+	case <-time.After(60 * time.Second):
+		t.Fatal("the charge never reached the service")
+	}
+	if code := n.signal(syscall.SIGKILL, 30*time.Second); code != -1 {
+		t.Fatalf("exit %d after SIGKILL", code)
+	}
+	n.start()
+	n.fails(1, []string{"dead_letter"}, "task", "wait", id, "--timeout", "2m")
+	return id
 }
 
 // An unsafe call whose answer was lost stops in the DLQ as in_doubt; a
