@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -54,6 +55,21 @@ func parseTime(what, v string) (int64, error) {
 	return t.UnixNano(), nil
 }
 
+// parseWindow reads the since and until query parameters: unix nanos, 0
+// for an open side; until must be after since.
+func parseWindow(q url.Values) (since, until int64, err error) {
+	if since, err = parseTime("since", q.Get("since")); err != nil {
+		return 0, 0, err
+	}
+	if until, err = parseTime("until", q.Get("until")); err != nil {
+		return 0, 0, err
+	}
+	if since != 0 && until != 0 && until <= since {
+		return 0, 0, badRequest("until %s is not after since %s", q.Get("until"), q.Get("since"))
+	}
+	return since, until, nil
+}
+
 // The times an int64 of nanoseconds since 1970 can hold, to the second.
 var (
 	minTime = time.Unix(0, math.MinInt64).UTC().Truncate(time.Second).Add(time.Second)
@@ -79,14 +95,8 @@ func (s *Server) listDLQ(w http.ResponseWriter, r *http.Request) error {
 	if f.class, err = parseClass(q.Get("class")); err != nil {
 		return err
 	}
-	if f.since, err = parseTime("since", q.Get("since")); err != nil {
+	if f.since, f.until, err = parseWindow(q); err != nil {
 		return err
-	}
-	if f.until, err = parseTime("until", q.Get("until")); err != nil {
-		return err
-	}
-	if f.since != 0 && f.until != 0 && f.until <= f.since {
-		return badRequest("until %s is not after since %s", q.Get("until"), q.Get("since"))
 	}
 	ts, err := s.deadLetters(f)
 	if err != nil {

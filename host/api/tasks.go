@@ -180,14 +180,8 @@ func (s *Server) listTasks(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if fl.Since, err = parseTime("since", q.Get("since")); err != nil {
+	if fl.Since, fl.Until, err = parseWindow(q); err != nil {
 		return err
-	}
-	if fl.Until, err = parseTime("until", q.Get("until")); err != nil {
-		return err
-	}
-	if fl.Since != 0 && fl.Until != 0 && fl.Until <= fl.Since {
-		return badRequest("until %s is not after since %s", q.Get("until"), q.Get("since"))
 	}
 	// One more than asked tells whether more match.
 	fl.Limit, fl.Newest = limit+1, newest
