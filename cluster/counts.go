@@ -49,9 +49,6 @@ func readHead(b []byte) (taskHead, bool) {
 // move counts a task record going from one head to another; a zero
 // pointer is an absent record.
 func (c *taskCounts) move(from, to *taskHead) {
-	if from != nil && to != nil && *from == *to {
-		return
-	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.byAgent == nil {

@@ -3,7 +3,6 @@ package cluster
 import (
 	"encoding/json"
 	"fmt"
-	"slices"
 	"sort"
 	"strings"
 
@@ -68,16 +67,9 @@ func (fl TaskFilter) match(t *Task) bool {
 // fl.Newest). The order index picks them, so only the tasks listed are
 // read: the cost follows the limit, not the history.
 func (f *FSM) Tasks(fl TaskFilter) ([]Task, error) {
+	limit := fl.Limit
 	if fl.Class != "" {
-		ts, err := decodeAll(f, []byte("t/"), fl.match)
-		ts = oldestFirst(ts, 0)
-		if fl.Newest {
-			slices.Reverse(ts)
-		}
-		if fl.Limit > 0 && len(ts) > fl.Limit {
-			ts = ts[:fl.Limit]
-		}
-		return ts, err
+		fl.Limit = 0 // the heads carry no error class: filter every candidate
 	}
 	ids := f.idx.order.ids(fl)
 	out := make([]Task, 0, len(ids))
@@ -92,6 +84,9 @@ func (f *FSM) Tasks(fl TaskFilter) ([]Task, error) {
 			// commit: a record may be gone, or not yet changed, here.
 			if ok && fl.match(&t) {
 				out = append(out, t)
+				if len(out) == limit {
+					break
+				}
 			}
 		}
 		return nil
