@@ -25,6 +25,17 @@ function h(tag, attrs, ...kids) {
 }
 
 async function api(path, opts = {}) {
+  return (await request(path, opts)).body;
+}
+
+// apiList GETs a list: its items, and whether the node left some out (its
+// limit; the X-Orloj-More header).
+async function apiList(path) {
+  const { body, resp } = await request(path, {});
+  return { items: body, more: resp.headers.get("X-Orloj-More") === "true" };
+}
+
+async function request(path, opts) {
   const init = { method: opts.method || "GET", headers: {} };
   if (init.method !== "GET") init.headers["X-Orloj-CSRF"] = csrf;
   if (opts.body !== undefined) {
@@ -37,10 +48,8 @@ async function api(path, opts = {}) {
     throw new Error("not logged in");
   }
   const body = resp.status === 204 ? null : await resp.json().catch(() => null);
-  // A list cut at its limit says so; the page that asked reads it at once.
-  api.more = resp.headers.get("X-Orloj-More") === "true";
   if (!resp.ok) throw new Error(body && body.error ? body.error + " (" + body.code + ")" : "HTTP " + resp.status);
-  return body;
+  return { body, resp };
 }
 
 function notify(msg, ok) {
@@ -533,9 +542,9 @@ async function dlqPage() {
     if (agentName) p.set("agent", agentName);
     if (klass) p.set("class", klass);
     p.set("limit", String(BULK_MAX));
-    const ts = await api("/v1/dlq?" + p);
+    const { items: ts, more } = await apiList("/v1/dlq?" + p);
     current = ts;
-    bulk.update(api.more);
+    bulk.update(more);
     const rows = [];
     for (const t of ts) {
       rows.push(h("tr", { "data-task": t.id },
