@@ -148,20 +148,23 @@ const (
 )
 
 // applyGoMemoryLimit sets the runtime's soft memory limit from the setting
-// and says what it is.
+// and returns the limit the runtime now holds (math.MaxInt64: none) and
+// where it came from.
 func applyGoMemoryLimit(setting int64) (limit int64, source string) {
 	switch {
 	case setting > 0:
 		debug.SetMemoryLimit(setting)
-		return setting, "go-memory-limit"
+		source = "go-memory-limit"
 	case setting == 0:
 		debug.SetMemoryLimit(math.MaxInt64)
-		return 0, "go-memory-limit"
+		source = "go-memory-limit"
 	case os.Getenv("GOMEMLIMIT") != "":
-		return debug.SetMemoryLimit(-1), "GOMEMLIMIT"
+		source = "GOMEMLIMIT" // the runtime read it at start
+	default:
+		debug.SetMemoryLimit(defaultGoMemoryLimit)
+		source = "default"
 	}
-	debug.SetMemoryLimit(defaultGoMemoryLimit)
-	return defaultGoMemoryLimit, "default"
+	return debug.SetMemoryLimit(-1), source
 }
 
 // memLimitValue is a size, 0, or "auto".
@@ -449,7 +452,7 @@ func serve(stderr io.Writer, cfg serveConfig) error {
 	if cfg.tokenOnCommandLine {
 		log.Warn("the admin token was given with --token: other local users can read it in the process list; use --token-file or ORLOJ_TOKEN")
 	}
-	if limit, source := applyGoMemoryLimit(cfg.GoMemoryLimit); limit > 0 && limit < math.MaxInt64 {
+	if limit, source := applyGoMemoryLimit(cfg.GoMemoryLimit); limit < math.MaxInt64 {
 		log.Info("go memory limit", "bytes", limit, "source", source)
 	}
 	// Start runs on its own goroutine so a signal can end a join that is
