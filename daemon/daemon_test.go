@@ -71,7 +71,7 @@ func TestDaemonTokenAndHealth(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	cfg := testConfig(t, dir)
-	d := startDaemon(t, cfg)
+	d := startDaemon(t, &cfg)
 	tok := d.Token()
 	st, err := os.Stat(filepath.Join(dir, TokenFile))
 	if err != nil {
@@ -98,7 +98,7 @@ func TestDaemonTokenAndHealth(t *testing.T) {
 	}
 
 	cfg.RaftAddr = freeAddr(t)
-	d2 := startDaemon(t, cfg)
+	d2 := startDaemon(t, &cfg)
 	if d2.Token() != tok {
 		t.Fatalf("restart made a new token %q, want %q", d2.Token(), tok)
 	}
@@ -131,7 +131,7 @@ func TestDaemonRefusesTakenPort(t *testing.T) {
 		t.Fatalf("Start = %v, want an api listener error", err)
 	}
 	cfg.APIAddr = "127.0.0.1:0"
-	startDaemon(t, cfg) // same data dir and Raft port
+	startDaemon(t, &cfg) // same data dir and Raft port
 }
 
 // A node that learns it was removed stops, and will not start again on its
@@ -139,7 +139,7 @@ func TestDaemonRefusesTakenPort(t *testing.T) {
 func TestDaemonStopsWhenRemoved(t *testing.T) {
 	dir := t.TempDir()
 	cfg := testConfig(t, dir)
-	d := startDaemon(t, cfg)
+	d := startDaemon(t, &cfg)
 	// Wait until the node has recorded itself, as it does on start.
 	deadline := time.After(10 * time.Second)
 	for {
@@ -182,7 +182,8 @@ func TestDaemonStopsWhenRemoved(t *testing.T) {
 // visible after it succeeds, and the daemon still serves.
 func TestDaemonKVTool(t *testing.T) {
 	t.Parallel()
-	d := startDaemon(t, testConfig(t, t.TempDir()))
+	cfg := testConfig(t, t.TempDir())
+	d := startDaemon(t, &cfg)
 	n := d.Node()
 	ctx := context.Background()
 	wasm, err := os.ReadFile(stepsAgent(t))

@@ -33,7 +33,8 @@ func TestDataDirMadeOwnerOnly(t *testing.T) {
 	must(t, os.Chmod(filepath.Join(dir, "sub"), 0o755))
 	must(t, os.Symlink(outside, filepath.Join(dir, "link")))
 
-	startDaemon(t, testConfig(t, dir))
+	cfg := testConfig(t, dir)
+	startDaemon(t, &cfg)
 
 	want := map[string]fs.FileMode{
 		dir:                                    0o700,

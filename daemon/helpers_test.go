@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -52,14 +53,27 @@ func testConfig(t *testing.T, dir string) Config {
 	return cfg
 }
 
-func startDaemon(t *testing.T, cfg Config) *Daemon {
+// startDaemon starts a daemon on cfg and waits for it to lead. freeAddr's
+// port can be taken by another test before the daemon binds it: then the
+// daemon starts again on another, written back to cfg for a later restart.
+func startDaemon(t *testing.T, cfg *Config) *Daemon {
 	t.Helper()
-	d, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := d.Start(); err != nil {
-		t.Fatal(err)
+	var d *Daemon
+	for try := 1; ; try++ {
+		var err error
+		if d, err = New(*cfg); err != nil {
+			t.Fatal(err)
+		}
+		err = d.Start()
+		if err == nil {
+			break
+		}
+		d.Stop(0)
+		if try == 3 || !strings.Contains(err.Error(), "raft transport on "+cfg.RaftAddr) || !strings.Contains(err.Error(), "address already in use") {
+			t.Fatal(err)
+		}
+		t.Logf("raft port %s was taken before the daemon bound it; starting on another", cfg.RaftAddr)
+		cfg.RaftAddr = freeAddr(t)
 	}
 	t.Cleanup(func() { d.Stop(time.Second) })
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
