@@ -75,17 +75,17 @@ func DecodeCallRequest(b []byte) (CallRequest, error) {
 	// which encoding/json would accept (and it matches field names
 	// case-insensitively), so two spellings of one request are refused
 	// rather than read as the same call.
-	canon, err := Canonicalize(b)
+	canon, members, err := canonicalObject(b)
 	if err != nil {
 		return req, Errorf(StatusInvalidArgument, "decode request: %v", err)
 	}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(canon, &fields); err != nil {
-		return req, Errorf(StatusInvalidArgument, "decode request: want a JSON object: %v", err)
+	if members == nil {
+		return req, Errorf(StatusInvalidArgument, "decode request: want a JSON object, got %s", kindOf(canon))
 	}
-	for name, v := range fields {
-		var dst any
-		switch name {
+	for _, m := range members {
+		v := canon[m.colon+1 : m.end]
+		var dst *string
+		switch m.key {
 		case "tool":
 			dst = &req.Tool
 		case "key":
@@ -94,11 +94,13 @@ func DecodeCallRequest(b []byte) (CallRequest, error) {
 			req.Params = v
 			continue
 		default:
-			return CallRequest{}, Errorf(StatusInvalidArgument, "decode request: unknown field %q", name)
+			return CallRequest{}, Errorf(StatusInvalidArgument, "decode request: unknown field %q", m.key)
 		}
-		if err := json.Unmarshal(v, dst); err != nil {
-			return CallRequest{}, Errorf(StatusInvalidArgument, "decode request: field %q must be a string", name)
+		str, ok := canonicalString(v)
+		if !ok {
+			return CallRequest{}, Errorf(StatusInvalidArgument, "decode request: field %q must be a string", m.key)
 		}
+		*dst = str
 	}
 	if err := ValidToolName(req.Tool); err != nil {
 		return CallRequest{}, err

@@ -31,6 +31,9 @@ func TestDecodeCallRequest(t *testing.T) {
 		{name: "duplicate tool", in: `{"tool":"x","tool":"y"}`, wantErr: "duplicate"},
 		{name: "tool not a string", in: `{"tool":1}`, wantErr: "must be a string"},
 		{name: "not an object", in: `[1]`, wantErr: "object"},
+		{name: "null", in: `null`, wantErr: "object"},
+		{name: "escaped key", in: `{"key":"a\"b\u00e9","tool":"t"}`, wantTool: "t", wantParams: `null`, wantKey: "a\"bé"},
+		{name: "members in any order", in: `{"params":{"z":[true]},"key":"k","tool":"t"}`, wantTool: "t", wantParams: `{"z":[true]}`, wantKey: "k"},
 		// "K\ud800" would otherwise be read as "K\ufffd": one call ID for two keys.
 		{name: "lone surrogate in a key", in: `{"tool":"a","key":"K\ud800"}`, wantErr: "lone surrogate"},
 		{name: "lone surrogate in params", in: `{"tool":"a","params":{"k":"\udfff"}}`, wantErr: "at params.k"},
