@@ -316,3 +316,24 @@ func claimTask(t *testing.T, node *cluster.Node, taskID string) *cluster.Claim {
 	}
 	return c
 }
+
+// TestCallDetailJSON: the journal's call detail is written by hand on the
+// common path; it must be what json.Marshal writes, escapes and all.
+func TestCallDetailJSON(t *testing.T) {
+	t.Parallel()
+	for _, d := range []CallDetail{
+		{Outcome: OutcomeReplayed, Status: "ok", Duration: 12},
+		{Outcome: OutcomeInvoked, Duration: 0},
+		{Outcome: OutcomeError, Status: "transient", Duration: -1, Reason: "dial tcp 127.0.0.1:9: connection refused"},
+		{Outcome: OutcomeError, Status: "tool_error", Duration: 1 << 40, Reason: `bad "quote" \ and <html> & ünïcode` + "\n\x00\u2028"},
+		{Outcome: OutcomeDenied, Reason: "\xff invalid"},
+	} {
+		want, err := json.Marshal(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := d.json(); string(got) != string(want) {
+			t.Errorf("%+v:\n got %s\nwant %s", d, got, want)
+		}
+	}
+}
