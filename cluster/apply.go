@@ -130,19 +130,59 @@ func (a *applier) fenced(id string, token uint64) (*Task, error) {
 	if err != nil {
 		return nil, err
 	}
-	if t.State != StateRunning || t.Lease == nil || t.Lease.Token != token {
-		var n uint64
-		if b, ok := a.getRaw(keyFenceRejects); ok {
-			n = u64(b)
-		}
-		a.putRaw(keyFenceRejects, putU64(n+1))
-		held := uint64(0)
-		if t.Lease != nil {
-			held = t.Lease.Token
-		}
-		return nil, fmt.Errorf("task %s: token %d, lease holds %d (state %s): %w", id, token, held, t.State, ErrStaleToken)
+	var held uint64
+	if t.Lease != nil {
+		held = t.Lease.Token
+	}
+	if err := a.checkFence(id, token, t.State, t.Lease != nil, held); err != nil {
+		return nil, err
 	}
 	return t, nil
+}
+
+// taskFence is what an entry that leaves its task record as it is (a
+// ledger or staged write) reads of it.
+type taskFence struct {
+	State    TaskState `json:"state"`
+	Attempts int       `json:"attempts"`
+	Lease    *struct {
+		Token uint64 `json:"token"`
+	} `json:"lease"`
+}
+
+// fencedHead is fenced for such an entry. Decoding the whole record (input,
+// history, budget) was a third of a RecordResult's apply, paid on every
+// replica for every call (docs/BENCHMARKS.md, "The fencing check").
+func (a *applier) fencedHead(id string, token uint64) (taskFence, error) {
+	var f taskFence
+	if !a.get(taskKey(id), &f) {
+		if a.err != nil {
+			return f, a.err
+		}
+		return f, fmt.Errorf("task %s: %w", id, ErrNotFound)
+	}
+	if a.states != nil {
+		a.states[id] = f.State
+	}
+	var held uint64
+	if f.Lease != nil {
+		held = f.Lease.Token
+	}
+	return f, a.checkFence(id, token, f.State, f.Lease != nil, held)
+}
+
+// checkFence refuses a token that is not the running task's lease's, and
+// counts the refusal.
+func (a *applier) checkFence(id string, token uint64, state TaskState, leased bool, held uint64) error {
+	if state == StateRunning && leased && held == token {
+		return nil
+	}
+	var n uint64
+	if b, ok := a.getRaw(keyFenceRejects); ok {
+		n = u64(b)
+	}
+	a.putRaw(keyFenceRejects, putU64(n+1))
+	return fmt.Errorf("task %s: token %d, lease holds %d (state %s): %w", id, token, held, state, ErrStaleToken)
 }
 
 func (a *applier) putAgent(c *PutAgent) any {
@@ -369,19 +409,19 @@ func (a *applier) lastAttempt(t *Task) *AttemptRecord {
 }
 
 func (a *applier) intent(c *RecordIntent) any {
-	t, err := a.fenced(c.TaskID, c.Token)
+	t, err := a.fencedHead(c.TaskID, c.Token)
 	if err != nil {
 		return err
 	}
 	var rec LedgerRecord
-	if a.get(ledgerKey(t.ID, c.CallID), &rec) && rec.HasResult {
+	if a.get(ledgerKey(c.TaskID, c.CallID), &rec) && rec.HasResult {
 		return rec // already recorded: the caller replays it
 	}
 	if rec.CallID == "" {
-		rec = LedgerRecord{TaskID: t.ID, CallID: c.CallID, Tool: c.Tool, Seq: a.idx}
+		rec = LedgerRecord{TaskID: c.TaskID, CallID: c.CallID, Tool: c.Tool, Seq: a.idx}
 	}
 	rec.Attempt, rec.Token, rec.IntentAt, rec.NotApplied = t.Attempts, c.Token, c.Now, false
-	a.put(ledgerKey(t.ID, c.CallID), rec)
+	a.put(ledgerKey(c.TaskID, c.CallID), rec)
 	return rec
 }
 
@@ -420,41 +460,41 @@ func (a *applier) resolveCall(c *ResolveCall) any {
 
 // clearIntent marks a call the worker knows was never sent.
 func (a *applier) clearIntent(c *ClearIntent) any {
-	t, err := a.fenced(c.TaskID, c.Token)
+	t, err := a.fencedHead(c.TaskID, c.Token)
 	if err != nil {
 		return err
 	}
 	var rec LedgerRecord
-	if !a.get(ledgerKey(t.ID, c.CallID), &rec) || rec.HasResult {
+	if !a.get(ledgerKey(c.TaskID, c.CallID), &rec) || rec.HasResult {
 		return rec // nothing to clear (or a result won): a no-op
 	}
 	rec.NotApplied = true
-	a.put(ledgerKey(t.ID, c.CallID), rec)
-	a.journal(t.ID, c.Now, Event{Type: EventIntentCleared, Attempt: t.Attempts, CallID: c.CallID, Tool: rec.Tool,
+	a.put(ledgerKey(c.TaskID, c.CallID), rec)
+	a.journal(c.TaskID, c.Now, Event{Type: EventIntentCleared, Attempt: t.Attempts, CallID: c.CallID, Tool: rec.Tool,
 		Message: "the call failed before anything was sent; it is not in doubt"})
 	return rec
 }
 
 func (a *applier) result(c *RecordResult) any {
-	t, err := a.fenced(c.TaskID, c.Token)
+	t, err := a.fencedHead(c.TaskID, c.Token)
 	if err != nil {
 		return err
 	}
 	var rec LedgerRecord
-	if !a.get(ledgerKey(t.ID, c.CallID), &rec) {
+	if !a.get(ledgerKey(c.TaskID, c.CallID), &rec) {
 		if c.Tool == "" {
-			return fmt.Errorf("call %s of task %s has no intent: %w", c.CallID, t.ID, ErrInvalidState)
+			return fmt.Errorf("call %s of task %s has no intent: %w", c.CallID, c.TaskID, ErrInvalidState)
 		}
-		rec = LedgerRecord{TaskID: t.ID, CallID: c.CallID, Tool: c.Tool, IntentAt: c.Now, Seq: a.idx}
+		rec = LedgerRecord{TaskID: c.TaskID, CallID: c.CallID, Tool: c.Tool, IntentAt: c.Now, Seq: a.idx}
 	}
 	if rec.HasResult {
 		return rec
 	}
 	rec.HasResult, rec.Status, rec.Result, rec.Usage, rec.ResultAt = true, c.Status, c.Result, c.Usage, c.Now
 	rec.Attempt, rec.Token = t.Attempts, c.Token
-	a.put(ledgerKey(t.ID, c.CallID), rec)
+	a.put(ledgerKey(c.TaskID, c.CallID), rec)
 	if c.Event != nil {
-		a.journal(t.ID, c.Now, *c.Event)
+		a.journal(c.TaskID, c.Now, *c.Event)
 	}
 	return rec
 }
@@ -608,23 +648,22 @@ func (a *applier) dropStageCount(taskID string) {
 // MaxStagedWrites of at most MaxStagedBytes in all, counted in
 // stageCountKey as they are staged.
 func (a *applier) stage(c *StageWrite) any {
-	t, err := a.fenced(c.TaskID, c.Token)
-	if err != nil {
+	if _, err := a.fencedHead(c.TaskID, c.Token); err != nil {
 		return err
 	}
 	var n, size uint64
-	if b, ok := a.getRaw(stageCountKey(t.ID)); ok && len(b) == 16 {
+	if b, ok := a.getRaw(stageCountKey(c.TaskID)); ok && len(b) == 16 {
 		n, size = u64(b[:8]), u64(b[8:])
 	}
 	w := uint64(stagedBytes(c.Write))
 	if n+1 > MaxStagedWrites {
-		return fmt.Errorf("task %s: %w: staged writes would be %d, limit %d", t.ID, ErrTooLarge, n+1, MaxStagedWrites)
+		return fmt.Errorf("task %s: %w: staged writes would be %d, limit %d", c.TaskID, ErrTooLarge, n+1, MaxStagedWrites)
 	}
 	if size+w > MaxStagedBytes {
-		return fmt.Errorf("task %s: %w: staged writes would hold %d bytes, limit %d", t.ID, ErrTooLarge, size+w, MaxStagedBytes)
+		return fmt.Errorf("task %s: %w: staged writes would hold %d bytes, limit %d", c.TaskID, ErrTooLarge, size+w, MaxStagedBytes)
 	}
-	a.putRaw(stageCountKey(t.ID), append(putU64(n+1), putU64(size+w)...))
-	a.put(stageKey(t.ID, a.idx), c.Write)
+	a.putRaw(stageCountKey(c.TaskID), append(putU64(n+1), putU64(size+w)...))
+	a.put(stageKey(c.TaskID, a.idx), c.Write)
 	return nil
 }
 
@@ -632,7 +671,7 @@ func (a *applier) stage(c *StageWrite) any {
 func (a *applier) appendJournal(c *AppendJournal) any {
 	var err error
 	if c.Token != 0 {
-		_, err = a.fenced(c.TaskID, c.Token)
+		_, err = a.fencedHead(c.TaskID, c.Token)
 	} else {
 		_, err = a.loadTask(c.TaskID)
 	}

@@ -127,13 +127,25 @@ func TestLifecycleRetryThenSucceed(t *testing.T) {
 		&RenewLease{TaskID: "t1", Token: c.Lease.Token, TTL: time.Second, Now: 13 * sec},
 		&RecordIntent{TaskID: "t1", Token: c.Lease.Token, CallID: "x", Tool: "http", Now: 13 * sec},
 		&CompleteTask{TaskID: "t1", Token: c.Lease.Token, Output: json.RawMessage(`"stale"`), Now: 13 * sec},
+		// These read only the task's head (fencedHead).
+		&RecordResult{TaskID: "t1", Token: c.Lease.Token, CallID: "y", Tool: "http", Status: "ok", Result: json.RawMessage(`1`), Now: 13 * sec},
+		&ClearIntent{TaskID: "t1", Token: c.Lease.Token, CallID: "x", Now: 13 * sec},
+		&StageWrite{TaskID: "t1", Token: c.Lease.Token, Write: KVWrite{Key: "k", Value: json.RawMessage(`1`)}, Now: 13 * sec},
+		&AppendJournal{TaskID: "t1", Token: c.Lease.Token, Events: []Event{{Type: EventCall}}, Now: 13 * sec},
 	} {
 		if err, _ := h.apply(cmd).(error); !errors.Is(err, ErrStaleToken) {
 			t.Fatalf("%T with a stale token: %v, want ErrStaleToken", cmd, err)
 		}
 	}
-	if n := h.fsm.FenceRejections(); n != 3 {
-		t.Fatalf("fence rejections = %d, want 3", n)
+	if n := h.fsm.FenceRejections(); n != 7 {
+		t.Fatalf("fence rejections = %d, want 7", n)
+	}
+	if err, _ := h.apply(&RecordResult{TaskID: "nope", Token: 1, CallID: "y", Tool: "http", Status: "ok", Result: json.RawMessage(`1`), Now: 13 * sec}).(error); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("RecordResult for no task: %v, want ErrNotFound", err)
+	}
+	// The current holder's result is recorded with the attempt it read.
+	if rec, ok := h.ok(&RecordResult{TaskID: "t1", Token: c2.Lease.Token, CallID: "y", Tool: "http", Status: "ok", Result: json.RawMessage(`1`), Now: 13 * sec}).(LedgerRecord); !ok || rec.Attempt != 2 || rec.Token != c2.Lease.Token {
+		t.Fatalf("RecordResult by the holder = %+v", rec)
 	}
 	h.ok(&StageWrite{TaskID: "t1", Token: c2.Lease.Token, Write: KVWrite{Key: "invoice/7", Value: json.RawMessage(`{"total":3}`)}, Now: 13 * sec})
 	if _, ok, _ := h.fsm.KV("invoice/7"); ok {
