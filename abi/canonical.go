@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -21,11 +22,11 @@ const maxDepth = 512
 // escaping. What CheckJSON refuses is an error here too. Call IDs hash this
 // form.
 func Canonicalize(in []byte) ([]byte, error) {
-	s, err := walkJSON(in, true)
+	out, _, err := walkJSON(in, true)
 	if err != nil {
 		return nil, fmt.Errorf("canonical json: %w", err)
 	}
-	return s.out, nil
+	return out, nil
 }
 
 // CheckJSON refuses what I-JSON (RFC 7493) refuses and encoding/json would
@@ -35,7 +36,7 @@ func Canonicalize(in []byte) ([]byte, error) {
 // last one wins), numbers beyond a double, nesting deeper than 512 and data
 // after the value. Errors are *JSONError, naming where.
 func CheckJSON(in []byte) error {
-	_, err := walkJSON(in, false)
+	_, _, err := walkJSON(in, false)
 	return err
 }
 
@@ -139,13 +140,30 @@ type member struct {
 	start, colon, end int
 }
 
-func walkJSON(in []byte, emit bool) (*scanner, error) {
-	s := &scanner{in: in, emit: emit}
-	s.members = s.stack[:0]
+// scanners keeps scanners with their scratch space between texts: a
+// scanner is as big as its member stack, and every guest call walks one.
+var scanners = sync.Pool{New: func() any { return new(scanner) }}
+
+// walkJSON scans in; with emit it returns the canonical form, and the
+// members of the text when it is an object (nil otherwise).
+func walkJSON(in []byte, emit bool) (out []byte, top []member, err error) {
+	s := scanners.Get().(*scanner)
+	defer func() {
+		// Drop what refers to the caller's text or to what is returned.
+		s.in, s.out, s.top, s.members = nil, nil, nil, s.members[:0]
+		if cap(s.buf) > 64<<10 {
+			s.buf = nil // a large text's scratch is not kept
+		}
+		scanners.Put(s)
+	}()
+	s.in, s.pos, s.emit = in, 0, emit
+	if s.members == nil {
+		s.members = s.stack[:0]
+	}
 	if emit {
 		s.out = make([]byte, 0, len(in)+16)
 	}
-	err := s.value(0)
+	err = s.value(0)
 	if err == nil {
 		s.skipSpace()
 		if s.pos < len(s.in) {
@@ -156,9 +174,9 @@ func walkJSON(in []byte, emit bool) (*scanner, error) {
 		if je, ok := err.(*JSONError); ok {
 			je.Path = renderPath(je.segs)
 		}
-		return nil, err
+		return nil, nil, err
 	}
-	return s, nil
+	return s.out, s.top, nil
 }
 
 func (s *scanner) skipSpace() {
@@ -769,11 +787,11 @@ func appendNumber(out []byte, lit string) ([]byte, error) {
 // also returns the object's members, sorted, each with its span in out;
 // members is nil when the text is not an object.
 func canonicalObject(in []byte) (out []byte, members []member, err error) {
-	s, err := walkJSON(in, true)
+	out, members, err = walkJSON(in, true)
 	if err != nil {
 		return nil, nil, fmt.Errorf("canonical json: %w", err)
 	}
-	return s.out, s.top, nil
+	return out, members, nil
 }
 
 // canonicalString decodes a string in canonical form; false if v is not a
