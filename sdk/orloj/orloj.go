@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"slices"
 	"time"
 	"unicode/utf8"
 
@@ -68,14 +69,12 @@ func Call(tool string, params any, opts ...CallOption) (json.RawMessage, error) 
 	if err != nil {
 		return nil, fmt.Errorf("orloj: call %s: %w", tool, err)
 	}
-	req, err := encodeRequest(tool, params, opts)
+	// Params are encoded before the lock: a MarshalJSON may call the host.
+	p, err := paramsJSON(params)
 	if err != nil {
 		return nil, fmt.Errorf("orloj: call %s: %w", tool, err)
 	}
-	st, body, err := exchange(
-		func(buf []byte) (abi.Status, uint32) { return h.call(req, buf) },
-		h.response,
-	)
+	st, body, err := exchangeCall(h, tool, p, callKey(opts))
 	if err != nil {
 		return nil, fmt.Errorf("orloj: call %s: %w", tool, err)
 	}
@@ -293,6 +292,15 @@ func LogErrorf(format string, args ...any) { Log(LevelError, fmt.Sprintf(format,
 // decodes, validates and canonicalises every request and answers
 // invalid_argument, so the guest would only repeat that work.
 func encodeRequest(tool string, params any, opts []CallOption) ([]byte, error) {
+	p, err := paramsJSON(params)
+	if err != nil {
+		return nil, err
+	}
+	return appendRequest(nil, tool, p, callKey(opts)), nil
+}
+
+// paramsJSON is a call's params as JSON text.
+func paramsJSON(params any) ([]byte, error) {
 	var p []byte
 	switch v := params.(type) {
 	case json.RawMessage:
@@ -308,22 +316,36 @@ func encodeRequest(tool string, params any, opts []CallOption) ([]byte, error) {
 	if len(p) == 0 {
 		p = []byte("null")
 	}
-	req := abi.CallRequest{Tool: tool}
+	return p, nil
+}
+
+// callKey is the key the options name, "" for none. Apart so that a call
+// without options does not put a request on the heap for them to fill.
+func callKey(opts []CallOption) string {
+	if len(opts) == 0 {
+		return ""
+	}
+	var req abi.CallRequest
 	for _, o := range opts {
 		if o.apply != nil {
 			o.apply(&req)
 		}
 	}
-	b := make([]byte, 0, len(p)+len(tool)+len(req.Key)+32)
+	return req.Key
+}
+
+// appendRequest appends the request {"tool":…,"params":…,"key":…} to b.
+func appendRequest(b []byte, tool string, p []byte, key string) []byte {
+	b = slices.Grow(b, len(p)+len(tool)+len(key)+32)
 	b = append(b, `{"tool":`...)
 	b = appendJSONString(b, tool)
 	b = append(b, `,"params":`...)
 	b = append(b, p...)
-	if req.Key != "" {
+	if key != "" {
 		b = append(b, `,"key":`...)
-		b = appendJSONString(b, req.Key)
+		b = appendJSONString(b, key)
 	}
-	return append(b, '}'), nil
+	return append(b, '}')
 }
 
 // appendJSONString appends s as a JSON string. Bytes of invalid UTF-8 pass

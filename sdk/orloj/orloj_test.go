@@ -589,3 +589,38 @@ func TestMainExits(t *testing.T) {
 		})
 	}
 }
+
+// TestCallsShareNoRequest: Call builds each request in a buffer it keeps
+// between calls; a request must not carry anything of the one before it,
+// longer or shorter, nor the key of an earlier call.
+func TestCallsShareNoRequest(t *testing.T) {
+	f := install(t, orloj.NewFake().Handle("t", func(p json.RawMessage) (any, error) { return p, nil }))
+	big := strings.Repeat("x", 80<<10) // past the buffer Call keeps
+	params := []string{`"` + big + `"`, `{"a":1}`, `[1,2,3,4,5,6,7,8]`, `2`}
+	for i, p := range params {
+		var opts []orloj.CallOption
+		if i == 1 {
+			opts = append(opts, orloj.WithKey("k1"))
+		}
+		res, err := orloj.Call("t", json.RawMessage(p), opts...)
+		if err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+		if string(res) != p {
+			t.Fatalf("call %d answered %.40s, want %.40s", i, res, p)
+		}
+	}
+	calls := f.Calls()
+	if len(calls) != len(params) {
+		t.Fatalf("recorded %d calls, want %d", len(calls), len(params))
+	}
+	for i, c := range calls {
+		wantKey := ""
+		if i == 1 {
+			wantKey = "k1"
+		}
+		if string(c.Params) != params[i] || c.Key != wantKey {
+			t.Errorf("call %d recorded params %.40s key %q, want %.40s key %q", i, c.Params, c.Key, params[i], wantKey)
+		}
+	}
+}

@@ -41,6 +41,8 @@ var (
 	// respBuf is allocated by the package initializer, so a reactor's
 	// snapshot already holds it.
 	respBuf = make([]byte, respBufSize)
+	// reqBuf holds Call's request, under exchangeMu.
+	reqBuf []byte
 )
 
 // exchange runs one host function that answers into a buffer and returns the
@@ -62,4 +64,20 @@ func exchangeUpTo(limit uint32, first, fetch func(buf []byte) (abi.Status, uint3
 	exchangeMu.Lock()
 	defer exchangeMu.Unlock()
 	return guestexchange.Do(respBuf, limit, first, fetch)
+}
+
+// exchangeCall is exchange for a call: the request is built in a buffer kept
+// between calls, since the host reads it during the call only and calls are
+// one at a time (exchangeMu).
+func exchangeCall(h rawHost, tool string, params []byte, key string) (abi.Status, []byte, error) {
+	exchangeMu.Lock()
+	defer exchangeMu.Unlock()
+	reqBuf = appendRequest(reqBuf[:0], tool, params, key)
+	req := reqBuf
+	if cap(reqBuf) > respBufSize {
+		reqBuf = nil // a large request's buffer is not kept
+	}
+	return guestexchange.Do(respBuf, abi.MaxResponseBytes,
+		func(buf []byte) (abi.Status, uint32) { return h.call(req, buf) },
+		h.response)
 }
