@@ -179,6 +179,22 @@ func walkJSON(in []byte, emit bool) (out []byte, top []member, err error) {
 	return s.out, s.top, nil
 }
 
+// put writes c when the scanner writes.
+func (s *scanner) put(c byte) {
+	if s.emit {
+		s.out = append(s.out, c)
+	}
+}
+
+// more skips whitespace and refuses the end of the input.
+func (s *scanner) more() error {
+	s.skipSpace()
+	if s.pos >= len(s.in) {
+		return refuse("unexpected end of input")
+	}
+	return nil
+}
+
 func (s *scanner) skipSpace() {
 	for s.pos < len(s.in) {
 		switch s.in[s.pos] {
@@ -488,36 +504,27 @@ func (s *scanner) hex4() (rune, error) {
 
 func (s *scanner) array(depth int) error {
 	s.pos++ // '['
-	if s.emit {
-		s.out = append(s.out, '[')
-	}
+	s.put('[')
 	s.skipSpace()
 	if s.pos < len(s.in) && s.in[s.pos] == ']' {
 		s.pos++
-		if s.emit {
-			s.out = append(s.out, ']')
-		}
+		s.put(']')
 		return nil
 	}
 	for i := 0; ; i++ {
 		if err := s.value(depth + 1); err != nil {
 			return within(err, pathSeg{index: i})
 		}
-		s.skipSpace()
-		if s.pos >= len(s.in) {
-			return refuse("unexpected end of input")
+		if err := s.more(); err != nil {
+			return err
 		}
 		switch s.in[s.pos] {
 		case ',':
 			s.pos++
-			if s.emit {
-				s.out = append(s.out, ',')
-			}
+			s.put(',')
 		case ']':
 			s.pos++
-			if s.emit {
-				s.out = append(s.out, ']')
-			}
+			s.put(']')
 			return nil
 		default:
 			return s.syntax("after array element")
@@ -531,9 +538,7 @@ func (s *scanner) array(depth int) error {
 func (s *scanner) object(depth int) error {
 	s.pos++ // '{'
 	open := len(s.out)
-	if s.emit {
-		s.out = append(s.out, '{')
-	}
+	s.put('{')
 	base := len(s.members)
 	err := s.objectMembers(depth, open, base)
 	s.members = s.members[:base]
@@ -546,9 +551,7 @@ func (s *scanner) objectMembers(depth, open, base int) error {
 	s.skipSpace()
 	if s.pos < len(s.in) && s.in[s.pos] == '}' {
 		s.pos++
-		if s.emit {
-			s.out = append(s.out, '}')
-		}
+		s.put('}')
 		if depth == 0 {
 			s.top = []member{}
 		}
@@ -556,9 +559,8 @@ func (s *scanner) objectMembers(depth, open, base int) error {
 	}
 	var seen map[string]struct{} // for objects too big to search
 	for {
-		s.skipSpace()
-		if s.pos >= len(s.in) {
-			return refuse("unexpected end of input")
+		if err := s.more(); err != nil {
+			return err
 		}
 		if s.in[s.pos] != '"' {
 			return s.syntax("looking for beginning of object key string")
@@ -586,9 +588,8 @@ func (s *scanner) objectMembers(depth, open, base int) error {
 				}
 			}
 		}
-		s.skipSpace()
-		if s.pos >= len(s.in) {
-			return refuse("unexpected end of input")
+		if err := s.more(); err != nil {
+			return err
 		}
 		if s.in[s.pos] != ':' {
 			return s.syntax("after object key")
@@ -612,9 +613,8 @@ func (s *scanner) objectMembers(depth, open, base int) error {
 			sorted = false
 		}
 		s.members = append(s.members, m)
-		s.skipSpace()
-		if s.pos >= len(s.in) {
-			return refuse("unexpected end of input")
+		if err := s.more(); err != nil {
+			return err
 		}
 		switch s.in[s.pos] {
 		case ',':
