@@ -687,3 +687,29 @@ func BenchmarkFSMApplyResult(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkDeadLetterList is GET /v1/dlq's read: the oldest dead letters up
+// to a limit (the API asks one more than it answers), with many in the
+// queue.
+func BenchmarkDeadLetterList(b *testing.B) {
+	h := newHarness(b)
+	h.agent("doc", "v1", "m")
+	const dead = 5000
+	for i := range dead {
+		id := fmt.Sprintf("dead-%05d", i)
+		h.submit(id, RetryPolicy{}, int64(i))
+		c := h.claim(int64(i))
+		h.ok(&FailAttempt{TaskID: id, Token: c.Lease.Token, Error: TaskError{Class: ClassPermanent, Message: "no"}, Now: int64(i)})
+	}
+	for _, limit := range []int{101, 1001} {
+		b.Run(fmt.Sprintf("dead=%d/limit=%d", dead, limit), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				ts, err := h.fsm.DeadLetters(TaskFilter{Limit: limit})
+				if err != nil || len(ts) != limit {
+					b.Fatalf("%d dead letters, %v", len(ts), err)
+				}
+			}
+		})
+	}
+}

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"testing"
@@ -45,6 +46,7 @@ func TestTaskListMatchesScan(t *testing.T) {
 			{State: StateQueued}, {State: StateRunning, Newest: true}, {State: StateSucceeded, Limit: 3},
 			{Agent: "doc", Since: 10, Until: 102}, {Agent: "other"}, {Since: 1000},
 			{Class: ClassPermanent}, {Class: ClassPermanent, Newest: true, Limit: 1},
+			{UpdatedSince: 51}, {State: StateDeadLetter, UpdatedUntil: 51, Limit: 1}, {UpdatedSince: 100, UpdatedUntil: 101},
 		} {
 			got, err := h.fsm.Tasks(fl)
 			if err != nil {
@@ -52,6 +54,16 @@ func TestTaskListMatchesScan(t *testing.T) {
 			}
 			if g, w := ids(got), scan(fl); !slices.Equal(g, w) {
 				t.Errorf("%s: Tasks(%+v) = %v, scan %v", when, fl, g, w)
+			}
+		}
+		for _, fl := range []TaskFilter{{}, {Limit: 1}, {Class: ClassPermanent, UpdatedSince: 51}, {Agent: "other"}} {
+			got, err := h.fsm.DeadLetters(fl)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fl.State = StateDeadLetter
+			if g, w := ids(got), scan(fl); !slices.Equal(g, w) {
+				t.Errorf("%s: DeadLetters(%+v) = %v, scan %v", when, fl, g, w)
 			}
 		}
 		if all, _ := h.fsm.Tasks(TaskFilter{}); len(all) != wantTotal {
@@ -107,4 +119,13 @@ func TestLeaseTokenFollowsClaims(t *testing.T) {
 		t.Fatalf("after expiry: token %d, want 0", tok)
 	}
 	indexesAgree(t, h.fsm)
+}
+
+// oldestFirst orders tasks by submission and applies a filter's limit.
+func oldestFirst(ts []Task, limit int) []Task {
+	slices.SortFunc(ts, func(a, b Task) int { return cmp.Compare(a.Seq, b.Seq) })
+	if limit > 0 && len(ts) > limit {
+		ts = ts[:limit]
+	}
+	return ts
 }

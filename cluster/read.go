@@ -43,8 +43,17 @@ type TaskFilter struct {
 	// Since and Until bound the submission time (CreatedAt, unix nanos):
 	// at or after Since, before Until; 0 leaves that side open.
 	Since, Until int64
-	Limit        int
-	Newest       bool // newest submission first (the limit applies after ordering)
+	// UpdatedSince and UpdatedUntil bound the last change (UpdatedAt) the
+	// same way: for a dead letter, when it entered the queue.
+	UpdatedSince, UpdatedUntil int64
+	Limit                      int
+	Newest                     bool // newest submission first (the limit applies after ordering)
+}
+
+// recordOnly reports whether fl tests what the heads in memory do not hold,
+// so every candidate the heads allow is read.
+func (fl TaskFilter) recordOnly() bool {
+	return fl.Class != "" || fl.UpdatedSince != 0 || fl.UpdatedUntil != 0
 }
 
 func (fl TaskFilter) match(t *Task) bool {
@@ -60,6 +69,9 @@ func (fl TaskFilter) match(t *Task) bool {
 	if (fl.Since != 0 && t.CreatedAt < fl.Since) || (fl.Until != 0 && t.CreatedAt >= fl.Until) {
 		return false
 	}
+	if (fl.UpdatedSince != 0 && t.UpdatedAt < fl.UpdatedSince) || (fl.UpdatedUntil != 0 && t.UpdatedAt >= fl.UpdatedUntil) {
+		return false
+	}
 	return true
 }
 
@@ -68,8 +80,8 @@ func (fl TaskFilter) match(t *Task) bool {
 // read: the cost follows the limit, not the history.
 func (f *FSM) Tasks(fl TaskFilter) ([]Task, error) {
 	limit := fl.Limit
-	if fl.Class != "" {
-		fl.Limit = 0 // the heads carry no error class: filter every candidate
+	if fl.recordOnly() {
+		fl.Limit = 0 // filter every candidate the heads allow
 	}
 	ids := f.idx.order.ids(fl)
 	out := make([]Task, 0, len(ids))
@@ -94,21 +106,12 @@ func (f *FSM) Tasks(fl TaskFilter) ([]Task, error) {
 	return out, err
 }
 
-// DeadLetters lists the DLQ, filtered, oldest submission first. It reads
-// the dq/ index, not every task.
+// DeadLetters lists the DLQ, filtered, oldest submission first. Like Tasks,
+// it reads no more dead letters than it returns (or than a filter on what
+// only the records hold must test).
 func (f *FSM) DeadLetters(fl TaskFilter) ([]Task, error) {
 	fl.State = StateDeadLetter
-	var out []Task
-	err := f.view(func(tx *tx) error {
-		for _, k := range tx.keys([]byte("dq/"), 0) {
-			var t Task
-			if tx.get(taskKey(string(k[len("dq/"):])), &t) && fl.match(&t) {
-				out = append(out, t)
-			}
-		}
-		return nil
-	})
-	return oldestFirst(out, fl.Limit), err
+	return f.Tasks(fl)
 }
 
 // Agent returns one version of an agent; version "" means the newest.
@@ -316,14 +319,6 @@ func decodeAll[T any](f *FSM, prefix []byte, keep func(*T) bool) ([]T, error) {
 	return out, err
 }
 
-// oldestFirst orders tasks by submission and applies a filter's limit.
-func oldestFirst(ts []Task, limit int) []Task {
-	sort.Slice(ts, func(i, j int) bool { return ts[i].Seq < ts[j].Seq })
-	if limit > 0 && len(ts) > limit {
-		ts = ts[:limit]
-	}
-	return ts
-}
 
 func (t *tx) each(prefix []byte, fn func(k, v []byte) error) error {
 	if t.err != nil {

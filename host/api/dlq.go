@@ -21,21 +21,12 @@ type dlqFilter struct {
 	since, until int64 // unix nanos; 0 = open
 }
 
-func (s *Server) deadLetters(f dlqFilter) ([]cluster.Task, error) {
-	ts, err := s.fsm.DeadLetters(cluster.TaskFilter{Agent: f.agent, Class: f.class})
-	if err != nil {
-		return nil, err
-	}
-	out := ts[:0]
-	for _, t := range ts {
-		// A dead letter is not updated until it leaves the queue, so
-		// UpdatedAt is when it entered.
-		if (f.since != 0 && t.UpdatedAt < f.since) || (f.until != 0 && t.UpdatedAt >= f.until) {
-			continue
-		}
-		out = append(out, t)
-	}
-	return out, nil
+// deadLetters lists the dead letters f matches, oldest first, at most
+// limit of them (0: all).
+func (s *Server) deadLetters(f dlqFilter, limit int) ([]cluster.Task, error) {
+	// A dead letter is not updated until it leaves the queue, so
+	// UpdatedAt is when it entered.
+	return s.fsm.DeadLetters(cluster.TaskFilter{Agent: f.agent, Class: f.class, UpdatedSince: f.since, UpdatedUntil: f.until, Limit: limit})
 }
 
 func parseTime(what, v string) (int64, error) {
@@ -98,7 +89,7 @@ func (s *Server) listDLQ(w http.ResponseWriter, r *http.Request) error {
 	if f.since, f.until, err = parseWindow(q); err != nil {
 		return err
 	}
-	ts, err := s.deadLetters(f)
+	ts, err := s.deadLetters(f, limit+1) // one more says whether more match
 	if err != nil {
 		return err
 	}
@@ -307,7 +298,7 @@ const MaxBulk = 1000
 // meanwhile is skipped; any other failure stops the batch and says how far
 // it got (the tasks already changed stay changed).
 func (s *Server) bulk(w http.ResponseWriter, r *http.Request, f dlqFilter, verb string, cmd func(id string, now int64) cluster.Command) error {
-	ts, err := s.deadLetters(f)
+	ts, err := s.deadLetters(f, 0) // all: the answer counts what remains
 	if err != nil {
 		return err
 	}
