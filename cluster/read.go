@@ -319,7 +319,6 @@ func decodeAll[T any](f *FSM, prefix []byte, keep func(*T) bool) ([]T, error) {
 	return out, err
 }
 
-
 func (t *tx) each(prefix []byte, fn func(k, v []byte) error) error {
 	if t.err != nil {
 		return t.err
