@@ -151,8 +151,12 @@ func walkJSON(in []byte, emit bool) (out []byte, top []member, err error) {
 	defer func() {
 		// Drop what refers to the caller's text or to what is returned.
 		s.in, s.out, s.top, s.members = nil, nil, nil, s.members[:0]
+		// A large text's scratch is not kept.
 		if cap(s.buf) > 64<<10 {
-			s.buf = nil // a large text's scratch is not kept
+			s.buf = nil
+		}
+		if cap(s.members) > 4*len(s.stack) {
+			s.members = s.stack[:0]
 		}
 		scanners.Put(s)
 	}()
