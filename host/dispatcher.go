@@ -269,15 +269,9 @@ func (d *ledgerDispatcher) overBudget(berr *BudgetError, e cluster.Event) error 
 
 // occurrenceKey names a (kind, tool, params) triple for counting repeats.
 func occurrenceKey(kind, tool string, params []byte) [sha256.Size]byte {
-	h := sha256.New()
-	h.Write([]byte(kind))
-	h.Write([]byte{0})
-	h.Write([]byte(tool))
-	h.Write([]byte{0})
-	h.Write(params)
-	var k [sha256.Size]byte
-	h.Sum(k[:0])
-	return k
+	var stack [512]byte
+	b := append(append(append(append(stack[:0], kind...), 0), tool...), 0)
+	return sha256.Sum256(append(b, params...))
 }
 
 func (d *ledgerDispatcher) now() int64 { return d.clock().UnixNano() }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -334,6 +335,29 @@ func TestCallDetailJSON(t *testing.T) {
 		}
 		if got := d.json(); string(got) != string(want) {
 			t.Errorf("%+v:\n got %s\nwant %s", d, got, want)
+		}
+	}
+}
+
+// TestCallIDGolden: call IDs are stored in every ledger; a change to how
+// they are computed would turn recorded calls into new ones. The values
+// were computed by the implementation that wrote the first ledgers.
+func TestCallIDGolden(t *testing.T) {
+	t.Parallel()
+	big := []byte(`{"doc":"` + strings.Repeat("y", 2000) + `"}`)
+	for _, c := range []struct {
+		got, want string
+	}{
+		{CallID("task-1", "http", []byte(`{"url":"https://a.example"}`), "", 0), "a937872e64223ae28300ecbee28d06b4dea18c474409e9f8d36fa29b83c32e93"},
+		{CallID("task-1", "http", []byte(`{"url":"https://a.example"}`), "", 3), "28304f6812d784fffc42642534d59a7878f024875eb029df712a67592ef996b3"},
+		{CallID("t", "pay", []byte(`null`), "order-7", 0), "e35d8b9bb62bbf5bcfd25acd6561ad32094ec81f5cb9941177de3787151f7a5c"},
+		{CallID("", "", nil, "", 12345), "dbe04369b2f0f8ce342d8eb438fc529d7815115634e837721d3285f3a3a04187"},
+		{CallID("task-é", "ocr", big, "", 1), "32f25d29c07ff571176ec5c64fda694a0dcab197b87ae8e88e8e3ff160b30b6f"},
+		{fmt.Sprintf("%x", occurrenceKey("call", "http", []byte(`{"a":1}`))), "6aa11d25b3eb7fb0472a4ddd8e5b612a2bac41bcd4c5f23da91b829dce7ba9b3"},
+		{fmt.Sprintf("%x", occurrenceKey("emit", "mail", big)), "1d65d6d30ff95a586452ad454bd2b3c05969a5208bdb0c046476b2a360d73f66"},
+	} {
+		if c.got != c.want {
+			t.Errorf("got %s, want %s", c.got, c.want)
 		}
 	}
 }
