@@ -90,32 +90,40 @@ func benchPushAgent(b *testing.B, e *env, name, wasmPath string, tools ...string
 	return ag
 }
 
-// callloopPath builds testdata/agents/callloop next to the other test agents
-// (TestMain removes them), once per binary.
+// benchAgent builds one of testdata/agents as a reactor next to the other
+// test agents (TestMain removes them), once per binary: an attempt then
+// starts from the agent's snapshot, as production agents built for Orloj
+// do, and the benchmarks measure the calls rather than a Go runtime
+// starting in every attempt.
+type benchAgent struct {
+	name string
+	once sync.Once
+	err  error
+}
+
 var (
-	loopOnce sync.Once
-	loopErr  error
+	callloopAgent = &benchAgent{name: "callloop"}
+	stepsReactor  = &benchAgent{name: "steps"}
 )
 
-func callloopPath(b *testing.B) string {
+func (a *benchAgent) path(b *testing.B) string {
 	b.Helper()
 	agentPath(b, "steps") // makes buildDir
-	out := filepath.Join(buildDir, "callloop.wasm")
-	loopOnce.Do(func() {
-		// A reactor, as agents are built for production: an attempt
-		// starts from the snapshot in ~0.2 ms, so the difference between
-		// runs with and without calls is the calls' cost, not start-up noise.
-		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, "./testdata/agents/callloop")
+	out := filepath.Join(buildDir, a.name+"-reactor.wasm")
+	a.once.Do(func() {
+		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, "./testdata/agents/"+a.name)
 		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
 		if o, err := cmd.CombinedOutput(); err != nil {
-			loopErr = fmt.Errorf("build callloop: %v\n%s", err, o)
+			a.err = fmt.Errorf("build %s: %v\n%s", a.name, err, o)
 		}
 	})
-	if loopErr != nil {
-		b.Fatal(loopErr)
+	if a.err != nil {
+		b.Fatal(a.err)
 	}
 	return out
 }
+
+func callloopPath(b *testing.B) string { return callloopAgent.path(b) }
 
 // claimTask registers agent (tools allowed), submits a task and claims it.
 func (e *env) claimTask(id string, agent cluster.Agent, input any) *cluster.Claim {
@@ -348,7 +356,9 @@ type taskBench struct {
 	seq     atomic.Int64
 }
 
-func newTaskBench(b *testing.B, store string, workers int) *taskBench {
+// newTaskBench starts a pool running the steps agent, built as a reactor,
+// or as a command module with command set.
+func newTaskBench(b *testing.B, store string, workers int, command ...bool) *taskBench {
 	b.Helper()
 	tools := make([]plugins.Tool, len(sixTools))
 	for k, name := range sixTools {
@@ -357,7 +367,11 @@ func newTaskBench(b *testing.B, store string, workers int) *taskBench {
 		})
 	}
 	tb := &taskBench{e: benchEnv(b, store, tools...), waiters: map[string]chan AttemptReport{}}
-	benchPushAgent(b, tb.e, "steps", agentPath(b, "steps"), sixTools...)
+	module := stepsReactor.path(b)
+	if len(command) > 0 && command[0] {
+		module = agentPath(b, "steps")
+	}
+	benchPushAgent(b, tb.e, "steps", module, sixTools...)
 	cfg := DefaultPoolConfig()
 	cfg.NodeID, cfg.Workers, cfg.Logger = "n1", workers, tb.e.log
 	cfg.OnAttempt = func(r AttemptReport) {
@@ -434,9 +448,15 @@ func BenchmarkTask6Calls(b *testing.B) {
 	for _, c := range []struct {
 		store   string
 		workers int
-	}{{cluster.LogStoreBolt, 8}, {cluster.LogStoreWAL, 4}, {cluster.LogStoreWAL, 8}, {cluster.LogStoreWAL, 16}} {
-		b.Run(fmt.Sprintf("par64/store=%s/workers=%d", c.store, c.workers), func(b *testing.B) {
-			tb := newTaskBench(b, c.store, c.workers)
+		command bool
+	}{{cluster.LogStoreBolt, 8, false}, {cluster.LogStoreWAL, 4, false}, {cluster.LogStoreWAL, 8, false}, {cluster.LogStoreWAL, 16, false},
+		{cluster.LogStoreWAL, 8, true}} {
+		name := fmt.Sprintf("par64/store=%s/workers=%d", c.store, c.workers)
+		if c.command {
+			name += "/agent=command"
+		}
+		b.Run(name, func(b *testing.B) {
+			tb := newTaskBench(b, c.store, c.workers, c.command)
 			const clients = 64
 			var next atomic.Int64
 			lat := make([][]time.Duration, clients)
