@@ -53,6 +53,14 @@ func (x *keyIndex) first() (string, bool) {
 	return x.keys[0], true
 }
 
+// countBelow returns how many keys sort before k.
+func (x *keyIndex) countBelow(k string) int {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	i, _ := slices.BinarySearch(x.keys, k)
+	return i
+}
+
 // hasPrefix reports whether some key starts with p.
 func (x *keyIndex) hasPrefix(p string) bool {
 	x.mu.RLock()

@@ -3,6 +3,7 @@ package cluster
 import (
 	"cmp"
 	"fmt"
+	"math"
 	"slices"
 	"testing"
 )
@@ -128,4 +129,36 @@ func oldestFirst(ts []Task, limit int) []Task {
 		ts = ts[:limit]
 	}
 	return ts
+}
+
+// RunnableCount counts what a claim at now could take: queued tasks and
+// retries that are due, not retries still backing off nor running tasks.
+func TestRunnableCount(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.agent("doc", "v1", "m")
+	for i := range 3 {
+		h.submit(fmt.Sprintf("t%d", i), RetryPolicy{MaxAttempts: 3}, int64(i+1))
+	}
+	if n := h.fsm.RunnableCount(10); n != 3 {
+		t.Fatalf("3 queued: RunnableCount = %d", n)
+	}
+	if n := h.fsm.RunnableCount(1); n != 1 {
+		t.Fatalf("at the first submission: RunnableCount = %d, want 1", n)
+	}
+	c := h.claim(10)
+	if n := h.fsm.RunnableCount(10); n != 2 {
+		t.Fatalf("one running: RunnableCount = %d, want 2", n)
+	}
+	h.ok(&FailAttempt{TaskID: c.Task.ID, Token: c.Lease.Token, Error: TaskError{Class: ClassTransient, Message: "later"}, Jitter: math.MaxUint64, Now: 10 * sec})
+	next := h.task(c.Task.ID).NextAt
+	if n := h.fsm.RunnableCount(next - 1); n != 2 {
+		t.Fatalf("one backing off: RunnableCount = %d, want 2", n)
+	}
+	if n := h.fsm.RunnableCount(next); n != 3 {
+		t.Fatalf("the retry due: RunnableCount = %d, want 3", n)
+	}
+	if at, ok := h.fsm.NextRunnableAt(); !ok || h.fsm.RunnableCount(at) < 1 {
+		t.Fatalf("NextRunnableAt %d, %v: RunnableCount there must count it", at, ok)
+	}
 }

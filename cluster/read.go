@@ -246,6 +246,12 @@ func (f *FSM) NextRunnableAt() (int64, bool) {
 	return int64(at), ok
 }
 
+// RunnableCount is how many tasks this replica holds runnable at now
+// (queued, or due for a retry). It reads memory only.
+func (f *FSM) RunnableCount(now int64) int {
+	return f.idx.runq.countBelow("rq/" + hex16(uint64(now)+1))
+}
+
 // KV returns a committed kv value.
 func (f *FSM) KV(key string) (json.RawMessage, bool, error) {
 	var v []byte

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -64,11 +65,13 @@ type Pool struct {
 	hardStop context.CancelFunc
 	routines Routines // the workers
 
-	// claiming admits one claim proposal per node at a time: every idle
-	// worker wakes on a submission, and letting all of them propose would
-	// cost a Raft entry (and, on a follower, a round trip to the leader)
-	// per worker for one task. The others wait for the next change.
-	claiming sync.Mutex
+	// claiming counts the claim proposals in flight. A worker proposes one
+	// only while fewer are in flight than the local replica has runnable
+	// tasks: every idle worker wakes on a submission, and letting all of
+	// them propose would cost a Raft entry (and, on a follower, a round trip
+	// to the leader) per worker for one task; one at a time, as before,
+	// made a claim's Raft round the ceiling of a node's throughput.
+	claiming atomic.Int64
 }
 
 // NewPool builds a pool; Start runs it.
@@ -140,11 +143,12 @@ func (p *Pool) work(ctx context.Context, n int) {
 		// Look at the local replica first: proposing a claim costs a Raft
 		// round, and idle workers would otherwise fill the log with empty ones.
 		if at, ok := p.c.FSM().NextRunnableAt(); ok {
-			if until := time.Duration(at - p.cfg.Clock().UnixNano()); until > 0 {
+			now := p.cfg.Clock().UnixNano()
+			if until := time.Duration(at - now); until > 0 {
 				wait = min(wait, until)
-			} else if p.claiming.TryLock() {
+			} else if p.admitClaim(now) {
 				claim, err := p.claim(ctx)
-				p.claiming.Unlock()
+				p.claiming.Add(-1)
 				if err != nil {
 					log.Debug("claim", "error", err)
 				}
@@ -153,8 +157,9 @@ func (p *Pool) work(ctx context.Context, n int) {
 					continue
 				}
 			} else {
-				// Another worker is claiming; its entry may land before this
-				// one starts waiting, so look again soon rather than idle.
+				// As many claims are in flight as there are tasks to take;
+				// their entries may land before this worker starts
+				// waiting, so look again soon rather than idle.
 				wait = min(wait, 5*time.Millisecond)
 			}
 		}
@@ -171,8 +176,24 @@ func (p *Pool) work(ctx context.Context, n int) {
 	}
 }
 
-// claim proposes one claim. A panic is an error: the caller holds the
-// claiming lock, which must be released.
+// admitClaim admits one more claim proposal while fewer are in flight than
+// the local replica has runnable tasks at now; the caller, admitted, ends
+// it with claiming.Add(-1).
+func (p *Pool) admitClaim(now int64) bool {
+	runnable := int64(p.c.FSM().RunnableCount(now))
+	for {
+		n := p.claiming.Load()
+		if n >= runnable {
+			return false
+		}
+		if p.claiming.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+// claim proposes one claim. A panic is an error: the caller is counted in
+// claiming, which must be given back.
 func (p *Pool) claim(ctx context.Context) (claim *cluster.Claim, err error) {
 	err = CatchPanic(p.log, "claim", func() error {
 		r, err := p.c.Apply(ctx, &cluster.ClaimTask{Node: p.cfg.NodeID, TTL: p.cfg.LeaseTTL, Now: p.cfg.Clock().UnixNano()})
