@@ -395,7 +395,6 @@ func (a *applier) endAttempt(t *Task, e TaskError, jitter uint64, now int64) {
 			e.Class = ClassExhausted
 		}
 		t.State, t.Error, t.NextAt = StateDeadLetter, &e, 0
-		a.putRaw(dlqKey(t.ID), nil)
 		a.journal(t.ID, now, Event{Type: EventDeadLettered, Attempt: t.Attempts, Message: string(e.Class) + ": " + e.Message})
 	}
 	a.put(taskKey(t.ID), t)

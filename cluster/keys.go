@@ -16,7 +16,9 @@ import (
 //	ik/KEY                         task ID for a client idempotency key
 //	rq/NEXTAT SEQ/ID               runnable index: queued and retry_pending
 //	le/EXPIRESAT/ID                live lease index, by expiry
-//	dq/ID                          dead-letter index
+//	dq/ID                          dead-letter index, no longer written: lists
+//	                               read the task heads in memory (order.go);
+//	                               a task leaving the queue still deletes it
 //	l/TASK/CALL                    LedgerRecord
 //	j/TASK/SEQ                     Event
 //	st/TASK/SEQ                    staged KVWrite
