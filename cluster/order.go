@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"cmp"
 	"slices"
 	"sync"
 )
@@ -57,15 +58,7 @@ func (o *taskOrder) write(id string, h *taskHead) {
 			o.bySeq = append(o.bySeq, e)
 			return
 		}
-		i, _ := slices.BinarySearchFunc(o.bySeq, h.Seq, func(e *orderEntry, seq uint64) int {
-			switch {
-			case e.head.Seq < seq:
-				return -1
-			case e.head.Seq > seq:
-				return 1
-			}
-			return 0
-		})
+		i, _ := slices.BinarySearchFunc(o.bySeq, h.Seq, func(e *orderEntry, seq uint64) int { return cmp.Compare(e.head.Seq, seq) })
 		o.bySeq = slices.Insert(o.bySeq, i, e)
 	}
 }
@@ -84,9 +77,7 @@ func (o *taskOrder) ids(fl TaskFilter) []string {
 			i = n - 1 - k
 		}
 		e := o.bySeq[i]
-		h := &e.head
-		if e.deleted || (fl.State != "" && h.State != fl.State) || (fl.Agent != "" && h.Agent != fl.Agent) ||
-			(fl.Since != 0 && h.CreatedAt < fl.Since) || (fl.Until != 0 && h.CreatedAt >= fl.Until) {
+		if e.deleted || !fl.matchHead(&e.head) {
 			continue
 		}
 		out = append(out, e.id)
@@ -99,15 +90,7 @@ func (o *taskOrder) ids(fl TaskFilter) []string {
 
 // reset replaces the whole order with entries, in any order.
 func (o *taskOrder) reset(entries []*orderEntry) {
-	slices.SortStableFunc(entries, func(a, b *orderEntry) int {
-		switch {
-		case a.head.Seq < b.head.Seq:
-			return -1
-		case a.head.Seq > b.head.Seq:
-			return 1
-		}
-		return 0
-	})
+	slices.SortStableFunc(entries, func(a, b *orderEntry) int { return cmp.Compare(a.head.Seq, b.head.Seq) })
 	byID := make(map[string]*orderEntry, len(entries))
 	for _, e := range entries {
 		byID[e.id] = e

@@ -31,7 +31,7 @@ func TestTaskListMatchesScan(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ts = oldestFirst(ts, 0)
+		slices.SortFunc(ts, func(a, b Task) int { return cmp.Compare(a.Seq, b.Seq) })
 		if fl.Newest {
 			slices.Reverse(ts)
 		}
@@ -120,15 +120,6 @@ func TestLeaseTokenFollowsClaims(t *testing.T) {
 		t.Fatalf("after expiry: token %d, want 0", tok)
 	}
 	indexesAgree(t, h.fsm)
-}
-
-// oldestFirst orders tasks by submission and applies a filter's limit.
-func oldestFirst(ts []Task, limit int) []Task {
-	slices.SortFunc(ts, func(a, b Task) int { return cmp.Compare(a.Seq, b.Seq) })
-	if limit > 0 && len(ts) > limit {
-		ts = ts[:limit]
-	}
-	return ts
 }
 
 // RunnableCount counts what a claim at now could take: queued tasks and

@@ -57,22 +57,19 @@ func (fl TaskFilter) recordOnly() bool {
 }
 
 func (fl TaskFilter) match(t *Task) bool {
-	if fl.State != "" && t.State != fl.State {
-		return false
-	}
-	if fl.Agent != "" && t.Agent != fl.Agent {
+	if !fl.matchHead(&taskHead{Agent: t.Agent, State: t.State, CreatedAt: t.CreatedAt}) {
 		return false
 	}
 	if fl.Class != "" && (t.Error == nil || t.Error.Class != fl.Class) {
 		return false
 	}
-	if (fl.Since != 0 && t.CreatedAt < fl.Since) || (fl.Until != 0 && t.CreatedAt >= fl.Until) {
-		return false
-	}
-	if (fl.UpdatedSince != 0 && t.UpdatedAt < fl.UpdatedSince) || (fl.UpdatedUntil != 0 && t.UpdatedAt >= fl.UpdatedUntil) {
-		return false
-	}
-	return true
+	return (fl.UpdatedSince == 0 || t.UpdatedAt >= fl.UpdatedSince) && (fl.UpdatedUntil == 0 || t.UpdatedAt < fl.UpdatedUntil)
+}
+
+// matchHead is match for what a task's head in memory holds (order.go).
+func (fl TaskFilter) matchHead(h *taskHead) bool {
+	return (fl.State == "" || h.State == fl.State) && (fl.Agent == "" || h.Agent == fl.Agent) &&
+		(fl.Since == 0 || h.CreatedAt >= fl.Since) && (fl.Until == 0 || h.CreatedAt < fl.Until)
 }
 
 // Tasks lists tasks matching fl, oldest submission first (newest with
