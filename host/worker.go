@@ -142,20 +142,20 @@ func (p *Pool) work(ctx context.Context, n int) {
 		wait := p.cfg.IdleWait
 		// Look at the local replica first: proposing a claim costs a Raft
 		// round, and idle workers would otherwise fill the log with empty ones.
-		if at, ok := p.c.FSM().NextRunnableAt(); ok {
-			now := p.cfg.Clock().UnixNano()
+		now := p.cfg.Clock().UnixNano()
+		if p.admitClaim(now) {
+			claim, err := p.claim(ctx)
+			p.claiming.Add(-1)
+			if err != nil {
+				log.Debug("claim", "error", err)
+			}
+			if claim != nil {
+				p.run(ctx, claim, log)
+				continue
+			}
+		} else if at, ok := p.c.FSM().NextRunnableAt(); ok {
 			if until := time.Duration(at - now); until > 0 {
 				wait = min(wait, until)
-			} else if p.admitClaim(now) {
-				claim, err := p.claim(ctx)
-				p.claiming.Add(-1)
-				if err != nil {
-					log.Debug("claim", "error", err)
-				}
-				if claim != nil {
-					p.run(ctx, claim, log)
-					continue
-				}
 			} else {
 				// As many claims are in flight as there are tasks to take;
 				// their entries may land before this worker starts
