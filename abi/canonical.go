@@ -335,7 +335,12 @@ func (s *scanner) number() error {
 		}
 		return nil
 	}
-	out, err := appendNumber(s.out, string(lit))
+	var scratch [32]byte // a check writes nowhere
+	dst := scratch[:0]
+	if s.emit {
+		dst = s.out
+	}
+	out, err := appendNumber(dst, string(lit))
 	if err != nil {
 		return refuse("%v", err)
 	}
